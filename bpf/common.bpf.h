@@ -1,0 +1,31 @@
+/* What every built-in perfstream BPF program shares: the perf event array all of them write to (the collector
+ * gives every loaded probe the same map fd, so one set of per-CPU rings carries all of them), and the process
+ * filter set from user space before load. */
+#ifndef PERFSTREAM_COMMON_BPF_H
+#define PERFSTREAM_COMMON_BPF_H
+
+#include "vmlinux_min.h"
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* max_entries 0: libbpf sizes it to the number of possible CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} events SEC(".maps");
+
+/* Only this process (tgid) is traced; 0 traces every process. Set in .rodata before load. */
+const volatile __u32 filter_tgid = 0;
+
+static __always_inline bool ps_skip_tgid(__u32 tgid)
+{
+	return filter_tgid != 0 && tgid != filter_tgid;
+}
+
+#endif

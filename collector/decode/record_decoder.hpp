@@ -1,0 +1,71 @@
+// RecordDecoder: turns one perf ring record (header included) into a typed view, without copying.
+//
+// PERF_RECORD_SAMPLE is laid out by the event's sample_type. The fields before PERF_SAMPLE_RAW that a
+// BPF-output event can carry are supported (IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU, PERIOD);
+// READ, CALLCHAIN and the fields after RAW are refused when the decoder is created, because they are never
+// set on the events perfstream opens and their layout depends on further attributes.
+// The raw area is `u32 size; u8 data[size]` and the kernel pads it so the record stays 8-byte aligned:
+// SampleView::raw therefore has up to 7 bytes of zero padding after the payload the BPF program wrote.
+// Payload formats carry their own length when they need an exact one.
+//
+// PERF_RECORD_LOST is `u64 id; u64 lost;` and PERF_RECORD_LOST_SAMPLES is `u64 lost;`, both followed by the
+// sample_id trailer when sample_id_all is set; that trailer gives the CPU and time of the notice.
+// Any other type is reported as RecordKind::Other with its type, to be counted and skipped.
+// A record whose fields run past its own size is RecordKind::Malformed, with a reason.
+//
+// Views point into the record's bytes and share their validity (see PerfRing::Pass).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "collector/util/result.hpp"
+
+namespace perfstream {
+
+struct SampleView {
+  std::uint64_t time = 0;      // PERF_SAMPLE_TIME, else 0
+  std::uint32_t cpu = 0;       // PERF_SAMPLE_CPU, else 0
+  std::uint32_t pid = 0;       // PERF_SAMPLE_TID, else 0
+  std::uint32_t tid = 0;
+  std::uint64_t id = 0;        // PERF_SAMPLE_ID or IDENTIFIER, else 0
+  std::span<const std::byte> raw;  // PERF_SAMPLE_RAW bytes, kernel padding included
+};
+
+struct LostView {
+  std::uint64_t id = 0;        // event id (PERF_RECORD_LOST only)
+  std::uint64_t lost = 0;      // samples the kernel dropped since the previous notice
+  std::uint64_t time = 0;      // from the sample_id trailer, 0 without one
+  std::uint32_t cpu = 0;
+  bool has_sample_id = false;
+};
+
+enum class RecordKind { Sample, Lost, LostSamples, Other, Malformed };
+
+struct DecodedRecord {
+  RecordKind kind = RecordKind::Other;
+  std::uint32_t type = 0;      // perf_event_header::type
+  SampleView sample;           // kind == Sample
+  LostView lost;               // kind == Lost or LostSamples
+  const char* malformed = "";  // kind == Malformed: why (a static string)
+};
+
+class RecordDecoder {
+ public:
+  // sample_type and sample_id_all as given to perf_event_open.
+  static Result<RecordDecoder> create(std::uint64_t sample_type, bool sample_id_all);
+
+  DecodedRecord decode(std::span<const std::byte> record) const;
+
+  std::uint64_t sample_type() const { return sample_type_; }
+
+ private:
+  RecordDecoder(std::uint64_t sample_type, bool sample_id_all);
+  bool read_sample_id(std::span<const std::byte> trailer, LostView& lost) const;
+
+  std::uint64_t sample_type_;
+  bool sample_id_all_;
+  std::size_t sample_id_size_;  // bytes of the sample_id trailer
+};
+
+}  // namespace perfstream

@@ -1,0 +1,73 @@
+// BpfProbe: one loaded and attached BPF object that writes into a perf event array: one of perfstream's
+// built-in probes (embedded in the binary from its bpftool skeleton) or any .bpf.o file.
+//
+// Loading. The object is opened, its perf event array is found (the map named by the caller, else the
+// one map of that type), and, when the caller passes a shared map fd, that map is replaced by the shared
+// one before load (bpf_map__reuse_fd), so that several probes write into one set of per-CPU rings. A
+// global `filter_tgid` in .rodata, when the object has one, is set before load. A load failure carries the
+// verifier's log. Every program is then attached.
+//
+// Ownership: the probe owns the bpf_object and its links; destroying the probe detaches and unloads.
+// tp/ programs need tracefs; ensure_tracefs() mounts it when it is missing and we may.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "collector/util/result.hpp"
+
+struct bpf_object;
+struct bpf_link;
+
+namespace perfstream {
+
+struct BuiltinProbeInfo {
+  const char* name;
+  const char* description;
+  std::uint32_t event_kind;  // the ps_event_kind its records carry
+};
+
+// perfstream's built-in probes, in a stable order.
+const std::vector<BuiltinProbeInfo>& builtin_probes();
+
+struct ProbeOptions {
+  std::string map_name;                     // the perf event array; empty: the only one in the object
+  int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
+  std::optional<std::uint32_t> filter_tgid; // sets .rodata filter_tgid, when the object has it
+  bool attach = true;
+};
+
+class BpfProbe {
+ public:
+  static Result<std::unique_ptr<BpfProbe>> load_builtin(const std::string& name, const ProbeOptions& options);
+  static Result<std::unique_ptr<BpfProbe>> load_file(const std::string& path, const ProbeOptions& options);
+  ~BpfProbe();
+  BpfProbe(const BpfProbe&) = delete;
+  BpfProbe& operator=(const BpfProbe&) = delete;
+
+  const std::string& name() const { return name_; }
+  bpf_object* object() const { return object_; }
+  // The perf event array this probe writes to (the shared one when given).
+  int events_map_fd() const;
+  const std::string& events_map_name() const { return events_map_name_; }
+  // Any map of the object by name.
+  Result<int> map_fd(const std::string& map_name) const;
+
+ private:
+  BpfProbe() = default;
+  static Result<std::unique_ptr<BpfProbe>> load(std::unique_ptr<BpfProbe> probe, const ProbeOptions& options);
+
+  std::string name_;
+  bpf_object* object_ = nullptr;
+  std::string events_map_name_;
+  std::vector<bpf_link*> links_;
+  std::string log_;  // the kernel's verifier log, filled on failure
+};
+
+// Mounts tracefs at /sys/kernel/tracing when no tracefs is reachable there or under debugfs.
+Status ensure_tracefs();
+
+}  // namespace perfstream

@@ -1,0 +1,70 @@
+#include "collector/read/ring_drain.hpp"
+
+namespace perfstream {
+namespace {
+
+void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
+  if (n != 0) counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decoder, RecordConsumer& consumer,
+                       CpuCounters& counters) {
+  DrainResult result;
+  std::uint64_t samples = 0, sample_bytes = 0, lost = 0, lost_notices = 0, malformed = 0, other = 0;
+  {
+    PerfRing::Pass pass = ring.begin_pass();
+    const std::uint64_t fill = pass.fill_at_start();
+    counters.fill_bytes.store(fill, std::memory_order_relaxed);
+    if (fill > counters.fill_high_water.load(std::memory_order_relaxed)) {
+      counters.fill_high_water.store(fill, std::memory_order_relaxed);
+    }
+    while (auto record = pass.next()) {
+      ++result.records;
+      result.bytes += record->bytes.size();
+      const DecodedRecord decoded = decoder.decode(record->bytes);
+      switch (decoded.kind) {
+        case RecordKind::Sample:
+          ++samples;
+          sample_bytes += decoded.sample.raw.size();
+          consumer.on_sample(cpu, decoded.sample);
+          break;
+        case RecordKind::Lost:
+        case RecordKind::LostSamples:
+          if (decoded.lost.lost != 0) {
+            lost += decoded.lost.lost;
+            ++lost_notices;
+            consumer.on_lost(cpu, decoded.lost);
+          }
+          break;
+        case RecordKind::Other:
+          ++other;
+          break;
+        case RecordKind::Malformed:
+          ++malformed;
+          break;
+      }
+    }
+    if (pass.corruption()) {
+      result.corrupt = true;
+      add(counters.corrupt, 1);
+      add(counters.corrupt_bytes, pass.corruption()->bytes_skipped);
+      consumer.on_corruption(cpu, *pass.corruption());
+    }
+    consumer.on_pass_end(cpu);
+    result.bytes += pass.corruption() ? pass.corruption()->bytes_skipped : 0;
+    // The pass commits data_tail here, after the consumer is done with its views.
+  }
+  add(counters.passes, 1);
+  add(counters.samples, samples);
+  add(counters.sample_bytes, sample_bytes);
+  add(counters.ring_bytes, result.bytes);
+  add(counters.lost, lost);
+  add(counters.lost_notices, lost_notices);
+  add(counters.malformed, malformed);
+  add(counters.other_records, other);
+  return result;
+}
+
+}  // namespace perfstream

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, everything perfstream needs to build, test and run.
+# Idempotent: packages already present are left alone, and apt is only asked when one is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  clang llvm                        # clang -target bpf; llvm-strip for the BPF objects
+  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libboost-dev libboost-system-dev  # Boost.Asio
+  libzstd-dev zstd
+  libprotobuf-dev protobuf-compiler
+  libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 procps util-linux kmod
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}; run this script as root (sudo $0)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
