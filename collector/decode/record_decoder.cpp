@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 namespace perfstream {
@@ -13,6 +14,14 @@ constexpr std::uint64_t kSupportedSampleType = PERF_SAMPLE_IDENTIFIER | PERF_SAM
                                                PERF_SAMPLE_TIME | PERF_SAMPLE_ADDR | PERF_SAMPLE_ID |
                                                PERF_SAMPLE_STREAM_ID | PERF_SAMPLE_CPU | PERF_SAMPLE_PERIOD |
                                                PERF_SAMPLE_RAW;
+
+// The PERF_SAMPLE_* names by bit number (enum perf_event_sample_format), to say which fields are refused.
+constexpr const char* kSampleTypeBitNames[] = {
+    "IP", "TID", "TIME", "ADDR", "READ", "CALLCHAIN", "ID", "CPU", "PERIOD", "STREAM_ID", "RAW", "BRANCH_STACK",
+    "REGS_USER", "STACK_USER", "WEIGHT", "DATA_SRC", "IDENTIFIER", "TRANSACTION", "REGS_INTR", "PHYS_ADDR", "AUX",
+    "CGROUP", "DATA_PAGE_SIZE", "CODE_PAGE_SIZE", "WEIGHT_STRUCT"};
+static_assert(PERF_SAMPLE_CALLCHAIN == 1u << 5 && PERF_SAMPLE_IDENTIFIER == 1u << 16 &&
+              PERF_SAMPLE_WEIGHT_STRUCT == 1u << (std::size(kSampleTypeBitNames) - 1));
 
 // Reads fixed-size fields from a record, refusing to go past its end.
 class FieldReader {
@@ -54,12 +63,19 @@ DecodedRecord malformed(std::uint32_t type, const char* why) {
 }  // namespace
 
 Result<RecordDecoder> RecordDecoder::create(std::uint64_t sample_type, bool sample_id_all) {
-  if ((sample_type & ~kSupportedSampleType) != 0) {
+  if (const std::uint64_t unsupported = sample_type & ~kSupportedSampleType; unsupported != 0) {
+    std::string names;
+    for (unsigned bit = 0; bit < 64; ++bit) {
+      if ((unsupported & (std::uint64_t{1} << bit)) == 0) continue;
+      if (!names.empty()) names += ", ";
+      names += bit < std::size(kSampleTypeBitNames) ? std::string(kSampleTypeBitNames[bit]) : "bit " + std::to_string(bit);
+    }
     return Error("record decoder: sample_type 0x" + [&] {
       char buf[32];
       std::snprintf(buf, sizeof(buf), "%llx", static_cast<unsigned long long>(sample_type));
       return std::string(buf);
-    }() + " has fields perfstream does not decode (only IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU, PERIOD, RAW)");
+    }() + " has fields perfstream does not decode: " + names +
+                 " (only IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU, PERIOD, RAW)");
   }
   return RecordDecoder(sample_type, sample_id_all);
 }

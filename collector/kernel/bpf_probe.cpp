@@ -196,8 +196,13 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   return probe;
 }
 
-BpfProbe::~BpfProbe() {
+void BpfProbe::detach() {
   for (bpf_link* link : links_) bpf_link__destroy(link);
+  links_.clear();
+}
+
+BpfProbe::~BpfProbe() {
+  detach();
   if (object_ != nullptr) bpf_object__close(object_);
 }
 

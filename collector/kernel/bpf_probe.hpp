@@ -48,6 +48,9 @@ class BpfProbe {
   BpfProbe(const BpfProbe&) = delete;
   BpfProbe& operator=(const BpfProbe&) = delete;
 
+  // Detaches every program (no new records); the maps stay, so the rings can still be drained.
+  void detach();
+
   const std::string& name() const { return name_; }
   bpf_object* object() const { return object_; }
   // The perf event array this probe writes to (the shared one when given).

@@ -31,7 +31,7 @@ std::string human_bytes(std::uint64_t bytes) {
 
 std::uint64_t round_up_pow2(std::uint64_t v) {
   std::uint64_t p = 1;
-  while (p < v) p <<= 1;
+  while (p < v && p < (std::uint64_t{1} << 63)) p <<= 1;  // saturates instead of wrapping to 0 (and looping)
   return p;
 }
 
@@ -85,12 +85,16 @@ Result<RingSize> RingSize::parse(const std::string& text) {
   const bool total = body.rfind("total:", 0) == 0;
   if (total) body = body.substr(6);
   if (body.empty()) return Error("ring size \"" + text + "\": empty");
+  const std::string not_a_number =
+      "ring size \"" + text + "\": not a number (use pages like 64, bytes like 256K or 4M, or total:64M)";
+  // stoull would also skip blanks and take a sign ("-1" is 2^64 - 1): a size starts with a digit.
+  if (body[0] < '0' || body[0] > '9') return Error(not_a_number);
   std::size_t used = 0;
   unsigned long long n = 0;
   try {
     n = std::stoull(body, &used);
   } catch (const std::exception&) {
-    return Error("ring size \"" + text + "\": not a number (use pages like 64, bytes like 256K or 4M, or total:64M)");
+    return Error(not_a_number);
   }
   std::string suffix = body.substr(used);
   std::uint64_t scale = 0;
@@ -101,6 +105,7 @@ Result<RingSize> RingSize::parse(const std::string& text) {
   else if (suffix == "B") scale = 1;
   else return Error("ring size \"" + text + "\": unknown unit \"" + suffix + "\" (use K, M or G)");
   if (n == 0) return Error("ring size \"" + text + "\": must be at least one page");
+  if (scale > 1 && n > ~std::uint64_t{0} / scale) return Error("ring size \"" + text + "\": too large");
   if (total) {
     out.unit = Unit::TotalBytes;
     out.value = n * (scale == 0 ? 1 : scale);
@@ -126,7 +131,7 @@ Result<RingGeometry> plan_ring_geometry(const RingSize& size, std::uint64_t wake
       pages = round_up_pow2(size.value);
       break;
     case RingSize::Unit::BytesPerCpu:
-      pages = round_up_pow2((size.value + page_size - 1) / page_size);
+      pages = round_up_pow2(size.value / page_size + (size.value % page_size != 0 ? 1 : 0));
       break;
     case RingSize::Unit::TotalBytes: {
       const std::uint64_t per_cpu_pages = size.value / cpus / page_size;
@@ -247,6 +252,7 @@ Result<std::unique_ptr<CpuRing>> PerfEventArray::open_ring(unsigned cpu) {
   attr.sample_id_all = 1;  // PERF_RECORD_LOST carries the CPU and time of the loss
   attr.watermark = 1;
   attr.wakeup_watermark = static_cast<__u32>(geometry_.wakeup_bytes);
+  attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;  // see event_is_live
   attr.use_clockid = 1;
   attr.clockid = clockid_;
 
@@ -275,6 +281,19 @@ Result<std::unique_ptr<CpuRing>> PerfEventArray::open_ring(unsigned cpu) {
                              std::to_string(cpu), errno);
   }
   return std::make_unique<CpuRing>(CpuRing{cpu, std::move(event), std::move(region), std::move(*ring)});
+}
+
+Result<bool> event_is_live(int event_fd, unsigned cpu) {
+  struct Times {
+    std::uint64_t value, enabled, running;
+  };
+  Times first{}, second{};
+  for (Times* t : {&first, &second}) {
+    if (::read(event_fd, t, sizeof(*t)) != static_cast<ssize_t>(sizeof(*t))) {
+      return Error::from_errno("reading the perf event of CPU " + std::to_string(cpu), errno);
+    }
+  }
+  return second.enabled != first.enabled;
 }
 
 Status PerfEventArray::clear_slot(unsigned cpu) {

@@ -71,6 +71,11 @@ struct EventArrayOptions {
   std::string sysfs_cpu_dir = CpuSet::kSysfsCpuDir;
 };
 
+// Whether the kernel still has `event_fd`'s event on its CPU. A CPU event is taken off its CPU when the
+// CPU goes offline and is never put back, even when the CPU returns; its enabled time then stands still.
+// Reads the event's times twice (each read makes the CPU update them) and compares. Errors name the CPU.
+Result<bool> event_is_live(int event_fd, unsigned cpu);
+
 class PerfEventArray {
  public:
   // `map_fd` is borrowed (the array dups it); `map_name` is only for messages.

@@ -199,7 +199,7 @@ Result<std::unique_ptr<ReaderPool>> ReaderPool::create(PerfEventArray& array, co
   for (auto& ring : array.take_initial_rings()) {
     const unsigned cpu = ring->cpu;
     const unsigned reader = next++ % options.threads;
-    pool->owner_of_cpu_[cpu] = reader;
+    pool->owner_of_cpu_[cpu] = Owner{reader, ring->event_fd.get()};
     Reader* r = pool->readers_[reader].get();
     asio::post(r->io(), [r, ring = std::shared_ptr<CpuRing>(ring.release())]() mutable {
       // shared_ptr only to make the handler copyable; ownership moves into the reader here.
@@ -307,17 +307,30 @@ void ReaderPool::check_hotplug() {
     return;
   }
   std::lock_guard<std::mutex> lock(owners_mutex_);
-  // Gone offline: stop BPF output into the slot now, then let the owner drain what is left and close.
+  // Gone offline, or gone and back with a dead event: stop BPF output into the slot now, then let the
+  // owner drain what is left and close the ring.
   for (auto it = owner_of_cpu_.begin(); it != owner_of_cpu_.end();) {
     const unsigned cpu = it->first;
-    if (online->contains(cpu)) {
+    std::string why;
+    if (!online->contains(cpu)) {
+      why = "went offline: its ring is drained and closed";
+    } else {
+      auto live = event_is_live(it->second.event_fd, cpu);
+      if (!live) {
+        log("hotplug: " + live.error().message());
+      } else if (!*live) {
+        why = "went offline and came back since the last check: its old event stopped for good; "
+              "draining and closing its ring, then opening a new one";
+      }
+    }
+    if (why.empty()) {
       ++it;
       continue;
     }
     if (auto st = array_.clear_slot(cpu); !st) log(st.error().message());
-    Reader* r = readers_[it->second].get();
+    Reader* r = readers_[it->second.reader].get();
     asio::post(r->io(), [r, cpu] { r->retire(cpu); });
-    log("CPU " + std::to_string(cpu) + " went offline: its ring is drained and closed");
+    log("CPU " + std::to_string(cpu) + " " + why);
     it = owner_of_cpu_.erase(it);
   }
   // Came online: a new event, ring and slot, owned by the reader with the fewest CPUs.
@@ -334,12 +347,12 @@ void ReaderPool::check_hotplug() {
     }
     open_failures_.erase(cpu);
     std::vector<unsigned> load(readers_.size(), 0);
-    for (const auto& [c, reader] : owner_of_cpu_) ++load[reader];
+    for (const auto& [c, owner] : owner_of_cpu_) ++load[owner.reader];
     unsigned best = 0;
     for (unsigned i = 1; i < load.size(); ++i) {
       if (load[i] < load[best]) best = i;
     }
-    owner_of_cpu_[cpu] = best;
+    owner_of_cpu_[cpu] = Owner{best, (*ring)->event_fd.get()};
     Reader* r = readers_[best].get();
     asio::post(r->io(), [r, ring = std::shared_ptr<CpuRing>(ring->release())] {
       r->adopt(std::unique_ptr<CpuRing>(new CpuRing(std::move(*ring))));

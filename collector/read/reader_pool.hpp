@@ -83,7 +83,11 @@ class ReaderPool {
   std::vector<std::unique_ptr<Reader>> readers_;
 
   mutable std::mutex owners_mutex_;
-  std::map<unsigned, unsigned> owner_of_cpu_;  // cpu -> reader index; guarded by owners_mutex_
+  struct Owner {
+    unsigned reader = 0;
+    int event_fd = -1;  // borrowed from the reader's CpuRing; valid until a retire is posted for it
+  };
+  std::map<unsigned, Owner> owner_of_cpu_;  // guarded by owners_mutex_
   std::map<unsigned, std::string> open_failures_;  // cpu -> last error logged; reader 0 only
   bool started_ = false;
   bool stopped_ = false;

@@ -1,0 +1,162 @@
+// CPU hotplug in the real kernel: a CPU that goes offline has its ring drained before it is closed; when it
+// comes back it gets a new ring and its events resume. Runs where /sys/devices/system/cpu/cpuN/online is
+// writable (CPU 0 often is not; the test uses the highest online CPU).
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "testing/kernel_fixture.hpp"
+
+namespace perfstream::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The CPU the test takes offline: the highest online one other than 0, if the kernel lets us.
+struct HotplugCpu {
+  unsigned cpu = 0;
+  std::string skip;
+};
+
+HotplugCpu pick_hotplug_cpu() {
+  HotplugCpu out;
+  auto online = CpuSet::online();
+  if (!online || online->size() < 2) {
+    out.skip = "needs two online CPUs";
+    return out;
+  }
+  out.cpu = online->max();
+  const std::string path = "/sys/devices/system/cpu/cpu" + std::to_string(out.cpu) + "/online";
+  if (access(path.c_str(), W_OK) != 0) out.skip = path + " is not writable: this kernel does not allow hotplug here";
+  return out;
+}
+
+// Brings the CPU back whatever happens in the test.
+struct OnlineAgain {
+  unsigned cpu;
+  ~OnlineAgain() { set_cpu_online(cpu, true); }
+};
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+struct CpuTally {
+  std::uint64_t delivered = 0, lost = 0, gaps = 0;
+};
+
+CpuTally tally_cpu(const std::vector<CollectedRecord>& records, unsigned cpu) {
+  CpuTally t;
+  bool any = false;
+  std::uint64_t last = 0;
+  for (const auto& r : records) {
+    if (r.ring_cpu != cpu) continue;
+    if (r.is_lost) {
+      t.lost += r.lost;
+      continue;
+    }
+    LoadgenSample s;
+    if (!parse_loadgen(r.raw, &s)) continue;
+    ++t.delivered;
+    if (any) t.gaps += s.seq - last - 1;
+    last = s.seq;
+    any = true;
+  }
+  return t;
+}
+
+TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
+  const HotplugCpu target = pick_hotplug_cpu();
+  if (!target.skip.empty()) GTEST_SKIP() << target.skip;
+  std::string skip;
+  auto probe = load_probe("loadgen", ProbeOptions{}, &skip);
+  if (!probe) GTEST_SKIP() << skip;
+  ReaderOptions reader_options;
+  reader_options.flush_interval = 1h;   // only wakeups and hotplug drain: records sit in the ring
+  reader_options.hotplug_interval = 20ms;
+  auto collector = Collector::create(*probe, EventArrayOptions{}, reader_options);
+  ASSERT_TRUE(collector);
+  collector->pool->start();
+  Loadgen loadgen(*probe);
+  loadgen.configure(64);
+  const unsigned cpu = target.cpu;
+  OnlineAgain restore{cpu};
+
+  // Below the wakeup size: these records are still in the ring when the CPU goes offline.
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 700));
+  ASSERT_EQ(collector->store.samples(), 0u) << "records were drained before the CPU went offline";
+  ASSERT_EQ(set_cpu_online(cpu, false), "");
+  ASSERT_TRUE(wait_until([&] { return !collector->pool->attached_cpus().contains(cpu); }));
+  ASSERT_TRUE(wait_until([&] { return collector->store.ring_closed_count(cpu) == 1; }));
+  EXPECT_EQ(tally_cpu(collector->store.records(), cpu).delivered, 700u);
+  EXPECT_FALSE(collector->stats->snapshot(cpu).attached);
+
+  ASSERT_EQ(set_cpu_online(cpu, true), "");
+  ASSERT_TRUE(wait_until([&] { return collector->pool->attached_cpus().contains(cpu); }));
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 300));
+  loadgen.disable();
+  probe->detach();
+  collector->pool->stop();
+
+  const auto counts = loadgen.counts(cpu);
+  const auto t = tally_cpu(collector->store.records(), cpu);
+  EXPECT_EQ(counts.emitted, 1000u);
+  EXPECT_EQ(counts.failed, 0u);
+  EXPECT_EQ(t.delivered, 1000u);
+  EXPECT_EQ(t.lost, 0u);
+  EXPECT_EQ(t.gaps, 0u);
+  EXPECT_EQ(collector->stats->snapshot(cpu).attach_count, 2u);
+  bool logged_offline = false, logged_online = false;
+  for (const auto& line : collector->log_lines()) {
+    logged_offline |= line.find("CPU " + std::to_string(cpu) + " went offline") != std::string::npos;
+    logged_online |= line.find("CPU " + std::to_string(cpu) + " is online") != std::string::npos;
+  }
+  EXPECT_TRUE(logged_offline);
+  EXPECT_TRUE(logged_online);
+}
+
+// Offline and back online between two checks: the kernel took the old event off the CPU for good, so the
+// check must notice and replace it, or the CPU's events would silently stop.
+TEST(CpuHotplug, QuickOfflineOnlineBetweenChecksIsCaught) {
+  const HotplugCpu target = pick_hotplug_cpu();
+  if (!target.skip.empty()) GTEST_SKIP() << target.skip;
+  std::string skip;
+  auto probe = load_probe("loadgen", ProbeOptions{}, &skip);
+  if (!probe) GTEST_SKIP() << skip;
+  ReaderOptions reader_options;
+  reader_options.flush_interval = 1h;
+  reader_options.hotplug_interval = 1h;  // checks only when the test asks
+  auto collector = Collector::create(*probe, EventArrayOptions{}, reader_options);
+  ASSERT_TRUE(collector);
+  collector->pool->start();
+  Loadgen loadgen(*probe);
+  loadgen.configure(64);
+  const unsigned cpu = target.cpu;
+  OnlineAgain restore{cpu};
+
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 200));
+  ASSERT_EQ(set_cpu_online(cpu, false), "");
+  ASSERT_EQ(set_cpu_online(cpu, true), "");
+  collector->pool->check_hotplug_now();
+  ASSERT_TRUE(collector->pool->attached_cpus().contains(cpu));
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 300));
+  loadgen.disable();
+  probe->detach();
+  collector->pool->stop();
+
+  const auto counts = loadgen.counts(cpu);
+  const auto t = tally_cpu(collector->store.records(), cpu);
+  EXPECT_EQ(counts.emitted + counts.failed, 500u);
+  EXPECT_EQ(counts.failed, 0u) << "emits failed after the CPU came back: its event was not replaced in time";
+  EXPECT_EQ(t.delivered, 500u);
+  EXPECT_EQ(t.gaps, 0u);
+}
+
+}  // namespace
+}  // namespace perfstream::testing
