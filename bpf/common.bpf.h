@@ -22,10 +22,16 @@ struct {
 
 /* Only this process (tgid) is traced; 0 traces every process. Set in .rodata before load. */
 const volatile __u32 filter_tgid = 0;
+/* This process (the collector itself) is never traced: its own ring draining would fill the trace. */
+const volatile __u32 ignore_tgid = 0;
+
+/* Names the C struct that describes this object's records, so the collector can read its layout from BTF
+ * and record it in the trace header (field names, types, offsets). Any BPF object can do the same. */
+#define PS_EVENT_LAYOUT(type) const volatile type *ps_event_layout __attribute__((used)) = 0
 
 static __always_inline bool ps_skip_tgid(__u32 tgid)
 {
-	return filter_tgid != 0 && tgid != filter_tgid;
+	return (filter_tgid != 0 && tgid != filter_tgid) || (ignore_tgid != 0 && tgid == ignore_tgid);
 }
 
 #endif

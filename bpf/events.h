@@ -67,7 +67,7 @@ struct ps_sched_switch_event {
  * `seq` counts emit attempts per CPU (from 0), so a reader can tell exactly which records are missing. */
 struct ps_loadgen_event {
 	__u32 kind;             /* PS_EVENT_LOADGEN */
-	__u32 size;             /* bytes emitted, this header included */
+	__u32 payload_len;      /* bytes of payload emitted after this header */
 	__u64 seq;              /* per-CPU sequence number of this emit attempt */
 	__u32 cpu;
 	__u32 pid;

@@ -2,6 +2,8 @@
 /* exec: one record per successful execve, with the file name as the kernel resolved it. */
 #include "common.bpf.h"
 
+PS_EVENT_LAYOUT(struct ps_exec_event);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -4,6 +4,8 @@
  * what failed, so user space can check delivered + lost against the truth. */
 #include "common.bpf.h"
 
+PS_EVENT_LAYOUT(struct ps_loadgen_event);
+
 #define ENOSPC 28
 
 struct {
@@ -53,7 +55,7 @@ int ps_loadgen(struct bpf_raw_tracepoint_args *ctx)
 		count = 1024;
 
 	e->kind = PS_EVENT_LOADGEN;
-	e->size = size;
+	e->payload_len = size - PS_LOADGEN_HEADER_SIZE;
 	e->cpu = bpf_get_smp_processor_id();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	for (__u32 i = 0; i < 1024; i++) {

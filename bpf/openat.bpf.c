@@ -2,6 +2,8 @@
 /* openat: one record per openat(2) call, with the path as the caller passed it. */
 #include "common.bpf.h"
 
+PS_EVENT_LAYOUT(struct ps_openat_event);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -2,6 +2,8 @@
 /* sched_switch: one fixed-size record per context switch, with the fields of sched:sched_switch. */
 #include "common.bpf.h"
 
+PS_EVENT_LAYOUT(struct ps_sched_switch_event);
+
 #define PS_TASK_REPORT 0x7f
 #define PS_TASK_REPORT_IDLE 0x80
 #define PS_TASK_REPORT_MAX 0x100

@@ -1,1 +1,50 @@
-int main() { return 0; }
+// perfstream: record, read and stream BPF perf-ring output. main() only dispatches; it is the one place
+// that catches exceptions.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "collector/cli/commands.hpp"
+
+namespace {
+
+void usage(std::ostream& out) {
+  out << "usage: perfstream COMMAND [flags]\n\n"
+         "commands:\n"
+         "  record   capture BPF output into a compressed trace file (perfstream record --probe exec)\n"
+         "  dump     print the records of a trace file, in time order (--json for one object per line)\n"
+         "  stats    counts per CPU and event, loss, time span, rates, bytes raw and compressed\n"
+         "  probes   the built-in probes and their fields\n\n"
+         "perfstream COMMAND --help shows the flags of a command.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "record") return perfstream::cli::run_record(args, std::cout, std::cerr);
+    if (command == "dump") return perfstream::cli::run_dump(args, std::cout, std::cerr);
+    if (command == "stats") return perfstream::cli::run_stats(args, std::cout, std::cerr);
+    if (command == "probes") return perfstream::cli::run_probes(args, std::cout, std::cerr);
+    if (command == "--help" || command == "-h" || command == "help") {
+      usage(std::cout);
+      return 0;
+    }
+    if (command == "--version" || command == "version") {
+      std::cout << "perfstream " << PERFSTREAM_VERSION << "\n";
+      return 0;
+    }
+    std::cerr << "perfstream: unknown command '" << command << "'\n\n";
+    usage(std::cerr);
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "perfstream " << command << ": internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -68,7 +68,8 @@ Result<RecordDecoder> RecordDecoder::create(std::uint64_t sample_type, bool samp
     for (unsigned bit = 0; bit < 64; ++bit) {
       if ((unsupported & (std::uint64_t{1} << bit)) == 0) continue;
       if (!names.empty()) names += ", ";
-      names += bit < std::size(kSampleTypeBitNames) ? std::string(kSampleTypeBitNames[bit]) : "bit " + std::to_string(bit);
+      names += bit < std::size(kSampleTypeBitNames) ? std::string(kSampleTypeBitNames[bit])
+                                                    : "bit " + std::to_string(bit);
     }
     return Error("record decoder: sample_type 0x" + [&] {
       char buf[32];

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "collector/decode/payload_schema.hpp"
 #include "exec.skel.h"
 #include "loadgen.skel.h"
 #include "openat.skel.h"
@@ -82,6 +83,25 @@ const std::vector<BuiltinProbeInfo>& builtin_probes() {
     return out;
   }();
   return infos;
+}
+
+Result<v1::EventSchema> builtin_probe_schema(const std::string& name) {
+  for (const auto& entry : builtin_entries()) {
+    if (name != entry.info.name) continue;
+    size_t size = 0;
+    const void* bytes = entry.elf_bytes(&size);
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = entry.info.name);
+    bpf_object* object = bpf_object__open_mem(bytes, size, &opts);
+    if (object == nullptr) return Error::from_errno("opening built-in probe '" + name + "'", errno);
+    auto schema = schema_of_object(object);
+    bpf_object__close(object);
+    if (!schema) return schema.error().with_context("probe '" + name + "'");
+    if (!*schema) return Error("probe '" + name + "' declares no record layout");
+    (*schema)->set_kind(entry.info.event_kind);
+    (*schema)->set_name(name);
+    return std::move(**schema);
+  }
+  return Error("unknown probe '" + name + "'");
 }
 
 Status ensure_tracefs() {
@@ -158,16 +178,8 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
     }
   }
   if (options.filter_tgid) set_rodata_u32(probe->object_, "filter_tgid", *options.filter_tgid);
+  if (options.ignore_tgid) set_rodata_u32(probe->object_, "ignore_tgid", *options.ignore_tgid);
 
-  bool needs_tracefs = false;
-  bpf_program* prog = nullptr;
-  bpf_object__for_each_program(prog, probe->object_) {
-    const char* sec = bpf_program__section_name(prog);
-    if (std::strncmp(sec, "tp/", 3) == 0 || std::strncmp(sec, "tracepoint/", 11) == 0) needs_tracefs = true;
-  }
-  if (needs_tracefs && options.attach) {
-    if (auto st = ensure_tracefs(); !st) return st.error().with_context(what);
-  }
 
   if (int err = bpf_object__load(probe->object_); err != 0) {
     std::string log(probe->log_.c_str());
@@ -182,18 +194,29 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   probe->log_.shrink_to_fit();
 
   if (options.attach) {
-    bpf_object__for_each_program(prog, probe->object_) {
-      bpf_link* link = bpf_program__attach(prog);
-      if (link == nullptr) {
-        const int err = errno;
-        return Error::from_errno(what + ": attaching program '" + bpf_program__name(prog) + "' (" +
-                                     bpf_program__section_name(prog) + ")",
-                                 err);
-      }
-      probe->links_.push_back(link);
-    }
+    if (auto st = probe->attach(); !st) return st.error();
   }
   return probe;
+}
+
+Status BpfProbe::attach() {
+  if (!links_.empty()) return {};
+  const std::string what = "probe '" + name_ + "'";
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, object_) {
+    const char* sec = bpf_program__section_name(prog);
+    if (std::strncmp(sec, "tp/", 3) == 0 || std::strncmp(sec, "tracepoint/", 11) == 0) {
+      if (auto st = ensure_tracefs(); !st) return st.error().with_context(what);
+    }
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) {
+      const int err = errno;
+      detach();
+      return Error::from_errno(what + ": attaching program '" + bpf_program__name(prog) + "' (" + sec + ")", err);
+    }
+    links_.push_back(link);
+  }
+  return {};
 }
 
 void BpfProbe::detach() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "collector/util/result.hpp"
+#include "perfstream.pb.h"
 
 struct bpf_object;
 struct bpf_link;
@@ -33,10 +34,15 @@ struct BuiltinProbeInfo {
 // perfstream's built-in probes, in a stable order.
 const std::vector<BuiltinProbeInfo>& builtin_probes();
 
+// The record layout of a built-in probe, read from its embedded object's BTF (nothing is loaded; no
+// privileges needed). kind and name are filled in.
+Result<v1::EventSchema> builtin_probe_schema(const std::string& name);
+
 struct ProbeOptions {
   std::string map_name;                     // the perf event array; empty: the only one in the object
   int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
   std::optional<std::uint32_t> filter_tgid; // sets .rodata filter_tgid, when the object has it
+  std::optional<std::uint32_t> ignore_tgid; // sets .rodata ignore_tgid (a process never traced), likewise
   bool attach = true;
 };
 
@@ -48,6 +54,8 @@ class BpfProbe {
   BpfProbe(const BpfProbe&) = delete;
   BpfProbe& operator=(const BpfProbe&) = delete;
 
+  // Attaches every program (after load with attach = false). Idempotent.
+  Status attach();
   // Detaches every program (no new records); the maps stay, so the rings can still be drained.
   void detach();
 

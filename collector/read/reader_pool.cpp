@@ -106,6 +106,7 @@ class ReaderPool::Reader {
       if (auto st = pool_.array_.clear_slot(cpu); !st) pool_.log(st.error().message());
       retire(cpu);
     }
+    consumer_->on_stop();
     work_.reset();
   }
 
@@ -149,6 +150,7 @@ class ReaderPool::Reader {
     flush_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       drain_all();
+      consumer_->on_tick();
       arm_flush_timer();
     });
   }

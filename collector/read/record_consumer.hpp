@@ -36,6 +36,10 @@ class RecordConsumer {
   virtual void on_ring_opened(unsigned cpu) { (void)cpu; }
   // `cpu`'s ring was drained one last time and closed (the CPU went offline, or the pool stopped).
   virtual void on_ring_closed(unsigned cpu) { (void)cpu; }
+  // The reader's flush timer fired and every ring of the reader was drained: a chance to close aged work.
+  virtual void on_tick() {}
+  // The pool is stopping and every ring of this reader has been drained and closed: flush everything.
+  virtual void on_stop() {}
 };
 
 // Makes the consumer of reader thread `reader_index`.

@@ -77,7 +77,7 @@ TEST(EventsLayout, LoadgenEvent) {
   EXPECT_EQ(sizeof(ps_loadgen_event), std::size_t{PS_LOADGEN_MAX});
   EXPECT_EQ(alignof(ps_loadgen_event), 8u);
   EXPECT_FIELD(ps_loadgen_event, kind, 0, 4);
-  EXPECT_FIELD(ps_loadgen_event, size, 4, 4);
+  EXPECT_FIELD(ps_loadgen_event, payload_len, 4, 4);
   EXPECT_FIELD(ps_loadgen_event, seq, 8, 8);
   EXPECT_FIELD(ps_loadgen_event, cpu, 16, 4);
   EXPECT_FIELD(ps_loadgen_event, pid, 20, 4);

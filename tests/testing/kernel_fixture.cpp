@@ -186,7 +186,7 @@ bool parse_loadgen(const std::vector<std::byte>& raw, LoadgenSample* out) {
   std::memcpy(&e, raw.data(), PS_LOADGEN_HEADER_SIZE);
   if (e.kind != PS_EVENT_LOADGEN) return false;
   out->kind = e.kind;
-  out->size = e.size;
+  out->size = e.payload_len + PS_LOADGEN_HEADER_SIZE;
   out->seq = e.seq;
   out->cpu = e.cpu;
   out->pid = e.pid;

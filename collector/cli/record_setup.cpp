@@ -1,0 +1,161 @@
+#include "collector/cli/record_setup.hpp"
+
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <random>
+#include <sstream>
+
+#include "collector/kernel/bpf_probe.hpp"
+
+namespace perfstream::cli {
+namespace {
+
+std::uint64_t now_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string random_id() {
+  std::random_device rd;
+  std::ostringstream out;
+  out << std::hex;
+  for (int i = 0; i < 4; ++i) out << (rd() & 0xffff) << (i < 3 ? "-" : "");
+  return out.str();
+}
+
+}  // namespace
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : separator) + p;
+  return out;
+}
+
+void add_capture_flags(ArgParser& parser) {
+  parser.option("probe", 0, "NAME", "built-in probe to load; repeat or comma-separate for several (see perfstream probes)")
+      .option("object", 0, "FILE", "load this BPF object file instead of built-in probes")
+      .option("map", 0, "NAME", "the object's perf event array map, when it has several")
+      .option("cpus", 'C', "LIST", "CPUs to record, like 0-3,6 (default: all; offline ones join when they come online)")
+      .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M)")
+      .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
+      .option("flush-interval", 0, "TIME", "drain every ring at least this often (default 100ms)")
+      .option("pid", 'p', "PID", "only record this process (filtered in the BPF program)")
+      .option("threads", 0, "N", "reader threads (default 1)");
+}
+
+Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::string& command) {
+  CaptureOptions options;
+  auto fail = [&](const Error& e) { return Error("perfstream " + command + ": " + e.message()); };
+  for (const auto& value : parser.values("probe")) {
+    std::stringstream list(value);
+    std::string name;
+    while (std::getline(list, name, ',')) {
+      if (!name.empty()) options.probes.push_back(name);
+    }
+  }
+  options.object_path = parser.value("object").value_or("");
+  options.map_name = parser.value("map").value_or("");
+  if (!options.object_path.empty() && !options.probes.empty()) {
+    return fail(Error("--probe and --object cannot be combined"));
+  }
+  if (options.object_path.empty() && options.probes.empty()) {
+    return fail(Error("nothing to record: give --probe NAME (perfstream probes lists them) or --object FILE"));
+  }
+  for (const auto& name : options.probes) {
+    bool known = false;
+    for (const auto& info : builtin_probes()) known |= name == info.name;
+    if (!known) {
+      std::vector<std::string> names;
+      for (const auto& info : builtin_probes()) names.push_back(info.name);
+      return fail(Error("unknown probe '" + name + "' (built-in probes: " + join(names, ", ") + ")"));
+    }
+  }
+  if (auto v = parser.value("cpus")) {
+    auto cpus = CpuSet::parse(*v);
+    if (!cpus) return fail(cpus.error());
+    options.array.cpus = *cpus;
+  }
+  if (auto v = parser.value("pages")) {
+    auto size = RingSize::parse(*v);
+    if (!size) return fail(size.error());
+    options.array.size = *size;
+  }
+  if (auto v = parser.value("wakeup")) {
+    auto bytes = parse_bytes("wakeup", *v);
+    if (!bytes) return fail(bytes.error());
+    options.array.wakeup_bytes = *bytes;
+  }
+  if (auto v = parser.value("flush-interval")) {
+    auto ms = parse_duration_ms("flush-interval", *v);
+    if (!ms) return fail(ms.error());
+    if (*ms == 0) return fail(Error("--flush-interval must be at least 1ms"));
+    options.readers.flush_interval = std::chrono::milliseconds(*ms);
+  }
+  if (auto v = parser.value("pid")) {
+    auto pid = parse_count("pid", *v);
+    if (!pid) return fail(pid.error());
+    if (*pid == 0 || *pid > 0x3fffffff) return fail(Error("--pid " + *v + ": not a process id"));
+    options.filter_tgid = static_cast<std::uint32_t>(*pid);
+  }
+  if (auto v = parser.value("threads")) {
+    auto n = parse_count("threads", *v);
+    if (!n) return fail(n.error());
+    if (*n == 0 || *n > 256) return fail(Error("--threads: between 1 and 256"));
+    options.readers.threads = static_cast<unsigned>(*n);
+  }
+  return options;
+}
+
+v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std::string>& command) {
+  v1::TraceHeader h;
+  h.set_format_version(1);
+  h.set_perfstream_version(PERFSTREAM_VERSION);
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  h.set_host(host);
+  utsname uts{};
+  if (uname(&uts) == 0) h.set_kernel_release(uts.release);
+  if (auto possible = CpuSet::possible()) h.set_possible_cpus(possible->max() + 1);
+  if (auto online = CpuSet::online()) h.set_online_cpus(online->to_string());
+  h.set_recorded_cpus(session.array().candidates().to_string());
+  const int clockid = session.array().clockid();
+  h.set_clock(static_cast<v1::Clock>(clockid + 1));
+  h.set_start_time_ns(now_ns(clockid));
+  h.set_start_realtime_ns(now_ns(CLOCK_REALTIME));
+  h.set_sample_type(session.array().sample_type());
+  for (const auto& name : session.probe_names()) h.add_probes(name);
+  for (const auto& schema : session.schemas()) *h.add_events() = schema;
+  const auto& g = session.array().geometry();
+  h.mutable_ring()->set_data_pages(static_cast<std::uint32_t>(g.data_pages));
+  h.mutable_ring()->set_page_size(static_cast<std::uint32_t>(g.page_size));
+  h.mutable_ring()->set_wakeup_bytes(static_cast<std::uint32_t>(g.wakeup_bytes));
+  for (const auto& arg : command) h.add_command(arg);
+  h.set_recording_id(random_id());
+  return h;
+}
+
+v1::TraceTrailer make_trace_trailer(CaptureSession& session) {
+  v1::TraceTrailer t;
+  timespec ts{};
+  clock_gettime(session.array().clockid(), &ts);
+  t.set_end_time_ns(static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec));
+  for (unsigned cpu : session.array().candidates().cpus()) {
+    const auto c = session.stats().snapshot(cpu);
+    auto* out = t.add_cpus();
+    out->set_cpu(cpu);
+    out->set_samples(c.samples);
+    out->set_sample_bytes(c.sample_bytes);
+    out->set_lost(c.lost);
+    out->set_corrupt(c.corrupt);
+    out->set_fill_high_water(c.fill_high_water);
+    out->set_ring_size(session.array().geometry().data_bytes);
+    out->set_wakeups(c.wakeups);
+    out->set_passes(c.passes);
+  }
+  return t;
+}
+
+}  // namespace perfstream::cli

@@ -1,0 +1,306 @@
+// `perfstream stats`: what a recording holds: where and when it was made, records and losses per CPU and
+// per event type, rates over its time span, how well it compressed, how it ended, the collector's own
+// counters from the trailer, and any damage. An aligned table by default, one JSON object with --json.
+//
+// Bytes: "payload" is the record payloads; "batch messages" the batches decompressed (payloads plus the
+// time/CPU/size columns and lost notices); "on disk" the batch frames as stored (frame headers and zstd
+// frames); the ratio is batch messages to on disk. Rates are over the span from the first record's time
+// to the last's; MB is 10^6 bytes.
+// Exit status as for dump: 0; 1 for an unreadable file or a corrupt frame without --skip-corrupt; 2 usage.
+#include <algorithm>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "collector/cli/commands.hpp"
+#include "collector/cli/options.hpp"
+#include "collector/cli/render.hpp"
+#include "collector/cli/trace_loader.hpp"
+#include "collector/decode/payload_schema.hpp"
+
+namespace perfstream::cli {
+namespace {
+
+struct CpuRow {
+  std::uint64_t records = 0;
+  std::uint64_t lost_kernel = 0;
+  std::uint64_t lost_collector = 0;
+  std::uint64_t payload_bytes = 0;
+};
+
+struct EventRow {
+  std::string name;
+  std::uint64_t records = 0;
+  std::uint64_t payload_bytes = 0;
+};
+
+struct Summary {
+  std::map<std::uint32_t, CpuRow> cpus;
+  std::vector<EventRow> events;  // the header's schemas in order, then "unknown" when there were such records
+  CpuRow total;
+  std::uint64_t batches = 0;
+  std::uint64_t first_ns = 0, last_ns = 0;
+  double duration_s = 0;
+  double records_per_s = 0, payload_mb_per_s = 0;
+  std::uint64_t file_bytes = 0, batch_message_bytes = 0, on_disk_bytes = 0;
+  double ratio = 0;
+};
+
+Summary summarize(const LoadedTrace& trace) {
+  Summary s;
+  const auto& schemas = trace.header().events();
+  std::map<std::string, std::size_t> event_index;
+  for (const auto& schema : schemas) {
+    const std::string name = !schema.name().empty() ? schema.name() : schema.type_name();
+    if (event_index.emplace(name, s.events.size()).second) s.events.push_back(EventRow{name, 0, 0});
+  }
+  bool any = false;
+  for (const auto& r : trace.records()) {
+    CpuRow& row = s.cpus[r.cpu];
+    ++row.records;
+    row.payload_bytes += r.payload.size();
+    const v1::EventSchema* schema = schema_for_payload(trace.files()[r.file].header.events(), r.payload);
+    std::string name = "unknown";
+    if (schema != nullptr) name = !schema->name().empty() ? schema->name() : schema->type_name();
+    auto [it, added] = event_index.emplace(name, s.events.size());
+    if (added) s.events.push_back(EventRow{name, 0, 0});
+    ++s.events[it->second].records;
+    s.events[it->second].payload_bytes += r.payload.size();
+    if (!any || r.time_ns < s.first_ns) s.first_ns = r.time_ns;
+    if (!any || r.time_ns > s.last_ns) s.last_ns = r.time_ns;
+    any = true;
+  }
+  for (const auto& l : trace.lost()) {
+    CpuRow& row = s.cpus[l.cpu];
+    (l.source == v1::LostNotice::KERNEL ? row.lost_kernel : row.lost_collector) += l.count;
+  }
+  for (const auto& [cpu, row] : s.cpus) {
+    s.total.records += row.records;
+    s.total.lost_kernel += row.lost_kernel;
+    s.total.lost_collector += row.lost_collector;
+    s.total.payload_bytes += row.payload_bytes;
+  }
+  for (const auto& f : trace.files()) {
+    s.batches += f.batches;
+    s.file_bytes += f.file_size;
+    s.batch_message_bytes += f.batch_message_bytes;
+    s.on_disk_bytes += f.batch_frame_bytes;
+  }
+  s.duration_s = static_cast<double>(s.last_ns - s.first_ns) / 1e9;
+  if (s.duration_s > 0) {
+    s.records_per_s = static_cast<double>(s.total.records) / s.duration_s;
+    s.payload_mb_per_s = static_cast<double>(s.total.payload_bytes) / 1e6 / s.duration_s;
+  }
+  if (s.on_disk_bytes > 0) s.ratio = static_cast<double>(s.batch_message_bytes) / static_cast<double>(s.on_disk_bytes);
+  return s;
+}
+
+std::string joined(const google::protobuf::RepeatedPtrField<std::string>& list, const char* sep) {
+  std::string out;
+  for (const auto& s : list) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// How the recording ended, in words.
+std::string ending(const LoadedTrace& trace) {
+  const TraceFileInfo& last = trace.files().back();
+  if (!last.trailer) return "no trailer: the recording did not end cleanly (stopped hard, or still being written)";
+  if (last.trailer->rotated()) {
+    return "continues in piece " + std::to_string(last.header.piece() + 1) + ", which was not read";
+  }
+  return "cleanly";
+}
+
+std::string u(std::uint64_t v) { return std::to_string(v); }
+
+void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
+  const v1::TraceHeader& h = trace.header();
+  std::string files;
+  for (const auto& f : trace.files()) files += (files.empty() ? "" : ", ") + f.path;
+  // Keys and values both left-aligned.
+  std::size_t key_width = 0;
+  std::vector<std::pair<std::string, std::string>> lines = {
+      {"recording", h.recording_id().empty() ? "-" : h.recording_id()},
+      {"files", files},
+      {"host", h.host()},
+      {"kernel", h.kernel_release()},
+      {"probes", joined(h.probes(), ", ")},
+      {"cpus", "recorded " + h.recorded_cpus() + " (online " + h.online_cpus() + ", possible " +
+                   u(h.possible_cpus()) + ")"},
+      {"clock", render::clock_name(h.clock())},
+      {"time span", s.total.records > 0 ? render::format_time(s.first_ns) + " to " + render::format_time(s.last_ns) +
+                                              " (" + render::format_fixed(s.duration_s, 9) + " s)"
+                                        : std::string("no records")},
+      {"ended", ending(trace)},
+  };
+  for (const auto& [k, v] : lines) key_width = std::max(key_width, k.size());
+  for (const auto& [k, v] : lines) out << k << std::string(key_width - k.size() + 2, ' ') << v << "\n";
+
+  out << "\n";
+  render::Table cpus({"CPU", "records", "lost (kernel)", "lost (collector)", "payload bytes"});
+  for (const auto& [cpu, row] : s.cpus) {
+    cpus.add({u(cpu), u(row.records), u(row.lost_kernel), u(row.lost_collector), u(row.payload_bytes)});
+  }
+  cpus.add({"total", u(s.total.records), u(s.total.lost_kernel), u(s.total.lost_collector), u(s.total.payload_bytes)});
+  out << cpus.render();
+
+  out << "\n";
+  render::Table events({"event", "records", "payload bytes"});
+  for (const auto& e : s.events) events.add({e.name, u(e.records), u(e.payload_bytes)});
+  events.add({"total", u(s.total.records), u(s.total.payload_bytes)});
+  out << events.render();
+
+  out << "\n";
+  if (s.duration_s > 0) {
+    out << "rate   " << render::format_fixed(s.records_per_s, 1) << " records/s, "
+        << render::format_fixed(s.payload_mb_per_s, 3) << " MB/s of payload\n";
+  } else {
+    out << "rate   n/a (the records span no time)\n";
+  }
+  out << "bytes  " << s.total.payload_bytes << " payload, " << s.batch_message_bytes << " in batch messages ("
+      << s.batches << (s.batches == 1 ? " batch" : " batches") << ", raw) -> " << s.on_disk_bytes
+      << " on disk (compressed), ratio " << render::format_fixed(s.ratio, 2) << "; files " << s.file_bytes
+      << " bytes\n";
+
+  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr && trailer->cpus_size() > 0) {
+    out << "\ncollector counters (trailer):\n";
+    render::Table c({"CPU", "samples", "sample bytes", "lost", "corrupt", "fill high water", "ring size", "wakeups",
+                     "passes"});
+    for (const auto& t : trailer->cpus()) {
+      c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.corrupt()), u(t.fill_high_water()),
+             u(t.ring_size()), u(t.wakeups()), u(t.passes())});
+    }
+    out << c.render();
+  }
+  if (!trace.damage().empty()) {
+    out << "\ndamage:\n";
+    for (const auto& d : trace.damage()) {
+      out << "  " << d.path << " at byte " << d.offset << ": " << (d.truncated ? "cut short" : "corrupt") << ": "
+          << d.message;
+      if (d.resumed_at) out << " (read on from byte " << *d.resumed_at << ")";
+      out << "\n";
+    }
+  }
+}
+
+void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
+  const v1::TraceHeader& h = trace.header();
+  auto str = [](const std::string& v) { return render::json_string(v); };
+  std::string o = "{";
+  o += "\"recording_id\":" + str(h.recording_id());
+  o += ",\"files\":[";
+  for (std::size_t i = 0; i < trace.files().size(); ++i) {
+    const auto& f = trace.files()[i];
+    if (i != 0) o += ',';
+    o += "{\"path\":" + str(f.path) + ",\"piece\":" + u(f.header.piece()) + ",\"size\":" + u(f.file_size) +
+         ",\"batches\":" + u(f.batches) + ",\"records\":" + u(f.records) + ",\"trailer\":";
+    if (f.trailer) {
+      o += "{\"batches\":" + u(f.trailer->batches()) + ",\"records\":" + u(f.trailer->records()) +
+           ",\"end_time_ns\":" + u(f.trailer->end_time_ns()) + ",\"rotated\":" + (f.trailer->rotated() ? "true" : "false") +
+           "}";
+    } else {
+      o += "null";
+    }
+    o += "}";
+  }
+  o += "]";
+  o += ",\"host\":" + str(h.host());
+  o += ",\"kernel\":" + str(h.kernel_release());
+  o += ",\"probes\":[";
+  for (int i = 0; i < h.probes_size(); ++i) o += (i ? "," : "") + str(h.probes(i));
+  o += "]";
+  o += ",\"clock\":" + str(render::clock_name(h.clock()));
+  o += ",\"recorded_cpus\":" + str(h.recorded_cpus());
+  if (s.total.records > 0) {
+    o += ",\"time\":{\"first_ns\":" + u(s.first_ns) + ",\"last_ns\":" + u(s.last_ns) +
+         ",\"duration_s\":" + render::format_fixed(s.duration_s, 9) + "}";
+  } else {
+    o += ",\"time\":null";
+  }
+  o += ",\"cpus\":[";
+  bool first = true;
+  for (const auto& [cpu, row] : s.cpus) {
+    o += first ? "" : ",";
+    first = false;
+    o += "{\"cpu\":" + u(cpu) + ",\"records\":" + u(row.records) + ",\"lost_kernel\":" + u(row.lost_kernel) +
+         ",\"lost_collector\":" + u(row.lost_collector) + ",\"payload_bytes\":" + u(row.payload_bytes) + "}";
+  }
+  o += "]";
+  o += ",\"events\":[";
+  for (std::size_t i = 0; i < s.events.size(); ++i) {
+    o += (i ? "," : "") + std::string("{\"event\":") + str(s.events[i].name) + ",\"records\":" +
+         u(s.events[i].records) + ",\"payload_bytes\":" + u(s.events[i].payload_bytes) + "}";
+  }
+  o += "]";
+  o += ",\"totals\":{\"records\":" + u(s.total.records) + ",\"batches\":" + u(s.batches) +
+       ",\"lost_kernel\":" + u(s.total.lost_kernel) + ",\"lost_collector\":" + u(s.total.lost_collector) +
+       ",\"payload_bytes\":" + u(s.total.payload_bytes) + "}";
+  // No time span, no rate: null rather than a made-up number.
+  o += ",\"rates\":{\"records_per_s\":" + (s.duration_s > 0 ? render::format_fixed(s.records_per_s, 3) : "null") +
+       ",\"payload_mb_per_s\":" + (s.duration_s > 0 ? render::format_fixed(s.payload_mb_per_s, 6) : "null") + "}";
+  o += ",\"bytes\":{\"payload\":" + u(s.total.payload_bytes) + ",\"batch_messages\":" + u(s.batch_message_bytes) +
+       ",\"on_disk\":" + u(s.on_disk_bytes) + ",\"files\":" + u(s.file_bytes) +
+       ",\"ratio\":" + render::format_fixed(s.ratio, 3) + "}";
+  o += std::string(",\"ended_cleanly\":") + (trace.ended_cleanly() ? "true" : "false");
+  o += ",\"collector\":[";
+  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+    for (int i = 0; i < trailer->cpus_size(); ++i) {
+      const auto& t = trailer->cpus(i);
+      o += (i ? "," : "") + std::string("{\"cpu\":") + u(t.cpu()) + ",\"samples\":" + u(t.samples()) +
+           ",\"sample_bytes\":" + u(t.sample_bytes()) + ",\"lost\":" + u(t.lost()) + ",\"corrupt\":" + u(t.corrupt()) +
+           ",\"fill_high_water\":" + u(t.fill_high_water()) + ",\"ring_size\":" + u(t.ring_size()) +
+           ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) + "}";
+    }
+  }
+  o += "]";
+  o += ",\"damage\":[";
+  for (std::size_t i = 0; i < trace.damage().size(); ++i) {
+    const Damage& d = trace.damage()[i];
+    o += (i ? "," : "") + std::string("{\"path\":") + str(d.path) + ",\"offset\":" + u(d.offset) +
+         ",\"kind\":" + (d.truncated ? "\"truncated\"" : "\"corrupt\"") + ",\"message\":" + str(d.message) +
+         ",\"resumed_at\":" + (d.resumed_at ? u(*d.resumed_at) : std::string("null")) + "}";
+  }
+  o += "]}\n";
+  out << o;
+}
+
+}  // namespace
+
+int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser("stats", "perfstream stats [flags] FILE...");
+  parser.flag("json", 0, "one JSON object")
+      .flag("skip-corrupt", 0, "skip corrupt frames and read on")
+      .flag("help", 'h', "show this help");
+  if (auto st = parser.parse(args); !st) {
+    err << st.error().message() << "\n";
+    return 2;
+  }
+  if (parser.has("help")) {
+    out << parser.help();
+    return 0;
+  }
+  std::vector<std::string> files = parser.positionals();
+  files.insert(files.end(), parser.rest().begin(), parser.rest().end());
+  if (files.empty()) {
+    err << "perfstream stats: no trace file given (usage: perfstream stats [flags] FILE...)\n";
+    return 2;
+  }
+  LoadOptions load;
+  load.skip_corrupt = parser.has("skip-corrupt");
+  auto trace = load_trace(files, load);
+  if (!trace) {
+    err << "perfstream stats: " << trace.error().message() << "\n";
+    return 1;
+  }
+  const Summary summary = summarize(*trace);
+  if (parser.has("json")) {
+    print_json(*trace, summary, out);
+  } else {
+    print_text(*trace, summary, out);
+  }
+  out.flush();
+  return report_damage("stats", *trace, load.skip_corrupt, err) ? 1 : 0;
+}
+
+}  // namespace perfstream::cli

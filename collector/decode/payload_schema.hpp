@@ -1,0 +1,51 @@
+// Payload schemas: how the bytes a BPF program wrote are laid out, read from the object's BTF, and how a
+// payload is turned into named values with such a schema.
+//
+// Finding the layout: a BPF object names its record struct with a global `ps_event_layout` whose type is
+// a pointer to it (PS_EVENT_LAYOUT in bpf/common.bpf.h), or the caller names the struct. Members become
+// fields: integers and enums SIGNED or UNSIGNED by their encoding, char arrays STRING, other arrays BYTES.
+// The last member, when it is an array with a sibling member named `<array>_len`, is variable: the payload
+// may end inside it, and `<array>_len` says how many of its bytes are used.
+//
+// Decoding never reads past the payload: a field the payload does not reach is reported as missing.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "collector/util/result.hpp"
+#include "perfstream.pb.h"
+
+struct btf;
+struct bpf_object;
+
+namespace perfstream {
+
+// The schema of `type_name` (a struct) in `btf`.
+Result<v1::EventSchema> schema_from_btf(const btf* btf, const std::string& type_name);
+
+// The schema an object declares with ps_event_layout; nullopt when it declares none.
+Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object);
+
+struct FieldValue {
+  std::string name;
+  v1::Field::Type type = v1::Field::TYPE_UNSPECIFIED;
+  std::int64_t signed_value = 0;
+  std::uint64_t unsigned_value = 0;
+  std::string text;  // STRING: up to the first NUL; BYTES: the raw bytes
+  bool missing = false;
+};
+
+// Decodes `payload` field by field with `schema`.
+std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<const char> payload);
+
+// Picks the schema for a payload among a header's: by the leading u32 `kind` when schemas are tagged,
+// else the only schema there is. nullptr when none fits.
+const v1::EventSchema* schema_for_payload(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas,
+                                          std::span<const char> payload);
+
+}  // namespace perfstream

@@ -1,0 +1,67 @@
+#include "collector/format/batch_encoder.hpp"
+
+#include "collector/format/protobuf_wire.hpp"
+
+namespace perfstream {
+
+// Field numbers of perfstream.v1.Batch and LostNotice.
+namespace {
+constexpr std::uint32_t kBatchSequence = 1, kBatchFirstTime = 2, kBatchRecordCount = 3, kBatchTimeDeltas = 4,
+                        kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8;
+constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
+}  // namespace
+
+void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload) {
+  if (records_ == 0) {
+    first_time_ = time_ns;
+    last_time_ = time_ns;
+  }
+  wire::put_varint(time_deltas_, wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
+  last_time_ = time_ns;
+  wire::put_varint(cpus_, cpu);
+  wire::put_varint(sizes_, payload.size());
+  payloads_.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+  ++records_;
+}
+
+void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_t time_ns, std::uint32_t source) {
+  std::string notice;
+  wire::put_uint_field(notice, kLostCpu, cpu);
+  wire::put_uint_field(notice, kLostCount, count);
+  wire::put_uint_field(notice, kLostTime, time_ns);
+  wire::put_uint_field(notice, kLostBefore, records_);
+  wire::put_uint_field(notice, kLostSource, source);
+  wire::put_tag(lost_, kBatchLost, wire::kLengthDelimited);
+  wire::put_varint(lost_, notice.size());
+  lost_ += notice;
+  ++lost_notices_;
+}
+
+std::size_t BatchEncoder::encoded_size_estimate() const {
+  return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + 48;
+}
+
+void BatchEncoder::finish(std::uint64_t sequence, std::string& out) const {
+  out.clear();
+  out.reserve(encoded_size_estimate());
+  wire::put_uint_field(out, kBatchSequence, sequence);
+  wire::put_uint_field(out, kBatchFirstTime, first_time_);
+  wire::put_uint_field(out, kBatchRecordCount, records_);
+  wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_);
+  wire::put_bytes_field(out, kBatchCpus, cpus_);
+  wire::put_bytes_field(out, kBatchSizes, sizes_);
+  wire::put_bytes_field(out, kBatchPayloads, payloads_);
+  out += lost_;
+}
+
+void BatchEncoder::reset() {
+  time_deltas_.clear();
+  cpus_.clear();
+  sizes_.clear();
+  payloads_.clear();
+  lost_.clear();
+  first_time_ = last_time_ = 0;
+  records_ = lost_notices_ = 0;
+}
+
+}  // namespace perfstream

@@ -1,0 +1,77 @@
+// TraceFileWriter: writes a recording as trace files (see frame.hpp): file header, a TraceHeader frame,
+// batch frames as they come, and a TraceTrailer frame when closed cleanly.
+//
+// Rotation: with rotate_bytes or rotate_time set, a file that would grow past the size, or has been open
+// that long, is closed (trailer with rotated = true) and the recording goes on in PATH.1, PATH.2, ...;
+// every piece starts with the full header (with its piece number), so each is readable on its own.
+//
+// Failure: a write that fails (a full disk, an I/O error) is cut back to the end of the last complete frame,
+// so the file stays readable with every batch written before; the error names the file and says so. After
+// that the writer refuses further batches.
+//
+// Threads: write_batch and close may be called from any thread; a mutex serialises them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "collector/format/batch_sink.hpp"
+#include "collector/format/frame.hpp"
+#include "collector/format/zstd_codec.hpp"
+#include "collector/util/result.hpp"
+#include "collector/util/unique_fd.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+struct TraceWriterOptions {
+  std::string path = "perfstream.data";
+  std::uint64_t rotate_bytes = 0;           // 0: no size rotation
+  std::chrono::seconds rotate_time{0};      // 0: no time rotation
+  int header_compression_level = 3;
+};
+
+class TraceFileWriter : public BatchSink {
+ public:
+  static Result<std::unique_ptr<TraceFileWriter>> create(const TraceWriterOptions& options, v1::TraceHeader header);
+  ~TraceFileWriter() override;
+
+  Status write_batch(const EncodedBatch& batch) override;
+  // Writes the trailer (its batches/records filled in here) and closes. Idempotent.
+  Status close(v1::TraceTrailer trailer);
+
+  std::uint64_t bytes_written() const;    // over every piece
+  std::uint64_t batches_written() const;
+  std::uint32_t pieces() const;
+  std::string current_path() const;
+
+ private:
+  TraceFileWriter(const TraceWriterOptions& options, v1::TraceHeader header, ZstdCompressor compressor);
+  Status open_piece();                                      // mutex held
+  Status write_frame(FrameType type, const std::string& compressed);  // mutex held
+  Status write_message_frame(FrameType type, const google::protobuf::MessageLite& message);
+  Status finish_piece(bool rotated);                        // mutex held
+  std::string piece_path(std::uint32_t piece) const;
+
+  mutable std::mutex mutex_;
+  TraceWriterOptions options_;
+  v1::TraceHeader header_;
+  ZstdCompressor compressor_;
+  UniqueFd fd_;
+  std::uint32_t piece_ = 0;
+  std::uint64_t piece_bytes_ = 0;
+  std::uint64_t piece_batches_ = 0;
+  std::uint64_t piece_records_ = 0;
+  std::chrono::steady_clock::time_point piece_started_;
+  std::uint64_t total_bytes_ = 0;
+  std::uint64_t total_batches_ = 0;
+  std::string failed_;  // set after a failed write: the writer is closed for batches
+  bool closed_ = false;
+  std::string scratch_;
+};
+
+}  // namespace perfstream

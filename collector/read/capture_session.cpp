@@ -1,0 +1,94 @@
+#include "collector/read/capture_session.hpp"
+
+#include <unistd.h>
+
+#include "collector/decode/payload_schema.hpp"
+
+namespace perfstream {
+
+Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOptions& options) {
+  std::unique_ptr<CaptureSession> session(new CaptureSession());
+  session->options_ = options;
+  if (options.probes.empty() == options.object_path.empty()) {
+    return Error("choose what to trace: --probe NAME (see perfstream probes) or --object FILE");
+  }
+  ProbeOptions probe_options;
+  probe_options.map_name = options.map_name;
+  probe_options.filter_tgid = options.filter_tgid;
+  if (!options.trace_self) probe_options.ignore_tgid = static_cast<std::uint32_t>(getpid());
+  probe_options.attach = false;  // attached once every CPU's ring is in the map, so nothing is lost at start
+
+  auto add_schema = [&](BpfProbe& probe, std::uint32_t kind, const std::string& name) -> Status {
+    auto schema = schema_of_object(probe.object());
+    if (!schema) return schema.error().with_context("reading the record layout of " + name);
+    if (!*schema) return {};
+    (*schema)->set_kind(kind);
+    (*schema)->set_name(name);
+    session->schemas_.push_back(std::move(**schema));
+    return {};
+  };
+
+  if (!options.object_path.empty()) {
+    auto probe = BpfProbe::load_file(options.object_path, probe_options);
+    if (!probe) return probe.error();
+    if (auto st = add_schema(**probe, 0, options.object_path); !st) return st.error();
+    session->probes_.push_back(std::move(*probe));
+  } else {
+    for (const auto& name : options.probes) {
+      for (const auto& loaded : session->probes_) {
+        if (loaded->name() == name) return Error("probe '" + name + "' is given twice");
+      }
+      if (!session->probes_.empty()) probe_options.shared_map_fd = session->probes_.front()->events_map_fd();
+      auto probe = BpfProbe::load_builtin(name, probe_options);
+      if (!probe) return probe.error();
+      std::uint32_t kind = 0;
+      for (const auto& info : builtin_probes()) {
+        if (name == info.name) kind = info.event_kind;
+      }
+      if (auto st = add_schema(**probe, kind, name); !st) return st.error();
+      session->probes_.push_back(std::move(*probe));
+    }
+  }
+
+  BpfProbe& first = *session->probes_.front();
+  auto array = PerfEventArray::create(first.events_map_fd(), first.events_map_name(), options.array);
+  if (!array) return array.error();
+  session->array_ = std::move(*array);
+  auto possible = CpuSet::possible(options.array.sysfs_cpu_dir);
+  if (!possible) return possible.error();
+  session->stats_ = std::make_unique<RingStats>(possible->max() + 1);
+  for (auto& probe : session->probes_) {
+    if (auto st = probe->attach(); !st) return st.error();
+  }
+  return session;
+}
+
+CaptureSession::~CaptureSession() { stop(); }
+
+Status CaptureSession::start(const ConsumerFactory& make_consumer) {
+  if (pool_) return Error("capture already started");
+  auto pool = ReaderPool::create(*array_, options_.readers, make_consumer, *stats_);
+  if (!pool) return pool.error();
+  pool_ = std::move(*pool);
+  pool_->start();
+  return {};
+}
+
+void CaptureSession::flush() {
+  if (pool_) pool_->flush();
+}
+
+void CaptureSession::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& probe : probes_) probe->detach();
+  if (pool_) pool_->stop();
+}
+
+std::vector<std::string> CaptureSession::probe_names() const {
+  std::vector<std::string> names;
+  for (const auto& p : probes_) names.push_back(p->name());
+  return names;
+}
+
+}  // namespace perfstream

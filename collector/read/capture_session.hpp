@@ -1,0 +1,69 @@
+// CaptureSession: everything a command needs to capture records: the probes loaded and attached, one perf
+// event array shared by all of them, the per-CPU statistics, and (once started) the reader pool.
+//
+// The first probe's perf event array becomes the shared one; every further probe is loaded with its own
+// array replaced by that map (bpf_map__reuse_fd), so N probes still mean one ring per CPU, and their
+// records interleave in time order per CPU. Record payloads tell the probes apart by their leading `kind`.
+//
+// Life cycle: open() loads and attaches (records start flowing into the rings at once, the rings hold them);
+// start() makes the readers with the given consumers; stop() detaches the programs first, then drains every
+// ring to the end and closes them (so nothing written before stop is lost). Teardown order is fixed here:
+// readers, rings, array, probes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "collector/kernel/bpf_probe.hpp"
+#include "collector/kernel/perf_event_array.hpp"
+#include "collector/read/reader_pool.hpp"
+#include "collector/read/ring_stats.hpp"
+#include "collector/util/result.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+struct CaptureOptions {
+  std::vector<std::string> probes;        // built-in probe names
+  std::string object_path;                // or one BPF object file
+  std::string map_name;                   // its perf event array, when it has several
+  std::optional<std::uint32_t> filter_tgid;
+  bool trace_self = false;                // by default the collector's own process is filtered out
+  EventArrayOptions array;
+  ReaderOptions readers;
+};
+
+class CaptureSession {
+ public:
+  static Result<std::unique_ptr<CaptureSession>> open(const CaptureOptions& options);
+  ~CaptureSession();
+
+  Status start(const ConsumerFactory& make_consumer);
+  void flush();
+  void stop();
+
+  PerfEventArray& array() { return *array_; }
+  RingStats& stats() { return *stats_; }
+  ReaderPool* pool() { return pool_.get(); }
+  const std::vector<std::unique_ptr<BpfProbe>>& probes() const { return probes_; }
+  // The layouts of the records, one per probe that declares one (built-ins always do).
+  const std::vector<v1::EventSchema>& schemas() const { return schemas_; }
+  std::vector<std::string> probe_names() const;
+
+ private:
+  CaptureSession() = default;
+
+  CaptureOptions options_;
+  std::vector<std::unique_ptr<BpfProbe>> probes_;
+  std::unique_ptr<PerfEventArray> array_;
+  std::unique_ptr<RingStats> stats_;
+  std::unique_ptr<ReaderPool> pool_;
+  std::vector<v1::EventSchema> schemas_;
+  bool stopped_ = false;
+};
+
+}  // namespace perfstream

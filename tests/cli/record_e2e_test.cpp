@@ -1,0 +1,196 @@
+// perfstream record / dump / stats end to end, as a user runs them: the real binary, the real kernel, real
+// files. Needs root (it loads BPF); skips only when the kernel refuses BPF.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "testing/kernel_fixture.hpp"
+#include "testing/subprocess.hpp"
+
+namespace perfstream::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class RecordEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("perfstream-e2e-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  // Skips the test when the kernel refuses BPF (the recorder says so); fails on any other error.
+  bool wait_for_recording(Background& recorder, const fs::path& file) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (fs::exists(file) && fs::file_size(file) > 16) return true;
+      if (recorder.exited()) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+  fs::path dir_;
+};
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) lines.push_back(line);
+  return lines;
+}
+
+TEST_F(RecordEndToEnd, OpenatRecordingHoldsExactlyTheOpenedPathsWithTheirPid) {
+  const fs::path trace = dir_ / "openat.data";
+  Background recorder({perfstream_binary(), "record", "--probe", "openat", "-p", std::to_string(getpid()), "-o",
+                       trace.string(), "--quiet"});
+  if (!wait_for_recording(recorder, trace)) {
+    RunResult r = recorder.wait();
+    if (r.err.find("refused") != std::string::npos || r.err.find("Operation not permitted") != std::string::npos) {
+      GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
+    }
+    FAIL() << "the recorder did not start: exit " << r.exit_status << ": " << r.err;
+  }
+  constexpr int kFiles = 250;
+  std::set<std::string> expected;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string path = (dir_ / ("file-" + std::to_string(i) + std::string(i % 23, 'y'))).string();
+    int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    expected.insert(path);
+  }
+  RunResult rec = recorder.stop(SIGINT);
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+
+  RunResult dump = run({perfstream_binary(), "dump", "--json", trace.string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  const std::regex path_re("\"path\":\"([^\"]*)\"");
+  const std::regex pid_re("\"pid\":([0-9]+)");
+  std::multiset<std::string> seen;
+  std::size_t openat_lines = 0;
+  for (const auto& line : lines_of(dump.out)) {
+    ASSERT_EQ(line.find("\"lost\""), std::string::npos) << line;
+    if (line.find("\"event\":\"openat\"") == std::string::npos) continue;
+    ++openat_lines;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(line, m, pid_re)) << line;
+    EXPECT_EQ(m[1].str(), std::to_string(getpid())) << line;
+    ASSERT_TRUE(std::regex_search(line, m, path_re)) << line;
+    if (m[1].str().rfind(dir_.string(), 0) == 0) seen.insert(m[1].str());
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kFiles));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), expected);
+
+  RunResult stats = run({perfstream_binary(), "stats", "--json", trace.string()});
+  ASSERT_EQ(stats.exit_status, 0) << stats.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(stats.out, m, std::regex("\"records\":([0-9]+)"))) << stats.out;
+  EXPECT_EQ(std::stoull(m[1].str()), openat_lines) << "stats and dump disagree";
+}
+
+TEST_F(RecordEndToEnd, RunsACommandAndStopsWhenItExits) {
+  const fs::path trace = dir_ / "exec.data";
+  RunResult rec = run({perfstream_binary(), "record", "--probe", "exec", "-o", trace.string(), "--quiet", "--",
+                       "/bin/sh", "-c", "/bin/true; /bin/true; exit 3"});
+  if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  RunResult dump = run({perfstream_binary(), "dump", "--json", "--event", "exec", trace.string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  int trues = 0, shells = 0;
+  for (const auto& line : lines_of(dump.out)) {
+    trues += line.find("\"filename\":\"/bin/true\"") != std::string::npos;
+    shells += line.find("\"filename\":\"/bin/sh\"") != std::string::npos;
+  }
+  EXPECT_EQ(trues, 2) << dump.out;
+  EXPECT_EQ(shells, 1) << dump.out;
+}
+
+TEST_F(RecordEndToEnd, DurationStopsTheRecordingAndTheSummaryReportsIt) {
+  const fs::path trace = dir_ / "sched.data";
+  const auto start = std::chrono::steady_clock::now();
+  RunResult rec = run({perfstream_binary(), "record", "--probe", "sched_switch", "--duration", "700ms", "-o",
+                       trace.string()});
+  const auto took = std::chrono::steady_clock::now() - start;
+  if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  EXPECT_GE(took, 700ms);
+  EXPECT_NE(rec.err.find("duration reached"), std::string::npos) << rec.err;
+  EXPECT_NE(rec.err.find("lost 0 in the kernel and 0 in perfstream"), std::string::npos) << rec.err;
+  RunResult stats = run({perfstream_binary(), "stats", trace.string()});
+  ASSERT_EQ(stats.exit_status, 0) << stats.err;
+  EXPECT_NE(stats.out.find("sched_switch"), std::string::npos) << stats.out;
+}
+
+TEST_F(RecordEndToEnd, FullDiskGivesAClearErrorAndKeepsWhatWasWritten) {
+  const fs::path mount_point = dir_ / "small";
+  fs::create_directories(mount_point);
+  if (mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=192k") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here: " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mount_point.string()};
+  const fs::path trace = mount_point / "full.data";
+  Background recorder({perfstream_binary(), "record", "--probe", "openat", "-p", std::to_string(getpid()), "-o",
+                       trace.string(), "--batch-records", "200", "--batch-age", "50ms", "--quiet"});
+  if (!wait_for_recording(recorder, trace)) {
+    RunResult r = recorder.wait();
+    if (r.err.find("refused") != std::string::npos) GTEST_SKIP() << r.err;
+    FAIL() << "the recorder did not start: " << r.err;
+  }
+  // Random names do not compress: the 192 KiB fill up after a few thousand paths.
+  std::mt19937_64 rng(42);
+  bool exited = false;
+  for (int i = 0; i < 200000 && !exited; ++i) {
+    std::string name(180, 'a');
+    for (auto& c : name) c = "0123456789abcdef"[rng() % 16];
+    const std::string path = (dir_ / name).string();
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);  // fails (no such file); the probe sees it anyway
+    if (fd >= 0) close(fd);
+    if (i % 500 == 0) exited = recorder.exited();
+  }
+  RunResult rec = exited ? recorder.wait() : recorder.stop(SIGINT);
+  EXPECT_EQ(rec.exit_status, 1) << rec.err;
+  EXPECT_NE(rec.err.find("No space left on device"), std::string::npos) << rec.err;
+  EXPECT_NE(rec.err.find(trace.string()), std::string::npos) << rec.err;
+  EXPECT_NE(rec.err.find("stay readable"), std::string::npos) << rec.err;
+
+  RunResult dump = run({perfstream_binary(), "dump", "--json", trace.string()});
+  EXPECT_EQ(dump.exit_status, 0) << dump.err;
+  EXPECT_GT(lines_of(dump.out).size(), 100u) << "the batches written before the disk filled are readable";
+}
+
+TEST_F(RecordEndToEnd, BadUsageAndUnknownProbesAreClearErrors) {
+  RunResult unknown_flag = run({perfstream_binary(), "record", "--probe", "exec", "--bogus"});
+  EXPECT_EQ(unknown_flag.exit_status, 2);
+  EXPECT_NE(unknown_flag.err.find("unknown flag '--bogus'"), std::string::npos) << unknown_flag.err;
+  RunResult unknown_probe = run({perfstream_binary(), "record", "--probe", "nosuch"});
+  EXPECT_EQ(unknown_probe.exit_status, 2);
+  EXPECT_NE(unknown_probe.err.find("unknown probe 'nosuch'"), std::string::npos) << unknown_probe.err;
+  RunResult not_trace = run({perfstream_binary(), "dump", "/etc/hostname"});
+  EXPECT_EQ(not_trace.exit_status, 1);
+  EXPECT_NE(not_trace.err.find("not a perfstream trace"), std::string::npos) << not_trace.err;
+  RunResult probes = run({perfstream_binary(), "probes"});
+  EXPECT_EQ(probes.exit_status, 0) << probes.err;
+  EXPECT_NE(probes.out.find("openat"), std::string::npos);
+  EXPECT_NE(probes.out.find("path"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace perfstream::testing
