@@ -24,6 +24,16 @@ struct {
 const volatile __u32 filter_tgid = 0;
 /* This process (the collector itself) is never traced: its own ring draining would fill the trace. */
 const volatile __u32 ignore_tgid = 0;
+/* With --follow: only processes in ps_followed are traced (a command and its descendants, kept up to date
+ * by follow.bpf.c; the collector shares one map among every loaded object). */
+const volatile __u32 follow_mode = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);     /* tgid */
+	__type(value, __u8);
+} ps_followed SEC(".maps");
 
 /* Names the C struct that describes this object's records, so the collector can read its layout from BTF
  * and record it in the trace header (field names, types, offsets). Any BPF object can do the same. */
@@ -31,7 +41,9 @@ const volatile __u32 ignore_tgid = 0;
 
 static __always_inline bool ps_skip_tgid(__u32 tgid)
 {
-	return (filter_tgid != 0 && tgid != filter_tgid) || (ignore_tgid != 0 && tgid == ignore_tgid);
+	if ((filter_tgid != 0 && tgid != filter_tgid) || (ignore_tgid != 0 && tgid == ignore_tgid))
+		return 1;
+	return follow_mode != 0 && !bpf_map_lookup_elem(&ps_followed, &tgid);
 }
 
 #endif

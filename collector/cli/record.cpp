@@ -98,6 +98,7 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
       .option("batch-age", 0, "TIME", "close a batch when its first record is this old (default 1s)")
       .option("rotate-size", 0, "SIZE", "start a new file (FILE.1, FILE.2, ...) when this one would pass SIZE")
       .option("rotate-time", 0, "TIME", "start a new file after this long")
+      .flag("follow", 0, "with -- COMMAND: record only the command and its descendants")
       .flag("quiet", 'q', "no status line, no summary")
       .flag("help", 'h', "show this help");
   if (auto st = parser.parse(args); !st) {
@@ -172,7 +173,13 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
     workload.emplace(std::move(*w));
   }
 
-  std::vector<std::string> notices;
+  if (parser.has("follow")) {
+    if (!workload) {
+      err << "perfstream record: --follow needs a command to follow (perfstream record --follow ... -- CMD)\n";
+      return 2;
+    }
+    capture->follow_tgid = static_cast<std::uint32_t>(workload->pid());
+  }
   capture->readers.log = [&err](const std::string& line) { err << "perfstream record: " << line << "\n"; };
   auto session = CaptureSession::open(*capture);
   if (!session) {

@@ -11,6 +11,7 @@
 
 #include "collector/decode/payload_schema.hpp"
 #include "exec.skel.h"
+#include "follow.skel.h"
 #include "loadgen.skel.h"
 #include "openat.skel.h"
 #include "sched_switch.skel.h"
@@ -134,6 +135,21 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load_builtin(const std::string& name
   return Error("unknown probe '" + name + "' (built-in probes: " + known + "; or load a file with --object)");
 }
 
+Result<std::unique_ptr<BpfProbe>> BpfProbe::load_follow_tracker() {
+  std::unique_ptr<BpfProbe> probe(new BpfProbe());
+  probe->name_ = "follow";
+  probe->log_.assign(kVerifierLogSize, '\0');
+  size_t size = 0;
+  const void* bytes = follow_bpf__elf_bytes(&size);
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "follow", .kernel_log_buf = probe->log_.data(),
+              .kernel_log_size = probe->log_.size(), .kernel_log_level = 0);
+  probe->object_ = bpf_object__open_mem(bytes, size, &opts);
+  if (probe->object_ == nullptr) return Error::from_errno("opening the --follow tracker", errno);
+  ProbeOptions options;
+  options.attach = false;
+  return load(std::move(probe), options);
+}
+
 Result<std::unique_ptr<BpfProbe>> BpfProbe::load_file(const std::string& path, const ProbeOptions& options) {
   std::unique_ptr<BpfProbe> probe(new BpfProbe());
   probe->name_ = path;
@@ -179,6 +195,15 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   }
   if (options.filter_tgid) set_rodata_u32(probe->object_, "filter_tgid", *options.filter_tgid);
   if (options.ignore_tgid) set_rodata_u32(probe->object_, "ignore_tgid", *options.ignore_tgid);
+  if (options.followed_map_fd >= 0) {
+    bpf_map* followed = bpf_object__find_map_by_name(probe->object_, "ps_followed");
+    if (followed == nullptr || !set_rodata_u32(probe->object_, "follow_mode", 1)) {
+      return Error(what + ": --follow needs the object to check ps_followed (built-in probes do)");
+    }
+    if (int err = bpf_map__reuse_fd(followed, options.followed_map_fd); err != 0) {
+      return Error::from_errno(what + ": sharing the ps_followed map", -err);
+    }
+  }
 
 
   if (int err = bpf_object__load(probe->object_); err != 0) {

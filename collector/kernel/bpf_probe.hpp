@@ -43,6 +43,7 @@ struct ProbeOptions {
   int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
   std::optional<std::uint32_t> filter_tgid; // sets .rodata filter_tgid, when the object has it
   std::optional<std::uint32_t> ignore_tgid; // sets .rodata ignore_tgid (a process never traced), likewise
+  int followed_map_fd = -1;                 // when >= 0: --follow, with this ps_followed map shared
   bool attach = true;
 };
 
@@ -50,6 +51,9 @@ class BpfProbe {
  public:
   static Result<std::unique_ptr<BpfProbe>> load_builtin(const std::string& name, const ProbeOptions& options);
   static Result<std::unique_ptr<BpfProbe>> load_file(const std::string& path, const ProbeOptions& options);
+  // The --follow tracker (bpf/follow.bpf.c), loaded and not attached; its ps_followed map is the one every
+  // probe then shares (ProbeOptions::followed_map_fd).
+  static Result<std::unique_ptr<BpfProbe>> load_follow_tracker();
   ~BpfProbe();
   BpfProbe(const BpfProbe&) = delete;
   BpfProbe& operator=(const BpfProbe&) = delete;

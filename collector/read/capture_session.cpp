@@ -1,5 +1,6 @@
 #include "collector/read/capture_session.hpp"
 
+#include <bpf/bpf.h>
 #include <unistd.h>
 
 #include "collector/decode/payload_schema.hpp"
@@ -17,6 +18,19 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   probe_options.filter_tgid = options.filter_tgid;
   if (!options.trace_self) probe_options.ignore_tgid = static_cast<std::uint32_t>(getpid());
   probe_options.attach = false;  // attached once every CPU's ring is in the map, so nothing is lost at start
+  if (options.follow_tgid) {
+    auto tracker = BpfProbe::load_follow_tracker();
+    if (!tracker) return tracker.error().with_context("--follow");
+    auto followed = (*tracker)->map_fd("ps_followed");
+    if (!followed) return followed.error();
+    const __u32 tgid = *options.follow_tgid;
+    const __u8 one = 1;
+    if (bpf_map_update_elem(*followed, &tgid, &one, BPF_ANY) != 0) {
+      return Error::from_errno("--follow: adding process " + std::to_string(tgid) + " to the followed set", errno);
+    }
+    probe_options.followed_map_fd = *followed;
+    session->follow_tracker_ = std::move(*tracker);
+  }
 
   auto add_schema = [&](BpfProbe& probe, std::uint32_t kind, const std::string& name) -> Status {
     auto schema = schema_of_object(probe.object());
@@ -57,6 +71,9 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   auto possible = CpuSet::possible(options.array.sysfs_cpu_dir);
   if (!possible) return possible.error();
   session->stats_ = std::make_unique<RingStats>(possible->max() + 1);
+  if (session->follow_tracker_) {
+    if (auto st = session->follow_tracker_->attach(); !st) return st.error();
+  }
   for (auto& probe : session->probes_) {
     if (auto st = probe->attach(); !st) return st.error();
   }
@@ -82,6 +99,7 @@ void CaptureSession::stop() {
   if (stopped_) return;
   stopped_ = true;
   for (auto& probe : probes_) probe->detach();
+  if (follow_tracker_) follow_tracker_->detach();
   if (pool_) pool_->stop();
 }
 

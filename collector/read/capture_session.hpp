@@ -33,6 +33,7 @@ struct CaptureOptions {
   std::string map_name;                   // its perf event array, when it has several
   std::optional<std::uint32_t> filter_tgid;
   bool trace_self = false;                // by default the collector's own process is filtered out
+  std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
   ReaderOptions readers;
 };
@@ -58,6 +59,7 @@ class CaptureSession {
   CaptureSession() = default;
 
   CaptureOptions options_;
+  std::unique_ptr<BpfProbe> follow_tracker_;  // destroyed after the probes (declared before them)
   std::vector<std::unique_ptr<BpfProbe>> probes_;
   std::unique_ptr<PerfEventArray> array_;
   std::unique_ptr<RingStats> stats_;

@@ -120,6 +120,53 @@ TEST_F(RecordEndToEnd, RunsACommandAndStopsWhenItExits) {
   EXPECT_EQ(shells, 1) << dump.out;
 }
 
+TEST_F(RecordEndToEnd, FollowRecordsOnlyTheCommandAndItsDescendants) {
+  const fs::path trace = dir_ / "follow.data";
+  // An unrelated process execs /bin/echo all along; only the followed command's execs may be recorded.
+  Background noise({"/bin/sh", "-c", "while :; do /bin/echo noise >/dev/null; done"});
+  RunResult rec = run({perfstream_binary(), "record", "--probe", "exec,openat", "--follow", "-o", trace.string(),
+                       "--quiet", "--", "/bin/sh", "-c", "/bin/true; /bin/sh -c '/bin/true; /bin/true'; sleep 0.3"});
+  noise.stop(SIGKILL);
+  if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  RunResult dump = run({perfstream_binary(), "dump", "--json", "--event", "exec", trace.string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  int trues = 0, echoes = 0, execs = 0;
+  for (const auto& line : lines_of(dump.out)) {
+    ++execs;
+    trues += line.find("\"filename\":\"/bin/true\"") != std::string::npos;
+    echoes += line.find("/bin/echo") != std::string::npos;
+  }
+  EXPECT_EQ(trues, 3) << dump.out;
+  EXPECT_EQ(echoes, 0) << "a process outside the command was recorded";
+  EXPECT_EQ(execs, 6) << "sh, true, sh, true, true, sleep:\n" << dump.out;
+  RunResult bad = run({perfstream_binary(), "record", "--probe", "exec", "--follow"});
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_NE(bad.err.find("--follow needs a command"), std::string::npos) << bad.err;
+}
+
+TEST_F(RecordEndToEnd, AnyBpfObjectFileCanBeRecordedWithItsLayout) {
+  // A BPF object built outside perfstream's probe list: the build's openat object, loaded by path.
+  const fs::path trace = dir_ / "object.data";
+  const std::string object = std::string(PERFSTREAM_BPF_GEN_DIR) + "/openat.bpf.o";
+  Background recorder({perfstream_binary(), "record", "--object", object, "--map", "events", "-p",
+                       std::to_string(getpid()), "-o", trace.string(), "--quiet"});
+  if (!wait_for_recording(recorder, trace)) {
+    RunResult r = recorder.wait();
+    if (r.err.find("refused") != std::string::npos) GTEST_SKIP() << r.err;
+    FAIL() << "the recorder did not start: " << r.err;
+  }
+  const std::string path = (dir_ / "from-an-object-file").string();
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  RunResult rec = recorder.stop(SIGINT);
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  RunResult dump = run({perfstream_binary(), "dump", "--json", trace.string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  EXPECT_NE(dump.out.find("\"path\":\"" + path + "\""), std::string::npos) << dump.out;
+}
+
 TEST_F(RecordEndToEnd, DurationStopsTheRecordingAndTheSummaryReportsIt) {
   const fs::path trace = dir_ / "sched.data";
   const auto start = std::chrono::steady_clock::now();
