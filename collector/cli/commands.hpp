@@ -11,6 +11,8 @@ namespace perfstream::cli {
 int run_record(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace perfstream::cli

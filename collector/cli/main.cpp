@@ -14,7 +14,9 @@ void usage(std::ostream& out) {
          "  record   capture BPF output into a compressed trace file (perfstream record --probe exec)\n"
          "  dump     print the records of a trace file, in time order (--json for one object per line)\n"
          "  stats    counts per CPU and event, loss, time span, rates, bytes raw and compressed\n"
-         "  probes   the built-in probes and their fields\n\n"
+         "  probes   the built-in probes and their fields\n"
+         "  stream   capture like record, and send the batches to a sink (acknowledged, spooled, TLS)\n"
+         "  sink     receive streams from many collectors into one trace file each\n\n"
          "perfstream COMMAND --help shows the flags of a command.\n";
 }
 
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
     if (command == "record") return perfstream::cli::run_record(args, std::cout, std::cerr);
     if (command == "dump") return perfstream::cli::run_dump(args, std::cout, std::cerr);
     if (command == "stats") return perfstream::cli::run_stats(args, std::cout, std::cerr);
+    if (command == "stream") return perfstream::cli::run_stream(args, std::cout, std::cerr);
+    if (command == "sink") return perfstream::cli::run_sink(args, std::cout, std::cerr);
     if (command == "probes") return perfstream::cli::run_probes(args, std::cout, std::cerr);
     if (command == "--help" || command == "-h" || command == "help") {
       usage(std::cout);

@@ -52,12 +52,12 @@ class FieldReader {
   std::size_t offset_ = 0;
 };
 
-DecodedRecord malformed(std::uint32_t type, const char* why) {
-  DecodedRecord out;
+// Makes `out` a Malformed record and nothing else (every other field back to its default).
+void malformed(DecodedRecord& out, std::uint32_t type, const char* why) {
+  out = DecodedRecord{};
   out.kind = RecordKind::Malformed;
   out.type = type;
   out.malformed = why;
-  return out;
 }
 
 }  // namespace
@@ -109,13 +109,24 @@ bool RecordDecoder::read_sample_id(std::span<const std::byte> trailer, LostView&
 }
 
 DecodedRecord RecordDecoder::decode(std::span<const std::byte> record) const {
+  // One object, returned by name on the only return path: the compiler builds it in the caller's storage
+  // (NRVO). When the paths returned different objects, it built one here and copied it out with 16-byte
+  // loads of the narrower stores it had just made, a store-forwarding stall that cost about half of
+  // drain_ring's time per record (docs/BENCHMARKS.md).
+  DecodedRecord out;
+  decode_into(record, out);
+  return out;
+}
+
+void RecordDecoder::decode_into(std::span<const std::byte> record, DecodedRecord& out) const {
   perf_event_header header;
-  if (record.size() < sizeof(header)) return malformed(0, "record shorter than its header");
+  if (record.size() < sizeof(header)) return malformed(out, 0, "record shorter than its header");
   std::memcpy(&header, record.data(), sizeof(header));
-  if (header.size != record.size()) return malformed(header.type, "header size differs from the record's length");
+  if (header.size != record.size()) {
+    return malformed(out, header.type, "header size differs from the record's length");
+  }
   FieldReader r(record.subspan(sizeof(header)));
 
-  DecodedRecord out;
   out.type = header.type;
   switch (header.type) {
     case PERF_RECORD_SAMPLE: {
@@ -133,30 +144,30 @@ DecodedRecord RecordDecoder::decode(std::span<const std::byte> record) const {
       if (sample_type_ & PERF_SAMPLE_STREAM_ID) ok = ok && r.read(skip);
       if (sample_type_ & PERF_SAMPLE_CPU) ok = ok && r.read(s.cpu) && r.read(reserved);
       if (sample_type_ & PERF_SAMPLE_PERIOD) ok = ok && r.read(skip);
-      if (!ok) return malformed(header.type, "sample shorter than its sample_type fields");
+      if (!ok) return malformed(out, header.type, "sample shorter than its sample_type fields");
       if (sample_type_ & PERF_SAMPLE_RAW) {
         std::uint32_t raw_size = 0;
-        if (!r.read(raw_size)) return malformed(header.type, "sample ends before its raw size");
-        if (raw_size > r.remaining()) return malformed(header.type, "raw size runs past the end of the sample");
+        if (!r.read(raw_size)) return malformed(out, header.type, "sample ends before its raw size");
+        if (raw_size > r.remaining()) return malformed(out, header.type, "raw size runs past the end of the sample");
         s.raw = r.take(raw_size);
       }
-      return out;
+      return;
     }
     case PERF_RECORD_LOST: {
       out.kind = RecordKind::Lost;
-      if (!r.read(out.lost.id) || !r.read(out.lost.lost)) return malformed(header.type, "lost record too short");
+      if (!r.read(out.lost.id) || !r.read(out.lost.lost)) return malformed(out, header.type, "lost record too short");
       if (sample_id_all_ && r.remaining() >= sample_id_size_) read_sample_id(r.take(sample_id_size_), out.lost);
-      return out;
+      return;
     }
     case PERF_RECORD_LOST_SAMPLES: {
       out.kind = RecordKind::LostSamples;
-      if (!r.read(out.lost.lost)) return malformed(header.type, "lost-samples record too short");
+      if (!r.read(out.lost.lost)) return malformed(out, header.type, "lost-samples record too short");
       if (sample_id_all_ && r.remaining() >= sample_id_size_) read_sample_id(r.take(sample_id_size_), out.lost);
-      return out;
+      return;
     }
     default:
       out.kind = RecordKind::Other;
-      return out;
+      return;
   }
 }
 

@@ -62,6 +62,8 @@ class RecordDecoder {
  private:
   RecordDecoder(std::uint64_t sample_type, bool sample_id_all);
   bool read_sample_id(std::span<const std::byte> trailer, LostView& lost) const;
+  // decode()'s work, on a default-constructed `out`.
+  void decode_into(std::span<const std::byte> record, DecodedRecord& out) const;
 
   std::uint64_t sample_type_;
   bool sample_id_all_;

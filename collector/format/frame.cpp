@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace perfstream {
@@ -61,7 +62,8 @@ void append_frame_header(std::string& out, const FrameHeader& header) {
   put_u32(out, crc_of(out.data() + start, 12));
 }
 
-std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes, std::string* why) {
+std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes, std::string* why, FrameContext context,
+                                              std::uint32_t max_payload) {
   if (bytes.size() < kFrameHeaderSize) {
     *why = "frame header cut short";
     return std::nullopt;
@@ -76,19 +78,23 @@ std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes, std::
   }
   FrameHeader h;
   const auto type = static_cast<std::uint8_t>(bytes[4]);
-  if (type < 1 || type > 3) {
+  const bool data_type = type >= 1 && type <= 3;
+  const bool control_type = type >= 16 && type <= 19;
+  if (!data_type && !(control_type && context == FrameContext::Stream)) {
     *why = "unknown frame type " + std::to_string(type);
     return std::nullopt;
   }
   h.type = static_cast<FrameType>(type);
   h.encoding = static_cast<std::uint8_t>(bytes[5]);
-  if (h.encoding != kEncodingZstd) {
-    *why = "unknown frame encoding " + std::to_string(h.encoding);
+  const std::uint8_t wanted = data_type ? kEncodingZstd : kEncodingNone;
+  if (h.encoding != wanted) {
+    *why = "frame type " + std::to_string(type) + " with unknown encoding " + std::to_string(h.encoding);
     return std::nullopt;
   }
   h.payload_length = get_u32(bytes.data() + 8);
-  if (h.payload_length > kMaxFramePayload) {
-    *why = "frame length " + std::to_string(h.payload_length) + " over the limit of " + std::to_string(kMaxFramePayload);
+  const std::uint32_t limit = std::min(max_payload, kMaxFramePayload);
+  if (h.payload_length > limit) {
+    *why = "frame length " + std::to_string(h.payload_length) + " over the limit of " + std::to_string(limit);
     return std::nullopt;
   }
   return h;

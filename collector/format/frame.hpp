@@ -22,7 +22,20 @@
 
 namespace perfstream {
 
-enum class FrameType : std::uint8_t { Header = 1, Batch = 2, Trailer = 3 };
+// 1-3 appear in files and streams; 16-19 only on a stream (see collector/transport/stream_protocol.hpp).
+enum class FrameType : std::uint8_t {
+  Header = 1,
+  Batch = 2,
+  Trailer = 3,
+  Hello = 16,
+  Welcome = 17,
+  Ack = 18,
+  Refusal = 19,
+};
+
+// Where a frame is read: a file takes only zstd-encoded types 1-3; a stream also takes the control types,
+// whose small protobuf payloads travel unencoded (encoding 0).
+enum class FrameContext { File, Stream };
 
 struct FrameHeader {
   FrameType type = FrameType::Batch;
@@ -35,6 +48,7 @@ constexpr std::uint32_t kFormatVersion = 1;
 constexpr std::size_t kFileHeaderSize = 16;
 constexpr char kFrameMagic[4] = {'P', 'S', 'F', 'R'};
 constexpr std::size_t kFrameHeaderSize = 16;
+constexpr std::uint8_t kEncodingNone = 0;
 constexpr std::uint8_t kEncodingZstd = 1;
 // Largest payload a writer produces and a reader accepts.
 constexpr std::uint32_t kMaxFramePayload = 64u << 20;
@@ -46,7 +60,10 @@ std::string encode_file_header();
 std::optional<std::uint32_t> parse_file_header(std::span<const char> bytes, std::string* why);
 
 void append_frame_header(std::string& out, const FrameHeader& header);
-// Checks magic, CRC, type, encoding and length limit; *why says which failed.
-std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes, std::string* why);
+// Checks magic, CRC, type, encoding and length limit (kMaxFramePayload, or max_payload when smaller);
+// *why says which failed.
+std::optional<FrameHeader> parse_frame_header(std::span<const char> bytes, std::string* why,
+                                              FrameContext context = FrameContext::File,
+                                              std::uint32_t max_payload = kMaxFramePayload);
 
 }  // namespace perfstream

@@ -34,6 +34,24 @@ Result<std::unique_ptr<TraceFileWriter>> TraceFileWriter::create(const TraceWrit
   if (!compressor) return compressor.error();
   std::unique_ptr<TraceFileWriter> writer(new TraceFileWriter(options, std::move(header), std::move(*compressor)));
   std::lock_guard<std::mutex> lock(writer->mutex_);
+  if (options.resume_piece && options.resume_offset > 0) {
+    writer->piece_ = *options.resume_piece;
+    const std::string path = writer->piece_path(writer->piece_);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Error::from_errno("reopening trace file " + path, errno);
+    writer->fd_.reset(fd);
+    if (::ftruncate(fd, static_cast<off_t>(options.resume_offset)) != 0 ||
+        ::lseek(fd, static_cast<off_t>(options.resume_offset), SEEK_SET) < 0) {
+      return Error::from_errno("cutting trace file " + path + " back to its last complete frame", errno);
+    }
+    writer->piece_bytes_ = options.resume_offset;
+    writer->piece_batches_ = options.resume_batches;
+    writer->piece_records_ = options.resume_records;
+    writer->total_bytes_ = options.resume_offset;
+    writer->piece_started_ = std::chrono::steady_clock::now();
+    return writer;
+  }
+  if (options.resume_piece) writer->piece_ = *options.resume_piece;
   if (auto st = writer->open_piece(); !st) return st.error();
   return writer;
 }

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "collector/format/batch_sink.hpp"
@@ -33,6 +34,13 @@ struct TraceWriterOptions {
   std::uint64_t rotate_bytes = 0;           // 0: no size rotation
   std::chrono::seconds rotate_time{0};      // 0: no time rotation
   int header_compression_level = 3;
+  // Append to an existing recording (a sink picking up after a restart): piece `resume_piece` is cut to
+  // `resume_offset` bytes (the end of its last complete frame) and writing goes on from there. With
+  // resume_offset 0 a new piece `resume_piece` is started.
+  std::optional<std::uint32_t> resume_piece;
+  std::uint64_t resume_offset = 0;
+  std::uint64_t resume_batches = 0;  // already in that piece (for its trailer)
+  std::uint64_t resume_records = 0;
 };
 
 class TraceFileWriter : public BatchSink {

@@ -586,7 +586,7 @@ TEST(FrameHeader, RefusesAnUnknownEncoding) {
   append_frame_header(h, FrameHeader{FrameType::Batch, 2, 1});
   std::string why;
   EXPECT_FALSE(parse_frame_header(h, &why));
-  EXPECT_EQ(why, "unknown frame encoding 2");
+  EXPECT_EQ(why, "frame type 2 with unknown encoding 2");
 }
 
 TEST(FrameHeader, RefusesALengthOverTheLimit) {

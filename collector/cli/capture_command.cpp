@@ -1,0 +1,508 @@
+// perfstream record and perfstream stream: capture BPF output into batches, and write them to a trace file
+// (record) or send them to a sink (stream). Both share one capture loop: flags, signals, duration, the
+// command to run, the status line and the summary; only the output differs (CaptureOutput).
+#include <signal.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "collector/cli/commands.hpp"
+#include "collector/cli/options.hpp"
+#include "collector/cli/record_setup.hpp"
+#include "collector/format/batching_consumer.hpp"
+#include "collector/format/trace_writer.hpp"
+#include "collector/read/capture_session.hpp"
+#include "collector/transport/stream_client.hpp"
+
+namespace perfstream::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+std::string format_rate(double v) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(v >= 100 ? 0 : 1);
+  if (v >= 1e6) out << v / 1e6 << " M";
+  else if (v >= 1e3) out << v / 1e3 << " k";
+  else out << v << " ";
+  return out.str();
+}
+
+std::string format_mb(std::uint64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(bytes >= 100 * 1000 * 1000 ? 0 : 2) << bytes / 1e6 << " MB";
+  return out.str();
+}
+
+// A child command held at the starting line: forked before any thread exists, it execs when released.
+class Workload {
+ public:
+  static Result<Workload> fork_stopped(const std::vector<std::string>& command) {
+    int go[2];
+    if (pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("starting the command: pipe", errno);
+    const pid_t pid = fork();
+    if (pid < 0) return Error::from_errno("starting the command: fork", errno);
+    if (pid == 0) {
+      close(go[1]);
+      char byte = 0;
+      if (read(go[0], &byte, 1) != 1) _exit(127);  // the recorder gave up before starting us
+      std::vector<char*> argv;
+      for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execvp(argv[0], argv.data());
+      std::fprintf(stderr, "perfstream: cannot run '%s': %s\n", argv[0], std::strerror(errno));
+      _exit(127);
+    }
+    close(go[0]);
+    return Workload(pid, go[1]);
+  }
+  Workload(Workload&& other) noexcept : pid_(std::exchange(other.pid_, -1)), go_fd_(std::exchange(other.go_fd_, -1)) {}
+  ~Workload() {
+    if (go_fd_ >= 0) close(go_fd_);  // never released: the child exits without running the command
+  }
+  pid_t pid() const { return pid_; }
+  void release() {
+    if (go_fd_ < 0) return;
+    char byte = 1;
+    (void)!write(go_fd_, &byte, 1);
+    close(go_fd_);
+    go_fd_ = -1;
+  }
+
+ private:
+  Workload(pid_t pid, int go_fd) : pid_(pid), go_fd_(go_fd) {}
+  pid_t pid_;
+  int go_fd_;
+};
+
+// Where a capture's batches go.
+class CaptureOutput {
+ public:
+  virtual ~CaptureOutput() = default;
+  virtual BatchSink& sink() = 0;
+  virtual std::string destination() const = 0;         // "into FILE", "to tcp://..."
+  virtual std::string status() const = 0;              // the output's part of the status line
+  // A refused batch stops a recording to a file (the disk is full); a stream counts it and goes on.
+  virtual bool stop_when_a_batch_is_refused() const = 0;
+  virtual Status finish(const v1::TraceTrailer& trailer) = 0;
+  virtual std::string summary() const = 0;
+};
+
+using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, std::ostream& err)>;
+
+class FileOutput : public CaptureOutput {
+ public:
+  FileOutput(std::unique_ptr<TraceFileWriter> writer, std::string path)
+      : writer_(std::move(writer)), path_(std::move(path)) {}
+  BatchSink& sink() override { return *writer_; }
+  std::string destination() const override { return "into " + path_; }
+  std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
+  bool stop_when_a_batch_is_refused() const override { return true; }
+  Status finish(const v1::TraceTrailer& trailer) override { return writer_->close(trailer); }
+  std::string summary() const override {
+    return "wrote " + format_mb(writer_->bytes_written()) + " to " + path_ +
+           (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
+  }
+
+ private:
+  std::unique_ptr<TraceFileWriter> writer_;
+  std::string path_;
+};
+
+class StreamOutput : public CaptureOutput {
+ public:
+  StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::chrono::milliseconds drain_timeout)
+      : client_(std::move(client)), to_(std::move(to)), drain_timeout_(drain_timeout) {
+    client_->start();
+  }
+  BatchSink& sink() override { return *client_; }
+  std::string destination() const override { return "to " + to_; }
+  std::string status() const override {
+    const auto s = client_->status();
+    return std::string(s.connected ? "connected" : "DISCONNECTED") + " | backlog " + std::to_string(s.pending_batches) +
+           " batches (" + format_mb(s.pending_bytes) + ")";
+  }
+  bool stop_when_a_batch_is_refused() const override { return false; }
+  Status finish(const v1::TraceTrailer& trailer) override {
+    if (!client_->finish(trailer, drain_timeout_)) {
+      const auto s = client_->status();
+      return Error("the sink at " + to_ + " did not acknowledge " + std::to_string(s.pending_batches) +
+                   " batches within " + std::to_string(drain_timeout_.count()) +
+                   " ms; they stay in the spool directory");
+    }
+    return {};
+  }
+  std::string summary() const override {
+    const auto s = client_->status();
+    return "sent to " + to_ + ": acknowledged through batch " + std::to_string(s.acked_through) + ", " +
+           std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + ", " +
+           std::to_string(s.refused_batches) + " batches refused by a full spool";
+  }
+
+ private:
+  std::unique_ptr<StreamClient> client_;
+  std::string to_;
+  std::chrono::milliseconds drain_timeout_;
+};
+
+void add_batch_flags(ArgParser& parser) {
+  parser.option("duration", 'd', "TIME", "stop after this long (10s, 500ms, 2m)")
+      .option("compression-level", 'z', "N", "zstd level for batches, 1 (fast) to 19 (small); default 1")
+      .option("batch-bytes", 0, "SIZE", "close a batch at this many encoded bytes (default 1M)")
+      .option("batch-records", 0, "N", "close a batch at this many records (default 65536)")
+      .option("batch-age", 0, "TIME", "close a batch when its first record is this old (default 1s)")
+      .flag("follow", 0, "with -- COMMAND: record only the command and its descendants")
+      .flag("quiet", 'q', "no status line, no summary")
+      .flag("help", 'h', "show this help");
+}
+
+}  // namespace
+
+namespace {
+
+int run_capture(const std::string& command, const ArgParser& parser, const OutputFactory& make_output,
+                std::ostream& err) {
+  const std::string me = "perfstream " + command + ": ";
+  if (!parser.positionals().empty()) {
+    err << me << "unexpected argument '" << parser.positionals().front() << "' (a command to run goes after --)\n";
+    return 2;
+  }
+  auto capture = capture_options_from(parser, command);
+  if (!capture) {
+    err << capture.error().message() << "\n";
+    return 2;
+  }
+  BatchLimits limits;
+  int level = 1;
+  std::uint64_t duration_ms = 0;
+  {
+    Status st;
+    auto number = [&](const char* flag, auto apply, auto parse) {
+      if (!st) return;
+      if (auto v = parser.value(flag)) {
+        auto r = parse(flag, *v);
+        if (!r) st = r.error();
+        else apply(*r);
+      }
+    };
+    number("duration", [&](std::uint64_t v) { duration_ms = v; }, parse_duration_ms);
+    number("batch-bytes", [&](std::uint64_t v) { limits.max_bytes = v; }, parse_bytes);
+    number("batch-records", [&](std::uint64_t v) { limits.max_records = static_cast<std::uint32_t>(v); }, parse_count);
+    number("batch-age", [&](std::uint64_t v) { limits.max_age = std::chrono::milliseconds(v); }, parse_duration_ms);
+    if (auto v = parser.value("compression-level")) {
+      try {
+        level = std::stoi(*v);
+      } catch (const std::exception&) {
+        st = Error("--compression-level '" + *v + "': not a number");
+      }
+    }
+    if (st && (limits.max_bytes == 0 || limits.max_bytes > (32u << 20))) {
+      st = Error("--batch-bytes: must be between 1 and 32M");
+    }
+    if (st && limits.max_records == 0) st = Error("--batch-records: must be at least 1");
+    if (!st) {
+      err << me << st.error().message() << "\n";
+      return 2;
+    }
+  }
+  if (auto probe_check = ZstdCompressor::create(level); !probe_check) {
+    err << me << "--compression-level: " << probe_check.error().message() << "\n";
+    return 2;
+  }
+
+  // The command, if any, is forked first, before any thread exists, and released once the rings are up.
+  std::optional<Workload> workload;
+  if (!parser.rest().empty()) {
+    auto w = Workload::fork_stopped(parser.rest());
+    if (!w) {
+      err << me << w.error().message() << "\n";
+      return 1;
+    }
+    workload.emplace(std::move(*w));
+  }
+
+  if (parser.has("follow")) {
+    if (!workload) {
+      err << me << "--follow needs a command to follow (perfstream " << command << " --follow ... -- CMD)\n";
+      return 2;
+    }
+    capture->follow_tgid = static_cast<std::uint32_t>(workload->pid());
+  }
+  capture->readers.log = [&err, me](const std::string& line) { err << me << line << "\n"; };
+  auto session = CaptureSession::open(*capture);
+  if (!session) {
+    err << me << session.error().message() << "\n";
+    return 1;
+  }
+  CaptureSession& s = **session;
+
+  v1::TraceHeader header = make_trace_header(s, parser.rest());
+  auto made = make_output(header, err);
+  if (!made) {
+    err << me << made.error().message() << "\n";
+    return 1;
+  }
+  CaptureOutput& output = **made;
+  BatchSink& file = output.sink();
+  PipelineCounters pipeline;
+  auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
+    return std::make_unique<BatchingConsumer>(limits, std::move(*ZstdCompressor::create(level)), file, pipeline);
+  });
+  if (!started) {
+    err << me << started.error().message() << "\n";
+    return 1;
+  }
+  const bool quiet = parser.has("quiet");
+  if (!quiet) {
+    err << me << "recording " << join(s.probe_names(), ", ") << " on CPUs "
+        << s.array().candidates().intersect(*CpuSet::online()).to_string() << " " << output.destination() << " ("
+        << s.array().geometry().describe(s.array().candidates().size()) << ")\n";
+  }
+
+  asio::io_context io;
+  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  asio::signal_set child_signals(io, SIGCHLD);
+  asio::steady_timer duration_timer(io);
+  asio::steady_timer status_timer(io);
+  const bool status_line = !quiet && isatty(STDERR_FILENO);
+  const auto start_time = std::chrono::steady_clock::now();
+  std::string stop_reason = "stopped";
+  int exit_status = 0;
+  int child_status = -1;
+
+  // A handler already queued when stop_all cancels its timer still runs with success: each checks `stopping`.
+  bool stopping = false;
+  auto stop_all = [&](const std::string& why) {
+    if (stopping) return;
+    stopping = true;
+    stop_reason = why;
+    stop_signals.cancel();
+    child_signals.cancel();
+    duration_timer.cancel();
+    status_timer.cancel();
+  };
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (!ec) stop_all(signo == SIGINT ? "interrupted" : "terminated");
+  });
+  std::function<void()> wait_child = [&] {
+    child_signals.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec || stopping || !workload) return;
+      int status = 0;
+      if (waitpid(workload->pid(), &status, WNOHANG) == workload->pid()) {
+        child_status = status;
+        stop_all("the command exited");
+        return;
+      }
+      wait_child();
+    });
+  };
+  if (workload) wait_child();
+  if (duration_ms > 0) {
+    duration_timer.expires_after(std::chrono::milliseconds(duration_ms));
+    duration_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) stop_all("duration reached");
+    });
+  }
+  std::uint64_t last_samples = 0;
+  auto last_tick = start_time;
+  std::function<void()> tick = [&] {
+    status_timer.expires_after(std::chrono::seconds(1));
+    status_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || stopping) return;
+      if (pipeline.dropped_batches.load() > 0 && output.stop_when_a_batch_is_refused()) {
+        exit_status = 1;
+        stop_all("the trace file cannot be written");
+        return;
+      }
+      if (status_line) {
+        const auto total = s.stats().total();
+        const auto now = std::chrono::steady_clock::now();
+        const double secs = std::chrono::duration<double>(now - last_tick).count();
+        const double rate = secs > 0 ? (total.samples - last_samples) / secs : 0;
+        last_samples = total.samples;
+        last_tick = now;
+        const std::uint64_t in = pipeline.encoded_bytes.load();
+        const std::uint64_t compressed = pipeline.compressed_bytes.load();
+        err << "\r\033[K" << format_rate(rate) << "events/s | lost " << total.lost + pipeline.dropped_records.load()
+            << " | in " << format_mb(in) << " | " << output.status() << " | ratio " << std::fixed
+            << std::setprecision(1) << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x"
+            << std::flush;
+      }
+      tick();
+    });
+  };
+  tick();
+  if (workload) workload->release();
+  io.run();
+  if (status_line) err << "\r\033[K";
+
+  // Stop: programs detached, rings drained to the end, last batches flushed, trailer written.
+  s.stop();
+  if (workload && child_status < 0) {
+    // Stopped before the command ended: it keeps running, as with perf record.
+  }
+  std::string sink_error;
+  for (unsigned i = 0; s.pool() && i < s.pool()->reader_count(); ++i) {
+    auto& consumer = static_cast<BatchingConsumer&>(s.pool()->consumer(i));
+    if (sink_error.empty()) sink_error = consumer.sink_error();
+  }
+  v1::TraceTrailer trailer = make_trace_trailer(s);
+  if (auto st = output.finish(trailer); !st && sink_error.empty()) sink_error = st.error().message();
+  if (!output.stop_when_a_batch_is_refused() && pipeline.dropped_batches.load() > 0) {
+    err << me << pipeline.dropped_batches.load() << " batches (" << pipeline.dropped_records.load()
+        << " records) were dropped because the spool was full; the sink was told in-band\n";
+    sink_error.clear();
+  }
+
+
+  const auto total = s.stats().total();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+  if (!sink_error.empty()) {
+    err << me << sink_error << "\n";
+    exit_status = 1;
+  }
+  if (!quiet || exit_status != 0) {
+    const std::uint64_t in = pipeline.encoded_bytes.load();
+    const std::uint64_t written = pipeline.compressed_bytes.load();
+    err << me << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
+        << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
+        << s.array().candidates().size() << " CPUs, lost " << total.lost << " in the kernel and "
+        << pipeline.dropped_records.load() << " in perfstream; " << output.summary() << "; batches compressed "
+        << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x\n";
+    for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
+      const auto c = s.stats().snapshot(cpu);
+      if (c.lost > 0) {
+        err << me << "CPU " << cpu << " lost " << c.lost << " samples: its ring filled up (at most "
+            << c.fill_high_water << " of " << s.array().geometry().data_bytes
+            << " bytes pending); a bigger ring (-m) or a smaller wakeup size helps\n";
+      }
+      if (c.corrupt > 0) err << me << "CPU " << cpu << " had " << c.corrupt << " corrupt ring headers\n";
+    }
+    if (child_status >= 0 && WIFEXITED(child_status) && WEXITSTATUS(child_status) != 0) {
+      err << me << "the command exited with status " << WEXITSTATUS(child_status) << "\n";
+    } else if (child_status >= 0 && WIFSIGNALED(child_status)) {
+      err << me << "the command was killed by signal " << WTERMSIG(child_status) << "\n";
+    }
+  }
+  return exit_status;
+}
+
+}  // namespace
+
+int run_record(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser("record", "perfstream record [--probe NAME]... [flags] [-- COMMAND ARGS...]");
+  add_capture_flags(parser);
+  parser.option("output", 'o', "FILE", "trace file to write (default perfstream.data)")
+      .option("rotate-size", 0, "SIZE", "start a new file (FILE.1, FILE.2, ...) when this one would pass SIZE")
+      .option("rotate-time", 0, "TIME", "start a new file after this long");
+  add_batch_flags(parser);
+  if (auto st = parser.parse(args); !st) {
+    err << st.error().message() << "\n";
+    return 2;
+  }
+  if (parser.has("help")) {
+    out << parser.help();
+    return 0;
+  }
+  TraceWriterOptions writer_options;
+  writer_options.path = parser.value("output").value_or("perfstream.data");
+  if (auto v = parser.value("rotate-size")) {
+    auto bytes = parse_bytes("rotate-size", *v);
+    if (!bytes) {
+      err << "perfstream record: " << bytes.error().message() << "\n";
+      return 2;
+    }
+    writer_options.rotate_bytes = *bytes;
+  }
+  if (auto v = parser.value("rotate-time")) {
+    auto ms = parse_duration_ms("rotate-time", *v);
+    if (!ms || *ms < 1000) {
+      err << "perfstream record: " << (ms ? std::string("--rotate-time: at least 1s") : ms.error().message()) << "\n";
+      return 2;
+    }
+    writer_options.rotate_time = std::chrono::seconds(*ms / 1000);
+  }
+  return run_capture(
+      "record", parser,
+      [&](const v1::TraceHeader& header, std::ostream&) -> Result<std::unique_ptr<CaptureOutput>> {
+        auto writer = TraceFileWriter::create(writer_options, header);
+        if (!writer) return writer.error();
+        return std::unique_ptr<CaptureOutput>(new FileOutput(std::move(*writer), writer_options.path));
+      },
+      err);
+}
+
+int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser("stream", "perfstream stream --to tcp://HOST:PORT|unix:/PATH [--probe NAME]... [flags] [-- CMD...]");
+  add_capture_flags(parser);
+  parser.option("to", 0, "ENDPOINT", "the sink: tcp://HOST:PORT or unix:/PATH")
+      .option("spool", 0, "DIR", "where batches wait for the sink's acknowledgement (default ./perfstream.spool)")
+      .option("spool-size", 0, "SIZE", "most bytes the spool holds; beyond, batches are dropped and counted (default 1G)")
+      .option("drain-timeout", 0, "TIME", "at the end, how long to wait for the sink to acknowledge (default 30s)")
+      .option("tls-cert", 0, "FILE", "our client certificate (PEM), for mutual TLS")
+      .option("tls-key", 0, "FILE", "its private key (PEM)")
+      .option("tls-ca", 0, "FILE", "the CA that signed the sink's certificate (PEM)");
+  add_batch_flags(parser);
+  if (auto st = parser.parse(args); !st) {
+    err << st.error().message() << "\n";
+    return 2;
+  }
+  if (parser.has("help")) {
+    out << parser.help();
+    return 0;
+  }
+  StreamClientOptions options;
+  auto fail = [&](const std::string& why) {
+    err << "perfstream stream: " << why << "\n";
+    return 2;
+  };
+  if (!parser.value("to")) return fail("where to? --to tcp://HOST:PORT or unix:/PATH");
+  auto endpoint = Endpoint::parse(*parser.value("to"));
+  if (!endpoint) return fail(endpoint.error().message());
+  options.endpoint = *endpoint;
+  options.spool_dir = parser.value("spool").value_or("perfstream.spool");
+  if (auto v = parser.value("spool-size")) {
+    auto bytes = parse_bytes("spool-size", *v);
+    if (!bytes) return fail(bytes.error().message());
+    options.spool_bytes = *bytes;
+  }
+  std::chrono::milliseconds drain_timeout{30000};
+  if (auto v = parser.value("drain-timeout")) {
+    auto ms = parse_duration_ms("drain-timeout", *v);
+    if (!ms) return fail(ms.error().message());
+    drain_timeout = std::chrono::milliseconds(*ms);
+  }
+  options.tls.cert_file = parser.value("tls-cert").value_or("");
+  options.tls.key_file = parser.value("tls-key").value_or("");
+  options.tls.ca_file = parser.value("tls-ca").value_or("");
+  const bool quiet = parser.has("quiet");
+  return run_capture(
+      "stream", parser,
+      [&](const v1::TraceHeader& header, std::ostream& log_to) -> Result<std::unique_ptr<CaptureOutput>> {
+        options.log = [&log_to, quiet](const std::string& line) {
+          if (!quiet) log_to << "perfstream stream: " << line << "\n";
+        };
+        const std::string id = header.host() + "-" + header.recording_id();
+        auto client = StreamClient::create(options, header, id);
+        if (!client) return client.error();
+        return std::unique_ptr<CaptureOutput>(
+            new StreamOutput(std::move(*client), options.endpoint.to_string(), drain_timeout));
+      },
+      err);
+}
+
+}  // namespace perfstream::cli
+

@@ -1,0 +1,464 @@
+#include "collector/transport/sink_server.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <deque>
+#include <filesystem>
+#include <set>
+
+#include "collector/format/trace_reader.hpp"
+#include "collector/format/zstd_codec.hpp"
+#include "collector/transport/stream_protocol.hpp"
+
+namespace perfstream {
+
+namespace fs = std::filesystem;
+
+// One collector's recording at this sink: its file, and which batch sequences it holds.
+struct SinkServer::Collector {
+  std::mutex mutex;
+  std::string id;
+  std::string host;
+  std::string path;
+  std::unique_ptr<TraceFileWriter> writer;
+  std::uint64_t next = 0;           // every sequence below is stored
+  std::set<std::uint64_t> above;    // stored sequences above `next`
+  std::uint64_t batches = 0, records = 0, duplicates = 0, lost_kernel = 0, lost_collector = 0;
+  bool finished = false;
+  std::weak_ptr<Session> active;
+
+  bool has(std::uint64_t seq) const { return seq < next || above.count(seq) != 0; }
+  void mark(std::uint64_t seq) {
+    above.insert(seq);
+    while (!above.empty() && *above.begin() == next) {
+      above.erase(above.begin());
+      ++next;
+    }
+  }
+};
+
+namespace {
+
+// Collector ids become file names: keep letters, digits, '.', '-', '_'.
+std::string file_safe(const std::string& id) {
+  std::string out;
+  for (char c : id) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+  if (out.empty() || out[0] == '.') out = "_" + out;
+  return out.substr(0, 200);
+}
+
+}  // namespace
+
+class SinkServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(SinkServer& server, std::unique_ptr<Connection> conn, asio::any_io_executor executor)
+      : server_(server), conn_(std::move(conn)), timer_(executor), decompressor_(*ZstdDecompressor::create()) {}
+
+  void start() {
+    server_.log("peer " + conn_->peer() + " connected");
+    arm_deadline(server_.options_.hello_timeout, "no hello");
+    if (conn_->is_tls()) {
+      auto self = shared_from_this();
+      conn_->tls()->async_handshake(asio::ssl::stream_base::server, [self](const boost::system::error_code& ec) {
+        if (ec) return self->drop("TLS handshake failed: " + ec.message());
+        self->read_header();
+      });
+      return;
+    }
+    read_header();
+  }
+
+  void close_quietly() {
+    closed_ = true;
+    timer_.cancel();
+    conn_->close();
+  }
+
+ private:
+  void arm_deadline(std::chrono::milliseconds limit, const std::string& what) {
+    timer_.expires_after(limit);
+    auto self = shared_from_this();
+    timer_.async_wait([self, what](const boost::system::error_code& ec) {
+      if (!ec) self->drop(what + " within " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                    self->server_.options_.idle_timeout)
+                                                                    .count()) +
+                          " ms");
+    });
+  }
+
+  void read_header() {
+    auto self = shared_from_this();
+    conn_->async_read(asio::buffer(header_), [self](const boost::system::error_code& ec, std::size_t) {
+      if (self->closed_) return;
+      if (ec) {
+        if (ec == asio::error::eof) return self->drop(self->collector_ ? "left" : "closed before saying hello", false);
+        return self->drop("reading: " + ec.message());
+      }
+      std::string why;
+      auto h = parse_frame_header(std::span<const char>(self->header_.data(), self->header_.size()), &why,
+                                  FrameContext::Stream, self->server_.options_.max_frame);
+      if (!h) return self->drop("bad frame at byte " + std::to_string(self->offset_) + ": " + why);
+      self->payload_.resize(h->payload_length);
+      self->conn_->async_read(asio::buffer(self->payload_), [self, type = h->type](const boost::system::error_code& ec2,
+                                                                                  std::size_t) {
+        if (self->closed_) return;
+        if (ec2) return self->drop("reading a frame: " + ec2.message());
+        self->offset_ += kFrameHeaderSize + self->payload_.size();
+        self->on_frame(type);
+      });
+    });
+  }
+
+  void on_frame(FrameType type) {
+    if (!collector_) {
+      if (type != FrameType::Hello) return drop("the first frame is not a hello");
+      v1::StreamHello hello;
+      if (!hello.ParseFromString(payload_)) return drop("the hello does not decode");
+      if (hello.protocol_version() != kStreamProtocolVersion) {
+        return refuse("protocol version " + std::to_string(hello.protocol_version()) + "; this sink speaks " +
+                      std::to_string(kStreamProtocolVersion));
+      }
+      if (hello.collector_id().empty()) return refuse("the hello has no collector id");
+      auto collector = server_.collector_for(hello.collector_id(), hello.header());
+      if (!collector) return refuse(collector.error().message());
+      collector_ = *collector;
+      v1::StreamWelcome welcome;
+      {
+        std::lock_guard<std::mutex> lock(collector_->mutex);
+        if (auto old = collector_->active.lock(); old && old.get() != this) {
+          asio::post(old->conn_executor(), [old] { old->close_quietly(); });
+        }
+        collector_->active = weak_from_this();
+        welcome.set_next_sequence(collector_->next);
+      }
+      welcome.set_protocol_version(kStreamProtocolVersion);
+      welcome.set_sink_id(server_.sink_id_);
+      server_.log("peer " + conn_->peer() + " is collector " + collector_->id + " (host " + collector_->host +
+                  "), writing " + collector_->path + ", resuming at batch " + std::to_string(welcome.next_sequence()));
+      send(encode_control_frame(FrameType::Welcome, welcome));
+    } else if (type == FrameType::Batch) {
+      if (auto st = store_batch(); !st) return drop(st.error().message());
+    } else if (type == FrameType::Trailer) {
+      std::string message;
+      v1::TraceTrailer trailer;
+      if (!decompressor_.decompress(payload_, 1 << 20, message) || !trailer.ParseFromString(message)) {
+        return drop("the trailer does not decode");
+      }
+      std::lock_guard<std::mutex> lock(collector_->mutex);
+      if (collector_->writer) (void)collector_->writer->close(trailer);
+      collector_->finished = true;
+      server_.log("collector " + collector_->id + " finished: " + std::to_string(collector_->batches) + " batches, " +
+                  std::to_string(collector_->records) + " records, lost " + std::to_string(collector_->lost_kernel) +
+                  " in its kernel and " + std::to_string(collector_->lost_collector) + " in its spool");
+    } else {
+      return drop("unexpected frame type " + std::to_string(static_cast<int>(type)));
+    }
+    arm_deadline(server_.options_.idle_timeout, "no frame");
+    read_header();
+  }
+
+  Status store_batch() {
+    if (auto st = decompressor_.decompress(payload_, server_.options_.max_batch, message_); !st) {
+      return Error("batch at byte " + std::to_string(offset_ - payload_.size() - kFrameHeaderSize) + ": " +
+                   st.error().message());
+    }
+    auto view = BatchView::parse(message_);
+    if (!view) return view.error();
+    const v1::Batch& batch = view->batch();
+    v1::StreamAck ack;
+    {
+      std::lock_guard<std::mutex> lock(collector_->mutex);
+      if (collector_->finished) return Error("a batch after the trailer");
+      if (collector_->has(batch.sequence())) {
+        ++collector_->duplicates;
+        ++duplicates_;
+      } else {
+        EncodedBatch encoded;
+        encoded.sequence = batch.sequence();
+        encoded.records = batch.record_count();
+        encoded.compressed = std::move(payload_);
+        if (auto st = collector_->writer->write_batch(encoded); !st) {
+          payload_ = std::move(encoded.compressed);
+          return Error("cannot store it: " + st.error().message());
+        }
+        payload_ = std::move(encoded.compressed);
+        collector_->mark(batch.sequence());
+        ++collector_->batches;
+        collector_->records += batch.record_count();
+        for (const auto& lost : batch.lost()) {
+          (lost.source() == v1::LostNotice::COLLECTOR ? collector_->lost_collector : collector_->lost_kernel) +=
+              lost.count();
+        }
+      }
+      ack.set_through(collector_->next);
+    }
+    ack.set_duplicates(duplicates_);
+    send(encode_control_frame(FrameType::Ack, ack));
+    return {};
+  }
+
+  void refuse(const std::string& reason) {
+    v1::StreamRefusal refusal;
+    refusal.set_reason(reason);
+    ++server_.refused_;
+    server_.log("peer " + conn_->peer() + " refused: " + reason);
+    closing_after_write_ = true;
+    send(encode_control_frame(FrameType::Refusal, refusal));
+  }
+
+  // Acks and the welcome go out one at a time, in order; a peer that does not read them cannot make the
+  // queue grow without bound: past 1024 queued frames it is dropped.
+  void send(std::string frame) {
+    if (outbox_.size() > 1024) return drop("does not read its acknowledgements");
+    outbox_.push_back(std::move(frame));
+    if (outbox_.size() == 1) write_next();
+  }
+
+  void write_next() {
+    auto self = shared_from_this();
+    conn_->async_write(asio::buffer(outbox_.front()), [self](const boost::system::error_code& ec, std::size_t) {
+      if (self->closed_) return;
+      if (ec) return self->drop("writing: " + ec.message());
+      self->outbox_.pop_front();
+      if (!self->outbox_.empty()) return self->write_next();
+      if (self->closing_after_write_) self->drop("refused", false);
+    });
+  }
+
+  void drop(const std::string& why, bool is_error = true) {
+    if (closed_) return;
+    closed_ = true;
+    timer_.cancel();
+    conn_->close();
+    std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id + ")" : "");
+    server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
+  }
+
+  asio::any_io_executor conn_executor() { return timer_.get_executor(); }
+
+  SinkServer& server_;
+  std::unique_ptr<Connection> conn_;
+  asio::steady_timer timer_;
+  ZstdDecompressor decompressor_;
+  std::array<char, kFrameHeaderSize> header_{};
+  std::string payload_;
+  std::string message_;
+  std::deque<std::string> outbox_;
+  std::shared_ptr<Collector> collector_;
+  std::uint64_t offset_ = 0;
+  std::uint64_t duplicates_ = 0;
+  bool closed_ = false;
+  bool closing_after_write_ = false;
+};
+
+Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& options) {
+  std::unique_ptr<SinkServer> server(new SinkServer());
+  server->options_ = options;
+  if (options.listen.empty()) return Error("sink: nothing to listen on (--listen tcp://127.0.0.1:PORT or unix:/PATH)");
+  std::error_code fec;
+  fs::create_directories(options.dir, fec);
+  if (fec) return Error("sink: creating " + options.dir + ": " + fec.message());
+  if (options.tls.enabled()) {
+    auto ctx = make_tls_context(options.tls, true);
+    if (!ctx) return ctx.error();
+    server->tls_ = *ctx;
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  server->sink_id_ = std::string(host) + ":" + std::to_string(getpid());
+  for (const auto& ep : options.listen) {
+    boost::system::error_code ec;
+    if (ep.kind == Endpoint::Kind::Tcp) {
+      if (!ep.is_loopback() && !options.allow_remote) {
+        return Error("sink: " + ep.to_string() + " is not a loopback address; pass --allow-remote to accept other " +
+                     "machines (and consider --tls-*)");
+      }
+      auto address = asio::ip::make_address(ep.host == "localhost" ? "127.0.0.1" : ep.host, ec);
+      if (ec) return Error("sink: " + ep.to_string() + ": not an IP address: " + ec.message());
+      auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(server->io_);
+      asio::ip::tcp::endpoint endpoint(address, ep.port);
+      acceptor->open(endpoint.protocol(), ec);
+      if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor->bind(endpoint, ec);
+      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) return Error("sink: listening on " + ep.to_string() + ": " + ec.message());
+      Endpoint actual = ep;
+      actual.port = acceptor->local_endpoint().port();
+      server->bound_.push_back(actual);
+      server->tcp_acceptors_.push_back(std::move(acceptor));
+    } else {
+      if (server->tls_) return Error("sink: TLS is for tcp:// endpoints, not " + ep.to_string());
+      ::unlink(ep.path.c_str());
+      auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(server->io_);
+      asio::local::stream_protocol::endpoint endpoint(ep.path);
+      acceptor->open(endpoint.protocol(), ec);
+      if (!ec) acceptor->bind(endpoint, ec);
+      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) return Error("sink: listening on " + ep.to_string() + ": " + ec.message());
+      server->bound_.push_back(ep);
+      server->unix_acceptors_.push_back(std::move(acceptor));
+    }
+  }
+  for (std::size_t i = 0; i < server->tcp_acceptors_.size(); ++i) server->accept_tcp(i);
+  for (std::size_t i = 0; i < server->unix_acceptors_.size(); ++i) server->accept_unix(i);
+  return server;
+}
+
+SinkServer::~SinkServer() {
+  stop();
+  std::lock_guard<std::mutex> lock(collectors_mutex_);
+  for (auto& [id, c] : collectors_) {
+    std::lock_guard<std::mutex> clock(c->mutex);
+    c->writer.reset();  // closes without a trailer: the collector did not finish
+  }
+}
+
+void SinkServer::accept_tcp(std::size_t index) {
+  tcp_acceptors_[index]->async_accept(asio::make_strand(io_), [this, index](const boost::system::error_code& ec,
+                                                                           asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      boost::system::error_code pec;
+      auto remote = socket.remote_endpoint(pec);
+      std::string peer = pec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
+      auto executor = socket.get_executor();
+      std::unique_ptr<Connection> conn;
+      if (tls_) {
+        conn = std::make_unique<Connection>(std::make_unique<Connection::Tls>(std::move(socket), *tls_), peer);
+      } else {
+        conn = std::make_unique<Connection>(std::move(socket), peer);
+      }
+      std::make_shared<Session>(*this, std::move(conn), executor)->start();
+    } else {
+      log("accepting on " + bound_[index].to_string() + ": " + ec.message());
+    }
+    accept_tcp(index);
+  });
+}
+
+void SinkServer::accept_unix(std::size_t index) {
+  unix_acceptors_[index]->async_accept(asio::make_strand(io_), [this, index](const boost::system::error_code& ec,
+                                                                            asio::local::stream_protocol::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      auto executor = socket.get_executor();
+      static std::atomic<std::uint64_t> counter{0};
+      const std::string peer = "unix#" + std::to_string(++counter);
+      std::make_shared<Session>(*this, std::make_unique<Connection>(std::move(socket), peer), executor)->start();
+    }
+    accept_unix(index);
+  });
+}
+
+Result<std::shared_ptr<SinkServer::Collector>> SinkServer::collector_for(const std::string& id,
+                                                                         const v1::TraceHeader& header) {
+  std::lock_guard<std::mutex> lock(collectors_mutex_);
+  auto it = collectors_.find(id);
+  if (it != collectors_.end()) return it->second;
+
+  auto c = std::make_shared<Collector>();
+  c->id = id;
+  c->host = header.host();
+  c->path = options_.dir + "/" + file_safe(id) + ".data";
+  TraceWriterOptions wo;
+  wo.path = c->path;
+  wo.rotate_bytes = options_.rotate_bytes;
+  wo.rotate_time = options_.rotate_time;
+
+  // A sink restart: find what this collector's files already hold, and where the last one ends cleanly.
+  std::uint32_t piece = 0;
+  for (;; ++piece) {
+    const std::string path = piece == 0 ? c->path : c->path + "." + std::to_string(piece);
+    if (!fs::exists(path)) break;
+    auto reader = TraceFileReader::open(path);
+    if (!reader) {
+      // Not even a header: start this piece over.
+      wo.resume_piece = piece;
+      wo.resume_offset = 0;
+      ++piece;
+      break;
+    }
+    std::uint64_t good = (*reader)->offset();
+    std::uint64_t batches = 0, records = 0;
+    bool trailer = false;
+    for (;;) {
+      ReadOutcome r = (*reader)->next();
+      if (r.status != ReadStatus::Frame) break;
+      if (r.type == FrameType::Batch) {
+        auto view = BatchView::parse(r.message);
+        if (!view) break;
+        c->mark(view->batch().sequence());
+        ++batches;
+        records += view->batch().record_count();
+        ++c->batches;
+        c->records += view->batch().record_count();
+      } else if (r.type == FrameType::Trailer) {
+        trailer = true;
+      }
+      good = (*reader)->offset();
+    }
+    wo.resume_piece = trailer ? piece + 1 : piece;
+    wo.resume_offset = trailer ? 0 : good;
+    wo.resume_batches = batches;
+    wo.resume_records = records;
+  }
+  if (wo.resume_piece) {
+    log("collector " + id + ": resuming " + c->path + " with " + std::to_string(c->batches) + " batches already stored");
+  }
+  auto writer = TraceFileWriter::create(wo, header);
+  if (!writer) return writer.error();
+  c->writer = std::move(*writer);
+  collectors_[id] = c;
+  return c;
+}
+
+void SinkServer::run() { io_.run(); }
+
+void SinkServer::start() {
+  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) threads_.emplace_back([this] { io_.run(); });
+}
+
+void SinkServer::stop() {
+  asio::post(io_, [this] {
+    boost::system::error_code ignored;
+    for (auto& a : tcp_acceptors_) a->close(ignored);
+    for (auto& a : unix_acceptors_) a->close(ignored);
+  });
+  io_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+std::vector<CollectorSummary> SinkServer::summaries() const {
+  std::vector<CollectorSummary> out;
+  std::lock_guard<std::mutex> lock(collectors_mutex_);
+  for (const auto& [id, c] : collectors_) {
+    std::lock_guard<std::mutex> clock(c->mutex);
+    CollectorSummary s;
+    s.id = id;
+    s.host = c->host;
+    s.file = c->path;
+    s.connected = !c->active.expired();
+    s.finished = c->finished;
+    s.batches = c->batches;
+    s.records = c->records;
+    s.duplicates = c->duplicates;
+    s.lost_kernel = c->lost_kernel;
+    s.lost_collector = c->lost_collector;
+    s.next_sequence = c->next;
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::uint64_t SinkServer::refused_peers() const { return refused_.load(); }
+
+void SinkServer::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+}  // namespace perfstream

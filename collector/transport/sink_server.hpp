@@ -1,0 +1,98 @@
+// SinkServer: `perfstream sink`: accepts many collectors at once (TCP, unix sockets, mutual TLS) and writes
+// each one's stream to its own trace file in a directory, following stream_protocol.hpp.
+//
+// Files: one recording per collector id, DIR/<id>.data (+ .1, .2 ... with rotation), readable by dump and
+// stats like any trace. Exactly once: each batch sequence is stored once; duplicates (resends after a cut
+// connection) are acknowledged and dropped. After a sink restart, the first hello of an id scans that
+// id's files, cuts a half-written last frame, and tells the collector where to resume (Welcome).
+//
+// Isolation: every connection has its own buffers (at most max_frame compressed + max_batch decompressed),
+// deadlines (hello_timeout for the first frame, idle_timeout between frames), and strand; a peer that sends
+// garbage, a huge length, a zstd bomb or nothing at all is disconnected and logged, and nobody else waits
+// on it. A newer connection of the same collector takes over from an older one (a half-open leftover).
+//
+// Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "collector/format/trace_writer.hpp"
+#include "collector/transport/connection.hpp"
+#include "collector/transport/endpoint.hpp"
+#include "collector/util/result.hpp"
+
+namespace perfstream {
+
+struct SinkOptions {
+  std::vector<Endpoint> listen;
+  std::string dir;
+  TlsOptions tls;
+  std::uint64_t rotate_bytes = 0;
+  std::chrono::seconds rotate_time{0};
+  std::uint32_t max_frame = 16u << 20;
+  std::size_t max_batch = 64u << 20;
+  std::chrono::milliseconds hello_timeout{10000};
+  std::chrono::milliseconds idle_timeout{120000};
+  unsigned threads = 2;
+  bool allow_remote = false;  // bind non-loopback addresses only when told
+  std::function<void(const std::string&)> log;
+};
+
+struct CollectorSummary {
+  std::string id;
+  std::string host;
+  std::string file;
+  bool connected = false;
+  bool finished = false;          // the trailer arrived
+  std::uint64_t batches = 0;      // stored
+  std::uint64_t records = 0;
+  std::uint64_t duplicates = 0;   // received again and dropped
+  std::uint64_t lost_kernel = 0;  // samples the collector's kernel reported lost
+  std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
+  std::uint64_t next_sequence = 0;
+};
+
+class SinkServer {
+ public:
+  static Result<std::unique_ptr<SinkServer>> create(const SinkOptions& options);
+  ~SinkServer();
+
+  // The endpoints actually bound (tcp port 0 becomes the port the kernel chose).
+  const std::vector<Endpoint>& bound() const { return bound_; }
+  void run();   // blocks until stop()
+  void start(); // runs on background threads
+  void stop();
+  std::vector<CollectorSummary> summaries() const;
+  std::uint64_t refused_peers() const;
+
+ private:
+  class Session;
+  struct Collector;
+  SinkServer() = default;
+  void accept_tcp(std::size_t index);
+  void accept_unix(std::size_t index);
+  Result<std::shared_ptr<Collector>> collector_for(const std::string& id, const v1::TraceHeader& header);
+  void log(const std::string& line) const;
+
+  SinkOptions options_;
+  asio::io_context io_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
+  std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
+  std::vector<Endpoint> bound_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex collectors_mutex_;
+  std::map<std::string, std::shared_ptr<Collector>> collectors_;
+  std::atomic<std::uint64_t> refused_{0};
+  std::string sink_id_;
+};
+
+}  // namespace perfstream

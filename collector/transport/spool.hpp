@@ -1,0 +1,78 @@
+// Spool: the collector's bounded, on-disk queue of batches not yet acknowledged by the sink.
+//
+// Every batch the recorder produces is appended to the spool first (a file of frames in the trace framing,
+// in segments of segment_bytes), then sent from there; an Ack removes what it covers, and a segment whose
+// batches are all acknowledged is deleted. So a slow or absent sink costs disk, not memory, and a reconnect
+// resends from the first unacknowledged batch. When the spool holds max_bytes, append() refuses the batch:
+// the caller counts it as lost and says so in-band (BatchingConsumer puts a COLLECTOR LostNotice in the next
+// batch), and the sink reports it too.
+//
+// Threads: append() from any thread (the reader threads' batchers); everything else from the sender's
+// thread. A mutex guards the index; notify is called after each append, outside the lock.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "collector/util/result.hpp"
+#include "collector/util/unique_fd.hpp"
+
+namespace perfstream {
+
+class Spool {
+ public:
+  static Result<std::unique_ptr<Spool>> create(const std::string& dir, std::uint64_t max_bytes,
+                                               std::uint64_t segment_bytes = 16u << 20);
+  ~Spool();
+
+  // Stores one compressed batch; an error (full, or the disk failed) means it was not stored.
+  Status append(std::uint64_t sequence, const std::string& compressed);
+  void set_notify(std::function<void()> notify);
+
+  // The oldest batch not yet sent on this connection; false when there is none.
+  bool next_unsent(std::uint64_t* sequence, std::string* compressed);
+  // Marks everything unacknowledged as unsent again (a new connection).
+  void rewind();
+  // Drops every batch with sequence < through; deletes segments left without live batches.
+  void acknowledge(std::uint64_t through);
+
+  std::uint64_t pending_batches() const;   // stored, not acknowledged
+  std::uint64_t pending_bytes() const;
+  std::uint64_t inflight_batches() const;  // sent on this connection, not acknowledged
+  std::uint64_t refused_batches() const;   // append() said full
+
+ private:
+  struct Entry {
+    std::uint64_t sequence;
+    std::uint64_t segment;
+    std::uint64_t offset;
+    std::uint32_t length;
+    bool sent;
+  };
+  struct Segment {
+    UniqueFd fd;
+    std::string path;
+    std::uint64_t bytes = 0;
+    std::uint64_t live = 0;  // entries not yet acknowledged
+  };
+  Spool() = default;
+  Status open_segment();  // mutex held
+
+  mutable std::mutex mutex_;
+  std::string dir_;
+  std::uint64_t max_bytes_ = 0;
+  std::uint64_t segment_bytes_ = 0;
+  std::deque<Entry> entries_;
+  std::map<std::uint64_t, Segment> segments_;
+  std::uint64_t current_segment_ = 0;
+  std::uint64_t total_bytes_ = 0;
+  std::uint64_t refused_ = 0;
+  std::function<void()> notify_;
+};
+
+}  // namespace perfstream

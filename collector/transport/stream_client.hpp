@@ -1,0 +1,72 @@
+// StreamClient: the collector's end of a stream: a BatchSink that spools every batch on disk and sends the
+// spool to a sink over TCP, a unix socket or mutual TLS, following stream_protocol.hpp.
+//
+// write_batch() only appends to the spool, so the readers never wait on the network. A sender thread
+// connects, says hello with the trace header, resends whatever the sink has not acknowledged, and streams
+// new batches with at most `window` unacknowledged on the wire. A lost connection (or a refused one) is
+// retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile.
+// finish() waits until the sink has acknowledged every batch, then sends the trailer and closes.
+//
+// Threads: write_batch from any thread; start/finish/status from the controlling thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "collector/format/batch_sink.hpp"
+#include "collector/transport/connection.hpp"
+#include "collector/transport/endpoint.hpp"
+#include "collector/transport/spool.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+struct StreamClientOptions {
+  Endpoint endpoint;
+  TlsOptions tls;
+  std::string spool_dir;
+  std::uint64_t spool_bytes = 1ull << 30;
+  std::uint32_t window = 64;
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{5000};
+  std::function<void(const std::string&)> log;  // connection events; called from the sender thread
+};
+
+struct StreamClientStatus {
+  bool connected = false;
+  std::uint64_t acked_through = 0;   // every batch below this is stored at the sink
+  std::uint64_t pending_batches = 0; // spooled, not acknowledged
+  std::uint64_t pending_bytes = 0;
+  std::uint64_t refused_batches = 0; // the spool was full
+  std::uint64_t connects = 0;
+  std::uint64_t sent_batches = 0;    // including resends
+};
+
+class StreamClient : public BatchSink {
+ public:
+  static Result<std::unique_ptr<StreamClient>> create(const StreamClientOptions& options, v1::TraceHeader header,
+                                                      std::string collector_id);
+  ~StreamClient() override;
+
+  Status write_batch(const EncodedBatch& batch) override;
+  void start();
+  // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer. False on timeout
+  // (the unacknowledged batches stay in the spool directory, in the trace framing).
+  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout);
+  StreamClientStatus status() const;
+
+ private:
+  class Sender;
+  StreamClient() = default;
+
+  StreamClientOptions options_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<Sender> sender_;
+  std::thread thread_;
+};
+
+}  // namespace perfstream

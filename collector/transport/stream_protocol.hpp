@@ -1,0 +1,38 @@
+// The stream protocol between `perfstream stream` (the collector) and `perfstream sink`.
+//
+// Both directions carry frames in the trace framing (collector/format/frame.hpp), read in the Stream
+// context: the data frames of a trace file (1 TraceHeader is not sent on its own, 2 Batch, 3 TraceTrailer),
+// zstd-encoded exactly as in a file, and control frames whose payload is an unencoded protobuf message
+// (proto/perfstream.proto): 16 StreamHello, 17 StreamWelcome, 18 StreamAck, 19 StreamRefusal.
+//
+//   collector                              sink
+//   Hello{id, TraceHeader}        ->
+//                                 <-       Welcome{next_sequence}  (or Refusal, then close)
+//   Batch, Batch, ...             ->
+//                                 <-       Ack{through}            (after the batches are written)
+//   Trailer                       ->                               (the recording ended; file closed)
+//
+// The collector keeps every batch in its spool until an Ack covers it, and after a reconnect resends what
+// is not covered; the sink stores each batch sequence once and drops duplicates, so every batch is stored
+// exactly once. Acks are cumulative: `through` is the lowest sequence not yet stored.
+// Limits the sink enforces: a frame header must arrive within the idle timeout, a payload may not exceed
+// max_frame, a batch may not decompress past max_batch (no zstd bombs), and frames must come in the order
+// above; a peer that breaks any of them is disconnected, and nobody else notices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "collector/format/frame.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+constexpr std::uint32_t kStreamProtocolVersion = 1;
+
+// Header + unencoded payload of a control message.
+std::string encode_control_frame(FrameType type, const google::protobuf::MessageLite& message);
+// The 16-byte header of a zstd data frame of `payload_length` bytes (the payload is sent after it).
+std::string data_frame_header(FrameType type, std::size_t payload_length);
+
+}  // namespace perfstream
