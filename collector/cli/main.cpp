@@ -16,7 +16,8 @@ void usage(std::ostream& out) {
          "  stats    counts per CPU and event, loss, time span, rates, bytes raw and compressed\n"
          "  probes   the built-in probes and their fields\n"
          "  stream   capture like record, and send the batches to a sink (acknowledged, spooled, TLS)\n"
-         "  sink     receive streams from many collectors into one trace file each\n\n"
+         "  sink     receive streams from many collectors into one trace file each\n"
+         "  bench    drain rates in the real kernel, against libbpf's perf_buffer and ring buffer\n\n"
          "perfstream COMMAND --help shows the flags of a command.\n";
 }
 
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (command == "stats") return perfstream::cli::run_stats(args, std::cout, std::cerr);
     if (command == "stream") return perfstream::cli::run_stream(args, std::cout, std::cerr);
     if (command == "sink") return perfstream::cli::run_sink(args, std::cout, std::cerr);
+    if (command == "bench") return perfstream::cli::run_bench(args, std::cout, std::cerr);
     if (command == "probes") return perfstream::cli::run_probes(args, std::cout, std::cerr);
     if (command == "--help" || command == "-h" || command == "help") {
       usage(std::cout);

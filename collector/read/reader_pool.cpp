@@ -1,6 +1,8 @@
 #include "collector/read/reader_pool.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -36,7 +38,19 @@ class ReaderPool::Reader {
   RecordConsumer& consumer() { return *consumer_; }
 
   void run_thread() {
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      const auto& pins = pool_.options_.pin_cpus;
+      if (!pins.empty()) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(pins[index_ % pins.size()], &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+          pool_.log("reader " + std::to_string(index_) + ": cannot pin to CPU " +
+                    std::to_string(pins[index_ % pins.size()]));
+        }
+      }
+      io_.run();
+    });
   }
   void join() {
     if (thread_.joinable()) thread_.join();

@@ -41,6 +41,7 @@ struct ReaderOptions {
   unsigned threads = 1;
   std::chrono::milliseconds flush_interval{100};
   std::chrono::milliseconds hotplug_interval{250};  // 0: the set of CPUs is fixed at start
+  std::vector<unsigned> pin_cpus;  // reader i runs on pin_cpus[i % size]; empty: wherever the scheduler likes
   // Notices for the user (CPUs offline or back, corruption). Called from reader threads; may be empty.
   std::function<void(const std::string&)> log;
 };

@@ -1,0 +1,585 @@
+// perfstream bench: how fast the rings drain on this machine, in the real kernel, against libbpf.
+//
+// Each run drives the loadgen probe: a producer process pinned to a producer CPU calls getppid() in a loop,
+// loadgen emits one record of the chosen size per call and counts per CPU what it emitted and what failed.
+// The collector drains on the collector CPUs and does `count`, `encode`, `compress` or `file` (the whole
+// record pipeline) with the records. The producer is a separate process, so the collector's CPU time is
+// this process's getrusage. Before the runs of a size, the producer runs once with loadgen attached but no
+// ring in the map: the rate of this kernel with nothing to deliver (the ceiling).
+// --compare runs bench/libbpf_baseline (libbpf's perf_buffer with its defaults and with a watermark, and
+// the BPF ring buffer with libbpf's ring_buffer) on the same load, alternating with perfstream's runs.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sys/syscall.h>
+
+#include "bench/load_producer.hpp"
+#include "collector/cli/commands.hpp"
+#include "collector/cli/options.hpp"
+#include "collector/cli/render.hpp"
+#include "collector/format/batching_consumer.hpp"
+#include "collector/format/trace_writer.hpp"
+#include "collector/read/capture_session.hpp"
+
+extern "C" {
+#include <linux/types.h>
+#include "events.h"
+}
+
+namespace perfstream::cli {
+namespace {
+
+struct RunResult {
+  std::string impl;          // perfstream-count, libbpf-default, ...
+  std::uint32_t size = 0;
+  double duration_s = 0;
+  double ceiling_calls_per_s = 0;
+  double producer_calls_per_s = 0;
+  std::uint64_t emitted = 0, failed = 0, delivered = 0, delivered_bytes = 0, lost = 0;
+  double collector_cpu_s = 0;
+  std::int64_t wakeups = -1;
+  std::string error;
+
+  double delivered_per_s() const { return duration_s > 0 ? delivered / duration_s : 0; }
+  double mb_per_s() const { return duration_s > 0 ? delivered_bytes / duration_s / 1e6 : 0; }
+  double lost_pct() const {
+    const double attempts = static_cast<double>(emitted + failed);
+    return attempts > 0 ? 100.0 * (attempts - delivered) / attempts : 0;
+  }
+  double cpu_ns_per_record() const { return delivered > 0 ? collector_cpu_s * 1e9 / delivered : 0; }
+};
+
+class NullSink : public BatchSink {
+ public:
+  Status write_batch(const EncodedBatch&) override { return {}; }
+};
+
+// Encodes batches and throws them away: the cost of encoding without compression.
+class EncodeOnlyConsumer : public RecordConsumer {
+ public:
+  void on_sample(unsigned, const SampleView& s) override {
+    encoder_.add_record(s.time, s.cpu, s.raw);
+    if (encoder_.record_count() >= 65536 || encoder_.encoded_size_estimate() >= (1u << 20)) flush();
+  }
+  void on_lost(unsigned cpu, const LostView& l) override { encoder_.add_lost(cpu, l.lost, l.time); }
+  void on_stop() override { flush(); }
+
+ private:
+  void flush() {
+    encoder_.finish(sequence_++, out_);
+    encoder_.reset();
+  }
+  BatchEncoder encoder_;
+  std::string out_;
+  std::uint64_t sequence_ = 0;
+};
+
+class CountOnlyConsumer : public RecordConsumer {
+ public:
+  void on_sample(unsigned, const SampleView&) override {}
+  void on_lost(unsigned, const LostView&) override {}
+};
+
+struct LoadgenCounts {
+  std::uint64_t emitted = 0, failed = 0, failed_nospace = 0;
+};
+
+Status configure_loadgen(const BpfProbe& probe, std::uint32_t tgid, std::uint32_t size) {
+  auto fd = probe.map_fd("loadgen_config");
+  if (!fd) return fd.error();
+  ps_loadgen_config cfg{};
+  cfg.tgid = tgid;
+  cfg.syscall_nr = SYS_getppid;
+  cfg.record_size = size;
+  cfg.records_per_call = 1;
+  __u32 key = 0;
+  if (bpf_map_update_elem(*fd, &key, &cfg, BPF_ANY) != 0) return Error::from_errno("configuring loadgen", errno);
+  return {};
+}
+
+LoadgenCounts read_loadgen(const BpfProbe& probe) {
+  LoadgenCounts total;
+  auto fd = probe.map_fd("loadgen_stats");
+  const int n = libbpf_num_possible_cpus();
+  if (!fd || n <= 0) return total;
+  std::vector<ps_loadgen_stats> values(n);
+  __u32 key = 0;
+  if (bpf_map_lookup_elem(*fd, &key, values.data()) != 0) return total;
+  for (const auto& v : values) {
+    total.emitted += v.emitted;
+    total.failed += v.failed;
+    total.failed_nospace += v.failed_nospace;
+  }
+  return total;
+}
+
+struct BenchConfig {
+  unsigned producer_cpu = 0;
+  std::vector<unsigned> collector_cpus;
+  std::uint64_t duration_ms = 2000;
+  RingSize ring;
+  std::uint64_t wakeup = 0;
+  std::string mode = "count";
+  std::string output = "/tmp/perfstream-bench.data";
+  int level = 1;
+};
+
+// The producer's rate with loadgen attached and no ring in the map: every emit fails at once (-ENOENT).
+Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
+  ProbeOptions po;
+  auto probe = BpfProbe::load_builtin("loadgen", po);
+  if (!probe) return probe.error();
+  bench::LoadProducer producer;
+  if (!producer.spawn(static_cast<int>(cfg.producer_cpu))) return Error("cannot start the producer");
+  if (auto st = configure_loadgen(**probe, static_cast<std::uint32_t>(producer.pid()), size); !st) return st.error();
+  producer.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::uint64_t>(cfg.duration_ms, 1000)));
+  const std::uint64_t ran = producer.stop();
+  const auto counts = read_loadgen(**probe);
+  return ran > 0 ? (counts.emitted + counts.failed) / (ran / 1e9) : 0.0;
+}
+
+RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling) {
+  RunResult r;
+  r.impl = "perfstream-" + cfg.mode;
+  r.size = size;
+  r.ceiling_calls_per_s = ceiling;
+  CaptureOptions capture;
+  capture.probes = {"loadgen"};
+  capture.array.size = cfg.ring;
+  capture.array.wakeup_bytes = cfg.wakeup;
+  capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg.collector_cpus.size()));
+  capture.readers.pin_cpus = cfg.collector_cpus;
+  auto session = CaptureSession::open(capture);
+  if (!session) {
+    r.error = session.error().message();
+    return r;
+  }
+  CaptureSession& s = **session;
+  NullSink null_sink;
+  PipelineCounters pipeline;
+  std::unique_ptr<TraceFileWriter> writer;
+  if (cfg.mode == "file") {
+    TraceWriterOptions wo;
+    wo.path = cfg.output;
+    v1::TraceHeader header;
+    header.set_format_version(1);
+    header.add_probes("loadgen");
+    auto w = TraceFileWriter::create(wo, header);
+    if (!w) {
+      r.error = w.error().message();
+      return r;
+    }
+    writer = std::move(*w);
+  }
+  BatchSink& sink = writer ? static_cast<BatchSink&>(*writer) : null_sink;
+  const std::string mode = cfg.mode;
+  const int level = cfg.level;
+  bench::LoadProducer producer;
+  if (!producer.spawn(static_cast<int>(cfg.producer_cpu))) {
+    r.error = "cannot start the producer";
+    return r;
+  }
+  if (auto st = configure_loadgen(*s.probes().front(), static_cast<std::uint32_t>(producer.pid()), size); !st) {
+    r.error = st.error().message();
+    return r;
+  }
+  const std::uint64_t cpu_before = bench::LoadProducer::process_cpu_ns();
+  auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
+    if (mode == "count") return std::make_unique<CountOnlyConsumer>();
+    if (mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
+    return std::make_unique<BatchingConsumer>(BatchLimits{}, std::move(*ZstdCompressor::create(level)), sink, pipeline);
+  });
+  if (!started) {
+    r.error = started.error().message();
+    return r;
+  }
+  producer.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(cfg.duration_ms));
+  const std::uint64_t ran = producer.stop();
+  s.stop();  // the final drain is part of the collector's work
+  const std::uint64_t cpu_after = bench::LoadProducer::process_cpu_ns();
+  if (writer) (void)writer->close(v1::TraceTrailer());
+  const auto counts = read_loadgen(*s.probes().front());
+  const auto total = s.stats().total();
+  r.duration_s = ran / 1e9;
+  r.emitted = counts.emitted;
+  r.failed = counts.failed;
+  r.delivered = total.samples;
+  r.delivered_bytes = total.sample_bytes;
+  r.lost = total.lost;
+  r.collector_cpu_s = (cpu_after - cpu_before) / 1e9;
+  r.wakeups = static_cast<std::int64_t>(total.wakeups);
+  r.producer_calls_per_s = r.duration_s > 0 ? (r.emitted + r.failed) / r.duration_s : 0;
+  return r;
+}
+
+// Pulls "key":number out of the baseline's one-line JSON.
+double json_number(const std::string& line, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto at = line.find(needle);
+  if (at == std::string::npos) return 0;
+  return std::strtod(line.c_str() + at + needle.size(), nullptr);
+}
+
+std::string baseline_path(const std::string& given) {
+  if (!given.empty()) return given;
+  char self[4096] = {};
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<std::size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    for (const std::string& candidate : {dir + "/../bench/perfstream-libbpf-baseline", dir + "/perfstream-libbpf-baseline"}) {
+      struct stat st {};
+      if (stat(candidate.c_str(), &st) == 0) return candidate;
+    }
+  }
+  return "perfstream-libbpf-baseline";
+}
+
+RunResult run_baseline(const std::string& binary, const std::string& mode, const BenchConfig& cfg, std::uint32_t size,
+                       double ceiling, std::uint64_t ring_pages) {
+  RunResult r;
+  r.impl = mode == "ringbuf" ? "libbpf-ringbuf" : "libbpf-" + mode.substr(std::string("perfbuf-").size());
+  r.size = size;
+  r.ceiling_calls_per_s = ceiling;
+  std::ostringstream cmd;
+  cmd << binary << " --mode " << mode << " --producer-cpu " << cfg.producer_cpu << " --consumer-cpu "
+      << (cfg.collector_cpus.empty() ? 0 : cfg.collector_cpus.front()) << " --size " << size << " --duration-ms "
+      << cfg.duration_ms << " --pages " << ring_pages;
+  if (cfg.wakeup) cmd << " --wakeup-bytes " << cfg.wakeup;
+  cmd << " 2>&1";
+  FILE* pipe = popen(cmd.str().c_str(), "r");
+  if (pipe == nullptr) {
+    r.error = "cannot run " + binary;
+    return r;
+  }
+  std::string output;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) output += buf;
+  const int status = pclose(pipe);
+  std::string line;
+  std::istringstream lines(output);
+  std::string json;
+  while (std::getline(lines, line)) {
+    if (line.rfind("{", 0) == 0) json = line;
+  }
+  if (status != 0 || json.empty()) {
+    r.error = binary + " failed: " + output;
+    return r;
+  }
+  r.duration_s = json_number(json, "duration_s");
+  r.emitted = static_cast<std::uint64_t>(json_number(json, "emitted"));
+  r.failed = static_cast<std::uint64_t>(json_number(json, "failed"));
+  r.delivered = static_cast<std::uint64_t>(json_number(json, "delivered"));
+  r.delivered_bytes = static_cast<std::uint64_t>(json_number(json, "delivered_bytes"));
+  r.lost = static_cast<std::uint64_t>(json_number(json, "lost"));
+  r.collector_cpu_s = json_number(json, "collector_cpu_s");
+  r.wakeups = static_cast<std::int64_t>(json_number(json, "wakeups"));
+  r.producer_calls_per_s = json_number(json, "producer_calls_per_s");
+  return r;
+}
+
+std::string fmt(double v, int precision = 1) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(precision) << v;
+  return out.str();
+}
+
+std::string rate(double v) {
+  if (v >= 1e6) return fmt(v / 1e6, 2) + " M";
+  if (v >= 1e3) return fmt(v / 1e3, 1) + " k";
+  return fmt(v, 0);
+}
+
+void print_table(const std::vector<RunResult>& runs, std::ostream& out) {
+  out << std::left << std::setw(22) << "implementation" << std::right << std::setw(6) << "size" << std::setw(12)
+      << "ceiling/s" << std::setw(12) << "producer/s" << std::setw(13) << "delivered/s" << std::setw(9) << "MB/s"
+      << std::setw(12) << "lost" << std::setw(8) << "lost%" << std::setw(11) << "CPU ns/rec" << std::setw(11)
+      << "wakeups/s" << "\n";
+  for (const auto& r : runs) {
+    if (!r.error.empty()) {
+      out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << "  error: " << r.error << "\n";
+      continue;
+    }
+    out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << std::setw(12)
+        << rate(r.ceiling_calls_per_s) << std::setw(12) << rate(r.producer_calls_per_s) << std::setw(13)
+        << rate(r.delivered_per_s()) << std::setw(9) << fmt(r.mb_per_s()) << std::setw(12) << r.lost << std::setw(8)
+        << fmt(r.lost_pct(), 2) << std::setw(11) << fmt(r.cpu_ns_per_record(), 0) << std::setw(11)
+        << (r.wakeups >= 0 ? rate(r.duration_s > 0 ? r.wakeups / r.duration_s : 0) : std::string("-")) << "\n";
+  }
+}
+
+void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, std::ostream& out) {
+  std::map<std::uint32_t, const RunResult*> mine;
+  for (const auto& r : runs) {
+    if (r.impl == ours && r.error.empty()) mine[r.size] = &r;
+  }
+  bool header = false;
+  for (const auto& r : runs) {
+    if (r.impl == ours || !r.error.empty() || mine.count(r.size) == 0 || r.delivered_per_s() <= 0) continue;
+    if (!header) {
+      out << "\nratios (" << ours << " / other, same size, same invocation):\n";
+      header = true;
+    }
+    const RunResult& m = *mine[r.size];
+    out << "  " << std::left << std::setw(20) << r.impl << std::right << std::setw(6) << r.size << "  delivered x"
+        << fmt(m.delivered_per_s() / r.delivered_per_s(), 2) << "  producer x"
+        << fmt(r.producer_calls_per_s > 0 ? m.producer_calls_per_s / r.producer_calls_per_s : 0, 2)
+        << "  CPU per record x" << fmt(r.cpu_ns_per_record() > 0 ? m.cpu_ns_per_record() / r.cpu_ns_per_record() : 0, 2)
+        << "\n";
+  }
+}
+
+void print_json(const std::vector<RunResult>& runs, const BenchConfig& cfg, std::ostream& out) {
+  out << "{\"producer_cpu\":" << cfg.producer_cpu << ",\"duration_ms\":" << cfg.duration_ms << ",\"mode\":"
+      << render::json_string(cfg.mode) << ",\"runs\":[";
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
+    out << (i ? "," : "") << "{\"implementation\":" << render::json_string(r.impl) << ",\"size\":" << r.size;
+    if (!r.error.empty()) {
+      out << ",\"error\":" << render::json_string(r.error) << "}";
+      continue;
+    }
+    out << ",\"duration_s\":" << r.duration_s << ",\"ceiling_calls_per_s\":" << r.ceiling_calls_per_s
+        << ",\"producer_calls_per_s\":" << r.producer_calls_per_s << ",\"emitted\":" << r.emitted
+        << ",\"failed\":" << r.failed << ",\"delivered\":" << r.delivered << ",\"delivered_bytes\":" << r.delivered_bytes
+        << ",\"delivered_per_s\":" << r.delivered_per_s() << ",\"lost\":" << r.lost << ",\"lost_pct\":" << r.lost_pct()
+        << ",\"collector_cpu_s\":" << r.collector_cpu_s << ",\"cpu_ns_per_record\":" << r.cpu_ns_per_record()
+        << ",\"wakeups\":" << r.wakeups << "}";
+  }
+  out << "]}\n";
+}
+
+// Two charts side by side: delivered records/s and collector CPU ns per record, against record size (log2).
+std::string svg_plot(const std::vector<RunResult>& runs) {
+  std::map<std::string, std::vector<const RunResult*>> series;
+  std::vector<std::uint32_t> sizes;
+  for (const auto& r : runs) {
+    if (!r.error.empty()) continue;
+    series[r.impl].push_back(&r);
+    sizes.push_back(r.size);
+  }
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+  const int W = 460, H = 320, L = 70, B = 40, T = 30, gap = 40;
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << 2 * W + gap << "' height='" << H + 60
+      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  auto chart = [&](int x0, const std::string& title, auto value) {
+    double ymax = 0;
+    for (const auto& [name, rs] : series)
+      for (const auto* r : rs) ymax = std::max(ymax, value(*r));
+    if (ymax <= 0) ymax = 1;
+    const double lo = std::log2(std::max<double>(1, sizes.empty() ? 1 : sizes.front()));
+    const double hi = std::log2(std::max<double>(2, sizes.empty() ? 2 : sizes.back()));
+    auto px = [&](double size) {
+      return x0 + L + (hi > lo ? (std::log2(size) - lo) / (hi - lo) : 0.5) * (W - L - 20);
+    };
+    auto py = [&](double v) { return T + (H - T - B) * (1 - v / ymax); };
+    svg << "<text x='" << x0 + W / 2 << "' y='18' text-anchor='middle' font-weight='bold'>" << title << "</text>\n";
+    svg << "<line x1='" << x0 + L << "' y1='" << H - B << "' x2='" << x0 + W - 20 << "' y2='" << H - B
+        << "' stroke='black'/><line x1='" << x0 + L << "' y1='" << T << "' x2='" << x0 + L << "' y2='" << H - B
+        << "' stroke='black'/>\n";
+    for (int i = 0; i <= 4; ++i) {
+      const double v = ymax * i / 4;
+      svg << "<text x='" << x0 + L - 5 << "' y='" << py(v) + 4 << "' text-anchor='end'>" << rate(v) << "</text>\n";
+    }
+    for (auto s : sizes) {
+      svg << "<text x='" << px(s) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << s << "</text>\n";
+    }
+    svg << "<text x='" << x0 + W / 2 << "' y='" << H - 5 << "' text-anchor='middle'>record size (bytes)</text>\n";
+    int c = 0;
+    for (const auto& [name, rs] : series) {
+      std::vector<const RunResult*> sorted = rs;
+      std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->size < b->size; });
+      svg << "<polyline fill='none' stroke-width='2' stroke='" << colors[c % 6] << "' points='";
+      for (const auto* r : sorted) svg << px(r->size) << "," << py(value(*r)) << " ";
+      svg << "'/>\n";
+      for (const auto* r : sorted) {
+        svg << "<circle r='3' fill='" << colors[c % 6] << "' cx='" << px(r->size) << "' cy='" << py(value(*r)) << "'/>\n";
+      }
+      ++c;
+    }
+  };
+  chart(0, "delivered records/s", [](const RunResult& r) { return r.delivered_per_s(); });
+  chart(W + gap, "collector CPU ns per record", [](const RunResult& r) { return r.cpu_ns_per_record(); });
+  int c = 0;
+  for (const auto& [name, rs] : series) {
+    svg << "<rect x='" << 20 + c * 170 << "' y='" << H + 28 << "' width='12' height='12' fill='" << colors[c % 6]
+        << "'/><text x='" << 36 + c * 170 << "' y='" << H + 39 << "'>" << name << "</text>\n";
+    ++c;
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
+}  // namespace
+
+int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser("bench", "perfstream bench [--sizes 16,64,256] [--mode count|encode|compress|file] [--compare libbpf,ringbuf] [flags]");
+  parser.option("producer-cpu", 0, "CPU", "the CPU the producer runs on (default 0)")
+      .option("collector-cpus", 0, "LIST", "CPUs for the reader threads, one thread each (default: the next CPU)")
+      .option("sizes", 0, "LIST", "record sizes in bytes, comma-separated (default 64); 24 to 16384")
+      .option("duration", 'd', "TIME", "length of each run (default 2s)")
+      .option("pages", 'm', "SIZE", "ring per CPU, as for record (default 512K)")
+      .option("wakeup", 0, "SIZE", "wakeup size, as for record (default a quarter ring)")
+      .option("mode", 0, "MODE", "what the collector does: count, encode, compress (zstd, no I/O), file (default count)")
+      .option("output", 'o', "FILE", "the trace file of --mode file (default /tmp/perfstream-bench.data)")
+      .option("compression-level", 'z', "N", "zstd level for compress and file (default 1)")
+      .option("compare", 0, "LIST", "also run libbpf (perf_buffer: defaults and watermark) and/or ringbuf")
+      .option("baseline", 0, "PATH", "the perfstream-libbpf-baseline program (default: found next to perfstream)")
+      .option("repeat", 0, "N", "alternate every implementation N times per size, reporting each run (default 1)")
+      .option("plot", 0, "FILE.svg", "draw delivered rate and CPU per record against record size")
+      .flag("json", 0, "print one JSON document instead of the table")
+      .flag("help", 'h', "show this help");
+  if (auto st = parser.parse(args); !st) {
+    err << st.error().message() << "\n";
+    return 2;
+  }
+  if (parser.has("help")) {
+    out << parser.help();
+    return 0;
+  }
+  auto fail = [&](const std::string& why) {
+    err << "perfstream bench: " << why << "\n";
+    return 2;
+  };
+  BenchConfig cfg;
+  auto online = CpuSet::online();
+  if (!online) return fail(online.error().message());
+  if (auto v = parser.value("producer-cpu")) {
+    auto n = parse_count("producer-cpu", *v);
+    if (!n || !online->contains(static_cast<unsigned>(*n))) return fail("--producer-cpu: not an online CPU");
+    cfg.producer_cpu = static_cast<unsigned>(*n);
+  }
+  if (auto v = parser.value("collector-cpus")) {
+    auto set = CpuSet::parse(*v);
+    if (!set) return fail(set.error().message());
+    if (!set->minus(*online).empty()) return fail("--collector-cpus: " + set->minus(*online).to_string() + " not online");
+    cfg.collector_cpus = set->cpus();
+  } else {
+    for (unsigned c : online->cpus()) {
+      if (c != cfg.producer_cpu) {
+        cfg.collector_cpus = {c};
+        break;
+      }
+    }
+    if (cfg.collector_cpus.empty()) cfg.collector_cpus = {cfg.producer_cpu};
+  }
+  std::vector<std::uint32_t> sizes = {64};
+  if (auto v = parser.value("sizes")) {
+    sizes.clear();
+    std::stringstream list(*v);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      auto n = parse_bytes("sizes", item);
+      if (!n || *n < PS_LOADGEN_HEADER_SIZE || *n > PS_LOADGEN_MAX) {
+        return fail("--sizes: '" + item + "' is not a size from " + std::to_string(PS_LOADGEN_HEADER_SIZE) + " to " +
+                    std::to_string(PS_LOADGEN_MAX));
+      }
+      sizes.push_back(static_cast<std::uint32_t>(*n));
+    }
+  }
+  if (auto v = parser.value("duration")) {
+    auto ms = parse_duration_ms("duration", *v);
+    if (!ms || *ms < 100) return fail("--duration: at least 100ms");
+    cfg.duration_ms = *ms;
+  }
+  if (auto v = parser.value("pages")) {
+    auto ring = RingSize::parse(*v);
+    if (!ring) return fail(ring.error().message());
+    cfg.ring = *ring;
+  }
+  if (auto v = parser.value("wakeup")) {
+    auto b = parse_bytes("wakeup", *v);
+    if (!b) return fail(b.error().message());
+    cfg.wakeup = *b;
+  }
+  cfg.mode = parser.value("mode").value_or("count");
+  if (cfg.mode != "count" && cfg.mode != "encode" && cfg.mode != "compress" && cfg.mode != "file") {
+    return fail("--mode: count, encode, compress or file");
+  }
+  cfg.output = parser.value("output").value_or(cfg.output);
+  if (auto v = parser.value("compression-level")) cfg.level = std::atoi(v->c_str());
+  std::vector<std::string> baselines;
+  if (auto v = parser.value("compare")) {
+    std::stringstream list(*v);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      if (item == "libbpf") {
+        baselines.push_back("perfbuf-default");
+        baselines.push_back("perfbuf-watermark");
+      } else if (item == "ringbuf") {
+        baselines.push_back("ringbuf");
+      } else {
+        return fail("--compare: libbpf and/or ringbuf, not '" + item + "'");
+      }
+    }
+  }
+  unsigned repeat = 1;
+  if (auto v = parser.value("repeat")) {
+    auto n = parse_count("repeat", *v);
+    if (!n || *n == 0 || *n > 100) return fail("--repeat: 1 to 100");
+    repeat = static_cast<unsigned>(*n);
+  }
+  auto geometry = plan_ring_geometry(cfg.ring, cfg.wakeup, online->size(), static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
+  if (!geometry) return fail(geometry.error().message());
+  const std::string baseline = baseline_path(parser.value("baseline").value_or(""));
+
+  std::vector<RunResult> runs;
+  const bool json = parser.has("json");
+  for (std::uint32_t size : sizes) {
+    auto ceiling = measure_ceiling(cfg, size);
+    if (!ceiling) {
+      err << "perfstream bench: " << ceiling.error().message() << "\n";
+      return 1;
+    }
+    for (unsigned round = 0; round < repeat; ++round) {
+      runs.push_back(run_perfstream(cfg, size, *ceiling));
+      if (!json) err << "perfstream bench: " << runs.back().impl << " " << size << " B: " << rate(runs.back().delivered_per_s())
+                     << " records/s" << (runs.back().error.empty() ? "" : " (" + runs.back().error + ")") << "\n";
+      for (const auto& mode : baselines) {
+        runs.push_back(run_baseline(baseline, mode, cfg, size, *ceiling, geometry->data_pages));
+        if (!json) err << "perfstream bench: " << runs.back().impl << " " << size << " B: "
+                       << rate(runs.back().delivered_per_s()) << " records/s"
+                       << (runs.back().error.empty() ? "" : " (" + runs.back().error + ")") << "\n";
+      }
+    }
+  }
+  if (json) {
+    print_json(runs, cfg, out);
+  } else {
+    out << "producer on CPU " << cfg.producer_cpu << ", collector on CPU " << CpuSet(cfg.collector_cpus).to_string()
+        << ", " << cfg.duration_ms << " ms per run, ring " << geometry->describe(online->size()) << ", mode "
+        << cfg.mode << "\n\n";
+    print_table(runs, out);
+    print_ratios(runs, "perfstream-" + cfg.mode, out);
+  }
+  if (auto v = parser.value("plot")) {
+    std::ofstream plot(*v);
+    plot << svg_plot(runs);
+    if (!plot) {
+      err << "perfstream bench: cannot write " << *v << "\n";
+      return 1;
+    }
+  }
+  for (const auto& r : runs) {
+    if (!r.error.empty()) return 1;
+  }
+  return 0;
+}
+
+}  // namespace perfstream::cli
