@@ -167,6 +167,17 @@ TEST_F(RecordEndToEnd, AnyBpfObjectFileCanBeRecordedWithItsLayout) {
   EXPECT_NE(dump.out.find("\"path\":\"" + path + "\""), std::string::npos) << dump.out;
 }
 
+TEST_F(RecordEndToEnd, AnObjectTheVerifierRefusesIsReportedWithTheVerifierLog) {
+  const std::string object = std::string(PERFSTREAM_BPF_GEN_DIR) + "/rejected_by_verifier.bpf.o";
+  RunResult rec = run({perfstream_binary(), "record", "--object", object, "-o", (dir_ / "x.data").string(), "--quiet"});
+  EXPECT_EQ(rec.exit_status, 1);
+  EXPECT_NE(rec.err.find("the kernel refused to load it"), std::string::npos) << rec.err;
+  EXPECT_NE(rec.err.find("verifier log:"), std::string::npos) << rec.err;
+  // The verifier's own words about the unchecked pointer.
+  EXPECT_NE(rec.err.find("map_value_or_null"), std::string::npos) << rec.err;
+  EXPECT_LT(rec.err.size(), 6000u) << "the log is shortened to its end";
+}
+
 TEST_F(RecordEndToEnd, DurationStopsTheRecordingAndTheSummaryReportsIt) {
   const fs::path trace = dir_ / "sched.data";
   const auto start = std::chrono::steady_clock::now();

@@ -1,6 +1,9 @@
 // The built-in probes in the real kernel: what a user traces arrives, exactly once, with its fields.
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -203,6 +206,57 @@ TEST(PerfEventArray, RefusesAMapSmallerThanTheCpusWithTheLimitNamed) {
   ASSERT_FALSE(array);
   EXPECT_NE(array.error().message().find("max_entries 1"), std::string::npos) << array.error().message();
   EXPECT_NE(array.error().message().find("-C"), std::string::npos) << array.error().message();
+}
+
+}  // namespace
+}  // namespace perfstream::testing
+
+namespace perfstream::testing {
+namespace {
+
+// Without CAP_IPC_LOCK, perf rings count against kernel.perf_event_mlock_kb (per user) plus RLIMIT_MEMLOCK.
+// A ring over both must fail with an error that names both limits and what to raise.
+TEST(PerfEventArray, LockedMemoryLimitErrorNamesBothLimits) {
+  std::string skip;
+  ProbeOptions options;
+  options.attach = false;
+  auto probe = load_probe("loadgen", options, &skip);
+  if (!probe) GTEST_SKIP() << skip;
+  const int map_fd = probe->events_map_fd();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipefd[0]);
+    // Drop CAP_IPC_LOCK from the effective set, and lock nothing beyond the per-user perf allowance.
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    syscall(SYS_capget, &header, data);
+    data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    syscall(SYS_capset, &header, data);
+    rlimit none{0, 0};
+    setrlimit(RLIMIT_MEMLOCK, &none);
+    EventArrayOptions array_options;
+    array_options.size = RingSize{RingSize::Unit::BytesPerCpu, 64u << 20};  // far above perf_event_mlock_kb
+    auto array = PerfEventArray::create(map_fd, "events", array_options);
+    const std::string message = array ? std::string("created") : array.error().message();
+    (void)!write(pipefd[1], message.data(), message.size());
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string message;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) message.append(buf, static_cast<std::size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_NE(message, "created") << "a 64 MiB ring was mapped without CAP_IPC_LOCK: the limit is not enforced here";
+  EXPECT_NE(message.find("Operation not permitted"), std::string::npos) << message;
+  EXPECT_NE(message.find("perf_event_mlock_kb"), std::string::npos) << message;
+  EXPECT_NE(message.find("RLIMIT_MEMLOCK"), std::string::npos) << message;
+  EXPECT_NE(message.find("CPU "), std::string::npos) << message;
 }
 
 }  // namespace
