@@ -37,7 +37,7 @@ Result<std::unique_ptr<TraceFileWriter>> TraceFileWriter::create(const TraceWrit
   if (options.resume_piece && options.resume_offset > 0) {
     writer->piece_ = *options.resume_piece;
     const std::string path = writer->piece_path(writer->piece_);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return Error::from_errno("reopening trace file " + path, errno);
     writer->fd_.reset(fd);
     if (::ftruncate(fd, static_cast<off_t>(options.resume_offset)) != 0 ||
@@ -69,7 +69,9 @@ std::string TraceFileWriter::piece_path(std::uint32_t piece) const {
 
 Status TraceFileWriter::open_piece() {
   const std::string path = piece_path(piece_);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // 0640 and no symlink following: a trace holds what other processes did, and we may run as root in a
+  // directory others can write to.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd < 0) return Error::from_errno("creating trace file " + path, errno);
   fd_.reset(fd);
   piece_bytes_ = piece_batches_ = piece_records_ = 0;
@@ -172,6 +174,12 @@ Status TraceFileWriter::close(v1::TraceTrailer trailer) {
   }
   fd_.reset();
   return {};
+}
+
+void TraceFileWriter::abandon() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  closed_ = true;
+  fd_.reset();
 }
 
 std::uint64_t TraceFileWriter::bytes_written() const {

@@ -26,9 +26,10 @@ Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64
 }
 
 Spool::~Spool() {
+  // Segments still holding unacknowledged batches stay: StreamClient::finish promises they do.
   for (auto& [id, segment] : segments_) {
     segment.fd.reset();
-    ::unlink(segment.path.c_str());
+    if (segment.live == 0) ::unlink(segment.path.c_str());
   }
 }
 
@@ -36,7 +37,7 @@ Status Spool::open_segment() {
   const std::uint64_t id = segments_.empty() ? 0 : segments_.rbegin()->first + 1;
   Segment segment;
   segment.path = dir_ + "/segment-" + std::to_string(id) + ".psf";
-  int fd = ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Error::from_errno("creating spool segment " + segment.path, errno);
   segment.fd.reset(fd);
   segments_.emplace(id, std::move(segment));
@@ -44,11 +45,11 @@ Status Spool::open_segment() {
   return {};
 }
 
-Status Spool::append(std::uint64_t sequence, const std::string& compressed) {
+Status Spool::append(std::uint64_t sequence, const std::string& compressed, bool past_limit) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::uint64_t frame = kFrameHeaderSize + compressed.size();
-    if (total_bytes_ + frame > max_bytes_) {
+    if (total_bytes_ + frame > max_bytes_ && !past_limit) {
       ++refused_;
       return Error("the spool in " + dir_ + " is full (" + std::to_string(total_bytes_) + " of " +
                    std::to_string(max_bytes_) + " bytes waiting for the sink)");

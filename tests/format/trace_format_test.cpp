@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
@@ -1154,6 +1155,23 @@ TEST(BatchingConsumer, RefusedBatchIsCountedAndReportedInTheNextBatch) {
   EXPECT_EQ(sink.encoded[1].lost, 3u);
 }
 
+TEST(BatchingConsumer, RefusalsInARowAreAllReportedInTheNextBatchThatGetsThrough) {
+  TestSink sink;
+  sink.refuse = {1, 2, 3};  // each refused batch also carried the notice of the ones before
+  PipelineCounters counters;
+  BatchLimits limits;
+  limits.max_records = 2;
+  const Samples samples = make_samples(10);
+  BatchingConsumer consumer(limits, compressor(), sink, counters);
+  for (const auto& v : samples.views) consumer.on_sample(v.cpu, v);
+  consumer.on_stop();
+  EXPECT_EQ(counters.dropped_records.load(), 6u);
+  ASSERT_EQ(sink.batches.size(), 2u);
+  ASSERT_EQ(sink.batches[1].lost_size(), 1);
+  EXPECT_EQ(sink.batches[1].lost(0).source(), v1::LostNotice::COLLECTOR);
+  EXPECT_EQ(sink.batches[1].lost(0).count(), 6u);
+}
+
 TEST(BatchingConsumer, LossOfTheLastBatchIsReportedInABatchOfItsOwnAtStop) {
   TestSink sink;
   sink.refuse = {0};
@@ -1193,6 +1211,36 @@ TEST(BatchingConsumer, AgedBatchClosesAtPassEnd) {
   EXPECT_EQ(sink.calls, 0);
   consumer.on_pass_end(0);
   EXPECT_EQ(sink.calls, 1);
+}
+
+}  // namespace
+}  // namespace perfstream
+
+namespace perfstream {
+namespace {
+
+// A trace file is made 0640 and never through a symlink someone planted at its path.
+TEST(TraceFile, RefusesToWriteThroughASymlinkAndIsNotWorldReadable) {
+  testing::TempDir dir;
+  const std::string target = dir.file("victim");
+  { std::ofstream(target) << "precious"; }
+  const std::string path = dir.file("planted.data");
+  ASSERT_EQ(::symlink(target.c_str(), path.c_str()), 0);
+  TraceWriterOptions options;
+  options.path = path;
+  auto writer = TraceFileWriter::create(options, v1::TraceHeader());
+  ASSERT_FALSE(writer);
+  EXPECT_NE(writer.error().message().find(path), std::string::npos) << writer.error().message();
+  std::ifstream in(target);
+  std::string content;
+  std::getline(in, content);
+  EXPECT_EQ(content, "precious");
+
+  options.path = dir.file("real.data");
+  auto ok = TraceFileWriter::create(options, v1::TraceHeader());
+  ASSERT_TRUE(ok) << ok.error().message();
+  const auto perms = std::filesystem::status(options.path).permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::others_all, std::filesystem::perms::none);
 }
 
 }  // namespace
