@@ -69,6 +69,12 @@ class FileLoader {
       }
       case FrameType::Batch:
         break;
+      case FrameType::Hello:
+      case FrameType::Welcome:
+      case FrameType::Ack:
+      case FrameType::Refusal:
+        // The file reader never yields stream control frames (FrameContext::File refuses them).
+        return corrupt(outcome.offset, "stream control frame at byte " + std::to_string(outcome.offset), false);
     }
     auto view = BatchView::parse(outcome.message);
     if (!view) {
