@@ -83,6 +83,27 @@ Result<RecordDecoder> RecordDecoder::create(std::uint64_t sample_type, bool samp
 
 RecordDecoder::RecordDecoder(std::uint64_t sample_type, bool sample_id_all)
     : sample_type_(sample_type), sample_id_all_(sample_id_all), sample_id_size_(0) {
+  // The order of a sample's fields (enum perf_event_sample_format); decode_slow reads them the same way.
+  std::uint16_t offset = sizeof(perf_event_header);
+  auto field = [&](std::uint64_t bit, std::uint16_t* at) {
+    if ((sample_type_ & bit) == 0) return;
+    if (at != nullptr) *at = offset;
+    offset += 8;
+  };
+  field(PERF_SAMPLE_IDENTIFIER, &layout_.id);
+  field(PERF_SAMPLE_IP, nullptr);
+  field(PERF_SAMPLE_TID, &layout_.tid);
+  field(PERF_SAMPLE_TIME, &layout_.time);
+  field(PERF_SAMPLE_ADDR, nullptr);
+  field(PERF_SAMPLE_ID, &layout_.id);  // after IDENTIFIER: the same id, and decode_slow keeps this one
+  field(PERF_SAMPLE_STREAM_ID, nullptr);
+  field(PERF_SAMPLE_CPU, &layout_.cpu);
+  field(PERF_SAMPLE_PERIOD, nullptr);
+  if (sample_type_ & PERF_SAMPLE_RAW) {
+    layout_.raw = offset;
+    offset += 4;
+  }
+  layout_.min_size = offset;
   if (sample_id_all_) {
     for (std::uint64_t bit : {PERF_SAMPLE_TID, PERF_SAMPLE_TIME, PERF_SAMPLE_ID, PERF_SAMPLE_STREAM_ID,
                               PERF_SAMPLE_CPU, PERF_SAMPLE_IDENTIFIER}) {
@@ -108,17 +129,7 @@ bool RecordDecoder::read_sample_id(std::span<const std::byte> trailer, LostView&
   return true;
 }
 
-DecodedRecord RecordDecoder::decode(std::span<const std::byte> record) const {
-  // One object, returned by name on the only return path: the compiler builds it in the caller's storage
-  // (NRVO). When the paths returned different objects, it built one here and copied it out with 16-byte
-  // loads of the narrower stores it had just made, a store-forwarding stall that cost about half of
-  // drain_ring's time per record (docs/BENCHMARKS.md).
-  DecodedRecord out;
-  decode_into(record, out);
-  return out;
-}
-
-void RecordDecoder::decode_into(std::span<const std::byte> record, DecodedRecord& out) const {
+void RecordDecoder::decode_slow(std::span<const std::byte> record, DecodedRecord& out) const {
   perf_event_header header;
   if (record.size() < sizeof(header)) return malformed(out, 0, "record shorter than its header");
   std::memcpy(&header, record.data(), sizeof(header));

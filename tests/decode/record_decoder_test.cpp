@@ -5,6 +5,7 @@
 #include <linux/perf_event.h>
 
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -322,6 +323,68 @@ TEST(RecordDecoder, SampleWithoutRawHasAnEmptyRawView) {
   EXPECT_EQ(d.sample.time, 77u);
   EXPECT_EQ(d.sample.cpu, 4u);
   EXPECT_TRUE(d.sample.raw.empty());
+}
+
+
+// decode() reads a well-formed sample at offsets computed from sample_type, and hands everything else to a
+// field-by-field reader; both must agree for every combination of fields, and no truncation may pass.
+TEST(RecordDecoder, EveryCombinationOfSampleFieldsDecodesInKernelOrderAndEveryTruncationIsMalformed) {
+  const std::uint64_t fields[] = {PERF_SAMPLE_IDENTIFIER, PERF_SAMPLE_IP,  PERF_SAMPLE_TID,       PERF_SAMPLE_TIME,
+                                  PERF_SAMPLE_ADDR,       PERF_SAMPLE_ID,  PERF_SAMPLE_STREAM_ID, PERF_SAMPLE_CPU,
+                                  PERF_SAMPLE_PERIOD,     PERF_SAMPLE_RAW};
+  const Bytes data = payload(12);  // 12 + 4 = 16: no padding, so cutting anywhere in it is a truncation
+  for (unsigned mask = 0; mask < (1u << std::size(fields)); ++mask) {
+    std::uint64_t sample_type = 0;
+    for (std::size_t i = 0; i < std::size(fields); ++i) {
+      if (mask & (1u << i)) sample_type |= fields[i];
+    }
+    SCOPED_TRACE("sample_type 0x" + std::to_string(sample_type));
+    const RecordDecoder decoder = make_decoder(sample_type, true);
+    RecordBuilder builder(PERF_RECORD_SAMPLE);
+    if (sample_type & PERF_SAMPLE_IDENTIFIER) builder.put<std::uint64_t>(0x1d1d);
+    if (sample_type & PERF_SAMPLE_IP) builder.put<std::uint64_t>(0xffffffff81000000ull);
+    if (sample_type & PERF_SAMPLE_TID) builder.put<std::uint32_t>(101).put<std::uint32_t>(102);
+    if (sample_type & PERF_SAMPLE_TIME) builder.put<std::uint64_t>(0x1122334455667788ull);
+    if (sample_type & PERF_SAMPLE_ADDR) builder.put<std::uint64_t>(0xdeadbeefull);
+    if (sample_type & PERF_SAMPLE_ID) builder.put<std::uint64_t>(0x2e2e);
+    if (sample_type & PERF_SAMPLE_STREAM_ID) builder.put<std::uint64_t>(0x5151);
+    if (sample_type & PERF_SAMPLE_CPU) builder.put<std::uint32_t>(7).put<std::uint32_t>(0);
+    if (sample_type & PERF_SAMPLE_PERIOD) builder.put<std::uint64_t>(1);
+    if (sample_type & PERF_SAMPLE_RAW) builder.put<std::uint32_t>(12).append(data);
+    const Bytes rec = builder.build();
+
+    const DecodedRecord d = decoder.decode(rec);
+    ASSERT_EQ(d.kind, RecordKind::Sample) << d.malformed;
+    EXPECT_EQ(d.type, static_cast<std::uint32_t>(PERF_RECORD_SAMPLE));
+    // ID comes after IDENTIFIER and holds the same id; the later one is kept.
+    const std::uint64_t id =
+        (sample_type & PERF_SAMPLE_ID) ? 0x2e2e : (sample_type & PERF_SAMPLE_IDENTIFIER) ? 0x1d1d : 0;
+    EXPECT_EQ(d.sample.id, id);
+    EXPECT_EQ(d.sample.pid, (sample_type & PERF_SAMPLE_TID) ? 101u : 0u);
+    EXPECT_EQ(d.sample.tid, (sample_type & PERF_SAMPLE_TID) ? 102u : 0u);
+    EXPECT_EQ(d.sample.time, (sample_type & PERF_SAMPLE_TIME) ? 0x1122334455667788ull : 0u);
+    EXPECT_EQ(d.sample.cpu, (sample_type & PERF_SAMPLE_CPU) ? 7u : 0u);
+    if (sample_type & PERF_SAMPLE_RAW) {
+      ASSERT_EQ(d.sample.raw.size(), data.size());
+      EXPECT_EQ(d.sample.raw.data(), rec.data() + rec.size() - data.size());
+    } else {
+      EXPECT_TRUE(d.sample.raw.empty());
+    }
+    EXPECT_EQ(d.lost.lost, 0u);
+    EXPECT_FALSE(d.lost.has_sample_id);
+    EXPECT_STREQ(d.malformed, "");
+
+    for (std::size_t cut = 0; cut < rec.size(); ++cut) {
+      Bytes shorter(rec.begin(), rec.begin() + static_cast<std::ptrdiff_t>(cut));
+      if (cut >= sizeof(perf_event_header)) {
+        perf_event_header header{PERF_RECORD_SAMPLE, 0, static_cast<std::uint16_t>(cut)};
+        std::memcpy(shorter.data(), &header, sizeof(header));
+      }
+      const DecodedRecord t = decoder.decode(shorter);
+      EXPECT_EQ(t.kind, RecordKind::Malformed) << "cut at " << cut;
+      EXPECT_EQ(t.sample.raw.size(), 0u);
+    }
+  }
 }
 
 }  // namespace
