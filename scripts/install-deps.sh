@@ -10,7 +10,7 @@ packages=(
   libboost-dev libboost-system-dev  # Boost.Asio
   libzstd-dev zstd
   libprotobuf-dev protobuf-compiler
-  libssl-dev
+  libssl-dev openssl                # openssl: the mTLS test makes its certificates
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
 )

@@ -37,6 +37,7 @@ void BatchingConsumer::on_stop() {
 }
 
 void BatchingConsumer::close_batch() {
+  const std::uint64_t reporting = dropped_to_report_;
   if (dropped_to_report_ != 0) {
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -61,7 +62,7 @@ void BatchingConsumer::close_batch() {
     if (sink_error_.empty()) sink_error_ = st.error().message();
     counters_.dropped_batches.fetch_add(1, std::memory_order_relaxed);
     counters_.dropped_records.fetch_add(batch_.records, std::memory_order_relaxed);
-    dropped_to_report_ += batch_.records;
+    dropped_to_report_ += batch_.records + reporting;  // the notice this batch carried is lost with it
     return;
   }
   counters_.batches.fetch_add(1, std::memory_order_relaxed);

@@ -51,6 +51,10 @@ class TraceFileWriter : public BatchSink {
   Status write_batch(const EncodedBatch& batch) override;
   // Writes the trailer (its batches/records filled in here) and closes. Idempotent.
   Status close(v1::TraceTrailer trailer);
+  // Closes without a trailer: the file ends after its last complete frame, as if the writer had died
+  // there, for a recording that goes on later (a sink stopping while its collector still streams).
+  // close() after it does nothing.
+  void abandon();
 
   std::uint64_t bytes_written() const;    // over every piece
   std::uint64_t batches_written() const;

@@ -14,6 +14,8 @@ Result<Endpoint> Endpoint::parse(const std::string& text) {
     e.path = text.substr(5);
     if (e.path.rfind("//", 0) == 0) e.path = e.path.substr(2);
     if (e.path.empty()) return bad("no socket path");
+    // sockaddr_un holds 108 bytes with the NUL; Asio throws on a longer path, on whichever thread connects.
+    if (e.path.size() > 107) return bad("the socket path is longer than 107 bytes");
     return e;
   }
   if (text.rfind("tcp://", 0) != 0) return bad("unknown scheme");
@@ -29,6 +31,8 @@ Result<Endpoint> Endpoint::parse(const std::string& text) {
     colon = rest.rfind(':');
     if (colon == std::string::npos) return bad("no port");
     e.host = rest.substr(0, colon);
+    // Else "tcp://fe80::1" would quietly be host "fe80:", port 1.
+    if (e.host.find(':') != std::string::npos) return bad("an IPv6 address goes in brackets: tcp://[ADDR]:PORT");
   }
   if (e.host.empty()) return bad("no host");
   const std::string port = rest.substr(colon + 1);

@@ -80,11 +80,8 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   void arm_deadline(std::chrono::milliseconds limit, const std::string& what) {
     timer_.expires_after(limit);
     auto self = shared_from_this();
-    timer_.async_wait([self, what](const boost::system::error_code& ec) {
-      if (!ec) self->drop(what + " within " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                    self->server_.options_.idle_timeout)
-                                                                    .count()) +
-                          " ms");
+    timer_.async_wait([self, what, limit](const boost::system::error_code& ec) {
+      if (!ec) self->drop(what + " within " + std::to_string(limit.count()) + " ms");
     });
   }
 
@@ -93,7 +90,11 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     conn_->async_read(asio::buffer(header_), [self](const boost::system::error_code& ec, std::size_t) {
       if (self->closed_) return;
       if (ec) {
-        if (ec == asio::error::eof) return self->drop(self->collector_ ? "left" : "closed before saying hello", false);
+        // Over TLS, a peer that just closes its socket (ours do: see Connection::close) ends the stream
+        // without a close_notify: stream_truncated, and no more an error than a TCP end of stream.
+        if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+          return self->drop(self->collector_ ? "left" : "closed before saying hello", false);
+        }
         return self->drop("reading: " + ec.message());
       }
       std::string why;
@@ -311,7 +312,10 @@ SinkServer::~SinkServer() {
   std::lock_guard<std::mutex> lock(collectors_mutex_);
   for (auto& [id, c] : collectors_) {
     std::lock_guard<std::mutex> clock(c->mutex);
-    c->writer.reset();  // closes without a trailer: the collector did not finish
+    // Without a trailer: the collector did not finish, and a sink started later on this directory goes on
+    // in the same file. (A finished collector's writer is closed already.)
+    if (c->writer) c->writer->abandon();
+    c->writer.reset();
   }
 }
 
@@ -394,6 +398,9 @@ Result<std::shared_ptr<SinkServer::Collector>> SinkServer::collector_for(const s
         records += view->batch().record_count();
         ++c->batches;
         c->records += view->batch().record_count();
+        for (const auto& lost : view->batch().lost()) {
+          (lost.source() == v1::LostNotice::COLLECTOR ? c->lost_collector : c->lost_kernel) += lost.count();
+        }
       } else if (r.type == FrameType::Trailer) {
         trailer = true;
       }

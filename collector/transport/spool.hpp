@@ -5,7 +5,8 @@
 // batches are all acknowledged is deleted. So a slow or absent sink costs disk, not memory, and a reconnect
 // resends from the first unacknowledged batch. When the spool holds max_bytes, append() refuses the batch:
 // the caller counts it as lost and says so in-band (BatchingConsumer puts a COLLECTOR LostNotice in the next
-// batch), and the sink reports it too.
+// batch), and the sink reports it too. Segments that still hold unacknowledged batches are left on disk
+// when the spool is destroyed; the others are deleted.
 //
 // Threads: append() from any thread (the reader threads' batchers); everything else from the sender's
 // thread. A mutex guards the index; notify is called after each append, outside the lock.
@@ -30,8 +31,10 @@ class Spool {
                                                std::uint64_t segment_bytes = 16u << 20);
   ~Spool();
 
-  // Stores one compressed batch; an error (full, or the disk failed) means it was not stored.
-  Status append(std::uint64_t sequence, const std::string& compressed);
+  // Stores one compressed batch; an error (full, or the disk failed) means it was not stored. past_limit
+  // stores it even when that takes the spool past max_bytes: only for the few bytes of a stand-in for a
+  // refused batch (see StreamClient::write_batch), so that refusals never stall the acknowledgements.
+  Status append(std::uint64_t sequence, const std::string& compressed, bool past_limit = false);
   void set_notify(std::function<void()> notify);
 
   // The oldest batch not yet sent on this connection; false when there is none.

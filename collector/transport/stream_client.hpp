@@ -1,7 +1,9 @@
 // StreamClient: the collector's end of a stream: a BatchSink that spools every batch on disk and sends the
 // spool to a sink over TCP, a unix socket or mutual TLS, following stream_protocol.hpp.
 //
-// write_batch() only appends to the spool, so the readers never wait on the network. A sender thread
+// write_batch() only appends to the spool, so the readers never wait on the network. A batch the full
+// spool refuses is replaced by an empty batch of the same sequence (no records), so the sink's cumulative
+// acknowledgements move past it; the sink stores that empty batch like any other. A sender thread
 // connects, says hello with the trace header, resends whatever the sink has not acknowledged, and streams
 // new batches with at most `window` unacknowledged on the wire. A lost connection (or a refused one) is
 // retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile.
