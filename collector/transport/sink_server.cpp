@@ -41,12 +41,18 @@ struct SinkServer::Collector {
 
 namespace {
 
-// Collector ids become file names: keep letters, digits, '.', '-', '_'.
+// Collector ids become file names: letters, digits, '.', '-', '_' are kept. An id that had to be changed
+// (or cut) gets a hash of the original appended, so two ids never share a file ("a/b" and "a_b").
 std::string file_safe(const std::string& id) {
   std::string out;
   for (char c : id) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
   if (out.empty() || out[0] == '.') out = "_" + out;
-  return out.substr(0, 200);
+  if (out == id && out.size() <= 200) return out;
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : id) hash = (hash ^ c) * 1099511628211ull;
+  char suffix[20];
+  std::snprintf(suffix, sizeof(suffix), "-%016llx", static_cast<unsigned long long>(hash));
+  return out.substr(0, 200) + suffix;
 }
 
 }  // namespace

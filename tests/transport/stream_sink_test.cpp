@@ -754,3 +754,38 @@ TEST(StreamToSink, MutualTlsLetsInTheRightCertificateOnly) {
 
 }  // namespace
 }  // namespace perfstream
+
+namespace perfstream {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Ids that only differ in characters a file name cannot hold still get a file each.
+TEST(StreamToSink, CollectorIdsThatLookAlikeAsFileNamesGetTheirOwnFiles) {
+  testing::TempDir dir;
+  testing::LogLines log;
+  auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
+  const std::vector<std::string> ids = {"a/b", "a_b"};
+  std::vector<std::unique_ptr<StreamClient>> clients;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto options = testing::fast_client_options(sink->bound()[0], dir.file("spool-" + std::to_string(i)));
+    clients.push_back(testing::make_client(options, ids[i], "host"));
+    clients.back()->start();
+    testing::SyntheticSource source(static_cast<unsigned>(i), 10);
+    feed(*clients.back(), source, 0, 5, 0us);
+    EXPECT_TRUE(clients.back()->finish(trailer_of(5), 10s)) << log.text();
+  }
+  std::set<std::string> files;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(testing::wait_until([&] { return finished_at(*sink, ids[i]); }, 5s)) << log.text();
+    const auto s = *summary_of(*sink, ids[i]);
+    files.insert(s.file);
+    testing::SyntheticSource source(static_cast<unsigned>(i), 10);
+    EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, 5));
+  }
+  EXPECT_EQ(files.size(), 2u);
+  EXPECT_EQ(files.count(dir.file("sink") + "/a_b.data"), 1u);
+}
+
+}  // namespace
+}  // namespace perfstream
