@@ -1,5 +1,6 @@
 // LoadProducer: the load every drain benchmark runs, identical for perfstream and the libbpf baselines:
-// a child process pinned to one CPU that calls getppid() in a loop until it is stopped. The loadgen BPF
+// a child process with one thread pinned to each chosen CPU, each calling getppid() in a loop until it is
+// stopped. One process, so that loadgen's single-process filter takes them all. The loadgen BPF
 // program (bpf/loadgen.bpf.c), configured with the child's pid, emits one record per call. The child is a
 // separate process so that the collector's CPU time (getrusage of its own process) excludes the producer.
 // Header-only, depends on nothing of perfstream, so the baselines can use it too.
@@ -14,26 +15,33 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <thread>
+#include <vector>
 
 namespace perfstream::bench {
 
 class LoadProducer {
  public:
   // Forks the child, pinned to `cpu`, blocked until start(). Returns false (and no child) on failure.
-  bool spawn(int cpu) {
+  bool spawn(int cpu) { return spawn(std::vector<int>{cpu}); }
+
+  // Forks the child with one producing thread per CPU of `cpus`, blocked until start().
+  bool spawn(const std::vector<int>& cpus) {
+    if (cpus.empty()) return false;
     int go[2];
     if (pipe(go) != 0) return false;
     pid_ = fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
       close(go[1]);
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(cpu, &set);
-      if (sched_setaffinity(0, sizeof(set), &set) != 0) _exit(2);
       char byte;
       if (read(go[0], &byte, 1) != 1) _exit(0);
-      for (;;) syscall(SYS_getppid);
+      // Threads made with raw clone would be leaner, but std::thread after fork in a fresh child is safe:
+      // the child is single-threaded until here.
+      for (std::size_t i = 1; i < cpus.size(); ++i) {
+        std::thread([cpu = cpus[i]] { produce_on(cpu); }).detach();
+      }
+      produce_on(cpus[0]);
     }
     close(go[0]);
     go_fd_ = go[1];
@@ -57,6 +65,14 @@ class LoadProducer {
     return ran;
   }
   ~LoadProducer() { stop(); }
+
+  [[noreturn]] static void produce_on(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) _exit(2);
+    for (;;) syscall(SYS_getppid);
+  }
 
   static std::uint64_t now_ns() {
     timespec ts{};

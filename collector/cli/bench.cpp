@@ -125,7 +125,7 @@ LoadgenCounts read_loadgen(const BpfProbe& probe) {
 }
 
 struct BenchConfig {
-  unsigned producer_cpu = 0;
+  std::vector<int> producer_cpus = {0};
   std::vector<unsigned> collector_cpus;
   std::uint64_t duration_ms = 2000;
   RingSize ring;
@@ -141,7 +141,7 @@ Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
   auto probe = BpfProbe::load_builtin("loadgen", po);
   if (!probe) return probe.error();
   bench::LoadProducer producer;
-  if (!producer.spawn(static_cast<int>(cfg.producer_cpu))) return Error("cannot start the producer");
+  if (!producer.spawn(cfg.producer_cpus)) return Error("cannot start the producer");
   if (auto st = configure_loadgen(**probe, static_cast<std::uint32_t>(producer.pid()), size); !st) return st.error();
   producer.start();
   std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::uint64_t>(cfg.duration_ms, 1000)));
@@ -187,7 +187,7 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   const std::string mode = cfg.mode;
   const int level = cfg.level;
   bench::LoadProducer producer;
-  if (!producer.spawn(static_cast<int>(cfg.producer_cpu))) {
+  if (!producer.spawn(cfg.producer_cpus)) {
     r.error = "cannot start the producer";
     return r;
   }
@@ -255,7 +255,7 @@ RunResult run_baseline(const std::string& binary, const std::string& mode, const
   r.size = size;
   r.ceiling_calls_per_s = ceiling;
   std::ostringstream cmd;
-  cmd << binary << " --mode " << mode << " --producer-cpu " << cfg.producer_cpu << " --consumer-cpu "
+  cmd << binary << " --mode " << mode << " --producer-cpu " << cfg.producer_cpus.front() << " --consumer-cpu "
       << (cfg.collector_cpus.empty() ? 0 : cfg.collector_cpus.front()) << " --size " << size << " --duration-ms "
       << cfg.duration_ms << " --pages " << ring_pages;
   if (cfg.wakeup) cmd << " --wakeup-bytes " << cfg.wakeup;
@@ -343,7 +343,7 @@ void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, s
 }
 
 void print_json(const std::vector<RunResult>& runs, const BenchConfig& cfg, std::ostream& out) {
-  out << "{\"producer_cpu\":" << cfg.producer_cpu << ",\"duration_ms\":" << cfg.duration_ms << ",\"mode\":"
+  out << "{\"producer_cpus\":\"" << CpuSet(std::vector<unsigned>(cfg.producer_cpus.begin(), cfg.producer_cpus.end())).to_string() << "\",\"duration_ms\":" << cfg.duration_ms << ",\"mode\":"
       << render::json_string(cfg.mode) << ",\"runs\":[";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
@@ -430,7 +430,7 @@ std::string svg_plot(const std::vector<RunResult>& runs) {
 
 int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   ArgParser parser("bench", "perfstream bench [--sizes 16,64,256] [--mode count|encode|compress|file] [--compare libbpf,ringbuf] [flags]");
-  parser.option("producer-cpu", 0, "CPU", "the CPU the producer runs on (default 0)")
+  parser.option("producer-cpus", 0, "LIST", "CPUs with a producer thread each (default 0); the libbpf baselines use the first")
       .option("collector-cpus", 0, "LIST", "CPUs for the reader threads, one thread each (default: the next CPU)")
       .option("sizes", 0, "LIST", "record sizes in bytes, comma-separated (default 64); 24 to 16384")
       .option("duration", 'd', "TIME", "length of each run (default 2s)")
@@ -460,11 +460,13 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
   BenchConfig cfg;
   auto online = CpuSet::online();
   if (!online) return fail(online.error().message());
-  if (auto v = parser.value("producer-cpu")) {
-    auto n = parse_count("producer-cpu", *v);
-    if (!n || !online->contains(static_cast<unsigned>(*n))) return fail("--producer-cpu: not an online CPU");
-    cfg.producer_cpu = static_cast<unsigned>(*n);
+  if (auto v = parser.value("producer-cpus")) {
+    auto set = CpuSet::parse(*v);
+    if (!set) return fail(set.error().message());
+    if (set->empty() || !set->minus(*online).empty()) return fail("--producer-cpus: give online CPUs");
+    cfg.producer_cpus.assign(set->cpus().begin(), set->cpus().end());
   }
+  const CpuSet producers(std::vector<unsigned>(cfg.producer_cpus.begin(), cfg.producer_cpus.end()));
   if (auto v = parser.value("collector-cpus")) {
     auto set = CpuSet::parse(*v);
     if (!set) return fail(set.error().message());
@@ -472,12 +474,12 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
     cfg.collector_cpus = set->cpus();
   } else {
     for (unsigned c : online->cpus()) {
-      if (c != cfg.producer_cpu) {
+      if (!producers.contains(c)) {
         cfg.collector_cpus = {c};
         break;
       }
     }
-    if (cfg.collector_cpus.empty()) cfg.collector_cpus = {cfg.producer_cpu};
+    if (cfg.collector_cpus.empty()) cfg.collector_cpus = {static_cast<unsigned>(cfg.producer_cpus.front())};
   }
   std::vector<std::uint32_t> sizes = {64};
   if (auto v = parser.value("sizes")) {
@@ -562,7 +564,7 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
   if (json) {
     print_json(runs, cfg, out);
   } else {
-    out << "producer on CPU " << cfg.producer_cpu << ", collector on CPU " << CpuSet(cfg.collector_cpus).to_string()
+    out << "producer on CPU " << producers.to_string() << ", collector on CPU " << CpuSet(cfg.collector_cpus).to_string()
         << ", " << cfg.duration_ms << " ms per run, ring " << geometry->describe(online->size()) << ", mode "
         << cfg.mode << "\n\n";
     print_table(runs, out);

@@ -5,6 +5,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <iostream>
+#include <map>
 #include <mutex>
 
 #include "collector/cli/commands.hpp"
@@ -116,14 +117,26 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     stopping = true;
     status.cancel();
   });
+  std::map<std::string, std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> previous;
   std::function<void()> tick = [&] {
     if (status_ms == 0) return;
     status.expires_after(std::chrono::milliseconds(status_ms));
     status.async_wait([&](const boost::system::error_code& ec) {
       if (ec || stopping) return;
+      const auto now = std::chrono::steady_clock::now();
       for (const auto& c : (*server)->summaries()) {
         if (!c.connected && c.finished) continue;
-        options.log("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + std::to_string(c.batches) +
+        auto& [last_records, last_time] = previous[c.id];
+        const double secs = last_time.time_since_epoch().count() == 0
+                                ? 0
+                                : std::chrono::duration<double>(now - last_time).count();
+        const double rate = secs > 0 ? (c.records - last_records) / secs : 0;
+        last_records = c.records;
+        last_time = now;
+        char rate_text[32];
+        std::snprintf(rate_text, sizeof(rate_text), "%.0f", rate);
+        options.log("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate_text +
+                    " records/s, " + std::to_string(c.batches) +
                     " batches, " + std::to_string(c.records) + " records, lost " + std::to_string(c.lost_kernel) +
                     " in its kernel + " + std::to_string(c.lost_collector) + " in its spool, " +
                     std::to_string(c.duplicates) + " duplicates dropped");
