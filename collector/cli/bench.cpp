@@ -196,10 +196,12 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
     return r;
   }
   const std::uint64_t cpu_before = bench::LoadProducer::process_cpu_ns();
+  // As in record: readers encode, one worker compresses and writes.
+  BatchWorker worker(std::move(*ZstdCompressor::create(level)), sink, pipeline);
   auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
     if (mode == "count") return std::make_unique<CountOnlyConsumer>();
     if (mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
-    return std::make_unique<BatchingConsumer>(BatchLimits{}, std::move(*ZstdCompressor::create(level)), sink, pipeline);
+    return std::make_unique<BatchingConsumer>(BatchLimits{}, worker, pipeline);
   });
   if (!started) {
     r.error = started.error().message();
@@ -209,6 +211,7 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   std::this_thread::sleep_for(std::chrono::milliseconds(cfg.duration_ms));
   const std::uint64_t ran = producer.stop();
   s.stop();  // the final drain is part of the collector's work
+  worker.finish();
   const std::uint64_t cpu_after = bench::LoadProducer::process_cpu_ns();
   if (writer) (void)writer->close(v1::TraceTrailer());
   const auto counts = read_loadgen(*s.probes().front());

@@ -258,8 +258,10 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   CaptureOutput& output = **made;
   BatchSink& file = output.sink();
   PipelineCounters pipeline;
+  // Readers decode and encode; one worker thread compresses and writes (see BatchWorker for why).
+  BatchWorker worker(std::move(*ZstdCompressor::create(level)), file, pipeline);
   auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
-    return std::make_unique<BatchingConsumer>(limits, std::move(*ZstdCompressor::create(level)), file, pipeline);
+    return std::make_unique<BatchingConsumer>(limits, worker, pipeline);
   });
   if (!started) {
     err << me << started.error().message() << "\n";
@@ -350,15 +352,10 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   if (status_line) err << "\r\033[K";
 
   // Stop: programs detached, rings drained to the end, last batches flushed, trailer written.
+  // A command still running keeps running, as with perf record.
   s.stop();
-  if (workload && child_status < 0) {
-    // Stopped before the command ended: it keeps running, as with perf record.
-  }
-  std::string sink_error;
-  for (unsigned i = 0; s.pool() && i < s.pool()->reader_count(); ++i) {
-    auto& consumer = static_cast<BatchingConsumer&>(s.pool()->consumer(i));
-    if (sink_error.empty()) sink_error = consumer.sink_error();
-  }
+  worker.finish();
+  std::string sink_error = worker.first_error();
   v1::TraceTrailer trailer = make_trace_trailer(s);
   if (auto st = output.finish(trailer); !st && sink_error.empty()) sink_error = st.error().message();
   if (!output.stop_when_a_batch_is_refused() && pipeline.dropped_batches.load() > 0) {

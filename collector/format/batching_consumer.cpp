@@ -6,7 +6,10 @@ namespace perfstream {
 
 BatchingConsumer::BatchingConsumer(const BatchLimits& limits, ZstdCompressor compressor, BatchSink& sink,
                                    PipelineCounters& counters)
-    : limits_(limits), compressor_(std::move(compressor)), sink_(sink), counters_(counters) {}
+    : limits_(limits), compressor_(std::move(compressor)), sink_(&sink), counters_(counters) {}
+
+BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, PipelineCounters& counters)
+    : limits_(limits), worker_(&worker), counters_(counters) {}
 
 BatchingConsumer::~BatchingConsumer() = default;
 
@@ -56,8 +59,12 @@ void BatchingConsumer::close_batch() {
   encoder_.reset();
   lost_in_batch_ = 0;
 
-  Status st = compressor_.compress(encoded_, batch_.compressed);
-  if (st) st = sink_.write_batch(batch_);
+  if (worker_ != nullptr) {
+    worker_->submit(batch_, encoded_);
+    return;
+  }
+  Status st = compressor_->compress(encoded_, batch_.compressed);
+  if (st) st = sink_->write_batch(batch_);
   if (!st) {
     if (sink_error_.empty()) sink_error_ = st.error().message();
     counters_.dropped_batches.fetch_add(1, std::memory_order_relaxed);

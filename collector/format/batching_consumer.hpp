@@ -9,11 +9,13 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <cstdint>
 #include <string>
 
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/batch_sink.hpp"
+#include "collector/format/batch_worker.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/read/record_consumer.hpp"
 
@@ -27,7 +29,11 @@ struct BatchLimits {
 
 class BatchingConsumer : public RecordConsumer {
  public:
+  // Compresses and writes each batch on the reader thread.
   BatchingConsumer(const BatchLimits& limits, ZstdCompressor compressor, BatchSink& sink, PipelineCounters& counters);
+  // Hands each encoded batch to `worker`, which compresses and writes it on its own thread (the recorder's
+  // way: the reader goes back to its rings at once). Refused batches are reported by the worker.
+  BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, PipelineCounters& counters);
   ~BatchingConsumer() override;
 
   void on_sample(unsigned cpu, const SampleView& sample) override;
@@ -43,8 +49,9 @@ class BatchingConsumer : public RecordConsumer {
   void close_batch();
 
   BatchLimits limits_;
-  ZstdCompressor compressor_;
-  BatchSink& sink_;
+  std::optional<ZstdCompressor> compressor_;  // synchronous mode
+  BatchSink* sink_ = nullptr;                  // synchronous mode
+  BatchWorker* worker_ = nullptr;              // worker mode
   PipelineCounters& counters_;
   BatchEncoder encoder_;
   std::chrono::steady_clock::time_point opened_;
