@@ -161,6 +161,7 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   capture.array.wakeup_bytes = cfg.wakeup;
   capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg.collector_cpus.size()));
   capture.readers.pin_cpus = cfg.collector_cpus;
+  capture.readers.log = [](const std::string& line) { std::cerr << "perfstream bench: " << line << "\n"; };
   auto session = CaptureSession::open(capture);
   if (!session) {
     r.error = session.error().message();

@@ -59,6 +59,15 @@ class ReaderPool::Reader {
   // Takes a ring: arms its descriptor. Reader thread.
   void adopt(std::unique_ptr<CpuRing> ring) {
     const unsigned cpu = ring->cpu;
+    if (finished_) {
+      // A hotplug check opened this ring while the pool was stopping (its adopt was queued behind finish):
+      // arming it would keep run() from ever returning. Deliver what it holds and close it.
+      (void)pool_.array_.clear_slot(cpu);
+      CpuCounters& counters = pool_.stats_.cpu(cpu);
+      drain_ring(ring->ring, cpu, pool_.decoder_, *consumer_, counters);
+      consumer_->on_ring_closed(cpu);
+      return;
+    }
     int dup_fd = fcntl(ring->event_fd.get(), F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0) {
       pool_.log("CPU " + std::to_string(cpu) + ": cannot watch its ring: dup: " + std::strerror(errno));
@@ -114,6 +123,7 @@ class ReaderPool::Reader {
 
   // Cancels the timers, closes every ring after its final passes, and lets run() return. Reader thread.
   void finish() {
+    finished_ = true;
     flush_timer_.cancel();
     hotplug_timer_.cancel();
     for (unsigned cpu : cpus()) {
@@ -186,6 +196,7 @@ class ReaderPool::Reader {
   asio::steady_timer flush_timer_;
   asio::steady_timer hotplug_timer_;
   std::map<unsigned, std::unique_ptr<Watched>> rings_;
+  bool finished_ = false;  // finish() ran: no ring is armed again
   std::thread thread_;
 };
 
@@ -286,6 +297,7 @@ void ReaderPool::check_hotplug_now() {
 void ReaderPool::stop() {
   if (stopped_) return;
   stopped_ = true;
+  stopping_.store(true);
   for (auto& reader : readers_) {
     Reader* r = reader.get();
     asio::post(r->io(), [r] { r->finish(); });
@@ -317,6 +329,7 @@ void ReaderPool::log(const std::string& message) const {
 }
 
 void ReaderPool::check_hotplug() {
+  if (stopping_.load()) return;
   auto online = CpuSet::online(CpuSet::kSysfsCpuDir);
   if (!online) {
     log("hotplug: " + online.error().message());

@@ -20,6 +20,7 @@
 // Threads: start/flush/stop/check_hotplug_now are for one controlling thread, never a reader thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -92,6 +93,7 @@ class ReaderPool {
   std::map<unsigned, std::string> open_failures_;  // cpu -> last error logged; reader 0 only
   bool started_ = false;
   bool stopped_ = false;
+  std::atomic<bool> stopping_{false};  // read by the hotplug check on reader 0's thread
 };
 
 }  // namespace perfstream
