@@ -46,7 +46,8 @@ Result<Endpoint> Endpoint::parse(const std::string& text) {
 }
 
 std::string Endpoint::to_string() const {
-  if (kind == Kind::Unix) return "unix:" + path;
+  // parse() drops a leading "//" (unix:///run/x); a path that itself starts with "//" keeps it only behind one.
+  if (kind == Kind::Unix) return (path.rfind("//", 0) == 0 ? "unix://" : "unix:") + path;
   const bool v6 = host.find(':') != std::string::npos;
   return "tcp://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }

@@ -29,7 +29,7 @@ constexpr std::size_t kPage = 4096;
 Bytes payload(std::uint64_t seq, std::size_t size) {
   Bytes out(size);
   for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<std::byte>((seq * 131 + i * 7 + (i >> 8) + 1) & 0xff);
-  std::memcpy(out.data(), &seq, std::min(size, sizeof(seq)));
+  if (size > 0) std::memcpy(out.data(), &seq, std::min(size, sizeof(seq)));  // data() is null when empty
   return out;
 }
 

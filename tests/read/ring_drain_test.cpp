@@ -28,7 +28,7 @@ constexpr std::uint64_t kSampleType = PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | PERF_
 Bytes payload(std::uint64_t seq, std::size_t size) {
   Bytes out(size);
   for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<std::byte>((seq * 17 + i + 1) & 0xff);
-  std::memcpy(out.data(), &seq, std::min(size, sizeof(seq)));
+  if (size > 0) std::memcpy(out.data(), &seq, std::min(size, sizeof(seq)));  // data() is null when empty
   return out;
 }
 

@@ -67,12 +67,14 @@ class StoreConsumer : public RecordConsumer {
 
 // A perf event array with its reader pool, built on a loaded probe's map.
 struct Collector {
-  std::unique_ptr<PerfEventArray> array;
-  std::unique_ptr<RingStats> stats;
-  std::unique_ptr<ReaderPool> pool;
+  // Declared before the pool, so destroyed after it: a pool destroyed without stop() still drains and closes
+  // its rings into the store and logs on the way out.
   RecordStore store;
   std::vector<std::string> log;
   std::mutex log_mutex;
+  std::unique_ptr<PerfEventArray> array;
+  std::unique_ptr<RingStats> stats;
+  std::unique_ptr<ReaderPool> pool;
 
   // Fails the current test (ADD_FAILURE) and returns null on error.
   static std::unique_ptr<Collector> create(const BpfProbe& probe, EventArrayOptions array_options,

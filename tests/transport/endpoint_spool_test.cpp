@@ -40,6 +40,16 @@ std::string parse_error(const std::string& text) {
   return m;
 }
 
+// Found by fuzz_cli_parsers: "unix:////s" is the path "//s", which printed as "unix://s" (the path "s").
+TEST(Endpoint, UnixPathStartingWithTwoSlashesPrintsBackToItself) {
+  auto e = Endpoint::parse("unix:////s");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->path, "//s");
+  auto again = Endpoint::parse(e->to_string());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->path, "//s");
+}
+
 TEST(Endpoint, ParsesTcpWithAnIpv4Address) {
   const Endpoint e = parse_ok("tcp://127.0.0.1:7420");
   EXPECT_EQ(e.kind, Endpoint::Kind::Tcp);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds and runs the tests under sanitizers (clang):
+#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (leaks included): every unit test, and the
+#                kernel tests too when run as root (they load BPF);
+#   build-tsan/  ThreadSanitizer: the unit tests (BatchingConsumer, TraceFileWriter, Spool, StreamClient and
+#                SinkServer over loopback, the drains), which are the ones that run threads without a kernel.
+# Any report fails the run (halt_on_error). Usage: scripts/sanitize.sh [asan|tsan]... (default: both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CC=${CC:-clang} CXX=${CXX:-clang++}
+jobs=$(nproc)
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(asan tsan)
+
+configure() {  # dir sanitizers
+  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_SANITIZE="$2" -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
+}
+
+export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+for suite in "${suites[@]}"; do
+  case "$suite" in
+    asan)
+      echo "sanitize: ASan+UBSan build (build-asan/)" >&2
+      configure build-asan address,undefined
+      cmake --build build-asan -j "$jobs" --target perfstream_unit_tests perfstream_kernel_tests perfstream
+      echo "sanitize: ASan+UBSan unit tests" >&2
+      build-asan/tests/perfstream_unit_tests --gtest_brief=1
+      if [ "$(id -u)" -eq 0 ]; then
+        bash scripts/kernel-setup.sh
+        echo "sanitize: ASan+UBSan kernel tests" >&2
+        build-asan/tests/perfstream_kernel_tests --gtest_brief=1
+      else
+        echo "sanitize: not root: the kernel tests are skipped under ASan" >&2
+      fi
+      ;;
+    tsan)
+      echo "sanitize: TSan build (build-tsan/)" >&2
+      configure build-tsan thread
+      cmake --build build-tsan -j "$jobs" --target perfstream_unit_tests
+      echo "sanitize: TSan unit tests" >&2
+      build-tsan/tests/perfstream_unit_tests --gtest_brief=1
+      ;;
+    *)
+      echo "sanitize: unknown suite '$suite' (asan or tsan)" >&2
+      exit 2
+      ;;
+  esac
+done
+echo "sanitize: no sanitizer reports" >&2
