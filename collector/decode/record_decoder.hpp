@@ -61,7 +61,7 @@ class RecordDecoder {
   // Inline: a sample (the common case) is read here at offsets computed once and returned as one value,
   // which the caller builds in place without a call, a copy or a memset; every other record, and any
   // sample whose sizes do not add up, goes to decode_slow, which classifies it field by field. The two give
-  // the same result for any sample (docs/BENCHMARKS.md, "Where the drain's time goes").
+  // the same result for any sample (docs/BENCHMARKS.md, "Where the drain's time went").
   DecodedRecord decode(std::span<const std::byte> record) const {
     if (record.size() >= layout_.min_size) {
       const std::byte* p = record.data();
