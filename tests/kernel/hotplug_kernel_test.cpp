@@ -47,30 +47,6 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   return condition();
 }
 
-struct CpuTally {
-  std::uint64_t delivered = 0, lost = 0, gaps = 0;
-};
-
-CpuTally tally_cpu(const std::vector<CollectedRecord>& records, unsigned cpu) {
-  CpuTally t;
-  bool any = false;
-  std::uint64_t last = 0;
-  for (const auto& r : records) {
-    if (r.ring_cpu != cpu) continue;
-    if (r.is_lost) {
-      t.lost += r.lost;
-      continue;
-    }
-    LoadgenSample s;
-    if (!parse_loadgen(r.raw, &s)) continue;
-    ++t.delivered;
-    if (any) t.gaps += s.seq - last - 1;
-    last = s.seq;
-    any = true;
-  }
-  return t;
-}
-
 TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
   const HotplugCpu target = pick_hotplug_cpu();
   if (!target.skip.empty()) GTEST_SKIP() << target.skip;
@@ -94,7 +70,7 @@ TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
   ASSERT_EQ(set_cpu_online(cpu, false), "");
   ASSERT_TRUE(wait_until([&] { return !collector->pool->attached_cpus().contains(cpu); }));
   ASSERT_TRUE(wait_until([&] { return collector->store.ring_closed_count(cpu) == 1; }));
-  EXPECT_EQ(tally_cpu(collector->store.records(), cpu).delivered, 700u);
+  EXPECT_EQ(tally_loadgen(collector->store.records(), cpu).delivered, 700u);
   EXPECT_FALSE(collector->stats->snapshot(cpu).attached);
 
   ASSERT_EQ(set_cpu_online(cpu, true), "");
@@ -105,7 +81,7 @@ TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
   collector->pool->stop();
 
   const auto counts = loadgen.counts(cpu);
-  const auto t = tally_cpu(collector->store.records(), cpu);
+  const auto t = tally_loadgen(collector->store.records(), cpu);
   EXPECT_EQ(counts.emitted, 1000u);
   EXPECT_EQ(counts.failed, 0u);
   EXPECT_EQ(t.delivered, 1000u);
@@ -151,7 +127,7 @@ TEST(CpuHotplug, QuickOfflineOnlineBetweenChecksIsCaught) {
   collector->pool->stop();
 
   const auto counts = loadgen.counts(cpu);
-  const auto t = tally_cpu(collector->store.records(), cpu);
+  const auto t = tally_loadgen(collector->store.records(), cpu);
   EXPECT_EQ(counts.emitted + counts.failed, 500u);
   EXPECT_EQ(counts.failed, 0u) << "emits failed after the CPU came back: its event was not replaced in time";
   EXPECT_EQ(t.delivered, 500u);

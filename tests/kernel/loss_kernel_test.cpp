@@ -9,32 +9,6 @@
 namespace perfstream::testing {
 namespace {
 
-struct LossTally {
-  std::uint64_t delivered = 0;
-  std::uint64_t lost = 0;
-  std::uint64_t seq_gaps = 0;  // emit attempts missing between consecutive delivered sequence numbers
-  std::uint64_t last_seq = 0;
-  bool any = false;
-};
-
-LossTally tally(const std::vector<CollectedRecord>& records, unsigned cpu) {
-  LossTally t;
-  for (const auto& r : records) {
-    if (r.ring_cpu != cpu) continue;
-    if (r.is_lost) {
-      t.lost += r.lost;
-      continue;
-    }
-    LoadgenSample s;
-    if (!parse_loadgen(r.raw, &s)) continue;
-    ++t.delivered;
-    if (t.any) t.seq_gaps += s.seq - t.last_seq - 1;
-    t.last_seq = s.seq;
-    t.any = true;
-  }
-  return t;
-}
-
 // A small ring and a stalled reader: the producer overruns the ring, the kernel refuses the emits that do
 // not fit (-ENOSPC in the BPF program), and reports them with the next record that fits.
 TEST(KernelLoss, DeliveredPlusReportedLossEqualsEmittedWithAStalledReader) {
@@ -65,12 +39,12 @@ TEST(KernelLoss, DeliveredPlusReportedLossEqualsEmittedWithAStalledReader) {
   collector->pool->stop();
 
   const auto counts = loadgen.counts(0);
-  const auto t = tally(collector->store.records(), 0);
+  const auto t = tally_loadgen(collector->store.records(), 0);
   EXPECT_EQ(counts.emitted + counts.failed, kOverrun + kAfter);
   EXPECT_EQ(t.delivered, counts.emitted);
   EXPECT_EQ(t.lost, counts.failed_nospace);
   EXPECT_EQ(t.delivered + t.lost, counts.emitted + counts.failed);
-  EXPECT_EQ(t.seq_gaps, counts.failed) << "the missing sequence numbers are exactly the failed emits";
+  EXPECT_EQ(t.gaps, counts.failed) << "the missing sequence numbers are exactly the failed emits";
   EXPECT_EQ(collector->store.zero_lost_notices(), 0u);
   EXPECT_EQ(collector->stats->snapshot(0).lost, counts.failed_nospace);
   // Full: less than one more record (64 + 32 bytes) of room was left.
@@ -96,7 +70,7 @@ TEST(KernelLoss, NoLossNoticeWhenNothingWasLost) {
 
   const auto counts = loadgen.counts(0);
   EXPECT_EQ(counts.failed, 0u);
-  const auto t = tally(collector->store.records(), 0);
+  const auto t = tally_loadgen(collector->store.records(), 0);
   EXPECT_EQ(t.delivered, 2000u);
   EXPECT_EQ(t.lost, 0u);
   EXPECT_EQ(collector->stats->snapshot(0).lost_notices, 0u);
@@ -128,12 +102,12 @@ TEST(KernelLoss, RepeatedOverrunsAreEachReportedOnce) {
   collector->pool->stop();
 
   const auto counts = loadgen.counts(0);
-  const auto t = tally(collector->store.records(), 0);
+  const auto t = tally_loadgen(collector->store.records(), 0);
   ASSERT_GT(counts.failed_nospace, 0u);
   EXPECT_EQ(counts.emitted + counts.failed, attempts);
   EXPECT_EQ(t.delivered, counts.emitted);
   EXPECT_EQ(t.lost, counts.failed_nospace);
-  EXPECT_EQ(t.seq_gaps, counts.failed);
+  EXPECT_EQ(t.gaps, counts.failed);
   EXPECT_EQ(collector->store.zero_lost_notices(), 0u);
 }
 

@@ -193,6 +193,26 @@ bool parse_loadgen(const std::vector<std::byte>& raw, LoadgenSample* out) {
   return true;
 }
 
+LoadgenTally tally_loadgen(const std::vector<CollectedRecord>& records, unsigned ring_cpu) {
+  LoadgenTally t;
+  bool any = false;
+  std::uint64_t last = 0;
+  for (const auto& r : records) {
+    if (r.ring_cpu != ring_cpu) continue;
+    if (r.is_lost) {
+      t.lost += r.lost;
+      continue;
+    }
+    LoadgenSample s;
+    if (!parse_loadgen(r.raw, &s)) continue;
+    ++t.delivered;
+    if (any) t.gaps += s.seq - last - 1;
+    last = s.seq;
+    any = true;
+  }
+  return t;
+}
+
 std::string set_cpu_online(unsigned cpu, bool online) {
   const std::string path = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/online";
   std::ofstream out(path);

@@ -108,6 +108,13 @@ struct LoadgenSample {
 };
 bool parse_loadgen(const std::vector<std::byte>& raw, LoadgenSample* out);
 
+// What one CPU's ring delivered of loadgen's records: samples, the loss the kernel reported, and the emit
+// attempts missing between consecutive delivered sequence numbers.
+struct LoadgenTally {
+  std::uint64_t delivered = 0, lost = 0, gaps = 0;
+};
+LoadgenTally tally_loadgen(const std::vector<CollectedRecord>& records, unsigned ring_cpu);
+
 // Writes "0" or "1" to /sys/devices/system/cpu/cpuN/online; returns an error message or "".
 std::string set_cpu_online(unsigned cpu, bool online);
 
