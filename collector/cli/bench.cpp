@@ -449,14 +449,7 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
       .option("plot", 0, "FILE.svg", "draw delivered rate and CPU per record against record size")
       .flag("json", 0, "print one JSON document instead of the table")
       .flag("help", 'h', "show this help");
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   auto fail = [&](const std::string& why) {
     err << "perfstream bench: " << why << "\n";
     return 2;

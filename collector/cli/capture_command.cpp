@@ -406,14 +406,7 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
       .option("rotate-size", 0, "SIZE", "start a new file (FILE.1, FILE.2, ...) when this one would pass SIZE")
       .option("rotate-time", 0, "TIME", "start a new file after this long");
   add_batch_flags(parser);
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   TraceWriterOptions writer_options;
   writer_options.path = parser.value("output").value_or("perfstream.data");
   if (auto v = parser.value("rotate-size")) {
@@ -453,14 +446,7 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
       .option("tls-key", 0, "FILE", "its private key (PEM)")
       .option("tls-ca", 0, "FILE", "the CA that signed the sink's certificate (PEM)");
   add_batch_flags(parser);
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   StreamClientOptions options;
   auto fail = [&](const std::string& why) {
     err << "perfstream stream: " << why << "\n";

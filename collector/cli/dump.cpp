@@ -405,14 +405,7 @@ class Dumper {
 
 int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   ArgParser parser = make_parser();
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   DumpOptions options;
   options.json = parser.has("json");
   options.header = parser.has("header");

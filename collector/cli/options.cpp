@@ -1,6 +1,7 @@
 #include "collector/cli/options.hpp"
 
 #include <charconv>
+#include <ostream>
 #include <sstream>
 
 namespace perfstream {
@@ -75,6 +76,19 @@ Status ArgParser::parse(const std::vector<std::string>& args) {
     given_[spec->name].push_back(*inline_value);
   }
   return {};
+}
+
+std::optional<int> ArgParser::parse_or_exit(const std::vector<std::string>& args, std::ostream& out,
+                                            std::ostream& err) {
+  if (auto st = parse(args); !st) {
+    err << st.error().message() << "\n";
+    return 2;
+  }
+  if (has("help")) {
+    out << help();
+    return 0;
+  }
+  return std::nullopt;
 }
 
 bool ArgParser::has(const std::string& name) const { return given_.count(name) != 0; }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <string>
@@ -27,6 +28,9 @@ class ArgParser {
 
   // Parses args (without the program and subcommand names).
   Status parse(const std::vector<std::string>& args);
+  // What every subcommand does first: parses args; on a usage error prints it to `err` and gives 2; with
+  // --help prints the help to `out` and gives 0; otherwise nullopt, and the command goes on.
+  std::optional<int> parse_or_exit(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
   bool has(const std::string& name) const;
   std::optional<std::string> value(const std::string& name) const;  // the last one given

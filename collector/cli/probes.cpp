@@ -15,14 +15,7 @@ namespace perfstream::cli {
 int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   ArgParser parser("probes", "perfstream probes [NAME...]");
   parser.flag("help", 'h', "show this help");
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   int status = 0;
   for (const auto& info : builtin_probes()) {
     if (!parser.positionals().empty() &&

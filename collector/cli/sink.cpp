@@ -31,14 +31,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       .flag("allow-remote", 0, "accept collectors on non-loopback addresses")
       .flag("quiet", 'q', "print only errors")
       .flag("help", 'h', "show this help");
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   auto fail = [&](const std::string& why) {
     err << "perfstream sink: " << why << "\n";
     return 2;

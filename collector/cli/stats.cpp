@@ -272,14 +272,7 @@ int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostr
   parser.flag("json", 0, "one JSON object")
       .flag("skip-corrupt", 0, "skip corrupt frames and read on")
       .flag("help", 'h', "show this help");
-  if (auto st = parser.parse(args); !st) {
-    err << st.error().message() << "\n";
-    return 2;
-  }
-  if (parser.has("help")) {
-    out << parser.help();
-    return 0;
-  }
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   std::vector<std::string> files = parser.positionals();
   files.insert(files.end(), parser.rest().begin(), parser.rest().end());
   if (files.empty()) {
