@@ -249,6 +249,9 @@ void ReaderPool::start() {
     asio::post(r->io(), [r] { r->start_timers(); });
     r->run_thread();
   }
+  // Every ring opened at creation was queued for adoption before the timers: once this returns, each is
+  // drained of what it held and armed, so records written from now on wait for a wakeup, a flush or stop.
+  run_on_all_and_wait([](Reader&) {});
 }
 
 void ReaderPool::run_on_all_and_wait(const std::function<void(Reader&)>& work) {

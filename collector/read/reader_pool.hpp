@@ -56,7 +56,7 @@ class ReaderPool {
   ReaderPool(const ReaderPool&) = delete;
   ReaderPool& operator=(const ReaderPool&) = delete;
 
-  // Starts the reader threads. Rings the array opened at creation are already owned and armed.
+  // Starts the reader threads and returns once every ring the array opened at creation is armed.
   void start();
   // Drains every ring once and returns when all passes are done: everything written before the call is
   // with the consumers afterwards (if the rings could hold it).
