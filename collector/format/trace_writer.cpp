@@ -182,6 +182,15 @@ void TraceFileWriter::abandon() {
   fd_.reset();
 }
 
+Status TraceFileWriter::sync() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!fd_) return {};
+  if (::fdatasync(fd_.get()) != 0) {
+    return Error::from_errno("syncing " + piece_path(piece_) + " to disk", errno);
+  }
+  return {};
+}
+
 std::uint64_t TraceFileWriter::bytes_written() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return total_bytes_;

@@ -55,6 +55,9 @@ class TraceFileWriter : public BatchSink {
   // there, for a recording that goes on later (a sink stopping while its collector still streams).
   // close() after it does nothing.
   void abandon();
+  // Forces the current piece's frames to disk (fdatasync): for a sink that acknowledges or commits only
+  // what is durably written. A rotated piece was synced when it was closed.
+  Status sync();
 
   std::uint64_t bytes_written() const;    // over every piece
   std::uint64_t batches_written() const;

@@ -5,8 +5,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <deque>
-#include <filesystem>
-#include <set>
 
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/zstd_codec.hpp"
@@ -14,48 +12,6 @@
 
 namespace perfstream {
 
-namespace fs = std::filesystem;
-
-// One collector's recording at this sink: its file, and which batch sequences it holds.
-struct SinkServer::Collector {
-  std::mutex mutex;
-  std::string id;
-  std::string host;
-  std::string path;
-  std::unique_ptr<TraceFileWriter> writer;
-  std::uint64_t next = 0;           // every sequence below is stored
-  std::set<std::uint64_t> above;    // stored sequences above `next`
-  std::uint64_t batches = 0, records = 0, duplicates = 0, lost_kernel = 0, lost_collector = 0;
-  bool finished = false;
-  std::weak_ptr<Session> active;
-
-  bool has(std::uint64_t seq) const { return seq < next || above.count(seq) != 0; }
-  void mark(std::uint64_t seq) {
-    above.insert(seq);
-    while (!above.empty() && *above.begin() == next) {
-      above.erase(above.begin());
-      ++next;
-    }
-  }
-};
-
-namespace {
-
-// Collector ids become file names: letters, digits, '.', '-', '_' are kept. An id that had to be changed
-// (or cut) gets a hash of the original appended, so two ids never share a file ("a/b" and "a_b").
-std::string file_safe(const std::string& id) {
-  std::string out;
-  for (char c : id) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
-  if (out.empty() || out[0] == '.') out = "_" + out;
-  if (out == id && out.size() <= 200) return out;
-  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : id) hash = (hash ^ c) * 1099511628211ull;
-  char suffix[20];
-  std::snprintf(suffix, sizeof(suffix), "-%016llx", static_cast<unsigned long long>(hash));
-  return out.substr(0, 200) + suffix;
-}
-
-}  // namespace
 
 class SinkServer::Session : public std::enable_shared_from_this<Session> {
  public:
@@ -128,22 +84,19 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
                       std::to_string(kStreamProtocolVersion));
       }
       if (hello.collector_id().empty()) return refuse("the hello has no collector id");
-      auto collector = server_.collector_for(hello.collector_id(), hello.header());
-      if (!collector) return refuse(collector.error().message());
-      collector_ = *collector;
-      v1::StreamWelcome welcome;
-      {
-        std::lock_guard<std::mutex> lock(collector_->mutex);
-        if (auto old = collector_->active.lock(); old && old.get() != this) {
-          asio::post(old->conn_executor(), [old] { old->close_quietly(); });
-        }
-        collector_->active = weak_from_this();
-        welcome.set_next_sequence(collector_->next);
+      auto recording = server_.store_->recording(hello.collector_id(), hello.header());
+      if (!recording) return refuse(recording.error().message());
+      collector_ = *recording;
+      if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
+        asio::post(old->conn_executor(), [old] { old->close_quietly(); });
       }
+      v1::StreamWelcome welcome;
+      welcome.set_next_sequence(collector_->next_sequence());
       welcome.set_protocol_version(kStreamProtocolVersion);
       welcome.set_sink_id(server_.sink_id_);
-      server_.log("peer " + conn_->peer() + " is collector " + collector_->id + " (host " + collector_->host +
-                  "), writing " + collector_->path + ", resuming at batch " + std::to_string(welcome.next_sequence()));
+      const auto summary = collector_->summary();
+      server_.log("peer " + conn_->peer() + " is collector " + summary.id + " (host " + summary.host + "), writing " +
+                  summary.file + ", resuming at batch " + std::to_string(welcome.next_sequence()));
       send(encode_control_frame(FrameType::Welcome, welcome));
     } else if (type == FrameType::Batch) {
       if (auto st = store_batch(); !st) return drop(st.error().message());
@@ -153,12 +106,11 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       if (!decompressor_.decompress(payload_, 1 << 20, message) || !trailer.ParseFromString(message)) {
         return drop("the trailer does not decode");
       }
-      std::lock_guard<std::mutex> lock(collector_->mutex);
-      if (collector_->writer) (void)collector_->writer->close(trailer);
-      collector_->finished = true;
-      server_.log("collector " + collector_->id + " finished: " + std::to_string(collector_->batches) + " batches, " +
-                  std::to_string(collector_->records) + " records, lost " + std::to_string(collector_->lost_kernel) +
-                  " in its kernel and " + std::to_string(collector_->lost_collector) + " in its spool");
+      if (auto st = collector_->finish(trailer); !st) return drop("closing the recording: " + st.error().message());
+      const auto summary = collector_->summary();
+      server_.log("collector " + summary.id + " finished: " + std::to_string(summary.batches) + " batches, " +
+                  std::to_string(summary.records) + " records, lost " + std::to_string(summary.lost_kernel) +
+                  " in its kernel and " + std::to_string(summary.lost_collector) + " in its spool");
     } else {
       return drop("unexpected frame type " + std::to_string(static_cast<int>(type)));
     }
@@ -173,34 +125,11 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     }
     auto view = BatchView::parse(message_);
     if (!view) return view.error();
-    const v1::Batch& batch = view->batch();
+    auto stored = collector_->store(payload_, view->batch());
+    if (!stored) return stored.error();
+    if (*stored == Recording::Stored::Duplicate) ++duplicates_;
     v1::StreamAck ack;
-    {
-      std::lock_guard<std::mutex> lock(collector_->mutex);
-      if (collector_->finished) return Error("a batch after the trailer");
-      if (collector_->has(batch.sequence())) {
-        ++collector_->duplicates;
-        ++duplicates_;
-      } else {
-        EncodedBatch encoded;
-        encoded.sequence = batch.sequence();
-        encoded.records = batch.record_count();
-        encoded.compressed = std::move(payload_);
-        if (auto st = collector_->writer->write_batch(encoded); !st) {
-          payload_ = std::move(encoded.compressed);
-          return Error("cannot store it: " + st.error().message());
-        }
-        payload_ = std::move(encoded.compressed);
-        collector_->mark(batch.sequence());
-        ++collector_->batches;
-        collector_->records += batch.record_count();
-        for (const auto& lost : batch.lost()) {
-          (lost.source() == v1::LostNotice::COLLECTOR ? collector_->lost_collector : collector_->lost_kernel) +=
-              lost.count();
-        }
-      }
-      ack.set_through(collector_->next);
-    }
+    ack.set_through(collector_->next_sequence());
     ack.set_duplicates(duplicates_);
     send(encode_control_frame(FrameType::Ack, ack));
     return {};
@@ -239,7 +168,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     timer_.cancel();
     conn_->close();
-    std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id + ")" : "");
+    std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
     server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
 
@@ -253,7 +182,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   std::string payload_;
   std::string message_;
   std::deque<std::string> outbox_;
-  std::shared_ptr<Collector> collector_;
+  std::shared_ptr<Recording> collector_;
   std::uint64_t offset_ = 0;
   std::uint64_t duplicates_ = 0;
   bool closed_ = false;
@@ -264,9 +193,14 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   std::unique_ptr<SinkServer> server(new SinkServer());
   server->options_ = options;
   if (options.listen.empty()) return Error("sink: nothing to listen on (--listen tcp://127.0.0.1:PORT or unix:/PATH)");
-  std::error_code fec;
-  fs::create_directories(options.dir, fec);
-  if (fec) return Error("sink: creating " + options.dir + ": " + fec.message());
+  RecordingStoreOptions store_options;
+  store_options.dir = options.dir;
+  store_options.rotate_bytes = options.rotate_bytes;
+  store_options.rotate_time = options.rotate_time;
+  store_options.log = options.log;
+  auto store = RecordingStore::open(store_options);
+  if (!store) return store.error();
+  server->store_ = std::move(*store);
   if (options.tls.enabled()) {
     auto ctx = make_tls_context(options.tls, true);
     if (!ctx) return ctx.error();
@@ -315,14 +249,7 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
 
 SinkServer::~SinkServer() {
   stop();
-  std::lock_guard<std::mutex> lock(collectors_mutex_);
-  for (auto& [id, c] : collectors_) {
-    std::lock_guard<std::mutex> clock(c->mutex);
-    // Without a trailer: the collector did not finish, and a sink started later on this directory goes on
-    // in the same file. (A finished collector's writer is closed already.)
-    if (c->writer) c->writer->abandon();
-    c->writer.reset();
-  }
+  // The store leaves unfinished recordings resumable when it goes.
 }
 
 void SinkServer::accept_tcp(std::size_t index) {
@@ -362,69 +289,13 @@ void SinkServer::accept_unix(std::size_t index) {
   });
 }
 
-Result<std::shared_ptr<SinkServer::Collector>> SinkServer::collector_for(const std::string& id,
-                                                                         const v1::TraceHeader& header) {
-  std::lock_guard<std::mutex> lock(collectors_mutex_);
-  auto it = collectors_.find(id);
-  if (it != collectors_.end()) return it->second;
-
-  auto c = std::make_shared<Collector>();
-  c->id = id;
-  c->host = header.host();
-  c->path = options_.dir + "/" + file_safe(id) + ".data";
-  TraceWriterOptions wo;
-  wo.path = c->path;
-  wo.rotate_bytes = options_.rotate_bytes;
-  wo.rotate_time = options_.rotate_time;
-
-  // A sink restart: find what this collector's files already hold, and where the last one ends cleanly.
-  std::uint32_t piece = 0;
-  for (;; ++piece) {
-    const std::string path = piece == 0 ? c->path : c->path + "." + std::to_string(piece);
-    if (!fs::exists(path)) break;
-    auto reader = TraceFileReader::open(path);
-    if (!reader) {
-      // Not even a header: start this piece over.
-      wo.resume_piece = piece;
-      wo.resume_offset = 0;
-      ++piece;
-      break;
-    }
-    std::uint64_t good = (*reader)->offset();
-    std::uint64_t batches = 0, records = 0;
-    bool trailer = false;
-    for (;;) {
-      ReadOutcome r = (*reader)->next();
-      if (r.status != ReadStatus::Frame) break;
-      if (r.type == FrameType::Batch) {
-        auto view = BatchView::parse(r.message);
-        if (!view) break;
-        c->mark(view->batch().sequence());
-        ++batches;
-        records += view->batch().record_count();
-        ++c->batches;
-        c->records += view->batch().record_count();
-        for (const auto& lost : view->batch().lost()) {
-          (lost.source() == v1::LostNotice::COLLECTOR ? c->lost_collector : c->lost_kernel) += lost.count();
-        }
-      } else if (r.type == FrameType::Trailer) {
-        trailer = true;
-      }
-      good = (*reader)->offset();
-    }
-    wo.resume_piece = trailer ? piece + 1 : piece;
-    wo.resume_offset = trailer ? 0 : good;
-    wo.resume_batches = batches;
-    wo.resume_records = records;
-  }
-  if (wo.resume_piece) {
-    log("collector " + id + ": resuming " + c->path + " with " + std::to_string(c->batches) + " batches already stored");
-  }
-  auto writer = TraceFileWriter::create(wo, header);
-  if (!writer) return writer.error();
-  c->writer = std::move(*writer);
-  collectors_[id] = c;
-  return c;
+std::shared_ptr<SinkServer::Session> SinkServer::take_over(const std::string& id,
+                                                           const std::shared_ptr<Session>& session) {
+  std::lock_guard<std::mutex> lock(active_mutex_);
+  auto& slot = active_[id];
+  auto old = slot.lock();
+  slot = session;
+  return old.get() == session.get() ? nullptr : old;
 }
 
 void SinkServer::run() { io_.run(); }
@@ -448,22 +319,13 @@ void SinkServer::stop() {
 
 std::vector<CollectorSummary> SinkServer::summaries() const {
   std::vector<CollectorSummary> out;
-  std::lock_guard<std::mutex> lock(collectors_mutex_);
-  for (const auto& [id, c] : collectors_) {
-    std::lock_guard<std::mutex> clock(c->mutex);
+  for (auto& recording : store_->summaries()) {
     CollectorSummary s;
-    s.id = id;
-    s.host = c->host;
-    s.file = c->path;
-    s.connected = !c->active.expired();
-    s.finished = c->finished;
-    s.batches = c->batches;
-    s.records = c->records;
-    s.duplicates = c->duplicates;
-    s.lost_kernel = c->lost_kernel;
-    s.lost_collector = c->lost_collector;
-    s.next_sequence = c->next;
-    out.push_back(s);
+    static_cast<RecordingSummary&>(s) = std::move(recording);
+    std::lock_guard<std::mutex> lock(active_mutex_);
+    auto it = active_.find(s.id);
+    s.connected = it != active_.end() && !it->second.expired();
+    out.push_back(std::move(s));
   }
   return out;
 }

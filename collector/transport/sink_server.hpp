@@ -1,10 +1,10 @@
 // SinkServer: `perfstream sink`: accepts many collectors at once (TCP, unix sockets, mutual TLS) and writes
 // each one's stream to its own trace file in a directory, following stream_protocol.hpp.
 //
-// Files: one recording per collector id, DIR/<id>.data (+ .1, .2 ... with rotation), readable by dump and
-// stats like any trace. Exactly once: each batch sequence is stored once; duplicates (resends after a cut
-// connection) are acknowledged and dropped. After a sink restart, the first hello of an id scans that
-// id's files, cuts a half-written last frame, and tells the collector where to resume (Welcome).
+// Files: one recording per collector id, kept by a RecordingStore (recording_store.hpp): each batch
+// sequence is stored once; duplicates (resends after a cut connection) are acknowledged and dropped. After
+// a sink restart, the first hello of an id resumes that id's files and tells the collector where to
+// resume (Welcome).
 //
 // Isolation: every connection has its own buffers (at most max_frame compressed + max_batch decompressed),
 // deadlines (hello_timeout for the first frame, idle_timeout between frames), and strand; a peer that sends
@@ -27,6 +27,7 @@
 #include "collector/format/trace_writer.hpp"
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
+#include "collector/transport/recording_store.hpp"
 #include "collector/util/result.hpp"
 
 namespace perfstream {
@@ -46,18 +47,8 @@ struct SinkOptions {
   std::function<void(const std::string&)> log;
 };
 
-struct CollectorSummary {
-  std::string id;
-  std::string host;
-  std::string file;
+struct CollectorSummary : RecordingSummary {
   bool connected = false;
-  bool finished = false;          // the trailer arrived
-  std::uint64_t batches = 0;      // stored
-  std::uint64_t records = 0;
-  std::uint64_t duplicates = 0;   // received again and dropped
-  std::uint64_t lost_kernel = 0;  // samples the collector's kernel reported lost
-  std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
-  std::uint64_t next_sequence = 0;
 };
 
 class SinkServer {
@@ -75,11 +66,11 @@ class SinkServer {
 
  private:
   class Session;
-  struct Collector;
   SinkServer() = default;
   void accept_tcp(std::size_t index);
   void accept_unix(std::size_t index);
-  Result<std::shared_ptr<Collector>> collector_for(const std::string& id, const v1::TraceHeader& header);
+  // Makes `session` the one connection of collector `id`; returns the one it replaces, if any.
+  std::shared_ptr<Session> take_over(const std::string& id, const std::shared_ptr<Session>& session);
   void log(const std::string& line) const;
 
   SinkOptions options_;
@@ -89,8 +80,9 @@ class SinkServer {
   std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
   std::vector<Endpoint> bound_;
   std::vector<std::thread> threads_;
-  mutable std::mutex collectors_mutex_;
-  std::map<std::string, std::shared_ptr<Collector>> collectors_;
+  std::unique_ptr<RecordingStore> store_;
+  mutable std::mutex active_mutex_;
+  std::map<std::string, std::weak_ptr<Session>> active_;  // each collector's current connection
   std::atomic<std::uint64_t> refused_{0};
   std::string sink_id_;
 };

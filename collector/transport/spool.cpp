@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "collector/format/batch_encoder.hpp"
+#include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_protocol.hpp"
 
 namespace perfstream {
@@ -78,6 +80,18 @@ Status Spool::append(std::uint64_t sequence, const std::string& compressed, bool
   }
   if (notify) notify();
   return {};
+}
+
+Status Spool::append_batch(const EncodedBatch& batch) {
+  Status st = append(batch.sequence, batch.compressed);
+  if (!st) {
+    std::string message, stand_in;
+    BatchEncoder().finish(batch.sequence, message);
+    if (auto compressor = ZstdCompressor::create(1); compressor && compressor->compress(message, stand_in)) {
+      (void)append(batch.sequence, stand_in, true);
+    }
+  }
+  return st;
 }
 
 void Spool::set_notify(std::function<void()> notify) {

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "collector/format/batch_sink.hpp"
 #include "collector/util/result.hpp"
 #include "collector/util/unique_fd.hpp"
 
@@ -35,6 +36,11 @@ class Spool {
   // stores it even when that takes the spool past max_bytes: only for the few bytes of a stand-in for a
   // refused batch (see StreamClient::write_batch), so that refusals never stall the acknowledgements.
   Status append(std::uint64_t sequence, const std::string& compressed, bool past_limit = false);
+  // A batch from the recorder. When the spool refuses it, an empty batch of the same sequence (a few
+  // bytes, stored past the limit) stands in for it: acknowledgements are cumulative, and a sequence that
+  // never reaches the sink would hold them back for good. The error still says the batch was not kept,
+  // so the caller counts the loss and reports it (a COLLECTOR LostNotice in its next batch).
+  Status append_batch(const EncodedBatch& batch);
   void set_notify(std::function<void()> notify);
 
   // The oldest batch not yet sent on this connection; false when there is none.

@@ -4,7 +4,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <future>
 
-#include "collector/format/batch_encoder.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_protocol.hpp"
 
@@ -265,21 +264,7 @@ StreamClient::~StreamClient() {
   if (spool_) spool_->set_notify(nullptr);
 }
 
-Status StreamClient::write_batch(const EncodedBatch& batch) {
-  Status st = spool_->append(batch.sequence, batch.compressed);
-  if (!st) {
-    // Acks are cumulative: a sequence that never reaches the sink would hold `through` below it for good,
-    // and every later batch would stay in the spool until it is full for good. An empty batch with the
-    // same sequence stands in for the refused one (a few bytes, spooled past the limit); the loss itself
-    // is the caller's to report (BatchingConsumer puts a COLLECTOR LostNotice in its next batch).
-    std::string message, stand_in;
-    BatchEncoder().finish(batch.sequence, message);
-    if (auto compressor = ZstdCompressor::create(1); compressor && compressor->compress(message, stand_in)) {
-      (void)spool_->append(batch.sequence, stand_in, true);
-    }
-  }
-  return st;
-}
+Status StreamClient::write_batch(const EncodedBatch& batch) { return spool_->append_batch(batch); }
 
 void StreamClient::start() {
   Sender* sender = sender_.get();

@@ -1,0 +1,190 @@
+#include "collector/transport/recording_store.hpp"
+
+#include <filesystem>
+
+#include "collector/format/trace_reader.hpp"
+
+namespace perfstream {
+
+namespace fs = std::filesystem;
+
+std::string file_safe_id(const std::string& id) {
+  std::string out;
+  for (char c : id) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+  if (out.empty() || out[0] == '.') out = "_" + out;
+  if (out == id && out.size() <= 200) return out;
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : id) hash = (hash ^ c) * 1099511628211ull;
+  char suffix[20];
+  std::snprintf(suffix, sizeof(suffix), "-%016llx", static_cast<unsigned long long>(hash));
+  return out.substr(0, 200) + suffix;
+}
+
+void Recording::mark(std::uint64_t seq) {
+  above_.insert(seq);
+  while (!above_.empty() && *above_.begin() == next_) {
+    above_.erase(above_.begin());
+    ++next_;
+  }
+}
+
+void Recording::count(const v1::Batch& batch) {
+  mark(batch.sequence());
+  ++batches_;
+  records_ += batch.record_count();
+  for (const auto& lost : batch.lost()) {
+    (lost.source() == v1::LostNotice::COLLECTOR ? lost_collector_ : lost_kernel_) += lost.count();
+  }
+}
+
+Result<Recording::Stored> Recording::store(std::string& compressed, const v1::Batch& batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finished_) return Error("recording " + id_ + ": batch " + std::to_string(batch.sequence()) + " after the trailer");
+  if (has(batch.sequence())) {
+    ++duplicates_;
+    return Stored::Duplicate;
+  }
+  EncodedBatch encoded;
+  encoded.sequence = batch.sequence();
+  encoded.records = batch.record_count();
+  encoded.compressed = std::move(compressed);
+  Status written = writer_->write_batch(encoded);
+  compressed = std::move(encoded.compressed);
+  if (!written) return Error("cannot store it: " + written.error().message());
+  count(batch);
+  return Stored::New;
+}
+
+Status Recording::finish(const v1::TraceTrailer& trailer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finished_) return {};
+  finished_ = true;
+  return writer_->close(trailer);
+}
+
+Status Recording::sync() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return finished_ ? Status{} : writer_->sync();
+}
+
+std::uint64_t Recording::next_sequence() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return next_;
+}
+
+RecordingSummary Recording::summary() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  RecordingSummary s;
+  s.id = id_;
+  s.host = host_;
+  s.file = path_;
+  s.finished = finished_;
+  s.batches = batches_;
+  s.records = records_;
+  s.duplicates = duplicates_;
+  s.lost_kernel = lost_kernel_;
+  s.lost_collector = lost_collector_;
+  s.next_sequence = next_;
+  return s;
+}
+
+Result<std::unique_ptr<RecordingStore>> RecordingStore::open(const RecordingStoreOptions& options) {
+  std::unique_ptr<RecordingStore> store(new RecordingStore());
+  store->options_ = options;
+  std::error_code ec;
+  fs::create_directories(options.dir, ec);
+  if (ec) return Error("sink: creating " + options.dir + ": " + ec.message());
+  return store;
+}
+
+RecordingStore::~RecordingStore() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [id, r] : recordings_) {
+    std::lock_guard<std::mutex> rlock(r->mutex_);
+    // Without a trailer: the collector did not finish, and a store opened later on this directory goes
+    // on in the same file. (A finished recording's writer is closed already.)
+    if (r->writer_) r->writer_->abandon();
+    r->writer_.reset();
+  }
+}
+
+std::shared_ptr<Recording> RecordingStore::find(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = recordings_.find(id);
+  return it == recordings_.end() ? nullptr : it->second;
+}
+
+Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& id, const v1::TraceHeader& header) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = recordings_.find(id);
+  if (it != recordings_.end()) return it->second;
+
+  auto r = std::make_shared<Recording>();
+  r->id_ = id;
+  r->host_ = header.host();
+  r->path_ = options_.dir + "/" + file_safe_id(id) + ".data";
+  TraceWriterOptions wo;
+  wo.path = r->path_;
+  wo.rotate_bytes = options_.rotate_bytes;
+  wo.rotate_time = options_.rotate_time;
+
+  // A restart: find what this recording's files already hold, and where the last one ends cleanly.
+  for (std::uint32_t piece = 0;; ++piece) {
+    const std::string path = piece == 0 ? r->path_ : r->path_ + "." + std::to_string(piece);
+    if (!fs::exists(path)) break;
+    auto reader = TraceFileReader::open(path);
+    if (!reader) {
+      // Not even a header: start this piece over.
+      wo.resume_piece = piece;
+      wo.resume_offset = 0;
+      break;
+    }
+    std::uint64_t good = (*reader)->offset();
+    std::uint64_t batches = 0, records = 0;
+    bool trailer = false;
+    for (;;) {
+      ReadOutcome outcome = (*reader)->next();
+      if (outcome.status != ReadStatus::Frame) break;
+      if (outcome.type == FrameType::Batch) {
+        auto view = BatchView::parse(outcome.message);
+        if (!view) break;
+        r->count(view->batch());
+        ++batches;
+        records += view->batch().record_count();
+      } else if (outcome.type == FrameType::Trailer) {
+        trailer = true;
+      }
+      good = (*reader)->offset();
+    }
+    wo.resume_piece = trailer ? piece + 1 : piece;
+    wo.resume_offset = trailer ? 0 : good;
+    wo.resume_batches = batches;
+    wo.resume_records = records;
+  }
+  if (wo.resume_piece) {
+    log("collector " + id + ": resuming " + r->path_ + " with " + std::to_string(r->batches_) +
+        " batches already stored");
+  }
+  auto writer = TraceFileWriter::create(wo, header);
+  if (!writer) return writer.error();
+  r->writer_ = std::move(*writer);
+  recordings_[id] = r;
+  return r;
+}
+
+std::vector<RecordingSummary> RecordingStore::summaries() const {
+  std::vector<std::shared_ptr<Recording>> all;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [id, r] : recordings_) all.push_back(r);
+  }
+  std::vector<RecordingSummary> out;
+  for (const auto& r : all) out.push_back(r->summary());
+  return out;
+}
+
+void RecordingStore::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+}  // namespace perfstream

@@ -1,0 +1,110 @@
+// RecordingStore: a sink's directory of recordings, one per collector id, each batch sequence stored once.
+//
+// Every way a recording reaches a sink (a socket stream, a Kafka topic) ends here. A recording is the
+// file DIR/<id>.data (+ .1, .2 ... with rotation), readable by dump and stats like any trace; `id` is the
+// collector's id (host and recording id), made file-safe. Exactly once: a batch whose sequence is already
+// stored is counted as a duplicate and dropped. A store opened on a directory that already holds an id's
+// files (a sink restart) scans them on first use, cuts a half-written last frame, and carries on in the
+// same file; next_sequence() tells the sender where to resume.
+//
+// Threads: any. The store's map has its own lock and each recording its own, so recordings are written
+// in parallel; a recording's files are scanned under the store's lock, once, on first use.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "collector/format/trace_writer.hpp"
+#include "collector/util/result.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+struct RecordingStoreOptions {
+  std::string dir;
+  std::uint64_t rotate_bytes = 0;
+  std::chrono::seconds rotate_time{0};
+  std::function<void(const std::string&)> log;
+};
+
+struct RecordingSummary {
+  std::string id;
+  std::string host;
+  std::string file;
+  bool finished = false;             // the trailer arrived
+  std::uint64_t batches = 0;         // stored
+  std::uint64_t records = 0;
+  std::uint64_t duplicates = 0;      // received again and dropped
+  std::uint64_t lost_kernel = 0;     // samples the collector's kernel reported lost
+  std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
+  std::uint64_t next_sequence = 0;   // every batch below is stored
+};
+
+class Recording {
+ public:
+  enum class Stored { New, Duplicate };
+
+  // Stores one compressed batch (`batch` is its decoded message), unless its sequence is stored already.
+  // `compressed` is written as is (borrowed without a copy: it holds the same bytes again on return). An
+  // error (the file cannot be written, the recording has finished) means nothing was stored.
+  Result<Stored> store(std::string& compressed, const v1::Batch& batch);
+  // Writes the trailer and closes the file; later batches are refused.
+  Status finish(const v1::TraceTrailer& trailer);
+  // Forces what was stored to disk (fdatasync), for a sender that may forget it only afterwards.
+  Status sync();
+  std::uint64_t next_sequence() const;
+  RecordingSummary summary() const;
+  const std::string& id() const { return id_; }
+
+ private:
+  friend class RecordingStore;
+  bool has(std::uint64_t seq) const { return seq < next_ || above_.count(seq) != 0; }
+  void mark(std::uint64_t seq);
+  void count(const v1::Batch& batch);
+
+  mutable std::mutex mutex_;
+  std::string id_;
+  std::string host_;
+  std::string path_;
+  std::unique_ptr<TraceFileWriter> writer_;
+  std::uint64_t next_ = 0;         // every sequence below is stored
+  std::set<std::uint64_t> above_;  // stored sequences above next_
+  std::uint64_t batches_ = 0, records_ = 0, duplicates_ = 0, lost_kernel_ = 0, lost_collector_ = 0;
+  bool finished_ = false;
+};
+
+class RecordingStore {
+ public:
+  static Result<std::unique_ptr<RecordingStore>> open(const RecordingStoreOptions& options);
+  // Recordings without a trailer are left resumable: a store opened later on this directory goes on in
+  // the same files.
+  ~RecordingStore();
+
+  // The recording of collector `id`, opened (or resumed from disk) on first use with `header`.
+  Result<std::shared_ptr<Recording>> recording(const std::string& id, const v1::TraceHeader& header);
+  // The recording of `id` if it is open already; nullptr otherwise.
+  std::shared_ptr<Recording> find(const std::string& id) const;
+  std::vector<RecordingSummary> summaries() const;
+  const std::string& dir() const { return options_.dir; }
+
+ private:
+  RecordingStore() = default;
+  void log(const std::string& line) const;
+
+  RecordingStoreOptions options_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Recording>> recordings_;
+};
+
+// A collector id as a file name: letters, digits, '.', '-', '_' are kept. An id that had to be changed
+// (or cut) gets a hash of the original appended, so two ids never share a file ("a/b" and "a_b").
+std::string file_safe_id(const std::string& id);
+
+}  // namespace perfstream
