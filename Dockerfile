@@ -17,7 +17,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DPERFSTREAM_BUILD_TESTS=OFF
 FROM debian:12-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      libbpf1 libelf1 zlib1g libzstd1 libprotobuf32 libssl3 \
+      libbpf1 libelf1 zlib1g libzstd1 libprotobuf32 libssl3 librdkafka1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/collector/perfstream /usr/local/bin/perfstream
 WORKDIR /data

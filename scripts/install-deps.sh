@@ -11,6 +11,7 @@ packages=(
   libzstd-dev zstd
   libprotobuf-dev protobuf-compiler
   libssl-dev openssl                # openssl: the mTLS test makes its certificates
+  librdkafka-dev                    # stream --to kafka://, sink --from kafka:// (and the mock cluster the tests use)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
 )

@@ -20,10 +20,12 @@
 #include <sstream>
 
 #include "collector/cli/commands.hpp"
+#include "collector/cli/kafka_flags.hpp"
 #include "collector/cli/options.hpp"
 #include "collector/cli/record_setup.hpp"
 #include "collector/format/batching_consumer.hpp"
 #include "collector/format/trace_writer.hpp"
+#include "collector/kafka/kafka_publisher.hpp"
 #include "collector/read/capture_session.hpp"
 #include "collector/transport/stream_client.hpp"
 
@@ -99,6 +101,8 @@ class CaptureOutput {
   virtual bool stop_when_a_batch_is_refused() const = 0;
   virtual Status finish(const v1::TraceTrailer& trailer) = 0;
   virtual std::string summary() const = 0;
+  // Why the output cannot go on (checked every second; the capture stops with it), or empty.
+  virtual std::string failure() const { return {}; }
 };
 
 using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, std::ostream& err)>;
@@ -154,6 +158,43 @@ class StreamOutput : public CaptureOutput {
 
  private:
   std::unique_ptr<StreamClient> client_;
+  std::string to_;
+  std::chrono::milliseconds drain_timeout_;
+};
+
+class KafkaOutput : public CaptureOutput {
+ public:
+  KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::chrono::milliseconds drain_timeout)
+      : publisher_(std::move(publisher)), to_(std::move(to)), drain_timeout_(drain_timeout) {
+    publisher_->start();
+  }
+  BatchSink& sink() override { return *publisher_; }
+  std::string destination() const override { return "to " + to_; }
+  std::string status() const override {
+    const auto s = publisher_->status();
+    return std::string(s.connected ? "kafka up" : "KAFKA DOWN") + " | backlog " + std::to_string(s.pending_batches) +
+           " batches (" + format_mb(s.pending_bytes) + ")";
+  }
+  bool stop_when_a_batch_is_refused() const override { return false; }
+  std::string failure() const override { return publisher_->status().error; }
+  Status finish(const v1::TraceTrailer& trailer) override {
+    if (!publisher_->finish(trailer, drain_timeout_)) {
+      const auto s = publisher_->status();
+      if (!s.error.empty()) return Error(s.error);
+      return Error("Kafka at " + to_ + " did not take " + std::to_string(s.pending_batches) + " batches within " +
+                   std::to_string(drain_timeout_.count()) + " ms; they stay in the spool directory");
+    }
+    return {};
+  }
+  std::string summary() const override {
+    const auto s = publisher_->status();
+    return "published to " + to_ + ": delivered through batch " + std::to_string(s.acked_through) + ", " +
+           std::to_string(s.failed) + " deliveries failed and retried, " + std::to_string(s.refused_batches) +
+           " batches refused by a full spool";
+  }
+
+ private:
+  std::unique_ptr<KafkaPublisher> publisher_;
   std::string to_;
   std::chrono::milliseconds drain_timeout_;
 };
@@ -329,6 +370,11 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
         stop_all("the trace file cannot be written");
         return;
       }
+      if (const std::string failure = output.failure(); !failure.empty()) {
+        exit_status = 1;
+        stop_all("stopped: " + failure);
+        return;
+      }
       if (status_line) {
         const auto total = s.stats().total();
         const auto now = std::chrono::steady_clock::now();
@@ -436,15 +482,18 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
 }
 
 int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  ArgParser parser("stream", "perfstream stream --to tcp://HOST:PORT|unix:/PATH [--probe NAME]... [flags] [-- CMD...]");
+  ArgParser parser("stream",
+                   "perfstream stream --to tcp://HOST:PORT|unix:/PATH|kafka://BROKERS/TOPIC [--probe NAME]... [flags] "
+                   "[-- CMD...]");
   add_capture_flags(parser);
-  parser.option("to", 0, "ENDPOINT", "the sink: tcp://HOST:PORT or unix:/PATH")
+  parser.option("to", 0, "ENDPOINT", "the sink: tcp://HOST:PORT, unix:/PATH, or kafka://BROKER[,BROKER...]/TOPIC")
       .option("spool", 0, "DIR", "where batches wait for the sink's acknowledgement (default ./perfstream.spool)")
       .option("spool-size", 0, "SIZE", "most bytes the spool holds; beyond, batches are dropped and counted (default 1G)")
       .option("drain-timeout", 0, "TIME", "at the end, how long to wait for the sink to acknowledge (default 30s)")
       .option("tls-cert", 0, "FILE", "our client certificate (PEM), for mutual TLS")
       .option("tls-key", 0, "FILE", "its private key (PEM)")
       .option("tls-ca", 0, "FILE", "the CA that signed the sink's certificate (PEM)");
+  add_kafka_flags(parser);
   add_batch_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   StreamClientOptions options;
@@ -452,16 +501,36 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
     err << "perfstream stream: " << why << "\n";
     return 2;
   };
-  if (!parser.value("to")) return fail("where to? --to tcp://HOST:PORT or unix:/PATH");
-  auto endpoint = Endpoint::parse(*parser.value("to"));
-  if (!endpoint) return fail(endpoint.error().message());
-  options.endpoint = *endpoint;
+  if (!parser.value("to")) return fail("where to? --to tcp://HOST:PORT, unix:/PATH or kafka://BROKERS/TOPIC");
+  const bool to_kafka = KafkaAddress::is_kafka(*parser.value("to"));
+  KafkaPublisherOptions kafka;
+  if (to_kafka) {
+    auto address = KafkaAddress::parse(*parser.value("to"));
+    if (!address) return fail(address.error().message());
+    kafka.address = *address;
+    auto properties = kafka_properties_from(parser);
+    if (!properties) return fail(properties.error().message());
+    kafka.properties = *properties;
+    if (parser.value("tls-cert") || parser.value("tls-key") || parser.value("tls-ca")) {
+      return fail("--tls-* are for a perfstream sink; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... "
+                  "(see README: Kafka)");
+    }
+  } else {
+    if (!parser.values("kafka-property").empty() || parser.value("kafka-config")) {
+      return fail("-X and --kafka-config are for --to kafka://...");
+    }
+    auto endpoint = Endpoint::parse(*parser.value("to"));
+    if (!endpoint) return fail(endpoint.error().message());
+    options.endpoint = *endpoint;
+  }
   options.spool_dir = parser.value("spool").value_or("perfstream.spool");
   if (auto v = parser.value("spool-size")) {
     auto bytes = parse_bytes("spool-size", *v);
     if (!bytes) return fail(bytes.error().message());
     options.spool_bytes = *bytes;
   }
+  kafka.spool_dir = options.spool_dir;
+  kafka.spool_bytes = options.spool_bytes;
   std::chrono::milliseconds drain_timeout{30000};
   if (auto v = parser.value("drain-timeout")) {
     auto ms = parse_duration_ms("drain-timeout", *v);
@@ -479,6 +548,13 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
           if (!quiet) log_to << "perfstream stream: " << line << "\n";
         };
         const std::string id = header.host() + "-" + header.recording_id();
+        if (to_kafka) {
+          kafka.log = options.log;
+          auto publisher = KafkaPublisher::create(kafka, header, id);
+          if (!publisher) return publisher.error();
+          return std::unique_ptr<CaptureOutput>(
+              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), drain_timeout));
+        }
         auto client = StreamClient::create(options, header, id);
         if (!client) return client.error();
         return std::unique_ptr<CaptureOutput>(

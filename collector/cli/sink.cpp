@@ -7,16 +7,81 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "collector/cli/commands.hpp"
+#include "collector/cli/kafka_flags.hpp"
 #include "collector/cli/options.hpp"
+#include "collector/kafka/kafka_sink.hpp"
 #include "collector/transport/sink_server.hpp"
 
 namespace perfstream::cli {
 
+namespace {
+
+// `sink --from kafka://...`: the consumer runs on its own thread; this one waits for a signal and prints
+// the status every status_ms.
+int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std::ostream& err) {
+  auto sink = KafkaSink::create(options);
+  if (!sink) {
+    err << "perfstream sink: " << sink.error().message() << "\n";
+    return 1;
+  }
+  KafkaSink& consumer = **sink;
+  Status outcome;
+  asio::io_context io;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer status(io);
+  std::thread worker([&] {
+    outcome = consumer.run();
+    asio::post(io, [&] {  // the consumer stopped on its own (an error): so does the sink
+      signals.cancel();
+      status.cancel();
+    });
+  });
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    consumer.stop();
+    status.cancel();
+  });
+  std::function<void()> tick = [&] {
+    if (status_ms == 0) return;
+    status.expires_after(std::chrono::milliseconds(status_ms));
+    status.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      const auto st = consumer.stats();
+      options.log("group " + options.group + ": " + std::to_string(st.partitions) + " partitions, " +
+                  std::to_string(st.batches) + " batches stored, " + std::to_string(st.duplicates) +
+                  " duplicates dropped, " + std::to_string(st.rejected) + " bad messages skipped, " +
+                  std::to_string(st.commits) + " commits");
+      tick();
+    });
+  };
+  tick();
+  io.run();
+  consumer.stop();
+  worker.join();
+  for (const auto& c : consumer.summaries()) {
+    options.log("collector " + c.id + ": " + std::to_string(c.batches) + " batches, " + std::to_string(c.records) +
+                " records in " + c.file + (c.finished ? "" : " (not finished: no trailer yet)") + ", lost " +
+                std::to_string(c.lost_kernel) + " + " + std::to_string(c.lost_collector));
+  }
+  if (!outcome) {
+    err << "perfstream sink: " << outcome.error().message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  ArgParser parser("sink", "perfstream sink --listen tcp://127.0.0.1:PORT|unix:/PATH -d DIR [flags]");
+  ArgParser parser("sink",
+                   "perfstream sink --listen tcp://127.0.0.1:PORT|unix:/PATH -d DIR [flags]\n"
+                   "       perfstream sink --from kafka://BROKER[,BROKER...]/TOPIC --group NAME -d DIR [flags]");
   parser.option("listen", 'l', "ENDPOINT", "where to accept collectors; repeat for several (loopback unless --allow-remote)")
+      .option("from", 0, "KAFKA", "consume kafka://BROKER[,BROKER...]/TOPIC instead of listening")
+      .option("group", 0, "NAME", "with --from: the consumer group this sink joins (its members share the partitions)")
       .option("dir", 'd', "DIR", "where each collector's trace file goes")
       .option("rotate-size", 0, "SIZE", "start a new file per collector when one would pass SIZE")
       .option("rotate-time", 0, "TIME", "start a new file per collector after this long")
@@ -31,6 +96,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       .flag("allow-remote", 0, "accept collectors on non-loopback addresses")
       .flag("quiet", 'q', "print only errors")
       .flag("help", 'h', "show this help");
+  add_kafka_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   auto fail = [&](const std::string& why) {
     err << "perfstream sink: " << why << "\n";
@@ -42,7 +108,14 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     if (!ep) return fail(ep.error().message());
     options.listen.push_back(*ep);
   }
-  if (options.listen.empty()) return fail("where to listen? --listen tcp://127.0.0.1:PORT or unix:/PATH");
+  const bool from_kafka = parser.value("from").has_value();
+  if (from_kafka && !options.listen.empty()) return fail("--listen or --from, not both (run two sinks)");
+  if (!from_kafka && options.listen.empty()) {
+    return fail("where to listen? --listen tcp://127.0.0.1:PORT or unix:/PATH (or --from kafka://BROKERS/TOPIC)");
+  }
+  if (!from_kafka && (parser.value("group") || !parser.values("kafka-property").empty() || parser.value("kafka-config"))) {
+    return fail("--group, -X and --kafka-config go with --from kafka://...");
+  }
   if (!parser.value("dir")) return fail("where to write? -d DIR");
   options.dir = *parser.value("dir");
   auto bytes_flag = [&](const char* name, auto apply) -> bool {
@@ -92,6 +165,27 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     std::lock_guard<std::mutex> lock(log_mutex);
     err << "perfstream sink: " << line << "\n" << std::flush;
   };
+
+  if (from_kafka) {
+    KafkaSinkOptions kafka;
+    auto address = KafkaAddress::parse(*parser.value("from"));
+    if (!address) return fail(address.error().message());
+    kafka.address = *address;
+    if (!parser.value("group")) return fail("--from needs --group NAME: the consumer group whose offsets say what is stored");
+    kafka.group = *parser.value("group");
+    auto properties = kafka_properties_from(parser);
+    if (!properties) return fail(properties.error().message());
+    kafka.properties = *properties;
+    if (options.tls.enabled() || !options.tls.cert_file.empty() || !options.tls.ca_file.empty()) {
+      return fail("--tls-* are for --listen; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... (README: Kafka)");
+    }
+    kafka.dir = options.dir;
+    kafka.rotate_bytes = options.rotate_bytes;
+    kafka.rotate_time = options.rotate_time;
+    kafka.max_batch = options.max_batch;
+    kafka.log = options.log;
+    return run_kafka_sink(kafka, status_ms, err);
+  }
 
   auto server = SinkServer::create(options);
   if (!server) {
