@@ -1,6 +1,7 @@
 #include "collector/format/trace_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -180,6 +181,14 @@ void TraceFileWriter::abandon() {
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
   fd_.reset();
+}
+
+Status TraceFileWriter::give_to(uid_t uid, gid_t gid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  struct stat st {};
+  if (!fd_.valid() || ::fstat(fd_.get(), &st) != 0 || st.st_uid != ::geteuid()) return {};
+  if (::fchown(fd_.get(), uid, gid) != 0) return Error::from_errno("chown " + piece_path(piece_), errno);
+  return {};
 }
 
 std::uint64_t TraceFileWriter::bytes_written() const {

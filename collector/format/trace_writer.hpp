@@ -12,6 +12,8 @@
 // Threads: write_batch and close may be called from any thread; a mutex serialises them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -55,6 +57,9 @@ class TraceFileWriter : public BatchSink {
   // there, for a recording that goes on later (a sink stopping while its collector still streams).
   // close() after it does nothing.
   void abandon();
+  // Gives the open piece to uid:gid when it belongs to us (a recorder that drops to another user hands over
+  // the file it opened before; the pieces that follow are created by that user). Not someone else's file.
+  Status give_to(uid_t uid, gid_t gid);
 
   std::uint64_t bytes_written() const;    // over every piece
   std::uint64_t batches_written() const;
