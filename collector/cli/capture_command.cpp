@@ -1,6 +1,7 @@
 // perfstream record and perfstream stream: capture BPF output into batches, and write them to a trace file
 // (record) or send them to a sink (stream). Both share one capture loop: flags, signals, duration, the
 // command to run, the status line and the summary; only the output differs (CaptureOutput).
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <random>
@@ -28,6 +30,7 @@
 #include "collector/kafka/kafka_publisher.hpp"
 #include "collector/read/capture_session.hpp"
 #include "collector/transport/stream_client.hpp"
+#include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
 namespace {
@@ -103,14 +106,26 @@ class CaptureOutput {
   virtual std::string summary() const = 0;
   // Why the output cannot go on (checked every second; the capture stops with it), or empty.
   virtual std::string failure() const { return {}; }
+  // Privileges (see drop_after_setup). Before the drop: hand what the output created to the user perfstream
+  // becomes. After it: fail now if the files made later could not be created. start(): background work.
+  virtual Status give_to(uid_t uid, gid_t gid) = 0;
+  virtual Status check_after_drop(const std::string& who) const = 0;
+  virtual void start() {}
 };
+
+// Whether `who` (now us) can create files in `dir`, where `what` goes.
+Status check_can_create_in(const std::string& dir, const std::string& what, const std::string& who) {
+  if (access(dir.c_str(), W_OK | X_OK) == 0) return {};
+  return Error::from_errno("running as " + who + ", perfstream cannot create " + what + " in " + dir, errno,
+                           "make the directory writable for that user, or choose another");
+}
 
 using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, std::ostream& err)>;
 
 class FileOutput : public CaptureOutput {
  public:
-  FileOutput(std::unique_ptr<TraceFileWriter> writer, std::string path)
-      : writer_(std::move(writer)), path_(std::move(path)) {}
+  FileOutput(std::unique_ptr<TraceFileWriter> writer, std::string path, bool rotates)
+      : writer_(std::move(writer)), path_(std::move(path)), rotates_(rotates) {}
   BatchSink& sink() override { return *writer_; }
   std::string destination() const override { return "into " + path_; }
   std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
@@ -120,18 +135,25 @@ class FileOutput : public CaptureOutput {
     return "wrote " + format_mb(writer_->bytes_written()) + " to " + path_ +
            (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
   }
+  Status give_to(uid_t uid, gid_t gid) override { return writer_->give_to(uid, gid); }
+  Status check_after_drop(const std::string& who) const override {
+    if (!rotates_) return {};
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    return check_can_create_in(dir.empty() ? "." : dir, "the rotated pieces " + path_ + ".1, ...", who);
+  }
 
  private:
   std::unique_ptr<TraceFileWriter> writer_;
   std::string path_;
+  bool rotates_;
 };
 
 class StreamOutput : public CaptureOutput {
  public:
-  StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::chrono::milliseconds drain_timeout)
-      : client_(std::move(client)), to_(std::move(to)), drain_timeout_(drain_timeout) {
-    client_->start();
-  }
+  StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::string spool_dir,
+               std::chrono::milliseconds drain_timeout)
+      : client_(std::move(client)), to_(std::move(to)), spool_dir_(std::move(spool_dir)),
+        drain_timeout_(drain_timeout) {}
   BatchSink& sink() override { return *client_; }
   std::string destination() const override { return "to " + to_; }
   std::string status() const override {
@@ -155,18 +177,31 @@ class StreamOutput : public CaptureOutput {
            std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + ", " +
            std::to_string(s.refused_batches) + " batches refused by a full spool";
   }
+  Status give_to(uid_t uid, gid_t gid) override { return client_->give_spool_to(uid, gid); }
+  Status check_after_drop(const std::string& who) const override {
+    return check_can_create_in(spool_dir_, "spool segments", who);
+  }
+  void start() override { client_->start(); }
 
  private:
   std::unique_ptr<StreamClient> client_;
   std::string to_;
+  std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
 };
 
 class KafkaOutput : public CaptureOutput {
  public:
-  KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::chrono::milliseconds drain_timeout)
-      : publisher_(std::move(publisher)), to_(std::move(to)), drain_timeout_(drain_timeout) {
-    publisher_->start();
+  KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::string spool_dir,
+              std::chrono::milliseconds drain_timeout)
+      : publisher_(std::move(publisher)), to_(std::move(to)), spool_dir_(std::move(spool_dir)),
+        drain_timeout_(drain_timeout) {}
+  void start() override {
+    if (auto st = publisher_->start(); !st) start_error_ = st.error().message();
+  }
+  Status give_to(uid_t uid, gid_t gid) override { return publisher_->give_spool_to(uid, gid); }
+  Status check_after_drop(const std::string& who) const override {
+    return check_can_create_in(spool_dir_, "spool segments", who);
   }
   BatchSink& sink() override { return *publisher_; }
   std::string destination() const override { return "to " + to_; }
@@ -176,8 +211,9 @@ class KafkaOutput : public CaptureOutput {
            " batches (" + format_mb(s.pending_bytes) + ")";
   }
   bool stop_when_a_batch_is_refused() const override { return false; }
-  std::string failure() const override { return publisher_->status().error; }
+  std::string failure() const override { return start_error_.empty() ? publisher_->status().error : start_error_; }
   Status finish(const v1::TraceTrailer& trailer) override {
+    if (!start_error_.empty()) return Error(start_error_);
     if (!publisher_->finish(trailer, drain_timeout_)) {
       const auto s = publisher_->status();
       if (!s.error.empty()) return Error(s.error);
@@ -196,7 +232,9 @@ class KafkaOutput : public CaptureOutput {
  private:
   std::unique_ptr<KafkaPublisher> publisher_;
   std::string to_;
+  std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
+  std::string start_error_;
 };
 
 void add_batch_flags(ArgParser& parser) {
@@ -208,6 +246,43 @@ void add_batch_flags(ArgParser& parser) {
       .flag("follow", 0, "with -- COMMAND: record only the command and its descendants")
       .flag("quiet", 'q', "no status line, no summary")
       .flag("help", 'h', "show this help");
+}
+
+// --user, resolved before anything is set up; exit status 2 for a bad one or when we cannot switch users.
+std::optional<int> user_from(const ArgParser& parser, const std::string& me, std::optional<RunAsUser>& user,
+                             std::ostream& err) {
+  auto v = parser.value("user");
+  if (!v) return std::nullopt;
+  auto u = resolve_user(*v);
+  Status st = u ? can_switch_users() : Status(u.error());
+  if (!st) {
+    err << me << (u ? "--user " + *v + ": " : "") << st.error().message() << "\n";
+    return 2;
+  }
+  user = std::move(*u);
+  return std::nullopt;
+}
+
+// Once setup is done, what the rest of a capture needs: a CPU that comes back online gets a new CPU-wide perf
+// event (CAP_PERFMON), a ring mapped even when the setup's rings used up the locked-memory limits
+// (CAP_IPC_LOCK), and a slot in the perf event array (CAP_BPF: before Linux 6.5 bpf() refuses every command
+// without it when unprivileged BPF is disabled, and slots are also cleared at stop). Detaching needs
+// nothing, and the output is an open file or a directory we can write to. Without hotplug: nothing.
+// Must run before any thread starts (privileges.hpp); the command after -- was forked before and keeps
+// the credentials perfstream was started with.
+Result<DropOutcome> drop_after_setup(const std::optional<RunAsUser>& user, bool hotplug, CaptureOutput& output) {
+  DropPlan plan;
+  plan.user = user;
+  plan.keep = hotplug ? cap_bit(CAP_BPF) | cap_bit(CAP_PERFMON) | cap_bit(CAP_IPC_LOCK) : 0;
+  if (user) {
+    if (auto st = output.give_to(user->uid, user->gid); !st) {
+      return st.error().with_context("handing the output to " + user->name);
+    }
+  }
+  auto dropped = drop_privileges(plan);
+  if (!dropped) return dropped.error();
+  if (auto st = output.check_after_drop(dropped->who); !st) return st.error();
+  return dropped;
 }
 
 }  // namespace
@@ -264,6 +339,9 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     return 2;
   }
 
+  std::optional<RunAsUser> user;
+  if (auto exit_status = user_from(parser, me, user, err)) return *exit_status;
+
   // The command, if any, is forked first, before any thread exists, and released once the rings are up.
   std::optional<Workload> workload;
   if (!parser.rest().empty()) {
@@ -297,6 +375,12 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     return 1;
   }
   CaptureOutput& output = **made;
+  auto dropped = drop_after_setup(user, capture->readers.hotplug_interval.count() > 0, output);
+  if (!dropped) {
+    err << me << dropped.error().message() << "\n";
+    return 1;
+  }
+  output.start();
   BatchSink& file = output.sink();
   PipelineCounters pipeline;
   // Readers decode and encode; one worker thread compresses and writes (see BatchWorker for why).
@@ -312,7 +396,8 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   if (!quiet) {
     err << me << "recording " << join(s.probe_names(), ", ") << " on CPUs "
         << s.array().candidates().intersect(*CpuSet::online()).to_string() << " " << output.destination() << " ("
-        << s.array().geometry().describe(s.array().candidates().size()) << ")\n";
+        << s.array().geometry().describe(s.array().candidates().size()) << ")\n"
+        << me << dropped->describe() << "\n";
   }
 
   asio::io_context io;
@@ -476,7 +561,8 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
       [&](const v1::TraceHeader& header, std::ostream&) -> Result<std::unique_ptr<CaptureOutput>> {
         auto writer = TraceFileWriter::create(writer_options, header);
         if (!writer) return writer.error();
-        return std::unique_ptr<CaptureOutput>(new FileOutput(std::move(*writer), writer_options.path));
+        const bool rotates = writer_options.rotate_bytes != 0 || writer_options.rotate_time.count() != 0;
+        return std::unique_ptr<CaptureOutput>(new FileOutput(std::move(*writer), writer_options.path, rotates));
       },
       err);
 }
@@ -553,12 +639,12 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
           auto publisher = KafkaPublisher::create(kafka, header, id);
           if (!publisher) return publisher.error();
           return std::unique_ptr<CaptureOutput>(
-              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), drain_timeout));
+              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), options.spool_dir, drain_timeout));
         }
         auto client = StreamClient::create(options, header, id);
         if (!client) return client.error();
         return std::unique_ptr<CaptureOutput>(
-            new StreamOutput(std::move(*client), options.endpoint.to_string(), drain_timeout));
+            new StreamOutput(std::move(*client), options.endpoint.to_string(), options.spool_dir, drain_timeout));
       },
       err);
 }

@@ -117,6 +117,7 @@ std::string ArgParser::help() const {
     else out << "\n" << std::string(34, ' ');
     out << s.help << "\n";
   }
+  if (!notes_.empty()) out << "\n" << notes_;
   return out.str();
 }
 

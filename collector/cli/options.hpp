@@ -25,6 +25,10 @@ class ArgParser {
   ArgParser& flag(const std::string& name, char short_name, const std::string& help);          // no value
   ArgParser& option(const std::string& name, char short_name, const std::string& value_name,
                     const std::string& help);                                                   // takes a value
+  ArgParser& notes(std::string text) {  // printed after the flags in help()
+    notes_ = std::move(text);
+    return *this;
+  }
 
   // Parses args (without the program and subcommand names).
   Status parse(const std::vector<std::string>& args);
@@ -53,6 +57,7 @@ class ArgParser {
 
   std::string command_;
   std::string usage_;
+  std::string notes_;
   std::vector<Spec> specs_;
   std::map<std::string, std::vector<std::string>> given_;
   std::vector<std::string> positionals_;

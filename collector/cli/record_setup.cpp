@@ -43,7 +43,17 @@ void add_capture_flags(ArgParser& parser) {
       .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
       .option("flush-interval", 0, "TIME", "drain every ring at least this often (default 100ms)")
       .option("pid", 'p', "PID", "only record this process (filtered in the BPF program)")
-      .option("threads", 0, "N", "reader threads (default 1)");
+      .option("threads", 0, "N", "reader threads (default 1)")
+      .option("user", 0, "USER[:GROUP]", "after setup, run as USER (name or number), keeping only the capabilities the run needs")
+      .flag("no-hotplug", 0, "only the CPUs online at start: keep no capability at all after setup")
+      .notes(
+          "privileges: once the programs are attached and the rings and the output are open, perfstream keeps\n"
+          "only CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK (a CPU that comes back online needs a new event, ring and\n"
+          "map slot; none with --no-hotplug), drops every other capability from its effective, permitted and\n"
+          "bounding sets, and sets no_new_privs. With --user it also becomes USER: the trace file (or a spool\n"
+          "directory it made) is handed to USER, and rotated pieces and spool segments are created by USER, so\n"
+          "their directory must be writable by USER. A command after -- is started before all this and keeps\n"
+          "the credentials perfstream was started with (-- runuser -u USER -- CMD runs it as someone else).\n");
 }
 
 Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::string& command) {
@@ -100,6 +110,7 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
     if (*pid == 0 || *pid > 0x3fffffff) return fail(Error("--pid " + *v + ": not a process id"));
     options.filter_tgid = static_cast<std::uint32_t>(*pid);
   }
+  if (parser.has("no-hotplug")) options.readers.hotplug_interval = std::chrono::milliseconds(0);
   if (auto v = parser.value("threads")) {
     auto n = parse_count("threads", *v);
     if (!n) return fail(n.error());

@@ -1,9 +1,11 @@
 // perfstream sink: receive streams from many collectors and write each to its own trace file.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -14,6 +16,7 @@
 #include "collector/cli/options.hpp"
 #include "collector/kafka/kafka_sink.hpp"
 #include "collector/transport/sink_server.hpp"
+#include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
 
@@ -93,9 +96,14 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       .option("tls-cert", 0, "FILE", "the sink's certificate (PEM); with --tls-key and --tls-ca: mutual TLS")
       .option("tls-key", 0, "FILE", "its private key (PEM)")
       .option("tls-ca", 0, "FILE", "the CA whose client certificates are accepted (PEM)")
+      .option("user", 0, "USER[:GROUP]", "once listening, run as USER (name or number)")
       .flag("allow-remote", 0, "accept collectors on non-loopback addresses")
       .flag("quiet", 'q', "print only errors")
-      .flag("help", 'h', "show this help");
+      .flag("help", 'h', "show this help")
+      .notes("privileges: the sink needs none. Once it listens (and has read its TLS files), it drops every\n"
+             "capability (effective, permitted, bounding) and sets no_new_privs; with --user it also becomes\n"
+             "USER, who must be able to create files in DIR (a DIR the sink creates is given to USER).\n"
+             "With --from kafka://, the same happens before the Kafka client starts.\n");
   add_kafka_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   auto fail = [&](const std::string& why) {
@@ -166,6 +174,38 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     err << "perfstream sink: " << line << "\n" << std::flush;
   };
 
+  std::optional<RunAsUser> user;
+  if (auto v = parser.value("user")) {
+    auto u = resolve_user(*v);
+    if (!u) return fail(u.error().message());
+    if (auto st = can_switch_users(); !st) {
+      return fail("--user " + *v + ": " + st.error().message() + "; the sink needs no privilege: start it as that user");
+    }
+    user = std::move(*u);
+  }
+  std::error_code exists_ec;
+  const bool dir_existed = std::filesystem::exists(options.dir, exists_ec);
+
+  // Nothing privileged is left to do once the sink listens (and has read its TLS files) and DIR exists:
+  // DIR, if the sink created it, goes to USER; then every capability goes. Before any thread starts.
+  auto drop = [&]() -> Result<DropOutcome> {
+    if (user && !dir_existed) {
+      const int dir_fd = ::open(options.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      const bool given = dir_fd >= 0 && ::fchown(dir_fd, user->uid, user->gid) == 0;
+      const int chown_errno = errno;
+      if (dir_fd >= 0) ::close(dir_fd);
+      if (!given) return Error::from_errno("handing " + options.dir + " to " + user->name, chown_errno);
+    }
+    DropPlan plan;
+    plan.user = user;
+    auto dropped = drop_privileges(plan);
+    if (dropped && access(options.dir.c_str(), W_OK | X_OK) != 0) {
+      return Error::from_errno("running as " + dropped->who + ", the sink cannot create files in " + options.dir,
+                               errno, "make the directory writable for that user, or choose another");
+    }
+    return dropped;
+  };
+
   if (from_kafka) {
     KafkaSinkOptions kafka;
     auto address = KafkaAddress::parse(*parser.value("from"));
@@ -184,6 +224,18 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     kafka.rotate_time = options.rotate_time;
     kafka.max_batch = options.max_batch;
     kafka.log = options.log;
+    std::error_code dir_ec;
+    std::filesystem::create_directories(options.dir, dir_ec);
+    if (dir_ec) {
+      err << "perfstream sink: creating " << options.dir << ": " << dir_ec.message() << "\n";
+      return 1;
+    }
+    auto dropped = drop();
+    if (!dropped) {
+      err << "perfstream sink: " << dropped.error().message() << "\n";
+      return 1;
+    }
+    options.log(dropped->describe());
     return run_kafka_sink(kafka, status_ms, err);
   }
 
@@ -192,7 +244,13 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     err << "perfstream sink: " << server.error().message() << "\n";
     return 1;
   }
+  auto dropped = drop();
+  if (!dropped) {
+    err << "perfstream sink: " << dropped.error().message() << "\n";
+    return 1;
+  }
   for (const auto& ep : (*server)->bound()) options.log("listening on " + ep.to_string() + ", writing into " + options.dir);
+  options.log(dropped->describe());
   (*server)->start();
 
   asio::io_context io;

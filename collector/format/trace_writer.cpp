@@ -1,6 +1,7 @@
 #include "collector/format/trace_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -184,10 +185,18 @@ void TraceFileWriter::abandon() {
 
 Status TraceFileWriter::sync() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!fd_) return {};
+  if (!fd_.valid()) return {};
   if (::fdatasync(fd_.get()) != 0) {
     return Error::from_errno("syncing " + piece_path(piece_) + " to disk", errno);
   }
+  return {};
+}
+
+Status TraceFileWriter::give_to(uid_t uid, gid_t gid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  struct stat st {};
+  if (!fd_.valid() || ::fstat(fd_.get(), &st) != 0 || st.st_uid != ::geteuid()) return {};
+  if (::fchown(fd_.get(), uid, gid) != 0) return Error::from_errno("chown " + piece_path(piece_), errno);
   return {};
 }
 

@@ -12,6 +12,8 @@
 // Threads: write_batch and close may be called from any thread; a mutex serialises them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -58,6 +60,9 @@ class TraceFileWriter : public BatchSink {
   // Forces the current piece's frames to disk (fdatasync): for a sink that acknowledges or commits only
   // what is durably written. A rotated piece was synced when it was closed.
   Status sync();
+  // Gives the open piece to uid:gid when it belongs to us (a recorder that drops to another user hands over
+  // the file it opened before; the pieces that follow are created by that user). Not someone else's file.
+  Status give_to(uid_t uid, gid_t gid);
 
   std::uint64_t bytes_written() const;    // over every piece
   std::uint64_t batches_written() const;

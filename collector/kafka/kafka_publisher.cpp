@@ -71,7 +71,7 @@ class KafkaPublisher::Producer {
 
   ~Producer() { destroy_handle(); }
 
-  Status make_handle() {
+  Result<KafkaConf> make_conf() const {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
     const KafkaProperties defaults = {
@@ -81,9 +81,13 @@ class KafkaPublisher::Producer {
         {"acks", "all"},
         {"compression.type", "none"},
     };
-    auto conf = make_kafka_conf(defaults, options_.properties,
-                                {{"compression.type", "a batch is a zstd frame already; compressing it again costs CPU "
-                                                      "and saves nothing"}});
+    return make_kafka_conf(defaults, options_.properties,
+                           {{"compression.type", "a batch is a zstd frame already; compressing it again costs CPU "
+                                                 "and saves nothing"}});
+  }
+
+  Status make_handle() {
+    auto conf = make_conf();
     if (!conf) return conf.error();
     rd_kafka_conf_set_opaque(conf->get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf->get(), &Producer::on_delivery);
@@ -352,7 +356,8 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::create(const KafkaPublis
   if (!spool) return spool.error();
   publisher->spool_ = std::move(*spool);
   publisher->producer_ = std::make_unique<Producer>(options, *publisher->spool_, header, std::move(collector_id));
-  if (auto st = publisher->producer_->make_handle(); !st) return st.error();
+  // Settings are checked now; the client itself (and its threads) comes with start().
+  if (auto conf = publisher->producer_->make_conf(); !conf) return conf.error();
   return publisher;
 }
 
@@ -363,9 +368,11 @@ KafkaPublisher::~KafkaPublisher() {
 
 Status KafkaPublisher::write_batch(const EncodedBatch& batch) { return spool_->append_batch(batch); }
 
-void KafkaPublisher::start() {
+Status KafkaPublisher::start() {
+  if (auto st = producer_->make_handle(); !st) return st;
   Producer* producer = producer_.get();
   thread_ = std::thread([producer] { producer->run(); });
+  return {};
 }
 
 bool KafkaPublisher::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout) {

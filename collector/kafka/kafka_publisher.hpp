@@ -68,7 +68,11 @@ class KafkaPublisher : public BatchSink {
   ~KafkaPublisher() override;
 
   Status write_batch(const EncodedBatch& batch) override;
-  void start();
+  // Starts the Kafka client and the publisher's thread (create() only checks the settings, so that a
+  // recorder can drop its privileges while it is still single-threaded).
+  Status start();
+  // See Spool::give_to; before start().
+  Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` until every batch is delivered, then publishes the trailer and waits for it.
   // False on timeout (the undelivered batches stay in the spool directory).
   bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout);

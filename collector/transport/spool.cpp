@@ -16,9 +16,19 @@ namespace perfstream {
 Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64_t max_bytes,
                                              std::uint64_t segment_bytes) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  const bool created = std::filesystem::create_directories(dir, ec);
   if (ec) return Error("creating spool directory " + dir + ": " + ec.message());
+  if (created && ::chmod(dir.c_str(), 0700) != 0) return Error::from_errno("chmod 0700 " + dir, errno);
+  // Opened once, without following a symlink: every segment is created relative to this directory.
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) {
+    const int err = errno;
+    return Error::from_errno("opening spool directory " + dir, err,
+                             err == ELOOP || err == ENOTDIR ? "a symlink is not followed: give the directory itself" : "");
+  }
   std::unique_ptr<Spool> spool(new Spool());
+  spool->dir_fd_.reset(dir_fd);
+  spool->created_dir_ = created;
   spool->dir_ = dir;
   spool->max_bytes_ = max_bytes;
   spool->segment_bytes_ = std::max<std::uint64_t>(segment_bytes, 64 * 1024);
@@ -27,19 +37,34 @@ Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64
   return spool;
 }
 
+Status Spool::give_to(uid_t uid, gid_t gid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (created_dir_ && ::fchown(dir_fd_.get(), uid, gid) != 0) return Error::from_errno("chown " + dir_, errno);
+  for (auto& [id, segment] : segments_) {
+    if (::fchown(segment.fd.get(), uid, gid) != 0) return Error::from_errno("chown " + segment.path, errno);
+  }
+  return {};
+}
+
 Spool::~Spool() {
   // Segments still holding unacknowledged batches stay: StreamClient::finish promises they do.
   for (auto& [id, segment] : segments_) {
     segment.fd.reset();
-    if (segment.live == 0) ::unlink(segment.path.c_str());
+    if (segment.live == 0) ::unlinkat(dir_fd_.get(), segment.name.c_str(), 0);
   }
 }
 
 Status Spool::open_segment() {
   const std::uint64_t id = segments_.empty() ? 0 : segments_.rbegin()->first + 1;
   Segment segment;
-  segment.path = dir_ + "/segment-" + std::to_string(id) + ".psf";
-  int fd = ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  segment.name = "segment-" + std::to_string(id) + ".psf";
+  segment.path = dir_ + "/" + segment.name;
+  // A new file, always: a segment left by an earlier run goes, and a file someone else put here is never
+  // written into (O_EXCL), nor a symlink followed.
+  if (::unlinkat(dir_fd_.get(), segment.name.c_str(), 0) != 0 && errno != ENOENT) {
+    return Error::from_errno("removing the old spool segment " + segment.path, errno);
+  }
+  int fd = ::openat(dir_fd_.get(), segment.name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Error::from_errno("creating spool segment " + segment.path, errno);
   segment.fd.reset(fd);
   segments_.emplace(id, std::move(segment));
@@ -136,7 +161,7 @@ void Spool::acknowledge(std::uint64_t through) {
   for (auto it = segments_.begin(); it != segments_.end();) {
     if (it->second.live == 0 && it->first != current_segment_) {
       it->second.fd.reset();
-      ::unlink(it->second.path.c_str());
+      ::unlinkat(dir_fd_.get(), it->second.name.c_str(), 0);
       it = segments_.erase(it);
     } else {
       ++it;

@@ -8,9 +8,15 @@
 // batch), and the sink reports it too. Segments that still hold unacknowledged batches are left on disk
 // when the spool is destroyed; the others are deleted.
 //
+// Files: the directory is made 0700 when create() makes it, and opened once, without following a symlink;
+// segments are new files in it (O_EXCL, 0600), so a file or symlink planted under a segment's name is never
+// written through.
+//
 // Threads: append() from any thread (the reader threads' batchers); everything else from the sender's
 // thread. A mutex guards the index; notify is called after each append, outside the lock.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <deque>
@@ -42,6 +48,8 @@ class Spool {
   // so the caller counts the loss and reports it (a COLLECTOR LostNotice in its next batch).
   Status append_batch(const EncodedBatch& batch);
   void set_notify(std::function<void()> notify);
+  // Hands the spool to the user a collector drops to: its segments, and its directory if create() made it.
+  Status give_to(uid_t uid, gid_t gid);
 
   // The oldest batch not yet sent on this connection; false when there is none.
   bool next_unsent(std::uint64_t* sequence, std::string* compressed);
@@ -65,7 +73,8 @@ class Spool {
   };
   struct Segment {
     UniqueFd fd;
-    std::string path;
+    std::string name;  // in the directory
+    std::string path;  // for messages
     std::uint64_t bytes = 0;
     std::uint64_t live = 0;  // entries not yet acknowledged
   };
@@ -74,6 +83,8 @@ class Spool {
 
   mutable std::mutex mutex_;
   std::string dir_;
+  UniqueFd dir_fd_;
+  bool created_dir_ = false;
   std::uint64_t max_bytes_ = 0;
   std::uint64_t segment_bytes_ = 0;
   std::deque<Entry> entries_;

@@ -56,6 +56,8 @@ class StreamClient : public BatchSink {
 
   Status write_batch(const EncodedBatch& batch) override;
   void start();
+  // See Spool::give_to; before start().
+  Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer. False on timeout
   // (the unacknowledged batches stay in the spool directory, in the trace framing).
   bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout);

@@ -145,7 +145,7 @@ Collector make_collector(const MockKafka& kafka, const std::string& topic, const
   auto p = KafkaPublisher::create(options, testing::synthetic_header("rec", host), c.id);
   if (!p) throw std::runtime_error(p.error().message());
   c.publisher = std::move(*p);
-  c.publisher->start();
+  if (auto st = c.publisher->start(); !st) throw std::runtime_error(st.error().message());
   return c;
 }
 

@@ -320,5 +320,27 @@ TEST(Spool, CreateFailsNamingTheDirectory) {
   EXPECT_NE(s.error().message().find("/proc/self/no-such/spool"), std::string::npos) << s.error().message();
 }
 
+TEST(Spool, ItsDirectoryIsPrivateAndNeverReachedThroughASymlink) {
+  TempDir dir;
+  { auto spool = make_spool(dir.file("spool"), 1 << 20); }
+  EXPECT_EQ(fs::status(dir.file("spool")).permissions(), fs::perms::owner_all) << "made 0700";
+  fs::create_directory_symlink(dir.file("spool"), dir.file("link"));
+  auto linked = Spool::create(dir.file("link"), 1 << 20);
+  ASSERT_FALSE(linked);
+  EXPECT_NE(linked.error().message().find("a symlink is not followed"), std::string::npos) << linked.error().message();
+}
+
+TEST(Spool, AFilePlantedUnderASegmentNameIsNeverWrittenThrough) {
+  TempDir dir;
+  fs::create_directory(dir.file("spool"));
+  testing::write_file(dir.file("target"), "not yours");
+  fs::create_symlink(dir.file("target"), dir.file("spool/segment-0.psf"));
+  auto spool = make_spool(dir.file("spool"), 1 << 20);
+  ASSERT_TRUE(spool->append(0, "batch"));
+  EXPECT_EQ(testing::read_file(dir.file("target")), "not yours");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir.file("spool/segment-0.psf"))));
+  EXPECT_EQ(fs::status(dir.file("spool/segment-0.psf")).permissions(), fs::perms::owner_read | fs::perms::owner_write);
+}
+
 }  // namespace
 }  // namespace perfstream
