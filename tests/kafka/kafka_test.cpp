@@ -157,7 +157,9 @@ KafkaSinkOptions sink_options(const MockKafka& kafka, const std::string& topic, 
   o.dir = dir;
   o.commit_interval = 200ms;
   o.header_timeout = 10s;
-  o.properties = {{"reconnect.backoff.max.ms", "500"}};
+  // A member that lost its coordinator rejoins; the group waits for the old membership to time out first
+  // (session.timeout.ms, 45 s by default): short here.
+  o.properties = {{"reconnect.backoff.max.ms", "500"}, {"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
   o.log = log.sink("sink: ");
   return o;
 }
@@ -281,14 +283,14 @@ TEST(KafkaMock, ALeaderBrokerFailedAndRestoredMidStreamLosesNothing) {
   EXPECT_EQ(c.publisher->status().pending_batches, 50u);
   kafka.broker_up(2);
   publish(*c.publisher, source, 100, kBatches);
-
   ASSERT_TRUE(c.publisher->finish(trailer_of(kBatches), 60s)) << log.text();
   ASSERT_TRUE(wait_until([&] { return sink.finished(c.id); }, 60s)) << log.text();
   ASSERT_TRUE(sink.stop()) << log.text();
   const auto s = *sink.summary(c.id);
-  EXPECT_EQ(s.batches, kBatches);
+  EXPECT_EQ(s.batches, kBatches) << log.text();
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));
   EXPECT_EQ(c.publisher->status().pending_batches, 0u);
+  EXPECT_EQ(sink->stats().rejected, 0u);
 }
 
 TEST(KafkaMock, ASinkStartedAgainOnItsDirectoryStoresNothingTwice) {
