@@ -13,6 +13,7 @@ packages=(
   libssl-dev openssl                # openssl: the mTLS test makes its certificates
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
+  e2fsprogs                         # mkfs.ext4: the test of a file system turning read-only
 )
 
 missing=()

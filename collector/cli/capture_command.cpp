@@ -97,8 +97,10 @@ class CaptureOutput {
   virtual std::string status() const = 0;              // the output's part of the status line
   // A refused batch stops a recording to a file (the disk is full); a stream counts it and goes on.
   virtual bool stop_when_a_batch_is_refused() const = 0;
+  // On the status tick: an error stops the capture (a trace file deleted under us).
+  virtual Status check() { return {}; }
   virtual Status finish(const v1::TraceTrailer& trailer) = 0;
-  virtual std::string summary() const = 0;
+  virtual std::string summary(const PipelineCounters& pipeline) const = 0;
 };
 
 using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, std::ostream& err)>;
@@ -111,10 +113,12 @@ class FileOutput : public CaptureOutput {
   std::string destination() const override { return "into " + path_; }
   std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
   bool stop_when_a_batch_is_refused() const override { return true; }
+  Status check() override { return writer_->check(); }
   Status finish(const v1::TraceTrailer& trailer) override { return writer_->close(trailer); }
-  std::string summary() const override {
-    return "wrote " + format_mb(writer_->bytes_written()) + " to " + path_ +
-           (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
+  std::string summary(const PipelineCounters& pipeline) const override {
+    return "wrote " + std::to_string(pipeline.records.load()) + " records in " +
+           std::to_string(writer_->batches_written()) + " batches (" + format_mb(writer_->bytes_written()) + ") to " +
+           path_ + (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
   }
 
  private:
@@ -145,7 +149,7 @@ class StreamOutput : public CaptureOutput {
     }
     return {};
   }
-  std::string summary() const override {
+  std::string summary(const PipelineCounters&) const override {
     const auto s = client_->status();
     return "sent to " + to_ + ": acknowledged through batch " + std::to_string(s.acked_through) + ", " +
            std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + ", " +
@@ -324,7 +328,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     status_timer.expires_after(std::chrono::seconds(1));
     status_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec || stopping) return;
-      if (pipeline.dropped_batches.load() > 0 && output.stop_when_a_batch_is_refused()) {
+      if (output.stop_when_a_batch_is_refused() && (pipeline.dropped_batches.load() > 0 || !output.check())) {
         exit_status = 1;
         stop_all("the trace file cannot be written");
         return;
@@ -377,7 +381,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     err << me << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
         << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
         << s.array().candidates().size() << " CPUs, lost " << total.lost << " in the kernel and "
-        << pipeline.dropped_records.load() << " in perfstream; " << output.summary() << "; batches compressed "
+        << pipeline.dropped_records.load() << " in perfstream; " << output.summary(pipeline) << "; batches compressed "
         << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x\n";
     for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
       const auto c = s.stats().snapshot(cpu);
