@@ -14,6 +14,7 @@ packages=(
   librdkafka-dev                    # stream --to kafka://, sink --from kafka:// (and the mock cluster the tests use)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
+  e2fsprogs                         # mkfs.ext4: the test of a file system turning read-only
 )
 
 missing=()

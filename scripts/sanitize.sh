@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the tests under sanitizers (clang):
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (leaks included): every unit test, and the
-#                kernel tests too when run as root (they load BPF);
+#                kernel tests too when run as root (they load BPF), except the long ones (suites named
+#                Long*, minutes of wall time each: they run once, in the plain build's ctest);
 #   build-tsan/  ThreadSanitizer: the unit tests (BatchingConsumer, TraceFileWriter, Spool, StreamClient and
 #                SinkServer over loopback, the drains), which are the ones that run threads without a kernel.
 # Any report fails the run (halt_on_error). Usage: scripts/sanitize.sh [asan|tsan]... (default: both).
@@ -31,7 +32,7 @@ for suite in "${suites[@]}"; do
       if [ "$(id -u)" -eq 0 ]; then
         bash scripts/kernel-setup.sh
         echo "sanitize: ASan+UBSan kernel tests" >&2
-        build-asan/tests/perfstream_kernel_tests --gtest_brief=1
+        build-asan/tests/perfstream_kernel_tests --gtest_brief=1 --gtest_filter='-Long*'
       else
         echo "sanitize: not root: the kernel tests are skipped under ASan" >&2
       fi

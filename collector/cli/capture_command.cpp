@@ -2,6 +2,7 @@
 // (record) or send them to a sink (stream). Both share one capture loop: flags, signals, duration, the
 // command to run, the status line and the summary; only the output differs (CaptureOutput).
 #include <linux/capability.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -52,15 +53,53 @@ std::string format_mb(std::uint64_t bytes) {
   return out.str();
 }
 
+const char* signal_name(int signo) { return signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "a signal"; }
+
+// SIGINT and SIGTERM for one capture. They are blocked from the first line of record and stream, before any
+// thread exists, so every thread inherits the block: one that comes while the probes load, the rings are
+// mapped or the output opens stays pending instead of killing the process with its default action (a file
+// without a trailer, a half-made spool). The capture looks for it between its startup steps, lets it
+// through to its asio::signal_set only while it runs, and blocks it again for the drain, where a second one
+// is looked for by polling. They stay blocked to the end: a signal after the stop has nothing left to
+// stop, and must not kill the process between its summary and its exit status.
+class StopSignals {
+ public:
+  StopSignals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  // Takes a pending SIGINT or SIGTERM and returns its number; 0 when none is pending. Blocked only.
+  int take_pending() {
+    const timespec now{};
+    const int signo = sigtimedwait(&set_, nullptr, &now);
+    return signo > 0 ? signo : 0;
+  }
+  // On this thread only: the threads started meanwhile keep them blocked and never see them.
+  void unblock() { pthread_sigmask(SIG_UNBLOCK, &set_, nullptr); }
+  void block() { pthread_sigmask(SIG_BLOCK, &set_, nullptr); }
+  // The mask the process started with, for the command we run.
+  const sigset_t& original_mask() const { return previous_; }
+
+ private:
+  sigset_t set_;
+  sigset_t previous_;
+};
+
 // A child command held at the starting line: forked before any thread exists, it execs when released.
 class Workload {
  public:
-  static Result<Workload> fork_stopped(const std::vector<std::string>& command) {
+  static Result<Workload> fork_stopped(const std::vector<std::string>& command, const sigset_t& child_mask) {
     int go[2];
     if (pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("starting the command: pipe", errno);
     const pid_t pid = fork();
     if (pid < 0) return Error::from_errno("starting the command: fork", errno);
     if (pid == 0) {
+      sigprocmask(SIG_SETMASK, &child_mask, nullptr);  // Ctrl-C reaches the command as it would without us
       close(go[1]);
       char byte = 0;
       if (read(go[0], &byte, 1) != 1) _exit(127);  // the recorder gave up before starting us
@@ -102,15 +141,19 @@ class CaptureOutput {
   virtual std::string status() const = 0;              // the output's part of the status line
   // A refused batch stops a recording to a file (the disk is full); a stream counts it and goes on.
   virtual bool stop_when_a_batch_is_refused() const = 0;
-  virtual Status finish(const v1::TraceTrailer& trailer) = 0;
-  virtual std::string summary() const = 0;
-  // Why the output cannot go on (checked every second; the capture stops with it), or empty.
-  virtual std::string failure() const { return {}; }
   // Privileges (see drop_after_setup). Before the drop: hand what the output created to the user perfstream
   // becomes. After it: fail now if the files made later could not be created. start(): background work.
   virtual Status give_to(uid_t uid, gid_t gid) = 0;
   virtual Status check_after_drop(const std::string& who) const = 0;
   virtual void start() {}
+  // On the status tick: an error stops the capture (a trace file deleted under us).
+  virtual Status check() { return {}; }
+  // `give_up` is polled while finish waits on something that may take long (a sink's acknowledgements);
+  // true means stop waiting (a second Ctrl-C).
+  virtual Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) = 0;
+  // What a signal during the drain does, for the user.
+  virtual std::string on_signal_while_stopping() const = 0;
+  virtual std::string summary(const PipelineCounters& pipeline) const = 0;
 };
 
 // Whether `who` (now us) can create files in `dir`, where `what` goes.
@@ -130,10 +173,20 @@ class FileOutput : public CaptureOutput {
   std::string destination() const override { return "into " + path_; }
   std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
   bool stop_when_a_batch_is_refused() const override { return true; }
-  Status finish(const v1::TraceTrailer& trailer) override { return writer_->close(trailer); }
-  std::string summary() const override {
-    return "wrote " + format_mb(writer_->bytes_written()) + " to " + path_ +
-           (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
+  Status check() override { return writer_->check(); }
+  // The drain is bounded (the programs are detached first), so it is never cut short: the file ends with
+  // every record and its trailer.
+  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>&) override {
+    return writer_->close(trailer);
+  }
+  std::string on_signal_while_stopping() const override {
+    return "the drain goes on, so that " + path_ +
+           " ends complete (kill -9 stops at once; the file then ends at its last complete batch)";
+  }
+  std::string summary(const PipelineCounters& pipeline) const override {
+    return "wrote " + std::to_string(pipeline.records.load()) + " records in " +
+           std::to_string(writer_->batches_written()) + " batches (" + format_mb(writer_->bytes_written()) + ") to " +
+           path_ + (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
   }
   Status give_to(uid_t uid, gid_t gid) override { return writer_->give_to(uid, gid); }
   Status check_after_drop(const std::string& who) const override {
@@ -151,9 +204,12 @@ class FileOutput : public CaptureOutput {
 class StreamOutput : public CaptureOutput {
  public:
   StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::string spool_dir,
-               std::chrono::milliseconds drain_timeout)
-      : client_(std::move(client)), to_(std::move(to)), spool_dir_(std::move(spool_dir)),
-        drain_timeout_(drain_timeout) {}
+               std::chrono::milliseconds drain_timeout, std::function<void(const std::string&)> log)
+      : client_(std::move(client)),
+        to_(std::move(to)),
+        spool_dir_(std::move(spool_dir)),
+        drain_timeout_(drain_timeout),
+        log_(std::move(log)) {}
   BatchSink& sink() override { return *client_; }
   std::string destination() const override { return "to " + to_; }
   std::string status() const override {
@@ -162,16 +218,28 @@ class StreamOutput : public CaptureOutput {
            " batches (" + format_mb(s.pending_bytes) + ")";
   }
   bool stop_when_a_batch_is_refused() const override { return false; }
-  Status finish(const v1::TraceTrailer& trailer) override {
-    if (!client_->finish(trailer, drain_timeout_)) {
+  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
+    if (const auto s = client_->status(); !s.connected && s.pending_batches > 0 && log_) {
+      log_("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for the sink at " + to_ +
+           " to acknowledge " + std::to_string(s.pending_batches) +
+           " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
+    }
+    bool gave_up = false;
+    const bool done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+    if (!done) {
       const auto s = client_->status();
-      return Error("the sink at " + to_ + " did not acknowledge " + std::to_string(s.pending_batches) +
-                   " batches within " + std::to_string(drain_timeout_.count()) +
-                   " ms; they stay in the spool directory");
+      return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
+                            : "the sink at " + to_ + " did not acknowledge within " +
+                                  std::to_string(drain_timeout_.count()) + " ms: ") +
+                   std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
+                   ") it has not acknowledged stay in the spool directory " + spool_dir_);
     }
     return {};
   }
-  std::string summary() const override {
+  std::string on_signal_while_stopping() const override {
+    return "not waiting for the sink's acknowledgements any longer";
+  }
+  std::string summary(const PipelineCounters&) const override {
     const auto s = client_->status();
     return "sent to " + to_ + ": acknowledged through batch " + std::to_string(s.acked_through) + ", " +
            std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + ", " +
@@ -188,14 +256,18 @@ class StreamOutput : public CaptureOutput {
   std::string to_;
   std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
+  std::function<void(const std::string&)> log_;
 };
 
 class KafkaOutput : public CaptureOutput {
  public:
   KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::string spool_dir,
-              std::chrono::milliseconds drain_timeout)
-      : publisher_(std::move(publisher)), to_(std::move(to)), spool_dir_(std::move(spool_dir)),
-        drain_timeout_(drain_timeout) {}
+              std::chrono::milliseconds drain_timeout, std::function<void(const std::string&)> log)
+      : publisher_(std::move(publisher)),
+        to_(std::move(to)),
+        spool_dir_(std::move(spool_dir)),
+        drain_timeout_(drain_timeout),
+        log_(std::move(log)) {}
   void start() override {
     if (auto st = publisher_->start(); !st) start_error_ = st.error().message();
   }
@@ -211,18 +283,32 @@ class KafkaOutput : public CaptureOutput {
            " batches (" + format_mb(s.pending_bytes) + ")";
   }
   bool stop_when_a_batch_is_refused() const override { return false; }
-  std::string failure() const override { return start_error_.empty() ? publisher_->status().error : start_error_; }
-  Status finish(const v1::TraceTrailer& trailer) override {
+  // The brokers refuse our batches for good (too large, not authorised), or the client would not start.
+  Status check() override {
+    const std::string why = start_error_.empty() ? publisher_->status().error : start_error_;
+    return why.empty() ? Status{} : Status(Error(why));
+  }
+  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
     if (!start_error_.empty()) return Error(start_error_);
-    if (!publisher_->finish(trailer, drain_timeout_)) {
+    if (const auto s = publisher_->status(); !s.connected && s.pending_batches > 0 && log_) {
+      log_("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for Kafka at " + to_ + " to take " +
+           std::to_string(s.pending_batches) + " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ +
+           ")");
+    }
+    bool gave_up = false;
+    if (!publisher_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); })) {
       const auto s = publisher_->status();
       if (!s.error.empty()) return Error(s.error);
-      return Error("Kafka at " + to_ + " did not take " + std::to_string(s.pending_batches) + " batches within " +
-                   std::to_string(drain_timeout_.count()) + " ms; they stay in the spool directory");
+      return Error((gave_up ? "stopped waiting for Kafka at " + to_ + ": "
+                            : "Kafka at " + to_ + " did not take everything within " +
+                                  std::to_string(drain_timeout_.count()) + " ms: ") +
+                   std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
+                   ") not delivered stay in the spool directory " + spool_dir_);
     }
     return {};
   }
-  std::string summary() const override {
+  std::string on_signal_while_stopping() const override { return "not waiting for Kafka's delivery reports any longer"; }
+  std::string summary(const PipelineCounters&) const override {
     const auto s = publisher_->status();
     return "published to " + to_ + ": delivered through batch " + std::to_string(s.acked_through) + ", " +
            std::to_string(s.failed) + " deliveries failed and retried, " + std::to_string(s.refused_batches) +
@@ -234,6 +320,7 @@ class KafkaOutput : public CaptureOutput {
   std::string to_;
   std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
+  std::function<void(const std::string&)> log_;
   std::string start_error_;
 };
 
@@ -290,8 +377,17 @@ Result<DropOutcome> drop_after_setup(const std::optional<RunAsUser>& user, bool 
 namespace {
 
 int run_capture(const std::string& command, const ArgParser& parser, const OutputFactory& make_output,
-                std::ostream& err) {
+                StopSignals& signals, std::ostream& err) {
   const std::string me = "perfstream " + command + ": ";
+  // A signal before the output exists: nothing to keep, so nothing more is done. The exit status is the
+  // shell's for a process killed by that signal, as if it had come before main().
+  auto interrupted_while = [&](const std::string& phase) -> std::optional<int> {
+    const int signo = signals.take_pending();
+    if (signo == 0) return std::nullopt;
+    err << me << "interrupted by " << signal_name(signo) << " while " << phase << "; nothing was "
+        << (command == "record" ? "recorded" : "sent") << "\n";
+    return 128 + signo;
+  };
   if (!parser.positionals().empty()) {
     err << me << "unexpected argument '" << parser.positionals().front() << "' (a command to run goes after --)\n";
     return 2;
@@ -338,6 +434,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     err << me << "--compression-level: " << probe_check.error().message() << "\n";
     return 2;
   }
+  if (auto status = interrupted_while("starting")) return *status;
 
   std::optional<RunAsUser> user;
   if (auto exit_status = user_from(parser, me, user, err)) return *exit_status;
@@ -345,7 +442,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   // The command, if any, is forked first, before any thread exists, and released once the rings are up.
   std::optional<Workload> workload;
   if (!parser.rest().empty()) {
-    auto w = Workload::fork_stopped(parser.rest());
+    auto w = Workload::fork_stopped(parser.rest(), signals.original_mask());
     if (!w) {
       err << me << w.error().message() << "\n";
       return 1;
@@ -367,6 +464,10 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     return 1;
   }
   CaptureSession& s = **session;
+  // Loading, verifying, opening the events and mapping the rings all happen in open(): bounded, and better
+  // finished than cut (a signal cannot interrupt a program half loaded). The session's destructor detaches.
+  if (auto status = interrupted_while("loading the probes")) return *status;
+  // From here on a signal stops the capture the normal way: the output is made, so it ends complete.
 
   v1::TraceHeader header = make_trace_header(s, parser.rest());
   auto made = make_output(header, err);
@@ -417,7 +518,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     if (stopping) return;
     stopping = true;
     stop_reason = why;
-    stop_signals.cancel();
+    stop_signals.cancel();  // later signals wait in asio's queue (see the drain below)
     child_signals.cancel();
     duration_timer.cancel();
     status_timer.cancel();
@@ -450,15 +551,17 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     status_timer.expires_after(std::chrono::seconds(1));
     status_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec || stopping) return;
-      if (pipeline.dropped_batches.load() > 0 && output.stop_when_a_batch_is_refused()) {
+      if (output.stop_when_a_batch_is_refused() && (pipeline.dropped_batches.load() > 0 || !output.check())) {
         exit_status = 1;
         stop_all("the trace file cannot be written");
         return;
       }
-      if (const std::string failure = output.failure(); !failure.empty()) {
-        exit_status = 1;
-        stop_all("stopped: " + failure);
-        return;
+      if (!output.stop_when_a_batch_is_refused()) {
+        if (Status st = output.check(); !st) {
+          exit_status = 1;
+          stop_all("stopped: " + st.error().message());
+          return;
+        }
       }
       if (status_line) {
         const auto total = s.stats().total();
@@ -479,16 +582,41 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   };
   tick();
   if (workload) workload->release();
+  signals.unblock();  // a signal that came during startup is handled now
   io.run();
+  signals.block();
   if (status_line) err << "\r\033[K";
 
   // Stop: programs detached, rings drained to the end, last batches flushed, trailer written.
   // A command still running keeps running, as with perf record.
+  // A signal while stopping (a second Ctrl-C) does not cut the drain short: the rings are finite once the
+  // programs are detached, and a cut would leave a file without its last batches and trailer. A stream
+  // stops waiting for the sink's acknowledgements (the output decides: on_signal_while_stopping).
+  int late_signal = 0;
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (!ec) late_signal = signo;
+  });
+  auto signalled_while_stopping = [&]() -> bool {
+    if (late_signal != 0) return true;
+    io.restart();
+    io.poll();  // one that reached asio after stop_all and before the block
+    if (late_signal == 0) late_signal = signals.take_pending();
+    if (late_signal != 0) {
+      err << me << signal_name(late_signal) << " while stopping: " << output.on_signal_while_stopping() << "\n";
+    }
+    return late_signal != 0;
+  };
   s.stop();
+  signalled_while_stopping();
   worker.finish();
+  signalled_while_stopping();
   std::string sink_error = worker.first_error();
   v1::TraceTrailer trailer = make_trace_trailer(s);
-  if (auto st = output.finish(trailer); !st && sink_error.empty()) sink_error = st.error().message();
+  if (auto st = output.finish(trailer, signalled_while_stopping); !st && sink_error.empty()) {
+    sink_error = st.error().message();
+  }
+  signalled_while_stopping();
+  stop_signals.cancel();
   if (!output.stop_when_a_batch_is_refused() && pipeline.dropped_batches.load() > 0) {
     err << me << pipeline.dropped_batches.load() << " batches (" << pipeline.dropped_records.load()
         << " records) were dropped because the spool was full; the sink was told in-band\n";
@@ -508,7 +636,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     err << me << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
         << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
         << s.array().candidates().size() << " CPUs, lost " << total.lost << " in the kernel and "
-        << pipeline.dropped_records.load() << " in perfstream; " << output.summary() << "; batches compressed "
+        << pipeline.dropped_records.load() << " in perfstream; " << output.summary(pipeline) << "; batches compressed "
         << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x\n";
     for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
       const auto c = s.stats().snapshot(cpu);
@@ -531,6 +659,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
 }  // namespace
 
 int run_record(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  StopSignals signals;  // first: see StopSignals
   ArgParser parser("record", "perfstream record [--probe NAME]... [flags] [-- COMMAND ARGS...]");
   add_capture_flags(parser);
   parser.option("output", 'o', "FILE", "trace file to write (default perfstream.data)")
@@ -564,10 +693,11 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
         const bool rotates = writer_options.rotate_bytes != 0 || writer_options.rotate_time.count() != 0;
         return std::unique_ptr<CaptureOutput>(new FileOutput(std::move(*writer), writer_options.path, rotates));
       },
-      err);
+      signals, err);
 }
 
 int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  StopSignals signals;  // first: see StopSignals
   ArgParser parser("stream",
                    "perfstream stream --to tcp://HOST:PORT|unix:/PATH|kafka://BROKERS/TOPIC [--probe NAME]... [flags] "
                    "[-- CMD...]");
@@ -639,14 +769,15 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
           auto publisher = KafkaPublisher::create(kafka, header, id);
           if (!publisher) return publisher.error();
           return std::unique_ptr<CaptureOutput>(
-              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), options.spool_dir, drain_timeout));
+              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), options.spool_dir, drain_timeout,
+                              options.log));
         }
         auto client = StreamClient::create(options, header, id);
         if (!client) return client.error();
-        return std::unique_ptr<CaptureOutput>(
-            new StreamOutput(std::move(*client), options.endpoint.to_string(), options.spool_dir, drain_timeout));
+        return std::unique_ptr<CaptureOutput>(new StreamOutput(std::move(*client), options.endpoint.to_string(),
+                                                               options.spool_dir, drain_timeout, options.log));
       },
-      err);
+      signals, err);
 }
 
 }  // namespace perfstream::cli

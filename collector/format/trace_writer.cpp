@@ -27,6 +27,17 @@ int write_all(int fd, const char* data, std::size_t size) {
   return 0;
 }
 
+std::string directory_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+bool directory_is_gone(const std::string& path) {
+  struct stat st {};
+  return ::stat(directory_of(path).c_str(), &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<TraceFileWriter>> TraceFileWriter::create(const TraceWriterOptions& options,
@@ -73,7 +84,13 @@ Status TraceFileWriter::open_piece() {
   // 0640 and no symlink following: a trace holds what other processes did, and we may run as root in a
   // directory others can write to.
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-  if (fd < 0) return Error::from_errno("creating trace file " + path, errno);
+  if (fd < 0) {
+    const int err = errno;
+    return Error::from_errno("creating trace file " + path, err,
+                             err == ENOENT && total_bytes_ > 0 && directory_is_gone(path)
+                                 ? "its directory " + directory_of(path) + " was removed or renamed"
+                                 : "");
+  }
   fd_.reset(fd);
   piece_bytes_ = piece_batches_ = piece_records_ = 0;
   piece_started_ = std::chrono::steady_clock::now();
@@ -107,12 +124,17 @@ Status TraceFileWriter::write_frame(FrameType type, const std::string& compresse
   if (err == 0) err = write_all(fd_.get(), compressed.data(), compressed.size());
   if (err != 0) {
     // Cut the partial frame off so the file ends on a frame boundary and stays readable.
-    const bool cut = ::ftruncate(fd_.get(), static_cast<off_t>(piece_bytes_)) == 0 &&
-                     ::lseek(fd_.get(), static_cast<off_t>(piece_bytes_), SEEK_SET) >= 0;
+    bool cut = ::ftruncate(fd_.get(), static_cast<off_t>(piece_bytes_)) == 0 &&
+               ::lseek(fd_.get(), static_cast<off_t>(piece_bytes_), SEEK_SET) >= 0;
+    if (!cut) {
+      // A read-only file system refuses the cut too; often nothing of the frame got in anyway.
+      struct stat st {};
+      cut = ::fstat(fd_.get(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == piece_bytes_;
+    }
     const std::string path = piece_path(piece_);
     Error error = Error::from_errno(
         "writing to trace file " + path, err,
-        std::string(cut ? "the file was cut back to its last complete frame: " : "the file may end in a partial frame: ") +
+        std::string(cut ? "the file ends at its last complete frame: " : "the file may end in a partial frame: ") +
             std::to_string(piece_batches_) + " batches (" + std::to_string(piece_records_) +
             " records) written before stay readable" +
             (err == ENOSPC ? "; free disk space or write elsewhere with -o" : ""));
@@ -137,18 +159,46 @@ Status TraceFileWriter::finish_piece(bool rotated) {
   return {};
 }
 
+Status TraceFileWriter::check_linked() {
+  struct stat st {};
+  if (!fd_.valid() || ::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 0) return {};
+  const std::string path = piece_path(piece_);
+  failed_ = "trace file " + path + " was deleted while being written" +
+            (directory_is_gone(path) ? " (its directory " + directory_of(path) + " was removed)" : "") + ": the " +
+            std::to_string(piece_batches_) + " batches (" + std::to_string(piece_records_) +
+            " records) it held are gone, and nothing more is written";
+  fd_.reset();
+  return Error(failed_);
+}
+
+Status TraceFileWriter::check() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!failed_.empty()) return Error(failed_);
+  if (closed_) return {};
+  return check_linked();
+}
+
 Status TraceFileWriter::write_batch(const EncodedBatch& batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return Error("trace file " + piece_path(piece_) + " is closed");
   if (!failed_.empty()) return Error(failed_);
+  if (auto st = check_linked(); !st) return st;
   const std::uint64_t frame_bytes = kFrameHeaderSize + batch.compressed.size();
   const bool size_full = options_.rotate_bytes != 0 && piece_bytes_ + frame_bytes > options_.rotate_bytes;
   const bool time_full = options_.rotate_time.count() != 0 &&
                          std::chrono::steady_clock::now() - piece_started_ >= options_.rotate_time;
   if ((size_full || time_full) && piece_batches_ > 0) {
-    if (auto st = finish_piece(true); !st) return st;
-    ++piece_;
-    if (auto st = open_piece(); !st) return st;
+    Status st = finish_piece(true);
+    if (st) {
+      ++piece_;
+      st = open_piece();
+    }
+    if (!st) {
+      // The pieces before are complete (trailer and all); this one never started or is cut at a frame.
+      failed_ = st.error().message();
+      fd_.reset();
+      return st;
+    }
   }
   if (auto st = write_frame(FrameType::Batch, batch.compressed); !st) return st;
   ++piece_batches_;
@@ -161,11 +211,12 @@ Status TraceFileWriter::close(v1::TraceTrailer trailer) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return {};
   closed_ = true;
-  if (!fd_.valid()) return {};
+  if (failed_.empty()) (void)check_linked();
   if (!failed_.empty()) {
     fd_.reset();
-    return {};
+    return Error(failed_);
   }
+  if (!fd_.valid()) return {};
   trailer.set_batches(piece_batches_);
   trailer.set_records(piece_records_);
   trailer.set_rotated(false);

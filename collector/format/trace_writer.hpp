@@ -9,6 +9,12 @@
 // so the file stays readable with every batch written before; the error names the file and says so. After
 // that the writer refuses further batches.
 //
+// Deletion: a file deleted while open (rm, or rm -rf of its directory) would take every later batch into an
+// inode nobody can reach. The writer checks the open file's link count before each batch, before the
+// trailer and on check(): once it is 0 the writer fails like a failed write, with an error that names the
+// path and says what was lost with it. A piece that cannot be created at rotation (its directory removed or
+// renamed, the file system read-only) fails the same way; the pieces before it are complete.
+//
 // Threads: write_batch and close may be called from any thread; a mutex serialises them.
 #pragma once
 
@@ -51,8 +57,11 @@ class TraceFileWriter : public BatchSink {
   ~TraceFileWriter() override;
 
   Status write_batch(const EncodedBatch& batch) override;
-  // Writes the trailer (its batches/records filled in here) and closes. Idempotent.
+  // Writes the trailer (its batches/records filled in here) and closes. Idempotent. After a failure (a
+  // write, a rotation, a deleted file) it only closes, and returns that failure.
   Status close(v1::TraceTrailer trailer);
+  // Fails (and from then on refuses batches) when the file has been deleted. Cheap: one fstat.
+  Status check();
   // Closes without a trailer: the file ends after its last complete frame, as if the writer had died
   // there, for a recording that goes on later (a sink stopping while its collector still streams).
   // close() after it does nothing.
@@ -75,6 +84,7 @@ class TraceFileWriter : public BatchSink {
   Status write_frame(FrameType type, const std::string& compressed);  // mutex held
   Status write_message_frame(FrameType type, const google::protobuf::MessageLite& message);
   Status finish_piece(bool rotated);                        // mutex held
+  Status check_linked();                                    // mutex held
   std::string piece_path(std::uint32_t piece) const;
 
   mutable std::mutex mutex_;

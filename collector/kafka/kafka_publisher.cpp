@@ -118,13 +118,25 @@ class KafkaPublisher::Producer {
   void stop() { stopping_ = true; }
 
   // From the controlling thread.
-  bool finish(std::string trailer_value, std::chrono::milliseconds timeout) {
+  bool finish(std::string trailer_value, std::chrono::milliseconds timeout, const std::function<bool()>& give_up) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!finishing_) {
       finishing_ = true;
       trailer_value_ = std::move(trailer_value);
     }
-    return finished_cv_.wait_for(lock, timeout, [this] { return finished_; });
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto slice = std::min<std::chrono::steady_clock::duration>(deadline - std::chrono::steady_clock::now(),
+                                                                      std::chrono::milliseconds(50));
+      if (finished_cv_.wait_for(lock, slice, [this] { return finished_; })) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (give_up) {
+        lock.unlock();
+        const bool stop = give_up();
+        lock.lock();
+        if (stop) return finished_;
+      }
+    }
   }
 
   // Why publishing stopped for good (empty while it goes on).
@@ -375,11 +387,12 @@ Status KafkaPublisher::start() {
   return {};
 }
 
-bool KafkaPublisher::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout) {
+bool KafkaPublisher::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                            const std::function<bool()>& give_up) {
   auto compressor = ZstdCompressor::create(3);
   std::string value;
   if (!compressor || !compressor->compress(trailer.SerializeAsString(), value)) return false;
-  return producer_->finish(std::move(value), timeout);
+  return producer_->finish(std::move(value), timeout, give_up);
 }
 
 KafkaPublisherStatus KafkaPublisher::status() const {

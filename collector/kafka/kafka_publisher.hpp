@@ -74,8 +74,10 @@ class KafkaPublisher : public BatchSink {
   // See Spool::give_to; before start().
   Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` until every batch is delivered, then publishes the trailer and waits for it.
-  // False on timeout (the undelivered batches stay in the spool directory).
-  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout);
+  // False on timeout, or when `give_up` (polled every 50 ms) says to stop waiting: the undelivered
+  // batches stay in the spool directory.
+  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+              const std::function<bool()>& give_up = {});
   KafkaPublisherStatus status() const;
 
  private:

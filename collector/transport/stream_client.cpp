@@ -19,6 +19,7 @@ class StreamClient::Sender {
         tls_(std::move(tls)),
         work_(asio::make_work_guard(io_)),
         retry_timer_(io_),
+        handshake_timer_(io_),
         backoff_(options.backoff_min) {
     v1::StreamHello hello;
     hello.set_protocol_version(kStreamProtocolVersion);
@@ -42,6 +43,8 @@ class StreamClient::Sender {
   void shutdown() {
     stopped_ = true;
     retry_timer_.cancel();
+    handshake_timer_.cancel();
+    abort_connect();  // a connect in flight would hold run() until the kernel gives up on it (minutes)
     if (conn_) conn_->close();
     work_.reset();
   }
@@ -61,11 +64,17 @@ class StreamClient::Sender {
     const Endpoint& ep = options_.endpoint;
     ++generation_;
     const std::uint64_t gen = generation_;
+    arm_handshake_deadline(gen);
     if (ep.kind == Endpoint::Kind::Unix) {
       auto socket = std::make_shared<Connection::Unix>(io_);
+      abort_connect_ = [socket] {
+        boost::system::error_code ignored;
+        socket->close(ignored);
+      };
       socket->async_connect(asio::local::stream_protocol::endpoint(ep.path),
                             [this, gen, socket](const boost::system::error_code& ec) {
                               if (gen != generation_ || stopped_) return;
+                              abort_connect_ = nullptr;
                               if (ec) return fail("connecting: " + ec.message());
                               conn_ = std::make_unique<Connection>(std::move(*socket), options_.endpoint.to_string());
                               say_hello();
@@ -73,15 +82,22 @@ class StreamClient::Sender {
       return;
     }
     auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+    abort_connect_ = [resolver] { resolver->cancel(); };
     resolver->async_resolve(
         ep.host, std::to_string(ep.port),
         [this, gen, resolver](const boost::system::error_code& ec, asio::ip::tcp::resolver::results_type results) {
           if (gen != generation_ || stopped_) return;
+          abort_connect_ = nullptr;
           if (ec) return fail("resolving " + options_.endpoint.host + ": " + ec.message());
           auto socket = std::make_shared<Connection::Tcp>(io_);
+          abort_connect_ = [socket] {
+            boost::system::error_code ignored;
+            socket->close(ignored);
+          };
           asio::async_connect(*socket, results,
                               [this, gen, socket](const boost::system::error_code& ec2, const asio::ip::tcp::endpoint&) {
                                 if (gen != generation_ || stopped_) return;
+                                abort_connect_ = nullptr;
                                 if (ec2) return fail("connecting: " + ec2.message());
                                 socket->set_option(asio::ip::tcp::no_delay(true));
                                 if (!tls_) {
@@ -100,6 +116,23 @@ class StreamClient::Sender {
                                                               });
                               });
         });
+  }
+
+  // A connect nobody answers (SYNs dropped) or a peer that never welcomes us would hold the sender
+  // forever, with batches piling up unsent and no retry: the handshake has a deadline, like the sink's
+  // hello.
+  void arm_handshake_deadline(std::uint64_t gen) {
+    handshake_timer_.expires_after(options_.handshake_timeout);
+    handshake_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+      if (ec || gen != generation_ || stopped_ || connected) return;
+      fail(std::string(abort_connect_ ? "no connection" : "no welcome from the sink") + " within " +
+           std::to_string(options_.handshake_timeout.count()) + " ms");
+    });
+  }
+
+  void abort_connect() {
+    if (abort_connect_) abort_connect_();
+    abort_connect_ = nullptr;
   }
 
   void say_hello() {
@@ -138,6 +171,7 @@ class StreamClient::Sender {
         spool_.acknowledge(welcome.next_sequence());
         acked_through = welcome.next_sequence();
         spool_.rewind();
+        handshake_timer_.cancel();
         connected = true;
         ++connects;
         backoff_ = options_.backoff_min;
@@ -200,6 +234,7 @@ class StreamClient::Sender {
   void fail(const std::string& why) {
     if (stopped_) return;
     ++generation_;  // every handler of the old connection becomes a no-op
+    abort_connect();
     if (conn_) conn_->close();
     const bool was_connected = connected.exchange(false);
     writing_ = false;
@@ -219,6 +254,8 @@ class StreamClient::Sender {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer retry_timer_;
+  asio::steady_timer handshake_timer_;
+  std::function<void()> abort_connect_;  // closes the socket (or cancels the resolve) of a connect in flight
   std::chrono::milliseconds backoff_;
   std::unique_ptr<Connection> conn_;
   std::uint64_t generation_ = 0;
@@ -272,7 +309,8 @@ void StreamClient::start() {
   thread_ = std::thread([sender] { sender->run(); });
 }
 
-bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout) {
+bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                          const std::function<bool()>& give_up) {
   auto compressor = ZstdCompressor::create(3);
   std::string payload;
   if (!compressor || !compressor->compress(trailer.SerializeAsString(), payload)) return false;
@@ -281,7 +319,13 @@ bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::millisec
   auto future = done->get_future();
   Sender* sender = sender_.get();
   asio::post(sender->io(), [sender, frame = std::move(frame), done]() mutable { sender->finish(std::move(frame), done); });
-  return future.wait_for(timeout) == std::future_status::ready;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    const auto slice = give_up ? std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)) : left;
+    if (future.wait_for(slice) == std::future_status::ready) return true;
+    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) return false;
+  }
 }
 
 StreamClientStatus StreamClient::status() const {

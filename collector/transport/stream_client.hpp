@@ -6,7 +6,9 @@
 // acknowledgements move past it; the sink stores that empty batch like any other. A sender thread
 // connects, says hello with the trace header, resends whatever the sink has not acknowledged, and streams
 // new batches with at most `window` unacknowledged on the wire. A lost connection (or a refused one) is
-// retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile.
+// retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile. A
+// connect or handshake that hangs (SYNs unanswered, a silent peer) fails after handshake_timeout. The
+// destructor aborts whatever is in flight, so it returns at once.
 // finish() waits until the sink has acknowledged every batch, then sends the trailer and closes.
 //
 // Threads: write_batch from any thread; start/finish/status from the controlling thread.
@@ -35,6 +37,8 @@ struct StreamClientOptions {
   std::uint32_t window = 64;
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
+  // From the start of a connect to the sink's welcome; past it, the attempt fails and is retried.
+  std::chrono::milliseconds handshake_timeout{10000};
   std::function<void(const std::string&)> log;  // connection events; called from the sender thread
 };
 
@@ -59,8 +63,10 @@ class StreamClient : public BatchSink {
   // See Spool::give_to; before start().
   Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer. False on timeout
-  // (the unacknowledged batches stay in the spool directory, in the trace framing).
-  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout);
+  // (the unacknowledged batches stay in the spool directory, in the trace framing), or as soon as
+  // `give_up` (when given, polled every 50 ms) returns true.
+  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+              const std::function<bool()>& give_up = {});
   StreamClientStatus status() const;
 
  private:

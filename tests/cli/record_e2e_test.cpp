@@ -2,7 +2,6 @@
 // files. Needs root (it loads BPF); skips only when the kernel refuses BPF.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "testing/kernel_fixture.hpp"
+#include "testing/scoped_mount.hpp"
 #include "testing/subprocess.hpp"
 
 namespace perfstream::testing {
@@ -197,13 +197,8 @@ TEST_F(RecordEndToEnd, DurationStopsTheRecordingAndTheSummaryReportsIt) {
 TEST_F(RecordEndToEnd, FullDiskGivesAClearErrorAndKeepsWhatWasWritten) {
   const fs::path mount_point = dir_ / "small";
   fs::create_directories(mount_point);
-  if (mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=192k") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs here: " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mount_point.string()};
+  const ScopedMount small = ScopedMount::tmpfs(mount_point.string(), "192k");
+  if (!small.ok()) GTEST_SKIP() << small.error();
   const fs::path trace = mount_point / "full.data";
   Background recorder({perfstream_binary(), "record", "--probe", "openat", "-p", std::to_string(getpid()), "-o",
                        trace.string(), "--batch-records", "200", "--batch-age", "50ms", "--quiet"});

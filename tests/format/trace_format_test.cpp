@@ -735,6 +735,80 @@ TEST(TraceFile, RotationNeverLeavesAPieceWithoutABatch) {
   }
 }
 
+TEST(TraceFile, ADeletedFileFailsTheNextBatchAndTheCloseNamingThePath) {
+  TempDir dir;
+  TraceWriterOptions options;
+  options.path = dir.file("gone.data");
+  auto w = make_writer(options, test_header());
+  const auto batches = make_batches(3, 5, 20);
+  ASSERT_TRUE(w->write_batch(encode_batch(batches[0], 0)));
+  ASSERT_TRUE(w->write_batch(encode_batch(batches[1], 1)));
+  ASSERT_TRUE(w->check());
+  ASSERT_EQ(::unlink(options.path.c_str()), 0);
+  auto st = w->write_batch(encode_batch(batches[2], 2));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "trace file " + options.path +
+                                      " was deleted while being written: the 2 batches (10 records) it held are "
+                                      "gone, and nothing more is written");
+  EXPECT_FALSE(w->check());
+  auto closed = w->close(v1::TraceTrailer());
+  ASSERT_FALSE(closed) << "close reports the failure too";
+  EXPECT_EQ(closed.error().message(), st.error().message());
+  EXPECT_FALSE(std::filesystem::exists(options.path)) << "nothing is recreated";
+}
+
+TEST(TraceFile, CheckNoticesAFileDeletedWithItsDirectory) {
+  TempDir dir;
+  const std::string sub = dir.file("out");
+  std::filesystem::create_directory(sub);
+  TraceWriterOptions options;
+  options.path = sub + "/t.data";
+  auto w = make_writer(options, test_header());
+  ASSERT_TRUE(w->write_batch(encode_batch(make_batches(1, 3, 10)[0], 0)));
+  std::filesystem::remove_all(sub);
+  auto st = w->check();
+  ASSERT_FALSE(st) << "no batch needed: an idle recording notices too";
+  EXPECT_NE(st.error().message().find("trace file " + options.path + " was deleted while being written (its "
+                                      "directory " + sub + " was removed): the 1 batches (3 records)"),
+            std::string::npos)
+      << st.error().message();
+  EXPECT_FALSE(w->close(v1::TraceTrailer()));
+}
+
+TEST(TraceFile, RotationIntoAVanishedDirectoryFailsAndThePiecesBeforeStayComplete) {
+  TempDir dir;
+  const std::string sub = dir.file("out");
+  std::filesystem::create_directory(sub);
+  TraceWriterOptions options;
+  options.path = sub + "/r.data";
+  options.rotate_bytes = 2600;  // two 1000-byte incompressible batches per piece
+  auto w = make_writer(options, test_header("moved"));
+  const auto batches = make_batches(6, 1, 1000);
+  for (std::size_t i = 0; i < 4; ++i) ASSERT_TRUE(w->write_batch(encode_batch(batches[i], i)));
+  ASSERT_EQ(w->pieces(), 2u);
+  // Renamed, not deleted: the open piece stays linked, so only the next piece's creation fails.
+  const std::string moved = dir.file("moved");
+  std::filesystem::rename(sub, moved);
+  auto st = w->write_batch(encode_batch(batches[4], 4));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(), "creating trace file " + options.path +
+                                      ".2: No such file or directory (its directory " + sub +
+                                      " was removed or renamed)");
+  EXPECT_EQ(st.error().errnum(), ENOENT);
+  EXPECT_FALSE(w->write_batch(encode_batch(batches[5], 5))) << "refused from then on";
+  EXPECT_FALSE(w->close(v1::TraceTrailer()));
+  EXPECT_EQ(w->batches_written(), 4u);
+  for (std::uint32_t piece = 0; piece < 2; ++piece) {
+    const std::string p = moved + "/r.data" + (piece == 0 ? "" : "." + std::to_string(piece));
+    auto reader = open_reader(p);
+    const ReadBack back = read_all(*reader);
+    EXPECT_EQ(back.last.status, ReadStatus::End) << p;
+    ASSERT_TRUE(back.trailer) << p;
+    EXPECT_TRUE(back.trailer->rotated()) << p;
+    EXPECT_EQ(back.sequences.size(), 2u) << p;
+  }
+}
+
 TEST(TraceFile, CutInsideAFrameHeaderReadsEveryCompleteBatch) {
   TempDir dir;
   const std::string path = dir.file("t.data");

@@ -9,7 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 extern "C" {
@@ -220,6 +223,66 @@ std::string set_cpu_online(unsigned cpu, bool online) {
   out << (online ? "1" : "0") << std::flush;
   if (!out) return "writing " + path + ": " + std::strerror(errno);
   return "";
+}
+
+namespace {
+
+std::map<std::uint32_t, std::string> loaded_bpf_programs(std::uint32_t above) {
+  std::map<std::uint32_t, std::string> out;
+  __u32 id = above;
+  while (bpf_prog_get_next_id(id, &id) == 0) {
+    const int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;  // freed meanwhile
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    out[id] = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "?";
+    close(fd);
+  }
+  return out;
+}
+
+// Program ids named in /proc/*/fdinfo: program fds and link fds both show "prog_id:".
+std::set<std::uint32_t> bpf_programs_held_by_processes() {
+  std::set<std::uint32_t> held;
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code ec2;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fdinfo", ec2)) {
+      std::ifstream in(fd.path());
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.rfind("prog_id:", 0) == 0) held.insert(static_cast<std::uint32_t>(std::stoul(line.substr(8))));
+      }
+    }
+  }
+  return held;
+}
+
+}  // namespace
+
+std::uint32_t newest_bpf_program_id() {
+  std::uint32_t newest = 0;
+  __u32 id = 0;
+  while (bpf_prog_get_next_id(id, &id) == 0) newest = id;
+  return newest;
+}
+
+std::vector<std::string> bpf_programs_left_behind(std::uint32_t newest_before, std::chrono::milliseconds settle) {
+  const auto deadline = std::chrono::steady_clock::now() + settle;
+  for (;;) {
+    auto loaded = loaded_bpf_programs(newest_before);
+    if (!loaded.empty()) {
+      for (std::uint32_t id : bpf_programs_held_by_processes()) loaded.erase(id);
+    }
+    if (loaded.empty() || std::chrono::steady_clock::now() >= deadline) {
+      std::vector<std::string> out;
+      for (const auto& [id, name] : loaded) out.push_back(std::to_string(id) + " " + name);
+      return out;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 }  // namespace perfstream::testing

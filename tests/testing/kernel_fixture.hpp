@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -117,5 +118,13 @@ LoadgenTally tally_loadgen(const std::vector<CollectedRecord>& records, unsigned
 
 // Writes "0" or "1" to /sys/devices/system/cpu/cpuN/online; returns an error message or "".
 std::string set_cpu_online(unsigned cpu, bool online);
+
+// The largest id of a BPF program loaded now (0 for none): programs loaded later have larger ids.
+std::uint32_t newest_bpf_program_id();
+// Programs loaded after `newest_before` that are still loaded though no live process holds them (by a
+// program or link fd): what an exited process left attached. Waits up to `settle` for the kernel to free
+// the programs of processes that just exited. Programs of other live processes (other tests) do not count.
+// Returns "id name" for each.
+std::vector<std::string> bpf_programs_left_behind(std::uint32_t newest_before, std::chrono::milliseconds settle);
 
 }  // namespace perfstream::testing

@@ -1,5 +1,6 @@
 // Runs the perfstream binary (or any program) from tests: in the foreground with its output captured, or in
-// the background to be signalled later. Test-only.
+// the background to be signalled later. Children start with SIGINT and SIGTERM at their default action and
+// nothing blocked. Test-only.
 #pragma once
 
 #include <sys/types.h>
@@ -29,6 +30,8 @@ class Background {
   RunResult wait();
   // True once it has exited (it is not reaped: wait() still gives its status and output).
   bool exited() const;
+  // What it has written to stderr so far.
+  std::string err_so_far() const;
 
  private:
   pid_t pid_ = -1;

@@ -1,0 +1,107 @@
+// StreamClient against sinks that do not answer: a connect whose SYNs are dropped (a listener with a full
+// accept queue, as a blackholed host), a peer that accepts and never welcomes. Each attempt must fail after
+// the handshake timeout and be retried, the client must be destroyable at once (a stream's Ctrl-C), and
+// finish() must stop waiting when asked to.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "collector/transport/stream_client.hpp"
+#include "testing/synthetic_stream.hpp"
+#include "testing/temp_dir.hpp"
+
+namespace perfstream {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+
+// A loopback listener that never accepts. With `drop_syns`, its accept queue is filled first, so the kernel
+// drops every further SYN and a connect hangs as it does to a host that does not answer.
+class DeafListener {
+ public:
+  explicit DeafListener(bool drop_syns) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(fd_, drop_syns ? 0 : 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      throw std::runtime_error("cannot listen on loopback");
+    }
+    port_ = ntohs(addr.sin_port);
+    for (int i = 0; drop_syns && i < 3; ++i) {
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      (void)::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      fillers_.push_back(c);
+    }
+  }
+  ~DeafListener() {
+    for (int c : fillers_) ::close(c);
+    ::close(fd_);
+  }
+  Endpoint endpoint() const { return *Endpoint::parse("tcp://127.0.0.1:" + std::to_string(port_)); }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::vector<int> fillers_;
+};
+
+StreamClientOptions deaf_options(const DeafListener& listener, const TempDir& dir, testing::LogLines& log) {
+  StreamClientOptions o = testing::fast_client_options(listener.endpoint(), dir.file("spool"));
+  o.handshake_timeout = 300ms;
+  o.log = log.sink();
+  return o;
+}
+
+TEST(StreamClient, AConnectNobodyAnswersTimesOutIsRetriedAndDoesNotHoldTheDestructor) {
+  TempDir dir;
+  DeafListener listener(true);
+  testing::LogLines log;
+  auto client = testing::make_client(deaf_options(listener, dir, log), "deaf");
+  client->start();
+  ASSERT_TRUE(testing::wait_until([&] { return log.count("no connection within 300 ms") >= 2; }, 10s))
+      << "timed out and retried, again and again";
+  EXPECT_FALSE(client->status().connected);
+  const auto start = std::chrono::steady_clock::now();
+  client.reset();  // with a connect in flight
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+TEST(StreamClient, APeerThatNeverWelcomesTimesOutAndIsRetried) {
+  TempDir dir;
+  DeafListener listener(false);
+  testing::LogLines log;
+  auto client = testing::make_client(deaf_options(listener, dir, log), "unwelcome");
+  client->start();
+  ASSERT_TRUE(testing::wait_until([&] { return log.count("no welcome from the sink within 300 ms") >= 2; }, 10s));
+  const auto start = std::chrono::steady_clock::now();
+  client.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+TEST(StreamClient, FinishStopsWaitingWhenTheCallerGivesUp) {
+  TempDir dir;
+  DeafListener listener(true);
+  testing::LogLines log;
+  auto client = testing::make_client(deaf_options(listener, dir, log), "impatient");
+  client->start();
+  testing::SyntheticSource source(1, 10);
+  ASSERT_TRUE(client->write_batch(source.batch(0)));
+  int polls = 0;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(client->finish(v1::TraceTrailer(), 30s, [&] { return ++polls == 3; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "not the 30 s timeout";
+  EXPECT_EQ(polls, 3);
+  EXPECT_EQ(client->status().pending_batches, 1u) << "it stays in the spool";
+}
+
+}  // namespace
+}  // namespace perfstream
