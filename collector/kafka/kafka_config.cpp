@@ -163,7 +163,8 @@ Result<KafkaConf> make_kafka_conf(const KafkaProperties& defaults, const KafkaPr
   for (const auto& [key, value] : properties) {
     for (const auto& f : fixed) {
       if (f.name != key) continue;
-      auto def = std::find_if(defaults.begin(), defaults.end(), [&](const auto& d) { return d.first == key; });
+      const std::string& name = key;  // (a structured binding cannot be captured before C++20 in clang 14)
+      auto def = std::find_if(defaults.begin(), defaults.end(), [&name](const auto& d) { return d.first == name; });
       if (def == defaults.end() || def->second != value) {
         return Error("Kafka setting " + key + "=" + value + " is not allowed: " + f.why);
       }

@@ -1,11 +1,13 @@
-// Fuzzes the parsers of command-line text: Endpoint::parse, CpuSet::parse, RingSize::parse, parse_bytes,
-// parse_duration_ms, parse_count, and ArgParser::parse with a fixed spec on the input split at NUL bytes.
-// Invariants: what parses prints back to text that parses to the same value (endpoints, CPU lists); the
-// scaled numbers are what their text says; ArgParser only returns flags it declared.
+// Fuzzes the parsers of command-line text: Endpoint::parse, KafkaAddress::parse, parse_kafka_property,
+// CpuSet::parse, RingSize::parse, parse_bytes, parse_duration_ms, parse_count, and ArgParser::parse with a
+// fixed spec on the input split at NUL bytes. Invariants: what parses prints back to text that parses to
+// the same value (endpoints, Kafka addresses, CPU lists); the scaled numbers are what their text says;
+// ArgParser only returns flags it declared.
 #include <string>
 #include <vector>
 
 #include "collector/cli/options.hpp"
+#include "collector/kafka/kafka_config.hpp"
 #include "collector/kernel/cpu_set.hpp"
 #include "collector/kernel/perf_event_array.hpp"
 #include "collector/transport/endpoint.hpp"
@@ -22,6 +24,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(static_cast<bool>(again));
     FUZZ_CHECK(again->kind == e->kind && again->host == e->host && again->port == e->port && again->path == e->path);
     sum += e->is_loopback();
+  }
+  if (auto k = KafkaAddress::parse(text)) {
+    FUZZ_CHECK(!k->brokers.empty() && !k->topic.empty());
+    auto again = KafkaAddress::parse(k->to_string());
+    FUZZ_CHECK(static_cast<bool>(again));
+    FUZZ_CHECK(again->brokers == k->brokers && again->topic == k->topic);
+    sum += k->brokers.size();
+  }
+  if (auto property = parse_kafka_property(text)) {
+    FUZZ_CHECK(!property->first.empty());
+    sum += property->second.size();
   }
   if (auto cpus = CpuSet::parse(text)) {
     auto again = CpuSet::parse(cpus->to_string());
