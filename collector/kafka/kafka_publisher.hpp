@@ -42,7 +42,7 @@ struct KafkaPublisherOptions {
   KafkaProperties properties;  // the user's librdkafka settings, passed through
   std::string spool_dir;
   std::uint64_t spool_bytes = 1ull << 30;
-  std::uint32_t window = 256;  // batches handed to librdkafka and not yet reported
+  std::uint32_t window = 32;  // batches handed to librdkafka and not yet reported (each held in memory)
   std::function<void(const std::string&)> log;  // called from the publisher's thread
 };
 
