@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz/, clang, ASan+UBSan) into build-fuzz/ and runs each one for
-# SECONDS (default 30) on a working copy of its seed corpus. Fails on any crash, sanitizer
+# SECONDS (default 45, what CI runs) on a working copy of its seed corpus. Fails on any crash, sanitizer
 # report, fuzz invariant, leak, hang (an input running over 10 s) or out-of-memory (2 GB); the input that
 # caused it is saved in build-fuzz/crashes/<target>/, the full output in build-fuzz/logs/<target>.log.
 # Prints one line per target: executions, time, exec/s, coverage (cov: edges, ft: features), working corpus
@@ -9,7 +9,7 @@
 #                                                 payload_decoder cli_parsers; default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-30}
+seconds=${1:-45}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(ring_decoder trace_reader stream_frame payload_decoder cli_parsers)
