@@ -3,10 +3,10 @@
 //
 //   perfstream record --probe loadgen ... -- perfstream-soak-load --rate 200000 --seconds 600 --size 64
 //
-// Started as the recorder's command, it takes the recorder's `loadgen_config` and `loadgen_stats` maps with
-// pidfd_getfd (the recorder is its parent; --recorder PID names another process), points loadgen at itself
-// (getppid, one record of --size bytes per call), then calls getppid() at --rate calls per second, paced on
-// 1 ms ticks of CLOCK_MONOTONIC, for --seconds. A tick that comes late (the CPU was busy) makes up the calls
+// Started as the recorder's command, it takes the recorder's `loadgen_config` and `loadgen_stats` maps and
+// its ps_loadgen program with pidfd_getfd (the recorder is its parent; --recorder PID names another
+// process), points loadgen at itself (getppid, one record of --size bytes per call), then calls getppid()
+// at --rate calls per second, paced on 1 ms ticks of CLOCK_MONOTONIC, for --seconds. A tick that comes late (the CPU was busy) makes up the calls
 // it missed, at most 100 ms worth, so a stall shows as a lower achieved rate rather than a burst that
 // overruns the rings. SIGINT and SIGTERM end the run early, as a normal end.
 //
@@ -15,6 +15,8 @@
 //   skipped                   calls given up because a stall left more than 100 ms of them to make up
 //   emitted, failed, nospace  loadgen's own per-CPU counters, summed: records it wrote to a ring, writes that
 //                             failed, and of those the ones refused by a full ring (the kernel's "lost")
+//   misses                    runs of ps_loadgen the kernel skipped (bpf_prog_info.recursion_misses) during the
+//                             run, for any process: a call of ours it skipped is in calls but not in emitted
 // `emitted` is the truth a recording is checked against: every record in the trace files, and nothing else.
 // Errors: one line on stderr, exit 1. Needs what reading another process's fds needs (root).
 //
@@ -59,34 +61,44 @@ std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-// Our copies of the recorder's two loadgen map fds (-1: not found).
-struct BorrowedMaps {
+// Our copies of the recorder's loadgen fds (-1: not found): its two maps and its program.
+struct BorrowedLoadgen {
   int config = -1;
   int stats = -1;
+  int prog = -1;
 };
 
-// Every BPF map the recorder holds is duplicated and named; the two loadgen maps are kept. A recorder with
+// Every BPF map and program the recorder holds is duplicated and named; loadgen's are kept. A recorder with
 // loadgen loaded twice would be ambiguous, and is refused.
-BorrowedMaps borrow_loadgen_maps(pid_t recorder) {
+BorrowedLoadgen borrow_loadgen(pid_t recorder) {
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, recorder, 0));
   if (pidfd < 0) fail("pidfd_open(" + std::to_string(recorder) + ")", errno);
   const std::string dir = "/proc/" + std::to_string(recorder) + "/fd";
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) fail("listing " + dir, errno);
-  BorrowedMaps maps;
+  BorrowedLoadgen maps;
   while (dirent* entry = readdir(d)) {
     char target[64] = {};
     const std::string link = dir + "/" + entry->d_name;
     if (readlink(link.c_str(), target, sizeof(target) - 1) < 0) continue;
-    if (std::string_view(target) != "anon_inode:bpf-map") continue;
+    const bool is_map = std::string_view(target) == "anon_inode:bpf-map";
+    if (!is_map && std::string_view(target) != "anon_inode:bpf-prog") continue;
     const int fd = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, std::atoi(entry->d_name), 0));
     if (fd < 0) fail("pidfd_getfd of the recorder's fd " + std::string(entry->d_name), errno);
-    bpf_map_info info{};
-    __u32 len = sizeof(info);
     int* slot = nullptr;
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-      if (std::string_view(info.name) == "loadgen_config") slot = &maps.config;
-      if (std::string_view(info.name) == "loadgen_stats") slot = &maps.stats;
+    if (is_map) {
+      bpf_map_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+        if (std::string_view(info.name) == "loadgen_config") slot = &maps.config;
+        if (std::string_view(info.name) == "loadgen_stats") slot = &maps.stats;
+      }
+    } else {
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string_view(info.name) == "ps_loadgen") {
+        slot = &maps.prog;
+      }
     }
     if (slot == nullptr) {
       close(fd);
@@ -103,6 +115,15 @@ BorrowedMaps borrow_loadgen_maps(pid_t recorder) {
 void configure(int config_fd, const ps_loadgen_config& cfg) {
   const __u32 key = 0;
   if (bpf_map_update_elem(config_fd, &key, &cfg, BPF_ANY) != 0) fail("writing loadgen_config", errno);
+}
+
+// How often the kernel skipped the program because a run of it was already active on that CPU (one that was
+// preempted, for any process). A skipped run counts nothing: the call is in no loadgen counter.
+std::uint64_t recursion_misses(int prog_fd) {
+  bpf_prog_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) fail("reading ps_loadgen's info", errno);
+  return info.recursion_misses;
 }
 
 ps_loadgen_stats read_stats(int stats_fd) {
@@ -153,8 +174,8 @@ int main(int argc, char** argv) {
     fail("--size: between " + std::to_string(PS_LOADGEN_HEADER_SIZE) + " and " + std::to_string(PS_LOADGEN_MAX));
   }
 
-  const BorrowedMaps maps = borrow_loadgen_maps(recorder);
-  if (maps.config < 0 || maps.stats < 0) {
+  const BorrowedLoadgen maps = borrow_loadgen(recorder);
+  if (maps.config < 0 || maps.stats < 0 || maps.prog < 0) {
     fail("process " + std::to_string(recorder) + " has no loadgen probe loaded (perfstream record --probe loadgen)");
   }
   struct sigaction sa {};
@@ -167,6 +188,7 @@ int main(int argc, char** argv) {
   cfg.syscall_nr = SYS_getppid;
   cfg.record_size = static_cast<__u32>(size);
   cfg.records_per_call = 1;
+  const std::uint64_t misses_before = recursion_misses(maps.prog);
   configure(maps.config, cfg);
 
   constexpr std::uint64_t tick_ns = 1000000;
@@ -193,10 +215,12 @@ int main(int argc, char** argv) {
   const double ran_s = static_cast<double>(now_ns() - start) / 1e9;
   configure(maps.config, ps_loadgen_config{});  // off: nothing this process does from here is recorded
   const ps_loadgen_stats st = read_stats(maps.stats);
-  std::printf("soak-load: calls=%llu skipped=%llu seconds=%.3f rate=%.0f emitted=%llu failed=%llu nospace=%llu\n",
+  const std::uint64_t misses = recursion_misses(maps.prog) - misses_before;
+  std::printf(
+      "soak-load: calls=%llu skipped=%llu seconds=%.3f rate=%.0f emitted=%llu failed=%llu nospace=%llu misses=%llu\n",
               static_cast<unsigned long long>(calls), static_cast<unsigned long long>(skipped), ran_s,
               ran_s > 0 ? calls / ran_s : 0.0,
               static_cast<unsigned long long>(st.emitted), static_cast<unsigned long long>(st.failed),
-              static_cast<unsigned long long>(st.failed_nospace));
+              static_cast<unsigned long long>(st.failed_nospace), static_cast<unsigned long long>(misses));
   return 0;
 }

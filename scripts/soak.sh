@@ -151,7 +151,7 @@ load_line=$(grep '^soak-load:' "$dir/load.out" || true)
 [ -n "$load_line" ] || fail "perfstream-soak-load printed no result (see $dir/record.err)"
 calls=$(field calls <<<"$load_line"); emitted=$(field emitted <<<"$load_line")
 nospace=$(field nospace <<<"$load_line"); achieved=$(field rate <<<"$load_line")
-skipped=$(field skipped <<<"$load_line")
+skipped=$(field skipped <<<"$load_line"); misses=$(field misses <<<"$load_line")
 summary=$(grep -E 'after [0-9.]+ s: [0-9]+ records' "$dir/record.err" | tail -1 || true)
 [ -n "$summary" ] || fail "perfstream record printed no summary (see $dir/record.err)"
 summary_records=$(sed -n 's/.* s: \([0-9]*\) records.*/\1/p' <<<"$summary")
@@ -220,6 +220,7 @@ fi
   echo "soak report ($(date -u +%FT%TZ), $(uname -r), $(nproc) CPUs)"
   echo "  command      ${command[*]}"
   echo "  load         $calls calls in $seconds s: $achieved/s achieved of $rate/s ($skipped given up after stalls)"
+  echo "               $((${calls:-0} - ${emitted:-0})) calls not seen by loadgen; the kernel skipped ${misses:-?} runs of it (recursion misses, all processes)"
   echo "  records      files $files_records, recorder summary ${summary_records:-?}, loadgen emitted ${emitted:-?}"
   echo "  loss         kernel $files_lost_kernel in the files (summary ${summary_lost_kernel:-?}, loadgen ring-full ${nospace:-?}), perfstream ${summary_lost_perfstream:-?}"
   echo "  bytes        $payload_bytes payload -> $files_bytes on disk in ${#piece_list[@]} pieces of at most $rotate"
