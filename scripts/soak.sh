@@ -14,7 +14,10 @@
 #   - the records in the files add up to what the recorder's summary says it recorded, and to what loadgen
 #     says it emitted (its own BPF counters); kernel losses in the files match the summary's;
 #   - the pieces never took more than MAX_BYTES on disk (the recorder is stopped if they do).
-# Losses and a rate below target are reported, not failed: on a busy machine they measure the machine.
+# Losses and a rate below target are reported, not failed: on a busy machine they measure the machine. The
+# report also gives loadgen's writes that failed for another reason than a full ring: records the kernel
+# dropped because the CPU had no live ring (it came back online before the recorder reopened its ring),
+# which no reader can count.
 # The report is printed and kept in DIR/report.txt; the pieces are deleted unless SOAK_KEEP=1 (they are
 # large), the CSV and logs are kept. Exit 0 when every check passes, 1 otherwise. Needs root (BPF).
 #
@@ -150,7 +153,7 @@ field() { sed -n "s/.*[ ,{]\"\\?$1\"\\?[=:]\\([0-9.]*\\).*/\\1/p" | head -1; }  
 load_line=$(grep '^soak-load:' "$dir/load.out" || true)
 [ -n "$load_line" ] || fail "perfstream-soak-load printed no result (see $dir/record.err)"
 calls=$(field calls <<<"$load_line"); emitted=$(field emitted <<<"$load_line")
-nospace=$(field nospace <<<"$load_line"); achieved=$(field rate <<<"$load_line")
+failed=$(field failed <<<"$load_line"); nospace=$(field nospace <<<"$load_line"); achieved=$(field rate <<<"$load_line")
 skipped=$(field skipped <<<"$load_line"); misses=$(field misses <<<"$load_line")
 summary=$(grep -E 'after [0-9.]+ s: [0-9]+ records' "$dir/record.err" | tail -1 || true)
 [ -n "$summary" ] || fail "perfstream record printed no summary (see $dir/record.err)"
@@ -220,9 +223,10 @@ fi
   echo "soak report ($(date -u +%FT%TZ), $(uname -r), $(nproc) CPUs)"
   echo "  command      ${command[*]}"
   echo "  load         $calls calls in $seconds s: $achieved/s achieved of $rate/s ($skipped given up after stalls)"
-  echo "               $((${calls:-0} - ${emitted:-0})) calls not seen by loadgen; the kernel skipped ${misses:-?} runs of it (recursion misses, all processes)"
+  echo "               $((${calls:-0} - ${emitted:-0} - ${failed:-0})) calls loadgen did not count; the kernel skipped ${misses:-?} runs of it (recursion misses)"
   echo "  records      files $files_records, recorder summary ${summary_records:-?}, loadgen emitted ${emitted:-?}"
   echo "  loss         kernel $files_lost_kernel in the files (summary ${summary_lost_kernel:-?}, loadgen ring-full ${nospace:-?}), perfstream ${summary_lost_perfstream:-?}"
+  echo "               other failed writes $((${failed:-0} - ${nospace:-0})) (no live ring on that CPU, e.g. back online before the recorder reopened it)"
   echo "  bytes        $payload_bytes payload -> $files_bytes on disk in ${#piece_list[@]} pieces of at most $rotate"
   echo "  VmRSS (kB)   first sample $rss_first, at ${t_base:-?} s $rss_base, at ${t_end:-?} s $rss_end (growth $growth, allowed $allowed); VmHWM $hwm"
   echo "  CPU          recorder ${cpu_s} s user+system"
