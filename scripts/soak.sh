@@ -81,8 +81,8 @@ load=$build_dir/bench/perfstream-soak-load
 mkdir -p "$dir"
 rm -f "$dir"/soak.data "$dir"/soak.data.* "$dir"/rss.csv "$dir"/record.err "$dir"/load.out "$dir"/stats.* "$dir"/report.txt
 trace=$dir/soak.data
-# Without compression the pieces would take rate x seconds x (size + 16) bytes; they never come near,
-# but the budget must at least be free.
+# The pieces are held to SOAK_MAX_BYTES while recording (at 200,000 records/s, 10 minutes take about
+# 320 MB), so that much must be free.
 avail=$(df --output=avail -B1 "$dir" | tail -1)
 if [ "$avail" -lt "$max_bytes" ]; then
   echo "soak: $dir has $((avail >> 20)) MiB free, less than the budget SOAK_MAX_BYTES=$((max_bytes >> 20)) MiB" >&2
