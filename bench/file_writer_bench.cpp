@@ -5,6 +5,9 @@
 //                              into a file under $TMPDIR (or /tmp): MB/s of frames, ns per record.
 //   BM_Socket_Loopback         the same batches as length-prefixed frames over a TCP loopback connection, a
 //                              reader thread (on another CPU when there is one) draining them.
+//   BM_Sink_StoreBatch         a sink's work per received batch (socket or Kafka): zstd decompression with the
+//                              size limit, BatchView::parse, and RecordingStore's dedupe-and-write: MB/s of
+//                              compressed batches taken in (docs/SCALE.md sizes sink machines with it).
 //   BM_Pipeline_DrainToFile    the collector's whole path for two CPUs' rings: drain_ring (pass + decode) ->
 //                              BatchingConsumer (encode, zstd) -> TraceFileWriter: ns per record, the number
 //                              the "< 100 ns per record" target is about. At zstd level 1 (the
@@ -34,9 +37,11 @@
 #include "collector/format/batching_consumer.hpp"
 #include "collector/format/frame.hpp"
 #include "collector/format/trace_writer.hpp"
+#include "collector/format/trace_reader.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/read/ring_drain.hpp"
 #include "collector/read/ring_stats.hpp"
+#include "collector/transport/recording_store.hpp"
 #include "collector/util/unique_fd.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -153,6 +158,84 @@ void BM_FileWriter_WriteBatch(benchmark::State& state) {
   per_record_counters(state, static_cast<std::uint64_t>(state.iterations()) * batch->records);
   state.counters["frame_bytes"] = static_cast<double>(frame_bytes);
   state.counters["records_per_batch"] = batch->records;
+}
+
+// --- a sink taking batches in ------------------------------------------------------------------------
+
+void BM_Sink_StoreBatch(benchmark::State& state) {
+  const CorpusKind kind = corpus_arg(state, 0);
+  auto batch = compressed_batch(kind);
+  auto decompressor = ZstdDecompressor::create();
+  if (!batch || !decompressor) {
+    state.SkipWithError(!batch ? batch.error().message().c_str() : decompressor.error().message().c_str());
+    return;
+  }
+  // Each iteration stores the same bytes under the next sequence number, as a stream of batches would be.
+  auto message = std::string();
+  if (auto st = decompressor->decompress(batch->compressed, 64u << 20, message); !st) {
+    state.SkipWithError(st.error().message().c_str());
+    return;
+  }
+  v1::Batch proto;
+  proto.ParseFromString(message);
+  std::string compressed = batch->compressed;
+  std::unique_ptr<testing::TempDir> dir;
+  std::unique_ptr<RecordingStore> store;
+  std::shared_ptr<Recording> recording;
+  auto open = [&]() -> Status {
+    recording.reset();
+    store.reset();
+    dir = std::make_unique<testing::TempDir>();
+    RecordingStoreOptions options;
+    options.dir = dir->path();
+    auto s = RecordingStore::open(options);
+    if (!s) return s.error();
+    store = std::move(*s);
+    auto r = store->recording("bench-collector", bench_header());
+    if (!r) return r.error();
+    recording = *r;
+    return {};
+  };
+  if (auto st = open(); !st) {
+    state.SkipWithError(st.error().message().c_str());
+    return;
+  }
+  std::uint64_t sequence = 0, taken = 0, since_recycle = 0;
+  for (auto _ : state) {
+    if (auto st = decompressor->decompress(compressed, 64u << 20, message); !st) {
+      state.SkipWithError(st.error().message().c_str());
+      break;
+    }
+    auto view = BatchView::parse(message);
+    if (!view) {
+      state.SkipWithError(view.error().message().c_str());
+      break;
+    }
+    proto.set_sequence(sequence++);  // the parsed view's own message is not renumbered: only the store's index is
+    auto stored = recording->store(compressed, proto);
+    if (!stored || *stored != Recording::Stored::New) {
+      state.SkipWithError("the store refused a new sequence");
+      break;
+    }
+    benchmark::DoNotOptimize(view->size());
+    taken += compressed.size();
+    since_recycle += compressed.size();
+    if (since_recycle >= kRecycleBytes) {
+      state.PauseTiming();
+      since_recycle = 0;
+      auto st = open();
+      sequence = 0;
+      state.ResumeTiming();
+      if (!st) {
+        state.SkipWithError(st.error().message().c_str());
+        break;
+      }
+    }
+  }
+  state.SetLabel(corpus_name(kind));
+  state.SetBytesProcessed(static_cast<std::int64_t>(taken));
+  per_record_counters(state, static_cast<std::uint64_t>(state.iterations()) * batch->records);
+  state.counters["compressed_bytes"] = static_cast<double>(compressed.size());
 }
 
 // --- the socket path ---------------------------------------------------------------------------------
@@ -366,6 +449,7 @@ void BM_Pipeline_DrainToFile(benchmark::State& state) {
 }
 
 BENCHMARK(BM_FileWriter_WriteBatch)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_Sink_StoreBatch)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(BM_Socket_Loopback)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(BM_Pipeline_DrainToFile)->ArgNames({"level", "corpus"})->ArgsProduct({{1, -1}, {0, 1}});
 
