@@ -6,6 +6,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <unordered_set>
 
 #include "collector/format/frame.hpp"
 #include "collector/format/zstd_codec.hpp"
@@ -67,6 +69,7 @@ class KafkaPublisher::Producer {
       : options_(options), spool_(spool), collector_id_(std::move(collector_id)), key_(header.host()) {
     header_value_ = header.SerializeAsString();
     schema_id_ = kafka_schema_id(header_value_);
+    headers_topic_ = options_.address.headers_topic();
   }
 
   ~Producer() { destroy_handle(); }
@@ -105,6 +108,10 @@ class KafkaPublisher::Producer {
   void run() {
     while (!stopping_.load()) {
       if (fatal_.exchange(false)) renew_handle();
+      if (!rk_) {  // a new producer could not be made: the error is reported, nothing more to do
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
       pump();
       rd_kafka_poll(rk_.get(), 20);
       if (resend_ && outstanding_ == 0) {
@@ -128,7 +135,9 @@ class KafkaPublisher::Producer {
     for (;;) {
       const auto slice = std::min<std::chrono::steady_clock::duration>(deadline - std::chrono::steady_clock::now(),
                                                                       std::chrono::milliseconds(50));
-      if (finished_cv_.wait_for(lock, slice, [this] { return finished_; })) return true;
+      if (finished_cv_.wait_for(lock, slice, [this] { return finished_ || !permanent_error_.empty(); })) {
+        return finished_;
+      }
       if (std::chrono::steady_clock::now() >= deadline) return false;
       if (give_up) {
         lock.unlock();
@@ -216,7 +225,7 @@ class KafkaPublisher::Producer {
       report_failure(*raw, err);
       return false;
     }
-    msg.release();  // the delivery report deletes it
+    live_.insert(msg.release());  // the delivery report deletes it
     ++outstanding_;
     return true;
   }
@@ -227,7 +236,8 @@ class KafkaPublisher::Producer {
                        std::to_string(msg.value.size()) + " bytes)";
     if (is_permanent(err)) {
       std::lock_guard<std::mutex> lock(mutex_);
-      permanent_error_ = "Kafka refuses " + what + " for " + options_.address.to_string() + ": " +
+      permanent_error_ = "Kafka refuses " + what + " for topic " + topic_of(msg.kind) + " at " +
+                         options_.address.bootstrap_servers() + ": " +
                          rd_kafka_err2str(err) +
                          (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
                               ? " (lower --batch-bytes, or raise the topic's max.message.bytes and -X message.max.bytes)"
@@ -235,12 +245,22 @@ class KafkaPublisher::Producer {
       log(permanent_error_ + "; publishing stopped, the batches stay in the spool");
       return;
     }
-    log("Kafka did not take " + what + ": " + rd_kafka_err2str(err) + "; it will be published again");
+    // An outage fails every message in flight, and a missing topic fails each attempt: one line per 10 s.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_failure_log_ < std::chrono::seconds(10)) return;
+    last_failure_log_ = now;
+    log("Kafka did not take " + what + " for topic " + topic_of(msg.kind) + ": " + rd_kafka_err2str(err) +
+        "; it will be published again");
+  }
+
+  const std::string& topic_of(Outgoing::Kind kind) const {
+    return kind == Outgoing::Kind::Header ? headers_topic_ : options_.address.topic;
   }
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
     auto* self = static_cast<Producer*>(opaque);
     std::unique_ptr<Outgoing> msg(static_cast<Outgoing*>(message->_private));
+    self->live_.erase(msg.get());
     --self->outstanding_;
     if (self->destroying_) return;  // purged at shutdown: the spool keeps what was not reported
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -268,7 +288,8 @@ class KafkaPublisher::Producer {
           ++through;
         }
         self->acked_through = through;
-        self->spool_.acknowledge(through);
+        // Per batch: a sequence that never reaches the spool (its disk failed) must not hold back the rest.
+        self->spool_.acknowledge_one(msg->sequence);
         break;
       }
       case Outgoing::Kind::Trailer: {
@@ -333,6 +354,10 @@ class KafkaPublisher::Producer {
     // The purged messages' reports free them; in-flight ones may take a request timeout to come back.
     for (int i = 0; i < 500 && outstanding_ > 0; ++i) rd_kafka_poll(rk_.get(), 10);
     rk_.reset();
+    // Reports librdkafka never gave back (it discards them at destroy): their batches are still spooled.
+    for (Outgoing* msg : live_) delete msg;
+    live_.clear();
+    outstanding_ = 0;
   }
 
   KafkaPublisherOptions options_;
@@ -351,7 +376,10 @@ class KafkaPublisher::Producer {
   State header_state_ = State::Unsent;
   State trailer_state_ = State::Unsent;
   std::set<std::uint64_t> delivered_above_;
+  std::unordered_set<Outgoing*> live_;  // handed to librdkafka, no report yet
   std::chrono::steady_clock::time_point last_error_log_{};
+  std::chrono::steady_clock::time_point last_failure_log_{};
+  std::string headers_topic_;
 
   mutable std::mutex mutex_;  // guards what the controlling thread sees: the finish handshake, the error
   std::string permanent_error_;

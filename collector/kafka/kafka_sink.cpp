@@ -53,8 +53,20 @@ class HeaderDirectory {
  public:
   HeaderDirectory(const KafkaSinkOptions& options) : options_(options) {}
 
-  Result<v1::TraceHeader> find(const std::string& schema_id) {
-    if (auto it = known_.find(schema_id); it != known_.end()) return it->second;
+  enum class Lookup { Found, Missing, Unreachable };
+
+  // Missing: the headers topic was read to its end and holds no such id (remembered: asked again, the
+  // answer is the same at once). Unreachable: it could not be read to its end within header_timeout.
+  Lookup find(const std::string& schema_id, v1::TraceHeader* out, std::string* why) {
+    if (auto it = known_.find(schema_id); it != known_.end()) {
+      *out = it->second;
+      return Lookup::Found;
+    }
+    const std::string topic = options_.address.headers_topic();
+    if (missing_.count(schema_id) != 0) {
+      *why = "no TraceHeader with schema id " + schema_id + " in " + topic;
+      return Lookup::Missing;
+    }
     if (!rk_) {
       // It has a group id because librdkafka's consumer API needs one; it never joins (assign, not
       // subscribe) and never commits.
@@ -62,30 +74,48 @@ class HeaderDirectory {
                                    {"group.id", options_.group + ".headers-reader"},
                                    {"client.id", client_id() + "-headers"},
                                    {"enable.auto.commit", "false"},
-                                   {"enable.partition.eof", "false"}},
+                                   {"enable.partition.eof", "true"}},
                                   options_.properties, {});
-      if (!conf) return conf.error();
-      char why[512];
-      rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), why, sizeof(why));
-      if (!rk) return Error("Kafka consumer for " + options_.address.headers_topic() + ": " + why);
+      if (!conf) {
+        *why = conf.error().message();
+        return Lookup::Unreachable;
+      }
+      char error[512];
+      rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof(error));
+      if (!rk) {
+        *why = "Kafka consumer for " + topic + ": " + error;
+        return Lookup::Unreachable;
+      }
       (void)conf->release();
       rk_.reset(rk);
       rd_kafka_poll_set_consumer(rk_.get());
     }
-    const auto deadline = std::chrono::steady_clock::now() + options_.header_timeout;
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + options_.header_timeout;
+    std::string last_error = "the topic's partitions were not found";
     while (std::chrono::steady_clock::now() < deadline) {
       if (!assigned_ && !assign()) {
         usleep(100 * 1000);
         continue;
       }
+      // Every partition read to its end, and nothing new for a moment: it is not there.
+      const auto quiet = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500), options_.header_timeout / 2);
+      if (at_end_.size() == partitions_ && std::chrono::steady_clock::now() - started >= quiet) {
+        missing_.insert(schema_id);
+        *why = "no TraceHeader with schema id " + schema_id + " in " + topic + " (read to its end)";
+        return Lookup::Missing;
+      }
       KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), 100));
       if (!msg) continue;
-      if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          log("reading " + options_.address.headers_topic() + ": " + rd_kafka_message_errstr(msg.get()));
-        }
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        at_end_.insert(msg->partition);
         continue;
       }
+      if (msg->err) {
+        last_error = position(msg.get()) + ": " + rd_kafka_message_errstr(msg.get());
+        continue;
+      }
+      at_end_.erase(msg->partition);
       const std::string key(static_cast<const char*>(msg->key), msg->key_len);
       const std::string value(static_cast<const char*>(msg->payload), msg->len);
       v1::TraceHeader header;
@@ -94,10 +124,15 @@ class HeaderDirectory {
         continue;
       }
       known_[key] = header;
-      if (key == schema_id) return header;
+      missing_.erase(key);
+      if (key == schema_id) {
+        *out = header;
+        return Lookup::Found;
+      }
     }
-    return Error("no TraceHeader with schema id " + schema_id + " in " + options_.address.headers_topic() +
-                 " within " + std::to_string(options_.header_timeout.count()) + " ms");
+    *why = "cannot read " + topic + " to its end within " + std::to_string(options_.header_timeout.count()) +
+           " ms (" + last_error + ")";
+    return Lookup::Unreachable;
   }
 
  private:
@@ -121,6 +156,7 @@ class HeaderDirectory {
     rd_kafka_metadata_destroy(metadata);
     if (list->cnt == 0) return false;
     assigned_ = rd_kafka_assign(rk_.get(), list.get()) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    partitions_ = static_cast<std::size_t>(list->cnt);
     return assigned_;
   }
 
@@ -131,7 +167,10 @@ class HeaderDirectory {
   const KafkaSinkOptions& options_;
   KafkaHandle rk_;
   bool assigned_ = false;
+  std::size_t partitions_ = 0;
+  std::set<std::int32_t> at_end_;  // partitions read to their end since the last message
   std::map<std::string, v1::TraceHeader> known_;
+  std::set<std::string> missing_;  // ids looked for and not there when the topic was read to its end
 };
 
 }  // namespace
@@ -214,7 +253,7 @@ class KafkaSink::Consumer {
   void handle(const rd_kafka_message_t* msg) {
     if (msg->err) {
       if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
-      log(std::string("Kafka: ") + rd_kafka_message_errstr(msg));
+      log("Kafka: " + (msg->rkt ? position(msg) + ": " : std::string()) + rd_kafka_message_errstr(msg));
       return;
     }
     ++messages;
@@ -235,9 +274,18 @@ class KafkaSink::Consumer {
 
     auto recording = store_.find(*collector);
     if (!recording) {
-      auto header = headers_.find(*schema);
-      if (!header) return reject(msg, header.error().message());
-      auto opened = store_.recording(*collector, *header);
+      v1::TraceHeader header;
+      std::string why;
+      switch (headers_.find(*schema, &header, &why)) {
+        case HeaderDirectory::Lookup::Found:
+          break;
+        case HeaderDirectory::Lookup::Missing:
+          return reject(msg, why);
+        case HeaderDirectory::Lookup::Unreachable:
+          // Not the message's fault: stop without committing it, so that it is read again later.
+          return fail("the recording of " + *collector + " at " + position(msg) + " needs its header: " + why);
+      }
+      auto opened = store_.recording(*collector, header);
       if (!opened) return fail("opening the recording of " + *collector + ": " + opened.error().message());
       recording = *opened;
     }
@@ -307,8 +355,13 @@ class KafkaSink::Consumer {
     const bool cooperative = std::string(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     std::string names;
     for (int i = 0; i < list->cnt; ++i) names += (names.empty() ? "" : ",") + std::to_string(list->elems[i].partition);
+    auto check = [self](rd_kafka_error_t* error, const char* what) {
+      if (!error) return;
+      self->log(std::string("group ") + self->options_.group + ": " + what + ": " + rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    };
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      if (cooperative) rd_kafka_incremental_assign(rk, list);
+      if (cooperative) check(rd_kafka_incremental_assign(rk, list), "taking the assigned partitions");
       else rd_kafka_assign(rk, list);
       self->partitions = cooperative ? self->partitions + list->cnt : list->cnt;
       self->log("group " + self->options_.group + " assigned partitions " + (names.empty() ? "(none)" : names));
@@ -317,8 +370,8 @@ class KafkaSink::Consumer {
     // Revoked: what this member wrote of them is committed before another member takes them over.
     self->commit();
     for (int i = 0; i < list->cnt; ++i) self->pending_.erase({list->elems[i].topic, list->elems[i].partition});
-    if (cooperative) {
-      rd_kafka_incremental_unassign(rk, list);
+    if (cooperative && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      check(rd_kafka_incremental_unassign(rk, list), "giving up the revoked partitions");
       self->partitions = self->partitions >= static_cast<std::uint64_t>(list->cnt) ? self->partitions - list->cnt : 0;
     } else {
       rd_kafka_assign(rk, nullptr);
@@ -332,7 +385,7 @@ class KafkaSink::Consumer {
     if (code == RD_KAFKA_RESP_ERR__FATAL) {
       char why[512];
       rd_kafka_fatal_error(rk, why, sizeof(why));
-      self->fail(std::string("Kafka consumer failed for good: ") + why);
+      self->fail("Kafka consumer of " + self->options_.address.to_string() + " failed for good: " + why);
       return;
     }
     const auto now = std::chrono::steady_clock::now();

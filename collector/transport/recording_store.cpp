@@ -39,11 +39,11 @@ void Recording::count(const v1::Batch& batch) {
 
 Result<Recording::Stored> Recording::store(std::string& compressed, const v1::Batch& batch) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (finished_) return Error("recording " + id_ + ": batch " + std::to_string(batch.sequence()) + " after the trailer");
   if (has(batch.sequence())) {
     ++duplicates_;
     return Stored::Duplicate;
   }
+  if (finished_) return Error("recording " + id_ + ": batch " + std::to_string(batch.sequence()) + " after the trailer");
   EncodedBatch encoded;
   encoded.sequence = batch.sequence();
   encoded.records = batch.record_count();
@@ -59,12 +59,14 @@ Status Recording::finish(const v1::TraceTrailer& trailer) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (finished_) return {};
   finished_ = true;
-  return writer_->close(trailer);
+  Status closed = writer_->close(trailer);
+  writer_.reset();  // a long-running sink keeps no compressor per finished recording
+  return closed;
 }
 
 Status Recording::sync() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return finished_ ? Status{} : writer_->sync();
+  return writer_ ? writer_->sync() : Status{};
 }
 
 std::uint64_t Recording::next_sequence() const {
@@ -141,7 +143,7 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
     }
     std::uint64_t good = (*reader)->offset();
     std::uint64_t batches = 0, records = 0;
-    bool trailer = false;
+    bool trailer = false, final_trailer = false;
     for (;;) {
       ReadOutcome outcome = (*reader)->next();
       if (outcome.status != ReadStatus::Frame) break;
@@ -153,6 +155,8 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
         records += view->batch().record_count();
       } else if (outcome.type == FrameType::Trailer) {
         trailer = true;
+        v1::TraceTrailer t;
+        final_trailer = t.ParseFromString(outcome.message) && !t.rotated();
       }
       good = (*reader)->offset();
     }
@@ -160,6 +164,15 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
     wo.resume_offset = trailer ? 0 : good;
     wo.resume_batches = batches;
     wo.resume_records = records;
+    // A recording that ended (its last piece has a trailer that is not a rotation's): nothing more is
+    // written; batches sent again are duplicates, a trailer sent again is ignored.
+    r->finished_ = trailer && final_trailer && !fs::exists(r->path_ + "." + std::to_string(piece + 1));
+  }
+  if (r->finished_) {
+    log("collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
+        " batches)");
+    recordings_[id] = r;
+    return r;
   }
   if (wo.resume_piece) {
     log("collector " + id + ": resuming " + r->path_ + " with " + std::to_string(r->batches_) +

@@ -148,8 +148,17 @@ void Spool::rewind() {
 
 void Spool::acknowledge(std::uint64_t through) {
   std::lock_guard<std::mutex> lock(mutex_);
+  drop_entries([through](const Entry& e) { return e.sequence < through; });
+}
+
+void Spool::acknowledge_one(std::uint64_t sequence) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  drop_entries([sequence](const Entry& e) { return e.sequence == sequence; });
+}
+
+void Spool::drop_entries(const std::function<bool(const Entry&)>& acknowledged) {
   for (auto it = entries_.begin(); it != entries_.end();) {
-    if (it->sequence >= through) {
+    if (!acknowledged(*it)) {
       ++it;
       continue;
     }

@@ -57,6 +57,9 @@ class Spool {
   void rewind();
   // Drops every batch with sequence < through; deletes segments left without live batches.
   void acknowledge(std::uint64_t through);
+  // Drops the one batch `sequence` (a sender whose acknowledgements are per batch, as Kafka's delivery
+  // reports are: one batch that never arrives must not hold back the others).
+  void acknowledge_one(std::uint64_t sequence);
 
   std::uint64_t pending_batches() const;   // stored, not acknowledged
   std::uint64_t pending_bytes() const;
@@ -80,6 +83,7 @@ class Spool {
   };
   Spool() = default;
   Status open_segment();  // mutex held
+  void drop_entries(const std::function<bool(const Entry&)>& acknowledged);  // mutex held
 
   mutable std::mutex mutex_;
   std::string dir_;

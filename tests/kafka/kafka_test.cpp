@@ -132,13 +132,14 @@ struct Collector {
 };
 
 Collector make_collector(const MockKafka& kafka, const std::string& topic, const TempDir& dir, const std::string& host,
-                         LogLines& log) {
+                         LogLines& log, const KafkaProperties& extra = {}) {
   KafkaPublisherOptions options;
   options.address = *KafkaAddress::parse(kafka.url(topic));
   options.spool_dir = dir.file("spool-" + host);
   options.log = log.sink(host + ": ");
   // Quick reconnects: the outage tests bring brokers back within seconds.
   options.properties = {{"linger.ms", "1"}, {"retry.backoff.ms", "50"}, {"reconnect.backoff.max.ms", "500"}};
+  options.properties.insert(options.properties.end(), extra.begin(), extra.end());
   Collector c;
   c.host = host;
   c.id = host + "-rec";
@@ -270,14 +271,16 @@ TEST(KafkaMock, ALeaderBrokerFailedAndRestoredMidStreamLosesNothing) {
   LogLines log;
   constexpr std::uint64_t kBatches = 150;
   RunningSink sink(sink_options(kafka, "events", dir.file("sink"), "sinks", log));
-  Collector c = make_collector(kafka, "events", dir, "host-a", log);
+  // Messages expire after 1 s: the 3 s outage fails their delivery reports, and the publisher has to put
+  // them back and publish them again.
+  Collector c = make_collector(kafka, "events", dir, "host-a", log, {{"message.timeout.ms", "1000"}});
   SyntheticSource source(7, 40);
   publish(*c.publisher, source, 0, 50);
   ASSERT_TRUE(wait_until([&] { return c.publisher->status().acked_through == 50; }, 20s)) << log.text();
 
   kafka.broker_down(2);
   publish(*c.publisher, source, 50, 100);
-  std::this_thread::sleep_for(2s);
+  std::this_thread::sleep_for(3s);
   // Nothing past the outage reached the brokers; it all waits in the spool.
   EXPECT_EQ(c.publisher->status().acked_through, 50u);
   EXPECT_EQ(c.publisher->status().pending_batches, 50u);
@@ -290,6 +293,7 @@ TEST(KafkaMock, ALeaderBrokerFailedAndRestoredMidStreamLosesNothing) {
   EXPECT_EQ(s.batches, kBatches) << log.text();
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));
   EXPECT_EQ(c.publisher->status().pending_batches, 0u);
+  EXPECT_GT(c.publisher->status().failed, 0u) << "the outage expired deliveries, so the resend path ran";
   EXPECT_EQ(sink->stats().rejected, 0u);
 }
 
@@ -323,6 +327,42 @@ TEST(KafkaMock, ASinkStartedAgainOnItsDirectoryStoresNothingTwice) {
   EXPECT_EQ(s.batches, kBatches);
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));
   EXPECT_EQ(log.count("resuming " + dir.file("sink") + "/" + c.id + ".data with 40 batches"), 1u) << log.text();
+
+  // A third sink on the same directory after the recording ended: everything is a duplicate, the trailer
+  // is ignored, and no new piece is started.
+  RunningSink third(sink_options(kafka, "events", dir.file("sink"), "replay-again", log));
+  ASSERT_TRUE(wait_until([&] { return third->stats().messages == kBatches + 1; }, 30s)) << log.text();
+  ASSERT_TRUE(third.stop());
+  EXPECT_EQ(third->stats().duplicates, kBatches);
+  EXPECT_EQ(third->stats().batches, 0u);
+  EXPECT_EQ(third->stats().rejected, 0u) << log.text();
+  EXPECT_FALSE(std::filesystem::exists(s.file + ".1")) << "a finished recording is not reopened";
+  EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));
+}
+
+TEST(KafkaMock, AMemberOfTheSameGroupGoesOnFromTheCommittedOffsets) {
+  MockKafka kafka(3);
+  kafka.create_topics("events", 2);
+  TempDir dir;
+  LogLines log;
+  Collector c = make_collector(kafka, "events", dir, "host-a", log);
+  SyntheticSource source(4, 30);
+  publish(*c.publisher, source, 0, 30, 0us);
+  {
+    RunningSink first(sink_options(kafka, "events", dir.file("sink"), "sinks", log));
+    ASSERT_TRUE(wait_until([&] { auto s = first.summary(c.id); return s && s->batches == 30; }, 30s)) << log.text();
+    ASSERT_TRUE(first.stop());
+    EXPECT_GE(first->stats().commits, 1u);
+  }
+  publish(*c.publisher, source, 30, 60, 0us);
+  ASSERT_TRUE(c.publisher->finish(trailer_of(60), 30s)) << log.text();
+  RunningSink second(sink_options(kafka, "events", dir.file("sink"), "sinks", log));
+  ASSERT_TRUE(wait_until([&] { return second.finished(c.id); }, 30s)) << log.text();
+  ASSERT_TRUE(second.stop());
+  EXPECT_EQ(second->stats().messages, 31u) << "only what the first member had not committed";
+  EXPECT_EQ(second->stats().duplicates, 0u);
+  EXPECT_EQ(second->stats().batches, 30u);
+  EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(second.summary(c.id)->file), source, 60));
 }
 
 // A producer that writes whatever the test wants into the topic.
@@ -381,7 +421,7 @@ TEST(KafkaMock, BadMessagesAreSkippedCountedAndNamedAndDuplicatesStoredOnce) {
   publish(*c.publisher, source, 10, 20, 0us);
   ASSERT_TRUE(c.publisher->finish(trailer_of(20), 30s)) << log.text();
   auto options = sink_options(kafka, "events", dir.file("sink"), "sinks", log);
-  options.header_timeout = 1s;
+  options.header_timeout = 3s;
   RunningSink sink(options);
   ASSERT_TRUE(wait_until([&] { return sink.finished(c.id); }, 30s)) << log.text();
   ASSERT_TRUE(sink.stop());
@@ -394,6 +434,7 @@ TEST(KafkaMock, BadMessagesAreSkippedCountedAndNamedAndDuplicatesStoredOnce) {
   EXPECT_EQ(log.count("skipping events[0]@12: the batch does not decompress"), 1u) << log.text();
   EXPECT_EQ(log.count("skipping events[0]@13: unknown perfstream-type 'snapshot'"), 1u) << log.text();
   EXPECT_EQ(log.count("skipping events[0]@15: no TraceHeader with schema id ffffffff"), 1u) << log.text();
+  EXPECT_EQ(log.count("(read to its end)"), 1u) << log.text();
   EXPECT_FALSE(sink.summary("host-z-rec")) << "nothing is opened for a recording without its header";
 }
 
