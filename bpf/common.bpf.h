@@ -44,27 +44,34 @@ struct {
 	__type(value, struct ps_output_counts);
 } ps_output_failures SEC(".maps");
 
+/* Counts one failed output in ps_output_failures. A global (not inlined) function: the verifier checks it
+ * once, on its own, so a caller that outputs in a loop (loadgen) keeps as few states as it had without it.
+ * Atomic adds: a program nested on the same CPU (an NMI, a tracepoint inside a helper) may count too. */
+__attribute__((noinline)) int ps_count_output_failure(long err)
+{
+	__u32 zero = 0;
+	struct ps_output_counts *c = bpf_map_lookup_elem(&ps_output_failures, &zero);
+
+	if (!c)
+		return 0;
+	if (err == -28 /* ENOSPC */) {
+		__sync_fetch_and_add(&c->ring_full, 1);
+	} else {
+		__sync_fetch_and_add(&c->unwritable, 1);
+		c->last_errno = -err;
+	}
+	return 0;
+}
+
 /* bpf_perf_event_output into `events` on this CPU, counting a failure in ps_output_failures. A full ring
  * (-ENOSPC) is reported by the kernel as lost too; any other error (no live event on this CPU: it was
- * offline or came back before the collector replaced its event) is seen only here, so it is counted here.
- * Atomic adds: a program nested on the same CPU (an NMI, a tracepoint inside a helper) may count too. */
+ * offline or came back before the collector replaced its event) is seen only here, so it is counted here. */
 static __always_inline long ps_output(void *ctx, void *data, __u64 size)
 {
 	long err = bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, data, size);
 
-	if (err) {
-		__u32 zero = 0;
-		struct ps_output_counts *c = bpf_map_lookup_elem(&ps_output_failures, &zero);
-
-		if (c) {
-			if (err == -28 /* ENOSPC */) {
-				__sync_fetch_and_add(&c->ring_full, 1);
-			} else {
-				__sync_fetch_and_add(&c->unwritable, 1);
-				c->last_errno = -err;
-			}
-		}
-	}
+	if (err)
+		ps_count_output_failure(err);
 	return err;
 }
 
