@@ -35,6 +35,46 @@ struct {
 	__type(value, __u8);
 } ps_followed SEC(".maps");
 
+/* Failed outputs of this object's programs, per CPU (see ps_output). Each object has its own; the collector
+ * finds it by name in each built-in probe and sums them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ps_output_counts);
+} ps_output_failures SEC(".maps");
+
+/* Counts one failed output in ps_output_failures. A global (not inlined) function: the verifier checks it
+ * once, on its own, so a caller that outputs in a loop (loadgen) keeps as few states as it had without it.
+ * Atomic adds: a program nested on the same CPU (an NMI, a tracepoint inside a helper) may count too. */
+__attribute__((noinline)) int ps_count_output_failure(long err)
+{
+	__u32 zero = 0;
+	struct ps_output_counts *c = bpf_map_lookup_elem(&ps_output_failures, &zero);
+
+	if (!c)
+		return 0;
+	if (err == -28 /* ENOSPC */) {
+		__sync_fetch_and_add(&c->ring_full, 1);
+	} else {
+		__sync_fetch_and_add(&c->unwritable, 1);
+		c->last_errno = -err;
+	}
+	return 0;
+}
+
+/* bpf_perf_event_output into `events` on this CPU, counting a failure in ps_output_failures. A full ring
+ * (-ENOSPC) is reported by the kernel as lost too; any other error (no live event on this CPU: it was
+ * offline or came back before the collector replaced its event) is seen only here, so it is counted here. */
+static __always_inline long ps_output(void *ctx, void *data, __u64 size)
+{
+	long err = bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, data, size);
+
+	if (err)
+		ps_count_output_failure(err);
+	return err;
+}
+
 /* Names the C struct that describes this object's records, so the collector can read its layout from BTF
  * and record it in the trace header (field names, types, offsets). Any BPF object can do the same. */
 #define PS_EVENT_LAYOUT(type) const volatile type *ps_event_layout __attribute__((used)) = 0

@@ -90,4 +90,14 @@ struct ps_loadgen_stats {
 	__u64 failed_nospace;   /* of `failed`, those with -ENOSPC: the ones the kernel reports as lost */
 };
 
+/* Every built-in probe's failed bpf_perf_event_output calls, per CPU: the single value of the
+ * `ps_output_failures` per-CPU array map (common.bpf.h, ps_output). The collector reads it at stop. */
+struct ps_output_counts {
+	__u64 ring_full;        /* -ENOSPC: the kernel counts these too and reports them as PERF_RECORD_LOST */
+	__u64 unwritable;       /* any other error (-ENOENT no event in the slot, -EOPNOTSUPP event not live on
+	                           this CPU, e.g. offline or just back online): nobody else counts these */
+	__s32 last_errno;       /* the positive errno of the latest `unwritable` failure; 0 if none */
+	__u32 reserved;
+};
+
 #endif

@@ -35,6 +35,6 @@ int BPF_PROG(ps_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (n > PS_PATH_MAX)
 		n = PS_PATH_MAX;
 	e->filename_len = n;
-	bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, e, PS_EXEC_HEADER_SIZE + n);
+	ps_output(ctx, e, PS_EXEC_HEADER_SIZE + n);
 	return 0;
 }

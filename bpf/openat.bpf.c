@@ -38,6 +38,6 @@ int ps_openat(struct ps_syscall_enter_ctx *ctx)
 	if (n > PS_PATH_MAX)
 		n = PS_PATH_MAX;
 	e->path_len = n;
-	bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, e, PS_OPENAT_HEADER_SIZE + n);
+	ps_output(ctx, e, PS_OPENAT_HEADER_SIZE + n);
 	return 0;
 }

@@ -26,6 +26,7 @@
 #include "collector/cli/kafka_flags.hpp"
 #include "collector/cli/options.hpp"
 #include "collector/cli/record_setup.hpp"
+#include "collector/cli/render.hpp"
 #include "collector/format/batching_consumer.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/kafka/kafka_publisher.hpp"
@@ -564,6 +565,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
         }
       }
       if (status_line) {
+        (void)s.read_output_failures();  // best effort here; stop() reads them for good and reports an error
         const auto total = s.stats().total();
         const auto now = std::chrono::steady_clock::now();
         const double secs = std::chrono::duration<double>(now - last_tick).count();
@@ -572,7 +574,8 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
         last_tick = now;
         const std::uint64_t in = pipeline.encoded_bytes.load();
         const std::uint64_t compressed = pipeline.compressed_bytes.load();
-        err << "\r\033[K" << format_rate(rate) << "events/s | lost " << total.lost + pipeline.dropped_records.load()
+        err << "\r\033[K" << format_rate(rate) << "events/s | lost "
+            << total.lost + total.unwritable + pipeline.dropped_records.load()
             << " | in " << format_mb(in) << " | " << output.status() << " | ratio " << std::fixed
             << std::setprecision(1) << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x"
             << std::flush;
@@ -630,13 +633,20 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     err << me << sink_error << "\n";
     exit_status = 1;
   }
+  if (!s.output_failures_error().empty()) {
+    err << me << "could not read the probes' failed-write counters: " << s.output_failures_error() << "\n";
+  }
   if (!quiet || exit_status != 0) {
     const std::uint64_t in = pipeline.encoded_bytes.load();
     const std::uint64_t written = pipeline.compressed_bytes.load();
     err << me << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
         << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
-        << s.array().candidates().size() << " CPUs, lost " << total.lost << " in the kernel and "
-        << pipeline.dropped_records.load() << " in perfstream; " << output.summary(pipeline) << "; batches compressed "
+        << s.array().candidates().size() << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
+        << pipeline.dropped_records.load() << " in perfstream"
+        << (total.unwritable > 0 ? " (" + std::to_string(total.unwritable) +
+                                       " of the kernel's were never written: see below)"
+                                 : std::string())
+        << "; " << output.summary(pipeline) << "; batches compressed "
         << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x\n";
     for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
       const auto c = s.stats().snapshot(cpu);
@@ -644,6 +654,10 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
         err << me << "CPU " << cpu << " lost " << c.lost << " samples: its ring filled up (at most "
             << c.fill_high_water << " of " << s.array().geometry().data_bytes
             << " bytes pending); a bigger ring (-m) or a smaller wakeup size helps\n";
+      }
+      if (c.unwritable > 0) {
+        err << me << "CPU " << cpu << ": " << c.unwritable << " records could not be written by the BPF programs ("
+            << render::unwritable_reason(c.unwritable_errno) << ")\n";
       }
       if (c.corrupt > 0) err << me << "CPU " << cpu << " had " << c.corrupt << " corrupt ring headers\n";
     }

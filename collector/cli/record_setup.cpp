@@ -165,6 +165,8 @@ v1::TraceTrailer make_trace_trailer(CaptureSession& session) {
     out->set_ring_size(session.array().geometry().data_bytes);
     out->set_wakeups(c.wakeups);
     out->set_passes(c.passes);
+    out->set_unwritable(c.unwritable);
+    out->set_unwritable_errno(c.unwritable_errno);
   }
   return t;
 }

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <span>
@@ -179,5 +181,17 @@ class Table {
  private:
   std::vector<std::vector<std::string>> rows_;
 };
+
+// Why the BPF programs could not write records on a CPU (CpuTotals.unwritable), from the errno of the
+// latest failure: "no live ring on that CPU: it was offline or just came back; EOPNOTSUPP".
+inline std::string unwritable_reason(std::uint32_t error) {
+  const char* name = error != 0 ? strerrorname_np(static_cast<int>(error)) : nullptr;
+  const std::string errno_name = name != nullptr ? name : error != 0 ? "errno " + std::to_string(error) : "";
+  if (error == 0 || error == EOPNOTSUPP || error == ENOENT) {
+    return "no live ring on that CPU: it was offline or just came back" +
+           (errno_name.empty() ? std::string() : "; " + errno_name);
+  }
+  return "bpf_perf_event_output failed: " + errno_name;
+}
 
 }  // namespace perfstream::cli::render

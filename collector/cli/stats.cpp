@@ -26,6 +26,7 @@ struct CpuRow {
   std::uint64_t records = 0;
   std::uint64_t lost_kernel = 0;
   std::uint64_t lost_collector = 0;
+  std::uint64_t unwritable = 0;  // from the last trailer: records the BPF programs could not write
   std::uint64_t payload_bytes = 0;
 };
 
@@ -75,7 +76,14 @@ Summary summarize(const LoadedTrace& trace) {
     CpuRow& row = s.cpus[l.cpu];
     (l.source == v1::LostNotice::KERNEL ? row.lost_kernel : row.lost_collector) += l.count;
   }
+  // Cumulative over the whole recording, so the last piece's trailer has them all.
+  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+    for (const auto& t : trailer->cpus()) {
+      if (t.unwritable() > 0) s.cpus[t.cpu()].unwritable = t.unwritable();
+    }
+  }
   for (const auto& [cpu, row] : s.cpus) {
+    s.total.unwritable += row.unwritable;
     s.total.records += row.records;
     s.total.lost_kernel += row.lost_kernel;
     s.total.lost_collector += row.lost_collector;
@@ -138,12 +146,23 @@ void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
   for (const auto& [k, v] : lines) out << k << std::string(key_width - k.size() + 2, ' ') << v << "\n";
 
   out << "\n";
-  render::Table cpus({"CPU", "records", "lost (kernel)", "lost (collector)", "payload bytes"});
+  // "unwritable (BPF)": records the BPF programs could not write at all (no live ring on the CPU); the
+  // kernel reports nothing about them, the built-in probes count them (trailer).
+  render::Table cpus({"CPU", "records", "lost (kernel)", "unwritable (BPF)", "lost (collector)", "payload bytes"});
   for (const auto& [cpu, row] : s.cpus) {
-    cpus.add({u(cpu), u(row.records), u(row.lost_kernel), u(row.lost_collector), u(row.payload_bytes)});
+    cpus.add({u(cpu), u(row.records), u(row.lost_kernel), u(row.unwritable), u(row.lost_collector),
+              u(row.payload_bytes)});
   }
-  cpus.add({"total", u(s.total.records), u(s.total.lost_kernel), u(s.total.lost_collector), u(s.total.payload_bytes)});
+  cpus.add({"total", u(s.total.records), u(s.total.lost_kernel), u(s.total.unwritable), u(s.total.lost_collector),
+            u(s.total.payload_bytes)});
   out << cpus.render();
+  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+    for (const auto& t : trailer->cpus()) {
+      if (t.unwritable() == 0) continue;
+      out << "CPU " << t.cpu() << ": " << t.unwritable() << " records could not be written by the BPF programs ("
+          << render::unwritable_reason(t.unwritable_errno()) << ")\n";
+    }
+  }
 
   out << "\n";
   render::Table events({"event", "records", "payload bytes"});
@@ -165,11 +184,11 @@ void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
 
   if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr && trailer->cpus_size() > 0) {
     out << "\ncollector counters (trailer):\n";
-    render::Table c({"CPU", "samples", "sample bytes", "lost", "corrupt", "fill high water", "ring size", "wakeups",
-                     "passes"});
+    render::Table c({"CPU", "samples", "sample bytes", "lost", "unwritable", "corrupt", "fill high water", "ring size",
+                     "wakeups", "passes"});
     for (const auto& t : trailer->cpus()) {
-      c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.corrupt()), u(t.fill_high_water()),
-             u(t.ring_size()), u(t.wakeups()), u(t.passes())});
+      c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.unwritable()), u(t.corrupt()),
+             u(t.fill_high_water()), u(t.ring_size()), u(t.wakeups()), u(t.passes())});
     }
     out << c.render();
   }
@@ -224,7 +243,8 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
     o += first ? "" : ",";
     first = false;
     o += "{\"cpu\":" + u(cpu) + ",\"records\":" + u(row.records) + ",\"lost_kernel\":" + u(row.lost_kernel) +
-         ",\"lost_collector\":" + u(row.lost_collector) + ",\"payload_bytes\":" + u(row.payload_bytes) + "}";
+         ",\"unwritable\":" + u(row.unwritable) + ",\"lost_collector\":" + u(row.lost_collector) +
+         ",\"payload_bytes\":" + u(row.payload_bytes) + "}";
   }
   o += "]";
   o += ",\"events\":[";
@@ -234,7 +254,8 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
   }
   o += "]";
   o += ",\"totals\":{\"records\":" + u(s.total.records) + ",\"batches\":" + u(s.batches) +
-       ",\"lost_kernel\":" + u(s.total.lost_kernel) + ",\"lost_collector\":" + u(s.total.lost_collector) +
+       ",\"lost_kernel\":" + u(s.total.lost_kernel) + ",\"unwritable\":" + u(s.total.unwritable) +
+       ",\"lost_collector\":" + u(s.total.lost_collector) +
        ",\"payload_bytes\":" + u(s.total.payload_bytes) + "}";
   // No time span, no rate: null rather than a made-up number.
   o += ",\"rates\":{\"records_per_s\":" + (s.duration_s > 0 ? render::format_fixed(s.records_per_s, 3) : "null") +
@@ -248,7 +269,9 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
     for (int i = 0; i < trailer->cpus_size(); ++i) {
       const auto& t = trailer->cpus(i);
       o += (i ? "," : "") + std::string("{\"cpu\":") + u(t.cpu()) + ",\"samples\":" + u(t.samples()) +
-           ",\"sample_bytes\":" + u(t.sample_bytes()) + ",\"lost\":" + u(t.lost()) + ",\"corrupt\":" + u(t.corrupt()) +
+           ",\"sample_bytes\":" + u(t.sample_bytes()) + ",\"lost\":" + u(t.lost()) +
+           ",\"unwritable\":" + u(t.unwritable()) + ",\"unwritable_errno\":" + u(t.unwritable_errno()) +
+           ",\"corrupt\":" + u(t.corrupt()) +
            ",\"fill_high_water\":" + u(t.fill_high_water()) + ",\"ring_size\":" + u(t.ring_size()) +
            ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) + "}";
     }

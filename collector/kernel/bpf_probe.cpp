@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "collector/decode/payload_schema.hpp"
+#include "events.h"
 #include "exec.skel.h"
 #include "follow.skel.h"
 #include "loadgen.skel.h"
@@ -262,6 +263,28 @@ Result<int> BpfProbe::map_fd(const std::string& map_name) const {
   bpf_map* map = bpf_object__find_map_by_name(object_, map_name.c_str());
   if (map == nullptr) return Error("probe '" + name_ + "' has no map named '" + map_name + "'");
   return bpf_map__fd(map);
+}
+
+Result<std::vector<OutputFailures>> BpfProbe::output_failures() const {
+  std::vector<OutputFailures> out;
+  bpf_map* map = bpf_object__find_map_by_name(object_, "ps_output_failures");
+  if (map == nullptr) return out;
+  if (bpf_map__type(map) != BPF_MAP_TYPE_PERCPU_ARRAY || bpf_map__value_size(map) != sizeof(ps_output_counts)) {
+    return out;  // someone else's map of that name: not ours to read
+  }
+  const int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return Error::from_errno("probe '" + name_ + "': counting the possible CPUs", -ncpus);
+  // A per-CPU lookup fills one value per possible CPU, each rounded up to 8 bytes (ps_output_counts is).
+  std::vector<ps_output_counts> values(static_cast<std::size_t>(ncpus));
+  const __u32 key = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0) {
+    return Error::from_errno("probe '" + name_ + "': reading ps_output_failures", errno);
+  }
+  out.reserve(values.size());
+  for (const auto& v : values) {
+    out.push_back({v.ring_full, v.unwritable, static_cast<std::uint32_t>(v.last_errno)});
+  }
+  return out;
 }
 
 }  // namespace perfstream

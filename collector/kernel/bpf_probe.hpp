@@ -47,6 +47,13 @@ struct ProbeOptions {
   bool attach = true;
 };
 
+// One CPU's failed outputs, as a built-in probe counts them itself (bpf/common.bpf.h: ps_output_failures).
+struct OutputFailures {
+  std::uint64_t ring_full = 0;    // -ENOSPC: also reported by the kernel as lost
+  std::uint64_t unwritable = 0;   // any other error: counted nowhere else
+  std::uint32_t last_errno = 0;   // of the latest `unwritable` one
+};
+
 class BpfProbe {
  public:
   static Result<std::unique_ptr<BpfProbe>> load_builtin(const std::string& name, const ProbeOptions& options);
@@ -70,6 +77,9 @@ class BpfProbe {
   const std::string& events_map_name() const { return events_map_name_; }
   // Any map of the object by name.
   Result<int> map_fd(const std::string& map_name) const;
+  // The object's ps_output_failures counters, indexed by CPU (every possible CPU); empty when the object
+  // has no such map (a --object that does not count its failures). Cumulative since load.
+  Result<std::vector<OutputFailures>> output_failures() const;
 
  private:
   BpfProbe() = default;

@@ -101,6 +101,28 @@ void CaptureSession::stop() {
   for (auto& probe : probes_) probe->detach();
   if (follow_tracker_) follow_tracker_->detach();
   if (pool_) pool_->stop();
+  if (stats_) {
+    if (auto st = read_output_failures(); !st) output_failures_error_ = st.error().message();
+  }
+}
+
+Status CaptureSession::read_output_failures() {
+  std::vector<OutputFailures> sum(stats_->slots());
+  for (const auto& probe : probes_) {
+    auto failures = probe->output_failures();
+    if (!failures) return failures.error();
+    for (std::size_t cpu = 0; cpu < failures->size() && cpu < sum.size(); ++cpu) {
+      const OutputFailures& f = (*failures)[cpu];
+      sum[cpu].unwritable += f.unwritable;
+      if (f.last_errno != 0) sum[cpu].last_errno = f.last_errno;
+    }
+  }
+  for (unsigned cpu = 0; cpu < sum.size(); ++cpu) {
+    // The ENOSPC count (ring_full) is left out: the kernel reports those records as lost already.
+    stats_->cpu(cpu).unwritable.store(sum[cpu].unwritable, std::memory_order_relaxed);
+    stats_->cpu(cpu).unwritable_errno.store(sum[cpu].last_errno, std::memory_order_relaxed);
+  }
+  return {};
 }
 
 std::vector<std::string> CaptureSession::probe_names() const {

@@ -9,6 +9,10 @@
 // start() makes the readers with the given consumers; stop() detaches the programs first, then drains every
 // ring to the end and closes them (so nothing written before stop is lost). Teardown order is fixed here:
 // readers, rings, array, probes.
+//
+// Records a program could not write at all (bpf_perf_event_output failed for a reason other than a full
+// ring, so the kernel reports nothing) are counted by the built-in probes themselves (ps_output_failures);
+// stop() reads those counters after the drain into RingStats' `unwritable`, so they are final then.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +50,11 @@ class CaptureSession {
   Status start(const ConsumerFactory& make_consumer);
   void flush();
   void stop();
+  // Copies the probes' failed-output counters into stats() (per CPU, summed over the probes). Called by
+  // stop(); may be called meanwhile from the thread that owns the session (a status line).
+  Status read_output_failures();
+  // What went wrong reading them at stop, "" if nothing.
+  const std::string& output_failures_error() const { return output_failures_error_; }
 
   PerfEventArray& array() { return *array_; }
   RingStats& stats() { return *stats_; }
@@ -65,6 +74,7 @@ class CaptureSession {
   std::unique_ptr<RingStats> stats_;
   std::unique_ptr<ReaderPool> pool_;
   std::vector<v1::EventSchema> schemas_;
+  std::string output_failures_error_;
   bool stopped_ = false;
 };
 

@@ -23,6 +23,8 @@ CpuSnapshot RingStats::snapshot(unsigned cpu) const {
   s.fill_bytes = get(c.fill_bytes);
   s.fill_high_water = get(c.fill_high_water);
   s.ring_size = get(c.ring_size);
+  s.unwritable = get(c.unwritable);
+  s.unwritable_errno = get(c.unwritable_errno);
   s.attached = get(c.attached) != 0;
   s.attach_count = get(c.attach_count);
   return s;
@@ -47,6 +49,8 @@ CpuSnapshot RingStats::total() const {
     t.fill_bytes += s.fill_bytes;
     t.fill_high_water = std::max(t.fill_high_water, s.fill_high_water);
     t.ring_size += s.ring_size;
+    t.unwritable += s.unwritable;
+    if (s.unwritable_errno != 0) t.unwritable_errno = s.unwritable_errno;
     t.attached = t.attached || s.attached;
     t.attach_count += s.attach_count;
   }

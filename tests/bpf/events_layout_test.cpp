@@ -100,5 +100,14 @@ TEST(EventsLayout, LoadgenStats) {
   EXPECT_FIELD(ps_loadgen_stats, failed_nospace, 16, 8);
 }
 
+// Read by the collector from every built-in probe's ps_output_failures per-CPU array.
+TEST(EventsLayout, OutputCounts) {
+  EXPECT_EQ(sizeof(ps_output_counts), 24u);
+  EXPECT_FIELD(ps_output_counts, ring_full, 0, 8);
+  EXPECT_FIELD(ps_output_counts, unwritable, 8, 8);
+  EXPECT_FIELD(ps_output_counts, last_errno, 16, 4);
+  EXPECT_FIELD(ps_output_counts, reserved, 20, 4);
+}
+
 }  // namespace
 }  // namespace perfstream

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -283,6 +284,10 @@ v1::TraceTrailer recording_trailer() {
     c->set_ring_size(65536);
     c->set_wakeups(3);
     c->set_passes(4);
+    if (cpu == 1) {  // CPU 1 went offline and came back: the BPF programs could not write 42 records
+      c->set_unwritable(42);
+      c->set_unwritable_errno(EOPNOTSUPP);
+    }
   }
   return t;
 }
@@ -725,12 +730,14 @@ TEST_F(Stats, TextShowsTheRecordingPerCpuPerEventAndTotals) {
   EXPECT_NE(o.find("probes     openat, exec\n"), std::string::npos) << o;
   EXPECT_NE(o.find("time span  1.000000500 to 1.000007000 (0.000006500 s)\n"), std::string::npos) << o;
   EXPECT_NE(o.find("ended      cleanly\n"), std::string::npos) << o;
-  EXPECT_NE(o.find("CPU    records  lost (kernel)  lost (collector)  payload bytes\n"
-                   "0            2             17                 5            136\n"
-                   "1            2              0                 0            112\n"
-                   "2            2              0                 0            120\n"
-                   "3            1              0                 0              8\n"
-                   "total        7             17                 5            376\n"),
+  EXPECT_NE(o.find("CPU    records  lost (kernel)  unwritable (BPF)  lost (collector)  payload bytes\n"
+                   "0            2             17                 0                 5            136\n"
+                   "1            2              0                42                 0            112\n"
+                   "2            2              0                 0                 0            120\n"
+                   "3            1              0                 0                 0              8\n"
+                   "total        7             17                42                 5            376\n"
+                   "CPU 1: 42 records could not be written by the BPF programs (no live ring on that CPU: it was "
+                   "offline or just came back; EOPNOTSUPP)\n"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find("event    records  payload bytes\n"
@@ -743,9 +750,9 @@ TEST_F(Stats, TextShowsTheRecordingPerCpuPerEventAndTotals) {
   EXPECT_NE(o.find("rate   1076923.1 records/s, 57.846 MB/s of payload\n"), std::string::npos) << o;
   EXPECT_NE(o.find("bytes  376 payload, "), std::string::npos) << o;
   EXPECT_NE(o.find("collector counters (trailer):\n"
-                   "CPU  samples  sample bytes  lost  corrupt  fill high water  ring size  wakeups  passes\n"
-                   "0          2           100    17        0             8192      65536        3       4\n"
-                   "1          2           101     0        0            16384      65536        3       4\n"),
+                   "CPU  samples  sample bytes  lost  unwritable  corrupt  fill high water  ring size  wakeups  passes\n"
+                   "0          2           100    17           0        0             8192      65536        3       4\n"
+                   "1          2           101     0          42        0            16384      65536        3       4\n"),
             std::string::npos)
       << o;
   EXPECT_EQ(o.find("damage"), std::string::npos);
@@ -789,10 +796,11 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
   EXPECT_NE(o.find(R"("time":{"first_ns":1000000500,"last_ns":1000007000,"duration_s":0.000006500})"),
             std::string::npos)
       << o;
-  EXPECT_NE(o.find(R"("cpus":[{"cpu":0,"records":2,"lost_kernel":17,"lost_collector":5,"payload_bytes":136},)"
-                   R"({"cpu":1,"records":2,"lost_kernel":0,"lost_collector":0,"payload_bytes":112},)"
-                   R"({"cpu":2,"records":2,"lost_kernel":0,"lost_collector":0,"payload_bytes":120},)"
-                   R"({"cpu":3,"records":1,"lost_kernel":0,"lost_collector":0,"payload_bytes":8}])"),
+  EXPECT_NE(o.find(R"("cpus":[{"cpu":0,"records":2,"lost_kernel":17,"unwritable":0,"lost_collector":5,)"
+                   R"("payload_bytes":136},)"
+                   R"({"cpu":1,"records":2,"lost_kernel":0,"unwritable":42,"lost_collector":0,"payload_bytes":112},)"
+                   R"({"cpu":2,"records":2,"lost_kernel":0,"unwritable":0,"lost_collector":0,"payload_bytes":120},)"
+                   R"({"cpu":3,"records":1,"lost_kernel":0,"unwritable":0,"lost_collector":0,"payload_bytes":8}])"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find(R"("events":[{"event":"openat","records":4,"payload_bytes":264},)"
@@ -800,13 +808,16 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
                    R"({"event":"unknown","records":1,"payload_bytes":8}])"),
             std::string::npos)
       << o;
-  EXPECT_NE(o.find(R"("totals":{"records":7,"batches":3,"lost_kernel":17,"lost_collector":5,"payload_bytes":376})"),
+  EXPECT_NE(o.find(R"("totals":{"records":7,"batches":3,"lost_kernel":17,"unwritable":42,"lost_collector":5,)"
+                   R"("payload_bytes":376})"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find(R"("rates":{"records_per_s":1076923.077,"payload_mb_per_s":57.846154})"), std::string::npos) << o;
   EXPECT_NE(o.find(R"("ended_cleanly":true)"), std::string::npos);
-  EXPECT_NE(o.find(R"("collector":[{"cpu":0,"samples":2,"sample_bytes":100,"lost":17,"corrupt":0,)"
-                   R"("fill_high_water":8192,"ring_size":65536,"wakeups":3,"passes":4},)"),
+  EXPECT_NE(o.find(R"("collector":[{"cpu":0,"samples":2,"sample_bytes":100,"lost":17,"unwritable":0,)"
+                   R"("unwritable_errno":0,"corrupt":0,"fill_high_water":8192,"ring_size":65536,"wakeups":3,)"
+                   R"("passes":4},{"cpu":1,"samples":2,"sample_bytes":101,"lost":0,"unwritable":42,)"
+                   R"("unwritable_errno":95,)"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find(R"("trailer":{"batches":3,"records":7,"end_time_ns":1000008000,"rotated":false})"),

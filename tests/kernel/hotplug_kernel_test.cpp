@@ -3,9 +3,11 @@
 // writable (CPU 0 often is not; the test uses the highest online CPU).
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <thread>
 
+#include "collector/read/capture_session.hpp"
 #include "testing/kernel_fixture.hpp"
 
 namespace perfstream::testing {
@@ -132,6 +134,56 @@ TEST(CpuHotplug, QuickOfflineOnlineBetweenChecksIsCaught) {
   EXPECT_EQ(counts.failed, 0u) << "emits failed after the CPU came back: its event was not replaced in time";
   EXPECT_EQ(t.delivered, 500u);
   EXPECT_EQ(t.gaps, 0u);
+}
+
+// Between a CPU coming back online and the hotplug check that replaces its event, the CPU has no live event:
+// bpf_perf_event_output fails there with an error only the program sees, and the kernel reports no loss.
+// The built-in probes count those failures themselves (ps_output_failures), and the session's `unwritable`
+// must equal loadgen's own count of its failures other than a full ring, exactly, on that CPU.
+TEST(CpuHotplug, WritesWithNoLiveEventAfterOnlineAreCountedAsUnwritable) {
+  const HotplugCpu target = pick_hotplug_cpu();
+  if (!target.skip.empty()) GTEST_SKIP() << target.skip;
+  CaptureOptions options;
+  options.probes = {"loadgen"};
+  options.trace_self = true;  // loadgen is triggered by this process
+  options.readers.flush_interval = 1h;
+  options.readers.hotplug_interval = 1h;  // checks only when the test asks: the window stays open
+  auto session = CaptureSession::open(options);
+  if (!session && kernel_refuses_bpf(session.error())) GTEST_SKIP() << session.error().message();
+  ASSERT_TRUE(session) << session.error().message();
+  RecordStore store;
+  ASSERT_TRUE((*session)->start([&](unsigned) { return std::make_unique<StoreConsumer>(store); }));
+  Loadgen loadgen(*(*session)->probes().front());
+  loadgen.configure(64);
+  const unsigned cpu = target.cpu;
+  OnlineAgain restore{cpu};
+
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 200));
+  ASSERT_EQ(set_cpu_online(cpu, false), "");
+  ASSERT_EQ(set_cpu_online(cpu, true), "");
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 300));  // the old event was stopped by the offline: no live event
+  (*session)->pool()->check_hotplug_now();
+  ASSERT_TRUE((*session)->pool()->attached_cpus().contains(cpu));
+  ASSERT_TRUE(loadgen.trigger_on_cpu(cpu, 100));
+  loadgen.disable();
+  (*session)->stop();
+  EXPECT_EQ((*session)->output_failures_error(), "");
+
+  const auto counts = loadgen.counts(cpu);
+  const auto t = tally_loadgen(store.records(), cpu);
+  const auto c = (*session)->stats().snapshot(cpu);
+  EXPECT_EQ(counts.emitted + counts.failed, 600u);
+  EXPECT_GT(counts.failed - counts.failed_nospace, 0u) << "no write failed while the CPU had no live event";
+  EXPECT_EQ(c.unwritable, counts.failed - counts.failed_nospace);
+  EXPECT_TRUE(c.unwritable_errno == EOPNOTSUPP || c.unwritable_errno == ENOENT) << c.unwritable_errno;
+  EXPECT_EQ(t.delivered, counts.emitted);
+  EXPECT_EQ(t.lost, counts.failed_nospace);  // the kernel's loss: none here, and not counted twice
+  // Every attempt is accounted for: delivered, reported lost by the kernel, or counted unwritable.
+  EXPECT_EQ(t.delivered + t.lost + c.unwritable, 600u);
+  for (unsigned other = 0; other < (*session)->stats().slots(); ++other) {
+    if (other == cpu) continue;
+    EXPECT_EQ((*session)->stats().snapshot(other).unwritable, 0u) << "CPU " << other;
+  }
 }
 
 }  // namespace
