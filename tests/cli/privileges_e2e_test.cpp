@@ -28,6 +28,7 @@
 
 #include "testing/kernel_fixture.hpp"
 #include "testing/remote_loadgen.hpp"
+#include "testing/ports.hpp"
 #include "testing/subprocess.hpp"
 
 extern "C" {
@@ -76,20 +77,6 @@ std::uint64_t json_number(const std::string& json, const std::string& pattern) {
     return ~0ull;
   }
   return std::stoull(m[1].str());
-}
-
-std::uint16_t free_tcp_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 class Privileges : public ::testing::Test {

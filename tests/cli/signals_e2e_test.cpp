@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "testing/kernel_fixture.hpp"
+#include "testing/ports.hpp"
 #include "testing/subprocess.hpp"
 #include "testing/synthetic_stream.hpp"
 
@@ -38,20 +39,6 @@ constexpr int kDelaysMs[] = {0, 2, 5, 10, 20, 50, 100, 200, 500};
 constexpr auto kPrompt = 10s;
 
 std::string name_of(int signo) { return signo == SIGINT ? "SIGINT" : "SIGTERM"; }
-
-std::uint16_t free_tcp_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 bool kernel_refused(const RunResult& r) {
   return r.err.find("refused to load") != std::string::npos ||

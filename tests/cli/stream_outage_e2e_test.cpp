@@ -26,6 +26,8 @@
 #include <sstream>
 #include <thread>
 
+#include "testing/ports.hpp"
+#include "testing/remote_loadgen.hpp"
 #include "testing/subprocess.hpp"
 #include "testing/synthetic_stream.hpp"
 
@@ -43,40 +45,6 @@ namespace fs = std::filesystem;
 constexpr auto kOutage = 120s;             // the sink is away this long while the collector captures
 constexpr int kCallsPerSecond = 1500;      // loadgen records per second (one per getppid)
 constexpr auto kBackoffCap = 5000ms;       // what the stream's backoff is documented to stop at
-
-std::uint16_t free_tcp_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// An fd for the map called `name` among those process `pid` holds (its /proc/PID/fdinfo names their ids);
-// -1 when there is none.
-int map_of_process(pid_t pid, const std::string& name) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo", ec)) {
-    std::ifstream in(e.path());
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("map_id:", 0) != 0) continue;
-      const int fd = bpf_map_get_fd_by_id(static_cast<__u32>(std::stoul(line.substr(7))));
-      if (fd < 0) continue;
-      bpf_map_info info{};
-      __u32 len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && name == info.name) return fd;
-      ::close(fd);
-    }
-  }
-  return -1;
-}
 
 std::uint64_t directory_bytes(const fs::path& dir) {
   std::uint64_t total = 0;

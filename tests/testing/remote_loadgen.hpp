@@ -26,28 +26,31 @@ extern "C" {
 
 namespace perfstream::testing {
 
+// An fd for the map called `name` among those process `pid` holds (its /proc/PID/fdinfo names their ids);
+// -1 when there is none.
+inline int map_of_process(pid_t pid, const std::string& name) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo", ec)) {
+    std::ifstream in(e.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("map_id:", 0) != 0) continue;
+      const int fd = bpf_map_get_fd_by_id(static_cast<__u32>(std::stoul(line.substr(7))));
+      if (fd < 0) continue;
+      bpf_map_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && name == info.name) return fd;
+      ::close(fd);
+    }
+  }
+  return -1;
+}
+
 // loadgen inside another process (perfstream): its maps, found through the fds that process holds.
 class RemoteLoadgen {
  public:
-  explicit RemoteLoadgen(pid_t pid) {
-    const std::string fdinfo = "/proc/" + std::to_string(pid) + "/fdinfo";
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(fdinfo, ec)) {
-      std::ifstream in(entry.path());
-      std::string line;
-      while (std::getline(in, line)) {
-        if (line.rfind("map_id:", 0) != 0) continue;
-        const int fd = bpf_map_get_fd_by_id(static_cast<__u32>(std::stoul(line.substr(7))));
-        if (fd < 0) continue;
-        bpf_map_info info{};
-        __u32 len = sizeof(info);
-        const bool named = bpf_obj_get_info_by_fd(fd, &info, &len) == 0;
-        if (named && std::strcmp(info.name, "loadgen_config") == 0 && config_fd_ < 0) config_fd_ = fd;
-        else if (named && std::strcmp(info.name, "loadgen_stats") == 0 && stats_fd_ < 0) stats_fd_ = fd;
-        else close(fd);
-      }
-    }
-  }
+  explicit RemoteLoadgen(pid_t pid)
+      : config_fd_(map_of_process(pid, "loadgen_config")), stats_fd_(map_of_process(pid, "loadgen_stats")) {}
   ~RemoteLoadgen() {
     if (config_fd_ >= 0) close(config_fd_);
     if (stats_fd_ >= 0) close(stats_fd_);
