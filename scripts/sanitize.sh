@@ -42,7 +42,10 @@ for suite in "${suites[@]}"; do
       configure build-tsan thread
       cmake --build build-tsan -j "$jobs" --target perfstream_unit_tests
       echo "sanitize: TSan unit tests" >&2
-      build-tsan/tests/perfstream_unit_tests --gtest_brief=1
+      # Not the mock-cluster tests: librdkafka (Debian's, not built with TSan) starts its threads with C11
+      # thrd_create, which TSan does not intercept, so TSan has no state for them and crashes on their
+      # first intercepted call. Those tests run under ASan+UBSan above and in the plain ctest.
+      build-tsan/tests/perfstream_unit_tests --gtest_brief=1 --gtest_filter='-KafkaMock.*'
       ;;
     *)
       echo "sanitize: unknown suite '$suite' (asan or tsan)" >&2

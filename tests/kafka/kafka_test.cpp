@@ -174,7 +174,7 @@ class RunningSink {
     sink_ = std::move(*s);
     thread_ = std::thread([this] { outcome_ = sink_->run(); });
   }
-  ~RunningSink() { stop(); }
+  ~RunningSink() { (void)stop(); }
   Status stop() {
     if (thread_.joinable()) {
       sink_->stop();
