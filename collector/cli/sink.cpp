@@ -35,15 +35,20 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
   asio::io_context io;
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer status(io);
+  // A status tick already queued when its timer is cancelled still runs with success: it checks `stopping`
+  // so that it does not arm the timer again and keep io.run() from returning.
+  bool stopping = false;
   std::thread worker([&] {
     outcome = consumer.run();
     asio::post(io, [&] {  // the consumer stopped on its own (an error): so does the sink
+      stopping = true;
       signals.cancel();
       status.cancel();
     });
   });
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
+    stopping = true;
     consumer.stop();
     status.cancel();
   });
@@ -51,7 +56,7 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
     if (status_ms == 0) return;
     status.expires_after(std::chrono::milliseconds(status_ms));
     status.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || stopping) return;
       const auto st = consumer.stats();
       options.log("group " + options.group + ": " + std::to_string(st.partitions) + " partitions, " +
                   std::to_string(st.batches) + " batches stored, " + std::to_string(st.duplicates) +

@@ -172,7 +172,9 @@ class ReaderPool::Reader {
   void arm_flush_timer() {
     flush_timer_.expires_after(pool_.options_.flush_interval);
     flush_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      // A wait that had already completed when finish() cancelled the timer still runs, with no error:
+      // re-arming it then would keep run() from ever returning.
+      if (ec || finished_) return;
       drain_all();
       consumer_->on_tick();
       arm_flush_timer();
@@ -182,7 +184,7 @@ class ReaderPool::Reader {
   void arm_hotplug_timer() {
     hotplug_timer_.expires_after(pool_.options_.hotplug_interval);
     hotplug_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || finished_) return;  // as for the flush timer
       pool_.check_hotplug();
       arm_hotplug_timer();
     });
