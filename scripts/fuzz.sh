@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz/, clang, ASan+UBSan) into build-fuzz/ and runs each one for
+# Builds the libFuzzer targets (tests/fuzz/, clang, ASan+UBSan) into build-asan/ and runs each one for
 # SECONDS (default 45, what CI runs) on a working copy of its seed corpus. Fails on any crash, sanitizer
 # report, fuzz invariant, leak, hang (an input running over 10 s) or out-of-memory (2 GB); the input that
-# caused it is saved in build-fuzz/crashes/<target>/, the full output in build-fuzz/logs/<target>.log.
+# caused it is saved in build-asan/crashes/<target>/, the full output in build-asan/logs/<target>.log.
 # Prints one line per target: executions, time, exec/s, coverage (cov: edges, ft: features), working corpus
 # size, inputs added by this run, peak RSS. docs/FUZZING.md, docs/HARDENING.md.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (TARGET: ring_decoder trace_reader stream_frame
@@ -13,11 +13,9 @@ seconds=${1:-45}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(ring_decoder trace_reader stream_frame payload_decoder cli_parsers)
-build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
+build_dir=${FUZZ_BUILD_DIR:-build-asan}
 
-CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_FUZZ=ON \
-  -DPERFSTREAM_SANITIZE=address,undefined -DPERFSTREAM_BUILD_TESTS=OFF -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]/#/fuzz_}"
+ASAN_BUILD_DIR=$build_dir bash scripts/asan-build.sh "${targets[@]/#/fuzz_}"  # the build sanitize.sh uses
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the tests under sanitizers (clang):
-#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (leaks included): every unit test, and the
+#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (leaks included; scripts/asan-build.sh, the
+#                build fuzz.sh uses too): every unit test, and the
 #                kernel tests too when run as root (they load BPF), except the long ones (suites named
 #                Long*, minutes of wall time each: they run once, in the plain build's ctest);
 #   build-tsan/  ThreadSanitizer: the unit tests (BatchingConsumer, TraceFileWriter, Spool, StreamClient and
@@ -13,10 +14,6 @@ jobs=$(nproc)
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(asan tsan)
 
-configure() {  # dir sanitizers
-  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_SANITIZE="$2" -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
-}
-
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
@@ -25,8 +22,7 @@ for suite in "${suites[@]}"; do
   case "$suite" in
     asan)
       echo "sanitize: ASan+UBSan build (build-asan/)" >&2
-      configure build-asan address,undefined
-      cmake --build build-asan -j "$jobs" --target perfstream_unit_tests perfstream_kernel_tests perfstream
+      bash scripts/asan-build.sh perfstream_unit_tests perfstream_kernel_tests perfstream  # shared with fuzz.sh
       echo "sanitize: ASan+UBSan unit tests" >&2
       build-asan/tests/perfstream_unit_tests --gtest_brief=1
       if [ "$(id -u)" -eq 0 ]; then
@@ -39,7 +35,7 @@ for suite in "${suites[@]}"; do
       ;;
     tsan)
       echo "sanitize: TSan build (build-tsan/)" >&2
-      configure build-tsan thread
+      cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_SANITIZE=thread -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
       cmake --build build-tsan -j "$jobs" --target perfstream_unit_tests
       echo "sanitize: TSan unit tests" >&2
       # Not the mock-cluster tests: librdkafka (Debian's, not built with TSan) starts its threads with C11
