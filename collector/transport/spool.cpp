@@ -1,20 +1,33 @@
 #include "collector/transport/spool.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <ctime>
+#include <string_view>
 #include <filesystem>
 
 #include "collector/format/batch_encoder.hpp"
+#include "collector/format/frame.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_protocol.hpp"
 
 namespace perfstream {
 
+std::string Spool::preamble_for(const v1::TraceHeader& header) {
+  std::string payload;
+  auto compressor = ZstdCompressor::create(3);
+  if (!compressor || !compressor->compress(header.SerializeAsString(), payload)) return {};
+  return encode_file_header() + data_frame_header(FrameType::Header, payload.size()) + payload;
+}
+
 Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64_t max_bytes,
-                                             std::uint64_t segment_bytes) {
+                                             std::uint64_t segment_bytes, std::string preamble) {
   std::error_code ec;
   const bool created = std::filesystem::create_directories(dir, ec);
   if (ec) return Error("creating spool directory " + dir + ": " + ec.message());
@@ -32,6 +45,8 @@ Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64
   spool->dir_ = dir;
   spool->max_bytes_ = max_bytes;
   spool->segment_bytes_ = std::max<std::uint64_t>(segment_bytes, 64 * 1024);
+  spool->preamble_ = std::move(preamble);
+  if (auto st = spool->keep_earlier_segments(); !st) return st.error();
   std::lock_guard<std::mutex> lock(spool->mutex_);
   if (auto st = spool->open_segment(); !st) return st.error();
   return spool;
@@ -54,19 +69,101 @@ Spool::~Spool() {
   }
 }
 
+namespace {
+
+// "segment-N.psf", the name open_segment gives.
+bool is_segment_name(const std::string& name) {
+  constexpr std::string_view prefix = "segment-", suffix = ".psf";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  for (std::size_t i = prefix.size(); i < name.size() - suffix.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+  }
+  return true;
+}
+
+std::string utc_stamp(time_t when) {
+  struct tm tm {};
+  gmtime_r(&when, &tm);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y%m%dT%H%M%SZ", &tm);
+  return text;
+}
+
+}  // namespace
+
+Status Spool::keep_earlier_segments() {
+  UniqueFd listing(::openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing) return Error::from_errno("listing spool directory " + dir_, errno);
+  DIR* d = ::fdopendir(listing.get());
+  if (d == nullptr) return Error::from_errno("listing spool directory " + dir_, errno);
+  (void)listing.release();  // closedir closes it
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    if (is_segment_name(e->d_name)) names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    struct stat st {};
+    if (::fstatat(dir_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) <= preamble_.size()) {
+      // No batches in it, or not a file we could have written (a symlink): nothing to keep.
+      ::unlinkat(dir_fd_.get(), name.c_str(), 0);
+      continue;
+    }
+    const std::string base = "undelivered-" + utc_stamp(st.st_mtime) + "-" + name.substr(0, name.size() - 4);
+    std::string kept = base + ".psf";
+    int rc = -1;
+    for (int n = 2; n < 1000; ++n) {
+      rc = ::renameat2(dir_fd_.get(), name.c_str(), dir_fd_.get(), kept.c_str(), RENAME_NOREPLACE);
+      if (rc == 0 || errno != EEXIST) break;
+      kept = base + "-" + std::to_string(n) + ".psf";
+    }
+    if (rc != 0) {
+      return Error::from_errno("keeping the spool segment " + dir_ + "/" + name + " an earlier run left", errno,
+                               "move it away, or delete it if its batches are not wanted");
+    }
+    kept_files_.push_back(dir_ + "/" + kept);
+    kept_bytes_ += static_cast<std::uint64_t>(st.st_size);
+  }
+  return {};
+}
+
+std::string Spool::earlier_run_notice() const {
+  if (kept_files_.empty()) return {};
+  std::string files = kept_files_.front();
+  if (kept_files_.size() > 1) files += " ... " + kept_files_.back();
+  return "spool " + dir_ + ": an earlier run left " + std::to_string(kept_files_.size()) + " segment" +
+         (kept_files_.size() == 1 ? "" : "s") + " (" + std::to_string(kept_bytes_) +
+         " bytes) with batches its sink may not have acknowledged; they are kept, not sent, as " + files +
+         " (each a trace file: perfstream dump reads it)";
+}
+
 Status Spool::open_segment() {
   const std::uint64_t id = segments_.empty() ? 0 : segments_.rbegin()->first + 1;
   Segment segment;
   segment.name = "segment-" + std::to_string(id) + ".psf";
   segment.path = dir_ + "/" + segment.name;
-  // A new file, always: a segment left by an earlier run goes, and a file someone else put here is never
-  // written into (O_EXCL), nor a symlink followed.
+  // A new file, always: an earlier run's segments were renamed by keep_earlier_segments, so what is
+  // under this name now was put here since (a symlink, say): it goes, a file someone else put here is
+  // never written into (O_EXCL), nor a symlink followed.
   if (::unlinkat(dir_fd_.get(), segment.name.c_str(), 0) != 0 && errno != ENOENT) {
-    return Error::from_errno("removing the old spool segment " + segment.path, errno);
+    return Error::from_errno("removing " + segment.path, errno);
   }
   int fd = ::openat(dir_fd_.get(), segment.name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Error::from_errno("creating spool segment " + segment.path, errno);
   segment.fd.reset(fd);
+  if (!preamble_.empty()) {
+    if (::pwrite(fd, preamble_.data(), preamble_.size(), 0) != static_cast<ssize_t>(preamble_.size())) {
+      const int err = errno;
+      ::unlinkat(dir_fd_.get(), segment.name.c_str(), 0);
+      return Error::from_errno("writing spool segment " + segment.path, err);
+    }
+    segment.bytes = preamble_.size();
+  }
   segments_.emplace(id, std::move(segment));
   current_segment_ = id;
   return {};
@@ -81,7 +178,8 @@ Status Spool::append(std::uint64_t sequence, const std::string& compressed, bool
       return Error("the spool in " + dir_ + " is full (" + std::to_string(total_bytes_) + " of " +
                    std::to_string(max_bytes_) + " bytes waiting for the sink)");
     }
-    if (segments_[current_segment_].bytes + frame > segment_bytes_ && segments_[current_segment_].bytes > 0) {
+    if (segments_[current_segment_].bytes + frame > segment_bytes_ &&
+        segments_[current_segment_].bytes > preamble_.size()) {
       if (auto st = open_segment(); !st) return st;
     }
     Segment& seg = segments_[current_segment_];
@@ -178,7 +276,10 @@ void Spool::drop_entries(const std::function<bool(const Entry&)>& acknowledged) 
   }
   // An emptied current segment starts over, so the spool does not grow while the sink keeps up.
   Segment& current = segments_.at(current_segment_);
-  if (current.live == 0 && current.bytes > 0 && ::ftruncate(current.fd.get(), 0) == 0) current.bytes = 0;
+  if (current.live == 0 && current.bytes > preamble_.size() &&
+      ::ftruncate(current.fd.get(), static_cast<off_t>(preamble_.size())) == 0) {
+    current.bytes = preamble_.size();
+  }
 }
 
 std::uint64_t Spool::pending_batches() const {

@@ -10,7 +10,13 @@
 //
 // Files: the directory is made 0700 when create() makes it, and opened once, without following a symlink;
 // segments are new files in it (O_EXCL, 0600), so a file or symlink planted under a segment's name is never
-// written through.
+// written through. Each segment starts with a preamble, the trace file header and the recording's
+// TraceHeader frame (preamble_for), so a segment is a trace file that `perfstream dump` reads.
+//
+// An earlier run's leftovers: segments that an earlier run left in the directory (its sink never
+// acknowledged them, or it was killed) are never deleted nor sent again under this run's recording. create()
+// renames each to undelivered-<its mtime, UTC>-segment-N.psf and reports them (earlier_run_notice()); they
+// may repeat batches the sink did store, which its duplicate check drops if they are ever delivered by hand.
 //
 // Threads: append() from any thread (the reader threads' batchers); everything else from the sender's
 // thread. A mutex guards the index; notify is called after each append, outside the lock.
@@ -25,18 +31,29 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "collector/format/batch_sink.hpp"
 #include "collector/util/result.hpp"
 #include "collector/util/unique_fd.hpp"
+#include "perfstream.pb.h"
 
 namespace perfstream {
 
 class Spool {
  public:
+  static constexpr std::uint64_t kDefaultSegmentBytes = 16u << 20;
+  // `preamble` starts every segment (empty: none); max_bytes bounds the batches, preambles not counted.
   static Result<std::unique_ptr<Spool>> create(const std::string& dir, std::uint64_t max_bytes,
-                                               std::uint64_t segment_bytes = 16u << 20);
+                                               std::uint64_t segment_bytes = kDefaultSegmentBytes,
+                                               std::string preamble = {});
+  // The trace file header and `header` as a zstd TraceHeader frame: what a segment starts with.
+  static std::string preamble_for(const v1::TraceHeader& header);
   ~Spool();
+
+  // Empty, or one line that says which files an earlier run left here and where they were kept.
+  std::string earlier_run_notice() const;
+  std::uint64_t earlier_run_files() const { return kept_files_.size(); }
 
   // Stores one compressed batch; an error (full, or the disk failed) means it was not stored. past_limit
   // stores it even when that takes the spool past max_bytes: only for the few bytes of a stand-in for a
@@ -82,6 +99,7 @@ class Spool {
     std::uint64_t live = 0;  // entries not yet acknowledged
   };
   Spool() = default;
+  Status keep_earlier_segments();
   Status open_segment();  // mutex held
   void drop_entries(const std::function<bool(const Entry&)>& acknowledged);  // mutex held
 
@@ -97,6 +115,9 @@ class Spool {
   std::uint64_t total_bytes_ = 0;
   std::uint64_t refused_ = 0;
   std::function<void()> notify_;
+  std::string preamble_;
+  std::vector<std::string> kept_files_;  // an earlier run's segments, renamed
+  std::uint64_t kept_bytes_ = 0;
 };
 
 }  // namespace perfstream

@@ -350,6 +350,29 @@ TEST_F(StreamWithoutSink, ASignalWhileBackingOffWaitsTheDrainTimeoutAndKeepsTheS
       << r.err;
   EXPECT_TRUE(spool_holds_batches());
   expect_no_program_left();
+
+  // A stream started again on that spool (a new recording) neither deletes those batches nor sends them as
+  // its own: it keeps them aside as a trace file and says where, and dump reads every open of the first run.
+  Background again({perfstream_binary(), "stream", "--to", to_, "--probe", "openat", "-p", std::to_string(getpid()),
+                    "--spool", spool_.string(), "--drain-timeout", "1s"});
+  ASSERT_TRUE(wait_until([&] { return again.err_so_far().find("retrying") != std::string::npos || again.exited(); },
+                         20s));
+  RunResult second = again.stop(SIGTERM);
+  std::vector<fs::path> kept;
+  for (const auto& e : fs::directory_iterator(spool_)) {
+    if (e.path().filename().string().rfind("undelivered-", 0) == 0) kept.push_back(e.path());
+  }
+  ASSERT_EQ(kept.size(), 1u) << second.err;
+  EXPECT_NE(second.err.find("spool " + spool_.string() + ": an earlier run left 1 segment ("), std::string::npos)
+      << second.err;
+  EXPECT_NE(second.err.find("they are kept, not sent, as " + kept[0].string()), std::string::npos) << second.err;
+  RunResult dump = run({perfstream_binary(), "dump", "--json", "--event", "openat", kept[0].string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  std::size_t opens = 0;
+  const std::string marker = (dir_ / "s").string() + std::string(60, 'p') + "-";
+  for (std::size_t at = 0; (at = dump.out.find(marker, at)) != std::string::npos; ++at) ++opens;
+  EXPECT_EQ(opens, 200u) << "every open the first run spooled, once";
+  expect_no_program_left();
 }
 
 TEST_F(StreamWithoutSink, ASecondSignalStopsTheWaitForAcknowledgementsAtOnce) {

@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "collector/format/batch_encoder.hpp"
+#include "collector/format/trace_reader.hpp"
+#include "collector/format/zstd_codec.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/spool.hpp"
 #include "testing/temp_dir.hpp"
@@ -312,6 +315,80 @@ TEST(Spool, KeepsUnacknowledgedBatchesOnDiskWhenDestroyed) {
     }
     EXPECT_EQ(files_in(sdir2), 0u) << "nothing left to send: nothing left behind";
   }
+}
+
+// A compressed, empty Batch of `sequence`: what a reader of the spool's segments decodes.
+std::string empty_batch(std::uint64_t sequence) {
+  std::string message, compressed;
+  BatchEncoder().finish(sequence, message);
+  auto compressor = ZstdCompressor::create(1);
+  if (!compressor || !compressor->compress(message, compressed)) throw std::runtime_error("zstd");
+  return compressed;
+}
+
+std::vector<std::string> files_starting(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+TEST(Spool, AnEarlierRunsUndeliveredSegmentsAreKeptAsTraceFilesNeitherDeletedNorResent) {
+  // A stream that stops with batches unacknowledged says they stay in the spool; a new stream on the same
+  // directory (another recording) must neither delete them nor send them as its own.
+  TempDir dir;
+  const std::string sdir = dir.file("spool");
+  v1::TraceHeader earlier;
+  earlier.set_host("earlier-run");
+  {
+    auto spool = Spool::create(sdir, 64 << 20, 64 << 10, Spool::preamble_for(earlier));
+    ASSERT_TRUE(spool) << spool.error().message();
+    EXPECT_EQ((*spool)->earlier_run_notice(), "");
+    for (std::uint64_t s = 0; s < 5; ++s) ASSERT_TRUE((*spool)->append(s, empty_batch(s)));
+    (*spool)->acknowledge(2);  // 2, 3 and 4 are not acknowledged: the segment stays
+  }
+  const std::string left = testing::read_file(sdir + "/segment-0.psf");
+  ASSERT_GT(left.size(), Spool::preamble_for(earlier).size());
+
+  v1::TraceHeader current;
+  current.set_host("this-run");
+  auto spool = Spool::create(sdir, 64 << 20, 64 << 10, Spool::preamble_for(current));
+  ASSERT_TRUE(spool) << spool.error().message();
+  EXPECT_EQ((*spool)->earlier_run_files(), 1u);
+  EXPECT_EQ((*spool)->pending_batches(), 0u) << "not sent under this run's recording";
+  const auto kept = files_starting(sdir, "undelivered-");
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(testing::read_file(kept[0]), left) << "kept byte for byte";
+  const std::string notice = (*spool)->earlier_run_notice();
+  EXPECT_NE(notice.find(kept[0]), std::string::npos) << notice;
+  EXPECT_NE(notice.find("1 segment (" + std::to_string(left.size()) + " bytes)"), std::string::npos) << notice;
+  EXPECT_EQ(fs::file_size(sdir + "/segment-0.psf"), Spool::preamble_for(current).size())
+      << "this run's first segment: its own preamble, nothing else";
+
+  // The kept segment is a trace file of the earlier recording: its header, every batch it held (those the
+  // sink acknowledged too: the segment had them), no trailer.
+  auto reader = TraceFileReader::open(kept[0]);
+  ASSERT_TRUE(reader) << reader.error().message();
+  EXPECT_EQ((*reader)->header().host(), "earlier-run");
+  std::vector<std::uint64_t> sequences;
+  for (ReadOutcome r = (*reader)->next(); r.status == ReadStatus::Frame; r = (*reader)->next()) {
+    ASSERT_EQ(r.type, FrameType::Batch);
+    auto batch = BatchView::parse(r.message);
+    ASSERT_TRUE(batch) << batch.error().message();
+    sequences.push_back(batch->batch().sequence());
+  }
+  EXPECT_EQ(sequences, (std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
+
+  // This run delivers everything: it leaves nothing behind, and the kept file stays until someone moves it.
+  ASSERT_TRUE((*spool)->append(0, empty_batch(0)));
+  (*spool)->acknowledge(1);
+  spool->reset();
+  EXPECT_EQ(files_starting(sdir, "segment-").size(), 0u);
+  auto third = Spool::create(sdir, 64 << 20, 64 << 10, Spool::preamble_for(current));
+  ASSERT_TRUE(third);
+  EXPECT_EQ((*third)->earlier_run_files(), 0u);
+  EXPECT_EQ(files_starting(sdir, "undelivered-").size(), 1u);
 }
 
 TEST(Spool, CreateFailsNamingTheDirectory) {
