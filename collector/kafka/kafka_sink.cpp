@@ -161,7 +161,7 @@ class HeaderDirectory {
   }
 
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.store.log) options_.store.log(line);
   }
 
   const KafkaSinkOptions& options_;
@@ -219,7 +219,7 @@ class KafkaSink::Consumer {
       return Error("subscribing to " + options_.address.to_string() + ": " + rd_kafka_err2str(err));
     }
     log("consuming " + options_.address.to_string() + " as a member of group " + options_.group + ", writing into " +
-        options_.dir);
+        options_.store.dir);
     auto last_commit = std::chrono::steady_clock::now();
     while (!stopping.load() && failure_.empty()) {
       KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), 100));
@@ -242,7 +242,7 @@ class KafkaSink::Consumer {
 
  private:
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.store.log) options_.store.log(line);
   }
 
   void reject(const rd_kafka_message_t* msg, const std::string& why) {
@@ -411,12 +411,7 @@ class KafkaSink::Consumer {
 Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaSinkOptions& options) {
   if (options.group.empty()) return Error("a Kafka sink needs a consumer group (--group NAME)");
   std::unique_ptr<KafkaSink> sink(new KafkaSink());
-  RecordingStoreOptions store_options;
-  store_options.dir = options.dir;
-  store_options.rotate_bytes = options.rotate_bytes;
-  store_options.rotate_time = options.rotate_time;
-  store_options.log = options.log;
-  auto store = RecordingStore::open(store_options);
+  auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   sink->store_ = std::move(*store);
   sink->options_ = options;

@@ -32,13 +32,10 @@ struct KafkaSinkOptions {
   KafkaAddress address;
   std::string group;
   KafkaProperties properties;  // the user's librdkafka settings, passed through
-  std::string dir;
-  std::uint64_t rotate_bytes = 0;
-  std::chrono::seconds rotate_time{0};
+  RecordingStoreOptions store;  // the directory, rotation, and the log the sink writes to as well
   std::size_t max_batch = 64u << 20;  // largest decompressed batch accepted (no zstd bombs)
   std::chrono::milliseconds commit_interval{1000};
   std::chrono::milliseconds header_timeout{30000};  // how long to look for a recording's TraceHeader
-  std::function<void(const std::string&)> log;
 };
 
 struct KafkaSinkStats {

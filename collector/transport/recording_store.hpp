@@ -27,6 +27,8 @@
 
 namespace perfstream {
 
+// Where a sink writes its recordings, when it starts a new piece of one, and where it logs (a sink logs
+// its own lines there too: SinkOptions and KafkaSinkOptions hold one of these).
 struct RecordingStoreOptions {
   std::string dir;
   std::uint64_t rotate_bytes = 0;

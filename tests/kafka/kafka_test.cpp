@@ -108,7 +108,7 @@ TEST(KafkaSettings, UnknownOrGuaranteeBreakingSettingsAreRefused) {
 
   KafkaSinkOptions sink;
   sink.address = options.address;
-  sink.dir = dir.file("sink");
+  sink.store.dir = dir.file("sink");
   sink.group = "g";
   sink.properties = {{"enable.auto.commit", "true"}};
   auto s = KafkaSink::create(sink);
@@ -155,13 +155,13 @@ KafkaSinkOptions sink_options(const MockKafka& kafka, const std::string& topic, 
   KafkaSinkOptions o;
   o.address = *KafkaAddress::parse(kafka.url(topic));
   o.group = group;
-  o.dir = dir;
+  o.store.dir = dir;
   o.commit_interval = 200ms;
   o.header_timeout = 10s;
   // A member that lost its coordinator rejoins; the group waits for the old membership to time out first
   // (session.timeout.ms, 45 s by default): short here.
   o.properties = {{"reconnect.backoff.max.ms", "500"}, {"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
-  o.log = log.sink("sink: ");
+  o.store.log = log.sink("sink: ");
   return o;
 }
 

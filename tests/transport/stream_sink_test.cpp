@@ -47,8 +47,8 @@ Endpoint endpoint(const std::string& text) {
 SinkOptions sink_options(const std::string& dir, std::vector<Endpoint> listen, LogLines& log) {
   SinkOptions o;
   o.listen = std::move(listen);
-  o.dir = dir;
-  o.log = log.sink();
+  o.store.dir = dir;
+  o.store.log = log.sink();
   return o;
 }
 
