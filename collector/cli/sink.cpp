@@ -70,9 +70,7 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
   consumer.stop();
   worker.join();
   for (const auto& c : consumer.summaries()) {
-    options.store.log("collector " + c.id + ": " + std::to_string(c.batches) + " batches, " + std::to_string(c.records) +
-                " records in " + c.file + (c.finished ? "" : " (not finished: no trailer yet)") + ", lost " +
-                std::to_string(c.lost_kernel) + " + " + std::to_string(c.lost_collector));
+    options.store.log("collector " + c.id + ": " + c.describe());
   }
   if (!outcome) {
     err << "perfstream sink: " << outcome.error().message() << "\n";
@@ -297,9 +295,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
   io.run();
   (*server)->stop();
   for (const auto& c : (*server)->summaries()) {
-    options.store.log("collector " + c.id + ": " + std::to_string(c.batches) + " batches, " + std::to_string(c.records) +
-                " records in " + c.file + (c.finished ? "" : " (not finished: no trailer yet)") + ", lost " +
-                std::to_string(c.lost_kernel) + " + " + std::to_string(c.lost_collector));
+    options.store.log("collector " + c.id + ": " + c.describe());
   }
   return 0;
 }

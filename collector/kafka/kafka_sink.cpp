@@ -298,9 +298,7 @@ class KafkaSink::Consumer {
       if (auto st = recording->finish(trailer); !st) return fail(st.error().message());
       ++trailers;
       const auto s = recording->summary();
-      log("collector " + s.id + " finished: " + std::to_string(s.batches) + " batches, " + std::to_string(s.records) +
-          " records in " + s.file + ", lost " + std::to_string(s.lost_kernel) + " in its kernel and " +
-          std::to_string(s.lost_collector) + " in its spool");
+      log("collector " + s.id + " finished: " + s.describe());
       return;
     }
     if (auto st = decompressor_.decompress(value_, options_.max_batch, message_); !st) {

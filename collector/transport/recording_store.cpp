@@ -20,6 +20,12 @@ std::string file_safe_id(const std::string& id) {
   return out.substr(0, 200) + suffix;
 }
 
+std::string RecordingSummary::describe() const {
+  return std::to_string(batches) + " batches, " + std::to_string(records) + " records in " + file +
+         (finished ? "" : " (not finished: no trailer yet)") + ", lost " + std::to_string(lost_kernel) +
+         " in its kernel and " + std::to_string(lost_collector) + " in its spool";
+}
+
 void Recording::mark(std::uint64_t seq) {
   above_.insert(seq);
   while (!above_.empty() && *above_.begin() == next_) {

@@ -47,6 +47,10 @@ struct RecordingSummary {
   std::uint64_t lost_kernel = 0;     // samples the collector's kernel reported lost
   std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
   std::uint64_t next_sequence = 0;   // every batch below is stored
+
+  // What the recording holds, for the sinks' logs: "60 batches, 2400 records in DIR/ID.data, lost 3 in its
+  // kernel and 0 in its spool", with " (not finished: no trailer yet)" after the file until the trailer.
+  std::string describe() const;
 };
 
 class Recording {

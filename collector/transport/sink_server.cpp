@@ -108,9 +108,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       }
       if (auto st = collector_->finish(trailer); !st) return drop("closing the recording: " + st.error().message());
       const auto summary = collector_->summary();
-      server_.log("collector " + summary.id + " finished: " + std::to_string(summary.batches) + " batches, " +
-                  std::to_string(summary.records) + " records, lost " + std::to_string(summary.lost_kernel) +
-                  " in its kernel and " + std::to_string(summary.lost_collector) + " in its spool");
+      server_.log("collector " + summary.id + " finished: " + summary.describe());
     } else {
       return drop("unexpected frame type " + std::to_string(static_cast<int>(type)));
     }
