@@ -237,8 +237,8 @@ class KafkaSink::Consumer {
     return {};
   }
 
-  std::atomic<std::uint64_t> messages{0}, batches{0}, duplicates{0}, trailers{0}, rejected{0}, commits{0},
-      partitions{0};
+  std::atomic<std::uint64_t> messages{0}, batches{0}, records{0}, compressed_bytes{0}, duplicates{0}, trailers{0},
+      rejected{0}, commits{0}, partitions{0};
 
  private:
   void log(const std::string& line) {
@@ -316,6 +316,8 @@ class KafkaSink::Consumer {
       ++duplicates;
     } else {
       ++batches;
+      records += view->batch().record_count();
+      compressed_bytes += value_.size();  // store() hands the compressed batch back
       dirty_.insert(recording);
     }
   }
@@ -426,6 +428,8 @@ KafkaSinkStats KafkaSink::stats() const {
   KafkaSinkStats s;
   s.messages = consumer_->messages.load();
   s.batches = consumer_->batches.load();
+  s.records = consumer_->records.load();
+  s.compressed_bytes = consumer_->compressed_bytes.load();
   s.duplicates = consumer_->duplicates.load();
   s.trailers = consumer_->trailers.load();
   s.rejected = consumer_->rejected.load();

@@ -41,6 +41,8 @@ struct KafkaSinkOptions {
 struct KafkaSinkStats {
   std::uint64_t messages = 0;     // consumed from TOPIC
   std::uint64_t batches = 0;      // stored
+  std::uint64_t records = 0;      // in the batches stored
+  std::uint64_t compressed_bytes = 0;  // the batches stored, as written (see RecordingSummary)
   std::uint64_t duplicates = 0;   // a sequence already stored: dropped
   std::uint64_t trailers = 0;
   std::uint64_t rejected = 0;     // bad messages, skipped

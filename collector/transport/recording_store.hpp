@@ -43,6 +43,7 @@ struct RecordingSummary {
   bool finished = false;             // the trailer arrived
   std::uint64_t batches = 0;         // stored
   std::uint64_t records = 0;
+  std::uint64_t compressed_bytes = 0;  // the stored batches as written: compressed, without frame headers
   std::uint64_t duplicates = 0;      // received again and dropped
   std::uint64_t lost_kernel = 0;     // samples the collector's kernel reported lost
   std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
@@ -73,7 +74,7 @@ class Recording {
   friend class RecordingStore;
   bool has(std::uint64_t seq) const { return seq < next_ || above_.count(seq) != 0; }
   void mark(std::uint64_t seq);
-  void count(const v1::Batch& batch);
+  void count(const v1::Batch& batch, std::uint64_t compressed_bytes);
 
   mutable std::mutex mutex_;
   std::string id_;
@@ -82,7 +83,8 @@ class Recording {
   std::unique_ptr<TraceFileWriter> writer_;
   std::uint64_t next_ = 0;         // every sequence below is stored
   std::set<std::uint64_t> above_;  // stored sequences above next_
-  std::uint64_t batches_ = 0, records_ = 0, duplicates_ = 0, lost_kernel_ = 0, lost_collector_ = 0;
+  std::uint64_t batches_ = 0, records_ = 0, compressed_bytes_ = 0, duplicates_ = 0, lost_kernel_ = 0,
+                lost_collector_ = 0;
   bool finished_ = false;
 };
 

@@ -263,6 +263,7 @@ TEST(SinkServer, StoresEachSequenceOnceAndAcknowledgesCumulatively) {
   auto s = summary_of(*sink, "raw");
   EXPECT_EQ(s->batches, 4u);
   EXPECT_EQ(s->records, 32u);
+  EXPECT_EQ(s->compressed_bytes, source.compressed_bytes(0, 4)) << "each batch counted once, as sent";
   EXPECT_EQ(s->duplicates, 3u);
   EXPECT_EQ(s->next_sequence, 4u);
   const StoredRecording stored = testing::read_recording(s->file);
@@ -398,6 +399,11 @@ TEST(StreamToSink, SinkKilledAndRestartedMidStreamLosesNothingAndStoresNothingTw
   const auto s = *summary_of(*sink2, id);
   EXPECT_EQ(s.batches, kBatches);
   EXPECT_EQ(s.records, kBatches * 16);
+  {
+    SyntheticSource source(7, 16);
+    EXPECT_EQ(s.compressed_bytes, source.compressed_bytes(0, kBatches))
+        << "what the first sink stored is counted from the file, without the half frame it left";
+  }
   EXPECT_EQ(s.next_sequence, kBatches);
   EXPECT_GT(s.duplicates, 0u) << "batches stored before the restart were resent and dropped";
   EXPECT_EQ(log2.count("resuming " + file), 1u) << log2.text();
