@@ -5,6 +5,8 @@
 
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -21,6 +23,32 @@
 namespace perfstream::cli {
 
 namespace {
+
+// The rate at which a sink stores, for its status lines: records and stored (compressed) bytes per second
+// since the previous tick, from counters that only grow. Without a previous tick, both rates are 0.
+class StoreRate {
+ public:
+  // "1200 records/s, 1.3 MB/s" (decimal megabytes, as `stats` gives them) since the last call; `now` becomes
+  // the start of the next interval.
+  std::string since_last(std::uint64_t records, std::uint64_t compressed_bytes,
+                         std::chrono::steady_clock::time_point now) {
+    const double secs = started_ ? std::chrono::duration<double>(now - last_time_).count() : 0;
+    const double records_per_s = secs > 0 ? static_cast<double>(records - last_records_) / secs : 0;
+    const double bytes_per_s = secs > 0 ? static_cast<double>(compressed_bytes - last_bytes_) / secs : 0;
+    started_ = true;
+    last_records_ = records;
+    last_bytes_ = compressed_bytes;
+    last_time_ = now;
+    char text[64];
+    std::snprintf(text, sizeof(text), "%.0f records/s, %.1f MB/s", records_per_s, bytes_per_s / 1e6);
+    return text;
+  }
+
+ private:
+  bool started_ = false;
+  std::uint64_t last_records_ = 0, last_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_time_;
+};
 
 // `sink --from kafka://...`: the consumer runs on its own thread; this one waits for a signal and prints
 // the status every status_ms.
@@ -52,16 +80,21 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
     consumer.stop();
     status.cancel();
   });
+  // The consumer's counters start at 0 when it is created: the first tick measures from here.
+  StoreRate rate;
+  rate.since_last(0, 0, std::chrono::steady_clock::now());
   std::function<void()> tick = [&] {
     if (status_ms == 0) return;
     status.expires_after(std::chrono::milliseconds(status_ms));
     status.async_wait([&](const boost::system::error_code& ec) {
       if (ec || stopping) return;
       const auto st = consumer.stats();
-      options.log("group " + options.group + ": " + std::to_string(st.partitions) + " partitions, " +
-                  std::to_string(st.batches) + " batches stored, " + std::to_string(st.duplicates) +
-                  " duplicates dropped, " + std::to_string(st.rejected) + " bad messages skipped, " +
-                  std::to_string(st.commits) + " commits");
+      options.store.log("group " + options.group + ": " +
+                        rate.since_last(st.records, st.compressed_bytes, std::chrono::steady_clock::now()) + ", " +
+                        std::to_string(st.partitions) + " partitions, " + std::to_string(st.batches) +
+                        " batches stored, " + std::to_string(st.duplicates) + " duplicates dropped, " +
+                        std::to_string(st.rejected) + " bad messages skipped, " + std::to_string(st.commits) +
+                        " commits");
       tick();
     });
   };
@@ -70,9 +103,7 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
   consumer.stop();
   worker.join();
   for (const auto& c : consumer.summaries()) {
-    options.log("collector " + c.id + ": " + std::to_string(c.batches) + " batches, " + std::to_string(c.records) +
-                " records in " + c.file + (c.finished ? "" : " (not finished: no trailer yet)") + ", lost " +
-                std::to_string(c.lost_kernel) + " + " + std::to_string(c.lost_collector));
+    options.store.log("collector " + c.id + ": " + c.describe());
   }
   if (!outcome) {
     err << "perfstream sink: " << outcome.error().message() << "\n";
@@ -130,7 +161,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     return fail("--group, -X and --kafka-config go with --from kafka://...");
   }
   if (!parser.value("dir")) return fail("where to write? -d DIR");
-  options.dir = *parser.value("dir");
+  options.store.dir = *parser.value("dir");
   auto bytes_flag = [&](const char* name, auto apply) -> bool {
     if (auto v = parser.value(name)) {
       auto b = parse_bytes(name, *v);
@@ -154,10 +185,10 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     return true;
   };
   std::uint64_t status_ms = 10000;
-  if (!bytes_flag("rotate-size", [&](std::uint64_t b) { options.rotate_bytes = b; }) ||
+  if (!bytes_flag("rotate-size", [&](std::uint64_t b) { options.store.rotate_bytes = b; }) ||
       !bytes_flag("max-frame", [&](std::uint64_t b) { options.max_frame = static_cast<std::uint32_t>(std::min<std::uint64_t>(b, 64u << 20)); }) ||
       !bytes_flag("max-batch", [&](std::uint64_t b) { options.max_batch = b; }) ||
-      !time_flag("rotate-time", [&](std::uint64_t ms) { options.rotate_time = std::chrono::seconds(ms / 1000); }) ||
+      !time_flag("rotate-time", [&](std::uint64_t ms) { options.store.rotate_time = std::chrono::seconds(ms / 1000); }) ||
       !time_flag("idle-timeout", [&](std::uint64_t ms) { options.idle_timeout = std::chrono::milliseconds(ms); }) ||
       !time_flag("status-interval", [&](std::uint64_t ms) { status_ms = ms; })) {
     return 2;
@@ -173,7 +204,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
   options.tls.ca_file = parser.value("tls-ca").value_or("");
   const bool quiet = parser.has("quiet");
   std::mutex log_mutex;
-  options.log = [&](const std::string& line) {
+  options.store.log = [&](const std::string& line) {
     if (quiet && line.find("disconnected") == std::string::npos && line.find("refused") == std::string::npos) return;
     std::lock_guard<std::mutex> lock(log_mutex);
     err << "perfstream sink: " << line << "\n" << std::flush;
@@ -189,23 +220,23 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     user = std::move(*u);
   }
   std::error_code exists_ec;
-  const bool dir_existed = std::filesystem::exists(options.dir, exists_ec);
+  const bool dir_existed = std::filesystem::exists(options.store.dir, exists_ec);
 
   // Nothing privileged is left to do once the sink listens (and has read its TLS files) and DIR exists:
   // DIR, if the sink created it, goes to USER; then every capability goes. Before any thread starts.
   auto drop = [&]() -> Result<DropOutcome> {
     if (user && !dir_existed) {
-      const int dir_fd = ::open(options.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      const int dir_fd = ::open(options.store.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       const bool given = dir_fd >= 0 && ::fchown(dir_fd, user->uid, user->gid) == 0;
       const int chown_errno = errno;
       if (dir_fd >= 0) ::close(dir_fd);
-      if (!given) return Error::from_errno("handing " + options.dir + " to " + user->name, chown_errno);
+      if (!given) return Error::from_errno("handing " + options.store.dir + " to " + user->name, chown_errno);
     }
     DropPlan plan;
     plan.user = user;
     auto dropped = drop_privileges(plan);
-    if (dropped && access(options.dir.c_str(), W_OK | X_OK) != 0) {
-      return Error::from_errno("running as " + dropped->who + ", the sink cannot create files in " + options.dir,
+    if (dropped && access(options.store.dir.c_str(), W_OK | X_OK) != 0) {
+      return Error::from_errno("running as " + dropped->who + ", the sink cannot create files in " + options.store.dir,
                                errno, "make the directory writable for that user, or choose another");
     }
     return dropped;
@@ -224,15 +255,12 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     if (options.tls.enabled() || !options.tls.cert_file.empty() || !options.tls.ca_file.empty()) {
       return fail("--tls-* are for --listen; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... (README: Kafka)");
     }
-    kafka.dir = options.dir;
-    kafka.rotate_bytes = options.rotate_bytes;
-    kafka.rotate_time = options.rotate_time;
+    kafka.store = options.store;
     kafka.max_batch = options.max_batch;
-    kafka.log = options.log;
     std::error_code dir_ec;
-    std::filesystem::create_directories(options.dir, dir_ec);
+    std::filesystem::create_directories(options.store.dir, dir_ec);
     if (dir_ec) {
-      err << "perfstream sink: creating " << options.dir << ": " << dir_ec.message() << "\n";
+      err << "perfstream sink: creating " << options.store.dir << ": " << dir_ec.message() << "\n";
       return 1;
     }
     auto dropped = drop();
@@ -240,7 +268,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       err << "perfstream sink: " << dropped.error().message() << "\n";
       return 1;
     }
-    options.log(dropped->describe());
+    options.store.log(dropped->describe());
     return run_kafka_sink(kafka, status_ms, err);
   }
 
@@ -254,8 +282,10 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     err << "perfstream sink: " << dropped.error().message() << "\n";
     return 1;
   }
-  for (const auto& ep : (*server)->bound()) options.log("listening on " + ep.to_string() + ", writing into " + options.dir);
-  options.log(dropped->describe());
+  for (const auto& ep : (*server)->bound()) {
+    options.store.log("listening on " + ep.to_string() + ", writing into " + options.store.dir);
+  }
+  options.store.log(dropped->describe());
   (*server)->start();
 
   asio::io_context io;
@@ -267,7 +297,8 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     stopping = true;
     status.cancel();
   });
-  std::map<std::string, std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> previous;
+  // A collector's counters include what a resumed recording held already: its first tick gives 0/s.
+  std::map<std::string, StoreRate> rates;
   std::function<void()> tick = [&] {
     if (status_ms == 0) return;
     status.expires_after(std::chrono::milliseconds(status_ms));
@@ -276,20 +307,11 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       const auto now = std::chrono::steady_clock::now();
       for (const auto& c : (*server)->summaries()) {
         if (!c.connected && c.finished) continue;
-        auto& [last_records, last_time] = previous[c.id];
-        const double secs = last_time.time_since_epoch().count() == 0
-                                ? 0
-                                : std::chrono::duration<double>(now - last_time).count();
-        const double rate = secs > 0 ? (c.records - last_records) / secs : 0;
-        last_records = c.records;
-        last_time = now;
-        char rate_text[32];
-        std::snprintf(rate_text, sizeof(rate_text), "%.0f", rate);
-        options.log("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate_text +
-                    " records/s, " + std::to_string(c.batches) +
-                    " batches, " + std::to_string(c.records) + " records, lost " + std::to_string(c.lost_kernel) +
-                    " in its kernel + " + std::to_string(c.lost_collector) + " in its spool, " +
-                    std::to_string(c.duplicates) + " duplicates dropped");
+        const std::string rate = rates[c.id].since_last(c.records, c.compressed_bytes, now);
+        options.store.log("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate + ", " +
+                          std::to_string(c.batches) + " batches, " + std::to_string(c.records) + " records, lost " +
+                          std::to_string(c.lost_kernel) + " in its kernel + " + std::to_string(c.lost_collector) +
+                          " in its spool, " + std::to_string(c.duplicates) + " duplicates dropped");
       }
       tick();
     });
@@ -298,9 +320,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
   io.run();
   (*server)->stop();
   for (const auto& c : (*server)->summaries()) {
-    options.log("collector " + c.id + ": " + std::to_string(c.batches) + " batches, " + std::to_string(c.records) +
-                " records in " + c.file + (c.finished ? "" : " (not finished: no trailer yet)") + ", lost " +
-                std::to_string(c.lost_kernel) + " + " + std::to_string(c.lost_collector));
+    options.store.log("collector " + c.id + ": " + c.describe());
   }
   return 0;
 }

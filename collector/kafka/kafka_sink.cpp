@@ -161,7 +161,7 @@ class HeaderDirectory {
   }
 
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.store.log) options_.store.log(line);
   }
 
   const KafkaSinkOptions& options_;
@@ -219,7 +219,7 @@ class KafkaSink::Consumer {
       return Error("subscribing to " + options_.address.to_string() + ": " + rd_kafka_err2str(err));
     }
     log("consuming " + options_.address.to_string() + " as a member of group " + options_.group + ", writing into " +
-        options_.dir);
+        options_.store.dir);
     auto last_commit = std::chrono::steady_clock::now();
     while (!stopping.load() && failure_.empty()) {
       KafkaMessage msg(rd_kafka_consumer_poll(rk_.get(), 100));
@@ -237,12 +237,12 @@ class KafkaSink::Consumer {
     return {};
   }
 
-  std::atomic<std::uint64_t> messages{0}, batches{0}, duplicates{0}, trailers{0}, rejected{0}, commits{0},
-      partitions{0};
+  std::atomic<std::uint64_t> messages{0}, batches{0}, records{0}, compressed_bytes{0}, duplicates{0}, trailers{0},
+      rejected{0}, commits{0}, partitions{0};
 
  private:
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.store.log) options_.store.log(line);
   }
 
   void reject(const rd_kafka_message_t* msg, const std::string& why) {
@@ -298,9 +298,7 @@ class KafkaSink::Consumer {
       if (auto st = recording->finish(trailer); !st) return fail(st.error().message());
       ++trailers;
       const auto s = recording->summary();
-      log("collector " + s.id + " finished: " + std::to_string(s.batches) + " batches, " + std::to_string(s.records) +
-          " records in " + s.file + ", lost " + std::to_string(s.lost_kernel) + " in its kernel and " +
-          std::to_string(s.lost_collector) + " in its spool");
+      log("collector " + s.id + " finished: " + s.describe());
       return;
     }
     if (auto st = decompressor_.decompress(value_, options_.max_batch, message_); !st) {
@@ -318,6 +316,8 @@ class KafkaSink::Consumer {
       ++duplicates;
     } else {
       ++batches;
+      records += view->batch().record_count();
+      compressed_bytes += value_.size();  // store() hands the compressed batch back
       dirty_.insert(recording);
     }
   }
@@ -411,12 +411,7 @@ class KafkaSink::Consumer {
 Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaSinkOptions& options) {
   if (options.group.empty()) return Error("a Kafka sink needs a consumer group (--group NAME)");
   std::unique_ptr<KafkaSink> sink(new KafkaSink());
-  RecordingStoreOptions store_options;
-  store_options.dir = options.dir;
-  store_options.rotate_bytes = options.rotate_bytes;
-  store_options.rotate_time = options.rotate_time;
-  store_options.log = options.log;
-  auto store = RecordingStore::open(store_options);
+  auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   sink->store_ = std::move(*store);
   sink->options_ = options;
@@ -433,6 +428,8 @@ KafkaSinkStats KafkaSink::stats() const {
   KafkaSinkStats s;
   s.messages = consumer_->messages.load();
   s.batches = consumer_->batches.load();
+  s.records = consumer_->records.load();
+  s.compressed_bytes = consumer_->compressed_bytes.load();
   s.duplicates = consumer_->duplicates.load();
   s.trailers = consumer_->trailers.load();
   s.rejected = consumer_->rejected.load();

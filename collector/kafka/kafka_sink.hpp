@@ -32,18 +32,17 @@ struct KafkaSinkOptions {
   KafkaAddress address;
   std::string group;
   KafkaProperties properties;  // the user's librdkafka settings, passed through
-  std::string dir;
-  std::uint64_t rotate_bytes = 0;
-  std::chrono::seconds rotate_time{0};
+  RecordingStoreOptions store;  // the directory, rotation, and the log the sink writes to as well
   std::size_t max_batch = 64u << 20;  // largest decompressed batch accepted (no zstd bombs)
   std::chrono::milliseconds commit_interval{1000};
   std::chrono::milliseconds header_timeout{30000};  // how long to look for a recording's TraceHeader
-  std::function<void(const std::string&)> log;
 };
 
 struct KafkaSinkStats {
   std::uint64_t messages = 0;     // consumed from TOPIC
   std::uint64_t batches = 0;      // stored
+  std::uint64_t records = 0;      // in the batches stored
+  std::uint64_t compressed_bytes = 0;  // the batches stored, as written (see RecordingSummary)
   std::uint64_t duplicates = 0;   // a sequence already stored: dropped
   std::uint64_t trailers = 0;
   std::uint64_t rejected = 0;     // bad messages, skipped

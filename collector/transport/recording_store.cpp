@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "collector/format/frame.hpp"
 #include "collector/format/trace_reader.hpp"
 
 namespace perfstream {
@@ -20,6 +21,12 @@ std::string file_safe_id(const std::string& id) {
   return out.substr(0, 200) + suffix;
 }
 
+std::string RecordingSummary::describe() const {
+  return std::to_string(batches) + " batches, " + std::to_string(records) + " records in " + file +
+         (finished ? "" : " (not finished: no trailer yet)") + ", lost " + std::to_string(lost_kernel) +
+         " in its kernel and " + std::to_string(lost_collector) + " in its spool";
+}
+
 void Recording::mark(std::uint64_t seq) {
   above_.insert(seq);
   while (!above_.empty() && *above_.begin() == next_) {
@@ -28,10 +35,11 @@ void Recording::mark(std::uint64_t seq) {
   }
 }
 
-void Recording::count(const v1::Batch& batch) {
+void Recording::count(const v1::Batch& batch, std::uint64_t compressed_bytes) {
   mark(batch.sequence());
   ++batches_;
   records_ += batch.record_count();
+  compressed_bytes_ += compressed_bytes;
   for (const auto& lost : batch.lost()) {
     (lost.source() == v1::LostNotice::COLLECTOR ? lost_collector_ : lost_kernel_) += lost.count();
   }
@@ -51,7 +59,7 @@ Result<Recording::Stored> Recording::store(std::string& compressed, const v1::Ba
   Status written = writer_->write_batch(encoded);
   compressed = std::move(encoded.compressed);
   if (!written) return Error("cannot store it: " + written.error().message());
-  count(batch);
+  count(batch, compressed.size());
   return Stored::New;
 }
 
@@ -83,6 +91,7 @@ RecordingSummary Recording::summary() const {
   s.finished = finished_;
   s.batches = batches_;
   s.records = records_;
+  s.compressed_bytes = compressed_bytes_;
   s.duplicates = duplicates_;
   s.lost_kernel = lost_kernel_;
   s.lost_collector = lost_collector_;
@@ -150,7 +159,8 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
       if (outcome.type == FrameType::Batch) {
         auto view = BatchView::parse(outcome.message);
         if (!view) break;
-        r->count(view->batch());
+        // The frame's payload: the compressed batch as it was stored.
+        r->count(view->batch(), (*reader)->offset() - outcome.offset - kFrameHeaderSize);
         ++batches;
         records += view->batch().record_count();
       } else if (outcome.type == FrameType::Trailer) {

@@ -27,6 +27,8 @@
 
 namespace perfstream {
 
+// Where a sink writes its recordings, when it starts a new piece of one, and where it logs (a sink logs
+// its own lines there too: SinkOptions and KafkaSinkOptions hold one of these).
 struct RecordingStoreOptions {
   std::string dir;
   std::uint64_t rotate_bytes = 0;
@@ -41,10 +43,15 @@ struct RecordingSummary {
   bool finished = false;             // the trailer arrived
   std::uint64_t batches = 0;         // stored
   std::uint64_t records = 0;
+  std::uint64_t compressed_bytes = 0;  // the stored batches as written: compressed, without frame headers
   std::uint64_t duplicates = 0;      // received again and dropped
   std::uint64_t lost_kernel = 0;     // samples the collector's kernel reported lost
   std::uint64_t lost_collector = 0;  // samples the collector dropped (spool full)
   std::uint64_t next_sequence = 0;   // every batch below is stored
+
+  // What the recording holds, for the sinks' logs: "60 batches, 2400 records in DIR/ID.data, lost 3 in its
+  // kernel and 0 in its spool", with " (not finished: no trailer yet)" after the file until the trailer.
+  std::string describe() const;
 };
 
 class Recording {
@@ -67,7 +74,7 @@ class Recording {
   friend class RecordingStore;
   bool has(std::uint64_t seq) const { return seq < next_ || above_.count(seq) != 0; }
   void mark(std::uint64_t seq);
-  void count(const v1::Batch& batch);
+  void count(const v1::Batch& batch, std::uint64_t compressed_bytes);
 
   mutable std::mutex mutex_;
   std::string id_;
@@ -76,7 +83,8 @@ class Recording {
   std::unique_ptr<TraceFileWriter> writer_;
   std::uint64_t next_ = 0;         // every sequence below is stored
   std::set<std::uint64_t> above_;  // stored sequences above next_
-  std::uint64_t batches_ = 0, records_ = 0, duplicates_ = 0, lost_kernel_ = 0, lost_collector_ = 0;
+  std::uint64_t batches_ = 0, records_ = 0, compressed_bytes_ = 0, duplicates_ = 0, lost_kernel_ = 0,
+                lost_collector_ = 0;
   bool finished_ = false;
 };
 

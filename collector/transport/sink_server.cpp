@@ -108,9 +108,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       }
       if (auto st = collector_->finish(trailer); !st) return drop("closing the recording: " + st.error().message());
       const auto summary = collector_->summary();
-      server_.log("collector " + summary.id + " finished: " + std::to_string(summary.batches) + " batches, " +
-                  std::to_string(summary.records) + " records, lost " + std::to_string(summary.lost_kernel) +
-                  " in its kernel and " + std::to_string(summary.lost_collector) + " in its spool");
+      server_.log("collector " + summary.id + " finished: " + summary.describe());
     } else {
       return drop("unexpected frame type " + std::to_string(static_cast<int>(type)));
     }
@@ -193,12 +191,7 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   std::unique_ptr<SinkServer> server(new SinkServer());
   server->options_ = options;
   if (options.listen.empty()) return Error("sink: nothing to listen on (--listen tcp://127.0.0.1:PORT or unix:/PATH)");
-  RecordingStoreOptions store_options;
-  store_options.dir = options.dir;
-  store_options.rotate_bytes = options.rotate_bytes;
-  store_options.rotate_time = options.rotate_time;
-  store_options.log = options.log;
-  auto store = RecordingStore::open(store_options);
+  auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   server->store_ = std::move(*store);
   if (options.tls.enabled()) {
@@ -333,7 +326,7 @@ std::vector<CollectorSummary> SinkServer::summaries() const {
 std::uint64_t SinkServer::refused_peers() const { return refused_.load(); }
 
 void SinkServer::log(const std::string& line) const {
-  if (options_.log) options_.log(line);
+  if (options_.store.log) options_.store.log(line);
 }
 
 }  // namespace perfstream

@@ -34,17 +34,14 @@ namespace perfstream {
 
 struct SinkOptions {
   std::vector<Endpoint> listen;
-  std::string dir;
+  RecordingStoreOptions store;  // the directory, rotation, and the log the sink writes to as well
   TlsOptions tls;
-  std::uint64_t rotate_bytes = 0;
-  std::chrono::seconds rotate_time{0};
   std::uint32_t max_frame = 16u << 20;
   std::size_t max_batch = 64u << 20;
   std::chrono::milliseconds hello_timeout{10000};
   std::chrono::milliseconds idle_timeout{120000};
   unsigned threads = 2;
   bool allow_remote = false;  // bind non-loopback addresses only when told
-  std::function<void(const std::string&)> log;
 };
 
 struct CollectorSummary : RecordingSummary {

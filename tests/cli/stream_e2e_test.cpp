@@ -222,8 +222,8 @@ TEST_F(StreamEndToEnd, RealAndSyntheticCollectorsShareOneSinkExactlyOnce) {
   LogLines log;
   SinkOptions options;
   options.listen = {*Endpoint::parse(to_)};
-  options.dir = (dir_ / "sink").string();
-  options.log = log.sink();
+  options.store.dir = (dir_ / "sink").string();
+  options.store.log = log.sink();
   auto created = SinkServer::create(options);
   ASSERT_TRUE(created) << created.error().message();
   auto sink = std::move(*created);

@@ -108,7 +108,7 @@ TEST(KafkaSettings, UnknownOrGuaranteeBreakingSettingsAreRefused) {
 
   KafkaSinkOptions sink;
   sink.address = options.address;
-  sink.dir = dir.file("sink");
+  sink.store.dir = dir.file("sink");
   sink.group = "g";
   sink.properties = {{"enable.auto.commit", "true"}};
   auto s = KafkaSink::create(sink);
@@ -155,13 +155,13 @@ KafkaSinkOptions sink_options(const MockKafka& kafka, const std::string& topic, 
   KafkaSinkOptions o;
   o.address = *KafkaAddress::parse(kafka.url(topic));
   o.group = group;
-  o.dir = dir;
+  o.store.dir = dir;
   o.commit_interval = 200ms;
   o.header_timeout = 10s;
   // A member that lost its coordinator rejoins; the group waits for the old membership to time out first
   // (session.timeout.ms, 45 s by default): short here.
   o.properties = {{"reconnect.backoff.max.ms", "500"}, {"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
-  o.log = log.sink("sink: ");
+  o.store.log = log.sink("sink: ");
   return o;
 }
 
@@ -261,6 +261,9 @@ TEST(KafkaMock, TwoHostsThroughThreeBrokersToTheirOwnFilesExactlyOnceByteExact) 
   }
   EXPECT_EQ(sink->stats().rejected, 0u) << log.text();
   EXPECT_EQ(sink->stats().batches, 2 * kBatches);
+  EXPECT_EQ(sink->stats().records, 2 * kBatches * 50);
+  SyntheticSource a(0, 50), b(1, 50);
+  EXPECT_EQ(sink->stats().compressed_bytes, a.compressed_bytes(0, kBatches) + b.compressed_bytes(0, kBatches));
 }
 
 TEST(KafkaMock, ALeaderBrokerFailedAndRestoredMidStreamLosesNothing) {
@@ -323,8 +326,11 @@ TEST(KafkaMock, ASinkStartedAgainOnItsDirectoryStoresNothingTwice) {
   ASSERT_TRUE(second.stop());
   EXPECT_EQ(second->stats().duplicates, 40u);
   EXPECT_EQ(second->stats().batches, 40u);
+  EXPECT_EQ(second->stats().records, 40u * 30);
+  EXPECT_EQ(second->stats().compressed_bytes, source.compressed_bytes(40, kBatches)) << "only what it stored itself";
   const auto s = *second.summary(c.id);
   EXPECT_EQ(s.batches, kBatches);
+  EXPECT_EQ(s.compressed_bytes, source.compressed_bytes(0, kBatches)) << "the first 40 counted from the file";
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));
   EXPECT_EQ(log.count("resuming " + dir.file("sink") + "/" + c.id + ".data with 40 batches"), 1u) << log.text();
 
@@ -335,6 +341,7 @@ TEST(KafkaMock, ASinkStartedAgainOnItsDirectoryStoresNothingTwice) {
   ASSERT_TRUE(third.stop());
   EXPECT_EQ(third->stats().duplicates, kBatches);
   EXPECT_EQ(third->stats().batches, 0u);
+  EXPECT_EQ(third->stats().compressed_bytes, 0u);
   EXPECT_EQ(third->stats().rejected, 0u) << log.text();
   EXPECT_FALSE(std::filesystem::exists(s.file + ".1")) << "a finished recording is not reopened";
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(s.file), source, kBatches));

@@ -93,6 +93,14 @@ class SyntheticSource {
     return b;
   }
 
+  // The compressed sizes of batches [from, to) added up: what a sink that stores each of them once has
+  // written as batch frame payloads (RecordingSummary::compressed_bytes).
+  std::uint64_t compressed_bytes(std::uint64_t from, std::uint64_t to) {
+    std::uint64_t total = 0;
+    for (std::uint64_t s = from; s < to; ++s) total += batch(s).compressed.size();
+    return total;
+  }
+
  private:
   static ZstdCompressor make_compressor() {
     auto c = ZstdCompressor::create(3);
