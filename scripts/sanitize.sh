@@ -38,7 +38,9 @@ for suite in "${suites[@]}"; do
       ;;
     tsan)
       echo "sanitize: TSan build (build-tsan/)" >&2
-      cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_SANITIZE=thread -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
+      flags="-O1 -gline-tables-only -DNDEBUG"  # as in asan-build.sh
+      cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERFSTREAM_SANITIZE=thread \
+        -DCMAKE_C_FLAGS_RELWITHDEBINFO="$flags" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
       cmake --build build-tsan -j "$jobs" --target perfstream_unit_tests perfstream_kernel_tests
       echo "sanitize: TSan unit tests" >&2
       # Not the mock-cluster tests: librdkafka (Debian's, not built with TSan) starts its threads with C11
