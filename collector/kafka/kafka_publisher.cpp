@@ -392,10 +392,8 @@ class KafkaPublisher::Producer {
 Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::create(const KafkaPublisherOptions& options,
                                                                v1::TraceHeader header, std::string collector_id) {
   std::unique_ptr<KafkaPublisher> publisher(new KafkaPublisher());
-  auto spool = Spool::create(options.spool_dir, options.spool_bytes, Spool::kDefaultSegmentBytes,
-                             Spool::preamble_for(header));
+  auto spool = Spool::create_for_recording(options.spool_dir, options.spool_bytes, header, options.log);
   if (!spool) return spool.error();
-  if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty() && options.log) options.log(notice);
   publisher->spool_ = std::move(*spool);
   publisher->producer_ = std::make_unique<Producer>(options, *publisher->spool_, header, std::move(collector_id));
   // Settings are checked now; the client itself (and its threads) comes with start().

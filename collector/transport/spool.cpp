@@ -26,6 +26,16 @@ std::string Spool::preamble_for(const v1::TraceHeader& header) {
   return encode_file_header() + data_frame_header(FrameType::Header, payload.size()) + payload;
 }
 
+Result<std::unique_ptr<Spool>> Spool::create_for_recording(const std::string& dir, std::uint64_t max_bytes,
+                                                           const v1::TraceHeader& header,
+                                                           const std::function<void(const std::string&)>& log) {
+  auto spool = create(dir, max_bytes, kDefaultSegmentBytes, preamble_for(header));
+  if (spool && log) {
+    if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty()) log(notice);
+  }
+  return spool;
+}
+
 Result<std::unique_ptr<Spool>> Spool::create(const std::string& dir, std::uint64_t max_bytes,
                                              std::uint64_t segment_bytes, std::string preamble) {
   std::error_code ec;

@@ -49,6 +49,11 @@ class Spool {
                                                std::string preamble = {});
   // The trace file header and `header` as a zstd TraceHeader frame: what a segment starts with.
   static std::string preamble_for(const v1::TraceHeader& header);
+  // The spool of a sender of one recording (the stream client, the Kafka publisher): default segments,
+  // each starting with that recording's preamble; an earlier run's leftovers are reported to `log`.
+  static Result<std::unique_ptr<Spool>> create_for_recording(const std::string& dir, std::uint64_t max_bytes,
+                                                             const v1::TraceHeader& header,
+                                                             const std::function<void(const std::string&)>& log);
   ~Spool();
 
   // Empty, or one line that says which files an earlier run left here and where they were kept.

@@ -282,10 +282,8 @@ Result<std::unique_ptr<StreamClient>> StreamClient::create(const StreamClientOpt
     if (!ctx) return ctx.error();
     tls = *ctx;
   }
-  auto spool = Spool::create(options.spool_dir, options.spool_bytes, Spool::kDefaultSegmentBytes,
-                             Spool::preamble_for(header));
+  auto spool = Spool::create_for_recording(options.spool_dir, options.spool_bytes, header, options.log);
   if (!spool) return spool.error();
-  if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty() && options.log) options.log(notice);
   client->spool_ = std::move(*spool);
   client->sender_ = std::make_unique<Sender>(client->options_, *client->spool_, std::move(header),
                                              std::move(collector_id), tls);
