@@ -202,7 +202,7 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
     if (mode == "count") return std::make_unique<CountOnlyConsumer>();
     if (mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
-    return std::make_unique<BatchingConsumer>(BatchLimits{}, worker, pipeline);
+    return std::make_unique<BatchingConsumer>(BatchLimits{}, worker, static_cast<clockid_t>(s.array().clockid()));
   });
   if (!started) {
     r.error = started.error().message();

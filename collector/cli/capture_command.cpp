@@ -487,8 +487,9 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   PipelineCounters pipeline;
   // Readers decode and encode; one worker thread compresses and writes (see BatchWorker for why).
   BatchWorker worker(std::move(*ZstdCompressor::create(level)), file, pipeline);
+  const clockid_t clock = static_cast<clockid_t>(s.array().clockid());
   auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
-    return std::make_unique<BatchingConsumer>(limits, worker, pipeline);
+    return std::make_unique<BatchingConsumer>(limits, worker, clock);
   });
   if (!started) {
     err << me << started.error().message() << "\n";
@@ -613,7 +614,8 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   signalled_while_stopping();
   worker.finish();
   signalled_while_stopping();
-  std::string sink_error = worker.first_error();
+  const std::optional<Error> worker_error = worker.first_error();
+  std::string sink_error = worker_error ? worker_error->message() : std::string();
   v1::TraceTrailer trailer = make_trace_trailer(s);
   if (auto st = output.finish(trailer, signalled_while_stopping); !st && sink_error.empty()) {
     sink_error = st.error().message();

@@ -145,6 +145,7 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
   h.mutable_ring()->set_wakeup_bytes(static_cast<std::uint32_t>(g.wakeup_bytes));
   for (const auto& arg : command) h.add_command(arg);
   h.set_recording_id(random_id());
+  h.set_batch_watermarks(true);
   return h;
 }
 

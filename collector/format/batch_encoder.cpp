@@ -7,7 +7,7 @@ namespace perfstream {
 // Field numbers of perfstream.v1.Batch and LostNotice.
 namespace {
 constexpr std::uint32_t kBatchSequence = 1, kBatchFirstTime = 2, kBatchRecordCount = 3, kBatchTimeDeltas = 4,
-                        kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8;
+                        kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8, kBatchWatermark = 9;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 }  // namespace
 
@@ -16,6 +16,7 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
     first_time_ = time_ns;
     last_time_ = time_ns;
   }
+  note_time(time_ns);
   wire::put_varint(time_deltas_, wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
   last_time_ = time_ns;
   wire::put_varint(cpus_, cpu);
@@ -25,6 +26,7 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
 }
 
 void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_t time_ns, std::uint32_t source) {
+  if (time_ns != 0) note_time(time_ns);
   std::string notice;
   wire::put_uint_field(notice, kLostCpu, cpu);
   wire::put_uint_field(notice, kLostCount, count);
@@ -41,10 +43,26 @@ std::size_t BatchEncoder::encoded_size_estimate() const {
   return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + 48;
 }
 
+void BatchEncoder::note_time(std::uint64_t time_ns) {
+  if (!timed_ || time_ns < min_time_) min_time_ = time_ns;
+  if (!timed_ || time_ns > max_time_) max_time_ = time_ns;
+  timed_ = true;
+}
+
 void BatchEncoder::finish(std::uint64_t sequence, std::string& out) const {
   out.clear();
   out.reserve(encoded_size_estimate());
   wire::put_uint_field(out, kBatchSequence, sequence);
+  append_body(out);
+}
+
+void BatchEncoder::finish_unstamped(std::string& out) const {
+  out.clear();
+  out.reserve(encoded_size_estimate());
+  append_body(out);
+}
+
+void BatchEncoder::append_body(std::string& out) const {
   wire::put_uint_field(out, kBatchFirstTime, first_time_);
   wire::put_uint_field(out, kBatchRecordCount, records_);
   wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_);
@@ -60,8 +78,14 @@ void BatchEncoder::reset() {
   sizes_.clear();
   payloads_.clear();
   lost_.clear();
-  first_time_ = last_time_ = 0;
+  first_time_ = last_time_ = min_time_ = max_time_ = 0;
+  timed_ = false;
   records_ = lost_notices_ = 0;
+}
+
+void append_batch_stamp(std::string& encoded, std::uint64_t sequence, std::uint64_t watermark_ns) {
+  wire::put_uint_field(encoded, kBatchSequence, sequence);
+  wire::put_uint_field(encoded, kBatchWatermark, watermark_ns);
 }
 
 }  // namespace perfstream

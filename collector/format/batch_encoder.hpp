@@ -25,12 +25,21 @@ class BatchEncoder {
   // Bytes the encoded batch will take, give or take a few header bytes.
   std::size_t encoded_size_estimate() const;
   std::uint64_t first_time() const { return first_time_; }
+  // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).
+  std::uint64_t min_time() const { return min_time_; }
+  std::uint64_t max_time() const { return max_time_; }
 
   // Encodes the batch into `out` (replacing its contents) with the given sequence number.
   void finish(std::uint64_t sequence, std::string& out) const;
+  // Encodes the batch without its sequence: BatchWorker stamps it (append_batch_stamp) when it writes the
+  // batch, so that sequence numbers follow the order in which batches reach the sink.
+  void finish_unstamped(std::string& out) const;
   void reset();
 
  private:
+  void note_time(std::uint64_t time_ns);
+  void append_body(std::string& out) const;
+
   std::string time_deltas_;
   std::string cpus_;
   std::string sizes_;
@@ -38,8 +47,15 @@ class BatchEncoder {
   std::string lost_;  // encoded LostNotice sub-messages, each with its field tag
   std::uint64_t first_time_ = 0;
   std::uint64_t last_time_ = 0;
+  std::uint64_t min_time_ = 0;
+  std::uint64_t max_time_ = 0;
+  bool timed_ = false;
   std::uint32_t records_ = 0;
   std::uint32_t lost_notices_ = 0;
 };
+
+// Appends the sequence (Batch field 1) and watermark (field 9) to an encoded batch. A protobuf parser takes
+// the last value of a scalar field, and finish_unstamped() writes neither, so the stamp is the batch's.
+void append_batch_stamp(std::string& encoded, std::uint64_t sequence, std::uint64_t watermark_ns);
 
 }  // namespace perfstream

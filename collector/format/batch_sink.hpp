@@ -17,6 +17,7 @@ struct EncodedBatch {
   std::uint64_t lost = 0;            // samples lost (kernel and collector) noted in this batch
   std::uint64_t encoded_bytes = 0;   // protobuf bytes before compression
   std::uint64_t first_time_ns = 0;
+  std::uint64_t max_time_ns = 0;     // the latest time of its records and timed lost notices
   std::string compressed;            // one zstd frame holding the Batch message
 };
 
@@ -36,7 +37,6 @@ struct PipelineCounters {
   std::atomic<std::uint64_t> compressed_bytes{0};
   std::atomic<std::uint64_t> dropped_batches{0};   // the sink refused them
   std::atomic<std::uint64_t> dropped_records{0};
-  std::atomic<std::uint64_t> next_sequence{0};     // batch sequence numbers are taken from here
 };
 
 }  // namespace perfstream

@@ -2,24 +2,61 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "collector/format/batch_encoder.hpp"
 
 namespace perfstream {
+namespace {
+constexpr std::uint64_t kRetired = std::numeric_limits<std::uint64_t>::max();
+}  // namespace
 
-BatchWorker::BatchWorker(ZstdCompressor compressor, BatchSink& sink, PipelineCounters& counters, std::size_t max_queued)
-    : compressor_(std::move(compressor)), sink_(sink), counters_(counters), max_queued_(std::max<std::size_t>(1, max_queued)) {
+BatchWorker::BatchWorker(ZstdCompressor compressor, BatchSink& sink, PipelineCounters& counters,
+                         const BatchWorkerOptions& options)
+    : compressor_(std::move(compressor)), sink_(sink), counters_(counters), options_(options) {
+  options_.max_queued = std::max<std::size_t>(1, options_.max_queued);
   thread_ = std::thread([this] { run(); });
 }
 
 BatchWorker::~BatchWorker() { finish(); }
 
-void BatchWorker::submit(const EncodedBatch& batch, std::string& encoded) {
+BatchWorker::Producer BatchWorker::add_producer() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  producers_.push_back(std::make_unique<std::atomic<std::uint64_t>>(0));
+  return producers_.size() - 1;
+}
+
+void BatchWorker::advance(Producer producer, std::uint64_t watermark) {
+  std::atomic<std::uint64_t>& slot = *producers_[producer];
+  // Never backwards: a record that came in below an earlier promise is late, not a reason to take it back.
+  if (watermark > slot.load(std::memory_order_relaxed)) slot.store(watermark, std::memory_order_release);
+}
+
+void BatchWorker::retire(Producer producer) {
+  producers_[producer]->store(kRetired, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mutex_);
+  not_empty_.notify_one();
+}
+
+std::uint64_t BatchWorker::least_watermark() const {
+  std::uint64_t least = kRetired;
+  for (const auto& p : producers_) least = std::min(least, p->load(std::memory_order_acquire));
+  return least;
+}
+
+void BatchWorker::submit(Producer producer, const EncodedBatch& batch, std::string& encoded,
+                         std::uint64_t watermark) {
+  advance(producer, watermark);
   std::unique_lock<std::mutex> lock(mutex_);
-  not_full_.wait(lock, [this] { return queue_.size() < max_queued_ || finishing_; });
+  not_full_.wait(lock, [this] { return queue_.size() < options_.max_queued || finishing_; });
   Job job;
   job.batch = batch;
   job.batch.compressed.clear();
   job.encoded.swap(encoded);
+  // Under the mutex: every batch holding a record below this value was queued before this one.
+  stamped_watermark_ = std::max(stamped_watermark_, least_watermark());
+  job.watermark = stamped_watermark_;
   if (!spare_.empty()) {
     encoded.swap(spare_.back());
     spare_.pop_back();
@@ -27,6 +64,11 @@ void BatchWorker::submit(const EncodedBatch& batch, std::string& encoded) {
   encoded.clear();
   queue_.push_back(std::move(job));
   not_empty_.notify_one();
+}
+
+void BatchWorker::wait_idle() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  idle_.wait(lock, [this] { return (queue_.empty() && !delivering_) || !thread_.joinable(); });
 }
 
 void BatchWorker::finish() {
@@ -38,11 +80,25 @@ void BatchWorker::finish() {
     not_full_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  idle_.notify_all();
 }
 
-std::string BatchWorker::first_error() const {
+std::optional<Error> BatchWorker::first_error() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return first_error_;
+}
+
+// An empty batch carrying a watermark that moved past records already written, or nothing.
+std::optional<BatchWorker::Job> BatchWorker::idle_watermark_job() {
+  const std::uint64_t least = least_watermark();
+  if (least == kRetired || least <= stamped_watermark_) return std::nullopt;
+  if (!written_any_time_ || written_max_time_ < written_watermark_) return std::nullopt;  // nothing held back
+  if (least <= written_max_time_) return std::nullopt;  // wait until it can release all that was written
+  stamped_watermark_ = least;
+  Job job;
+  job.watermark = least;
+  return job;
 }
 
 void BatchWorker::run() {
@@ -50,28 +106,55 @@ void BatchWorker::run() {
     Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      not_empty_.wait(lock, [this] { return !queue_.empty() || finishing_; });
-      if (queue_.empty()) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      not_full_.notify_one();
+      const bool woken = not_empty_.wait_for(lock, options_.idle_interval, [this] { return !queue_.empty() || finishing_; });
+      if (!woken) {
+        auto idle_job = idle_watermark_job();
+        if (!idle_job) continue;
+        job = std::move(*idle_job);
+      } else {
+        if (queue_.empty()) break;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        not_full_.notify_one();
+      }
+      delivering_ = true;
     }
     deliver(job);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (spare_.size() < max_queued_ + 2) spare_.push_back(std::move(job.encoded));
+    delivering_ = false;
+    if (spare_.size() < options_.max_queued + 2) spare_.push_back(std::move(job.encoded));
+    if (queue_.empty()) idle_.notify_all();
   }
   report_drops();
 }
 
-void BatchWorker::deliver(Job& job) {
-  report_drops();
+bool BatchWorker::write(Job& job) {
+  if (job.encoded.empty() && job.batch.records == 0 && job.batch.lost_notices == 0) {
+    BatchEncoder().finish_unstamped(job.encoded);  // a watermark-only batch
+  }
+  append_batch_stamp(job.encoded, next_sequence_, job.watermark);
+  job.batch.sequence = next_sequence_;
+  job.batch.encoded_bytes = job.encoded.size();
   Status st = compressor_.compress(job.encoded, job.batch.compressed);
   if (st) st = sink_.write_batch(job.batch);
+  // A refused sequence number is used up all the same: a stream stands in an empty batch for it.
+  ++next_sequence_;
   if (!st) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (first_error_.empty()) first_error_ = st.error().message();
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!first_error_) first_error_ = st.error();
+    return false;
+  }
+  written_watermark_ = std::max(written_watermark_, job.watermark);
+  if (job.batch.records > 0 || job.batch.lost_notices > 0) {
+    if (!written_any_time_ || job.batch.max_time_ns > written_max_time_) written_max_time_ = job.batch.max_time_ns;
+    written_any_time_ = true;
+  }
+  return true;
+}
+
+void BatchWorker::deliver(Job& job) {
+  report_drops();
+  if (!write(job)) {
     counters_.dropped_batches.fetch_add(1, std::memory_order_relaxed);
     counters_.dropped_records.fetch_add(job.batch.records, std::memory_order_relaxed);
     dropped_to_report_ += job.batch.records;
@@ -90,20 +173,17 @@ void BatchWorker::report_drops() {
   clock_gettime(CLOCK_MONOTONIC, &now);
   BatchEncoder encoder;
   encoder.add_lost(0, dropped_to_report_, static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec, 1);
-  EncodedBatch notice;
-  notice.sequence = counters_.next_sequence.fetch_add(1, std::memory_order_relaxed);
-  notice.lost_notices = 1;
-  notice.lost = dropped_to_report_;
-  std::string encoded;
-  encoder.finish(notice.sequence, encoded);
-  notice.encoded_bytes = encoded.size();
-  if (!compressor_.compress(encoded, notice.compressed)) return;
-  if (sink_.write_batch(notice)) {
+  Job notice;
+  notice.batch.lost_notices = 1;
+  notice.batch.lost = dropped_to_report_;
+  notice.batch.first_time_ns = encoder.first_time();
+  notice.batch.max_time_ns = encoder.max_time();
+  encoder.finish_unstamped(notice.encoded);
+  notice.watermark = written_watermark_;
+  if (write(notice)) {
     dropped_to_report_ = 0;
     counters_.batches.fetch_add(1, std::memory_order_relaxed);
   } else {
-    // This sequence number will never reach the sink; a stream's sink would wait for it forever, so the
-    // stream client stands in an empty batch for any refused sequence (see StreamClient).
     counters_.dropped_batches.fetch_add(1, std::memory_order_relaxed);
   }
 }

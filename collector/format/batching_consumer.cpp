@@ -1,17 +1,40 @@
 #include "collector/format/batching_consumer.hpp"
 
-#include <time.h>
+#include <algorithm>
 
 namespace perfstream {
+namespace {
+std::uint64_t less_margin(std::uint64_t t) { return t > kWatermarkMarginNs ? t - kWatermarkMarginNs : 0; }
+}  // namespace
 
-BatchingConsumer::BatchingConsumer(const BatchLimits& limits, ZstdCompressor compressor, BatchSink& sink,
-                                   PipelineCounters& counters)
-    : limits_(limits), compressor_(std::move(compressor)), sink_(&sink), counters_(counters) {}
+BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock)
+    : limits_(limits), worker_(worker), producer_(worker.add_producer()), clock_(clock) {}
 
-BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, PipelineCounters& counters)
-    : limits_(limits), worker_(&worker), counters_(counters) {}
+BatchingConsumer::~BatchingConsumer() {
+  if (!stopped_) worker_.retire(producer_);
+}
 
-BatchingConsumer::~BatchingConsumer() = default;
+std::uint64_t BatchingConsumer::now() const {
+  timespec ts{};
+  clock_gettime(clock_, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+BatchingConsumer::RingMark& BatchingConsumer::ring(unsigned cpu) {
+  auto it = rings_.find(cpu);
+  if (it == rings_.end()) it = rings_.emplace(cpu, RingMark{given_, 0}).first;
+  return it->second;
+}
+
+std::uint64_t BatchingConsumer::watermark() const {
+  // No ring: everything this reader had was drained at its latest tick.
+  std::uint64_t least = rings_.empty() ? less_margin(last_tick_) : UINT64_MAX;
+  for (const auto& [cpu, mark] : rings_) least = std::min(least, mark.complete_below);
+  if (encoder_.record_count() > 0 || encoder_.lost_count() > 0) {
+    if (encoder_.max_time() != 0) least = std::min(least, encoder_.min_time());
+  }
+  return std::max(least, given_);
+}
 
 void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
   (void)cpu;
@@ -28,54 +51,52 @@ void BatchingConsumer::on_lost(unsigned cpu, const LostView& lost) {
   lost_in_batch_ += lost.lost;
 }
 
+void BatchingConsumer::on_pass_begin(unsigned cpu) { ring(cpu).pass_began = now(); }
+
 void BatchingConsumer::on_pass_end(unsigned cpu) {
-  (void)cpu;
+  RingMark& mark = ring(cpu);
+  if (mark.pass_began != 0) {
+    mark.complete_below = std::max(mark.complete_below, less_margin(mark.pass_began));
+    mark.pass_began = 0;
+  }
+  close_if_aged();
+  given_ = watermark();
+  worker_.advance(producer_, given_);
+}
+
+void BatchingConsumer::on_ring_opened(unsigned cpu) { ring(cpu); }
+
+void BatchingConsumer::on_ring_closed(unsigned cpu) { rings_.erase(cpu); }
+
+void BatchingConsumer::on_tick() {
+  last_tick_ = now();
+  close_if_aged();
+  given_ = watermark();
+  worker_.advance(producer_, given_);
+}
+
+void BatchingConsumer::on_stop() {
+  if (!encoder_.empty()) close_batch();
+  stopped_ = true;
+  worker_.retire(producer_);
+}
+
+void BatchingConsumer::close_if_aged() {
   if (!encoder_.empty() && std::chrono::steady_clock::now() - opened_ >= limits_.max_age) close_batch();
 }
 
-void BatchingConsumer::on_tick() { on_pass_end(0); }
-
-void BatchingConsumer::on_stop() {
-  if (!encoder_.empty() || dropped_to_report_ != 0) close_batch();
-}
-
 void BatchingConsumer::close_batch() {
-  const std::uint64_t reporting = dropped_to_report_;
-  if (dropped_to_report_ != 0) {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    encoder_.add_lost(0, dropped_to_report_, static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec, 1);
-    lost_in_batch_ += dropped_to_report_;
-    dropped_to_report_ = 0;
-  }
-  const std::uint64_t sequence = counters_.next_sequence.fetch_add(1, std::memory_order_relaxed);
-  encoder_.finish(sequence, encoded_);
-  batch_.sequence = sequence;
+  encoder_.finish_unstamped(encoded_);
   batch_.records = encoder_.record_count();
   batch_.lost_notices = encoder_.lost_count();
   batch_.lost = lost_in_batch_;
   batch_.encoded_bytes = encoded_.size();
   batch_.first_time_ns = encoder_.first_time();
+  batch_.max_time_ns = encoder_.max_time();
   encoder_.reset();
   lost_in_batch_ = 0;
-
-  if (worker_ != nullptr) {
-    worker_->submit(batch_, encoded_);
-    return;
-  }
-  Status st = compressor_->compress(encoded_, batch_.compressed);
-  if (st) st = sink_->write_batch(batch_);
-  if (!st) {
-    if (sink_error_.empty()) sink_error_ = st.error().message();
-    counters_.dropped_batches.fetch_add(1, std::memory_order_relaxed);
-    counters_.dropped_records.fetch_add(batch_.records, std::memory_order_relaxed);
-    dropped_to_report_ += batch_.records + reporting;  // the notice this batch carried is lost with it
-    return;
-  }
-  counters_.batches.fetch_add(1, std::memory_order_relaxed);
-  counters_.records.fetch_add(batch_.records, std::memory_order_relaxed);
-  counters_.encoded_bytes.fetch_add(batch_.encoded_bytes, std::memory_order_relaxed);
-  counters_.compressed_bytes.fetch_add(batch_.compressed.size(), std::memory_order_relaxed);
+  given_ = watermark();
+  worker_.submit(producer_, batch_, encoded_, given_);
 }
 
 }  // namespace perfstream

@@ -1,22 +1,31 @@
-// BatchingConsumer: a RecordConsumer that packs a reader thread's records into batches, compresses each
-// into one zstd frame, and hands it to a BatchSink (a trace file, a stream). One per reader thread.
+// BatchingConsumer: a RecordConsumer that packs a reader thread's records into batches and hands each to a
+// BatchWorker, which compresses and writes it. One per reader thread; each is one producer of the worker.
 //
 // A batch closes when it reaches max_bytes (encoded) or max_records, when its oldest record is max_age
 // old (checked on every pass and on the reader's timer tick), and at stop. Payloads are copied once, into
 // the batch's payload column, before the pass ends (views die with the pass).
-// A sink that refuses a batch loses it: that is counted (dropped_batches, dropped_records) and the next
-// batch carries a collector-sourced LostNotice with the count, so the loss is in the recording itself.
+//
+// Watermark: the consumer tells the worker how far its records are complete, so that readers can merge
+// batches into time order in bounded memory (see BatchWorker and Batch.watermark_ns). For each ring it
+// keeps the recording clock read just before its latest pass began, less kWatermarkMargin: every record
+// committed to that ring before that moment has been drained. The margin covers records whose time was
+// taken but that were not yet committed when the pass read the ring's head (a BPF program between its
+// timestamp and its output, an interrupt, a vCPU preempted by its hypervisor). The consumer's watermark
+// is the least of its rings' values and of the times in its open batch; a ring that has not been drained
+// yet holds it where it was. A record that still comes in below a watermark already given is late: the
+// readers count and report it, nothing is lost.
 #pragma once
 
+#include <time.h>
+
 #include <chrono>
-#include <optional>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/batch_sink.hpp"
 #include "collector/format/batch_worker.hpp"
-#include "collector/format/zstd_codec.hpp"
 #include "collector/read/record_consumer.hpp"
 
 namespace perfstream {
@@ -27,39 +36,48 @@ struct BatchLimits {
   std::chrono::milliseconds max_age{1000};
 };
 
+// How far behind the start of a ring's latest pass the watermark stays (see above).
+constexpr std::uint64_t kWatermarkMarginNs = 50'000'000;
+
 class BatchingConsumer : public RecordConsumer {
  public:
-  // Compresses and writes each batch on the reader thread.
-  BatchingConsumer(const BatchLimits& limits, ZstdCompressor compressor, BatchSink& sink, PipelineCounters& counters);
-  // Hands each encoded batch to `worker`, which compresses and writes it on its own thread (the recorder's
-  // way: the reader goes back to its rings at once). Refused batches are reported by the worker.
-  BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, PipelineCounters& counters);
+  // `clock`: the clock of the records' times (the perf events' clockid).
+  BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock = CLOCK_MONOTONIC);
   ~BatchingConsumer() override;
 
   void on_sample(unsigned cpu, const SampleView& sample) override;
   void on_lost(unsigned cpu, const LostView& lost) override;
+  void on_pass_begin(unsigned cpu) override;
   void on_pass_end(unsigned cpu) override;
+  void on_ring_opened(unsigned cpu) override;
+  void on_ring_closed(unsigned cpu) override;
   void on_tick() override;
   void on_stop() override;
 
-  // The first error the sink returned, if any.
-  const std::string& sink_error() const { return sink_error_; }
-
  private:
+  struct RingMark {
+    std::uint64_t complete_below = 0;  // every record of the ring below this time has been drained
+    std::uint64_t pass_began = 0;      // the clock when the current pass began, 0 outside a pass
+  };
   void close_batch();
+  void close_if_aged();
+  RingMark& ring(unsigned cpu);
+  std::uint64_t watermark() const;  // with the open batch
+  std::uint64_t now() const;
 
   BatchLimits limits_;
-  std::optional<ZstdCompressor> compressor_;  // synchronous mode
-  BatchSink* sink_ = nullptr;                  // synchronous mode
-  BatchWorker* worker_ = nullptr;              // worker mode
-  PipelineCounters& counters_;
+  BatchWorker& worker_;
+  BatchWorker::Producer producer_;
+  clockid_t clock_;
   BatchEncoder encoder_;
   std::chrono::steady_clock::time_point opened_;
+  std::map<unsigned, RingMark> rings_;
+  std::uint64_t given_ = 0;  // the highest watermark given to the worker
+  std::uint64_t last_tick_ = 0;  // the clock at the latest on_tick
   std::uint64_t lost_in_batch_ = 0;
-  std::uint64_t dropped_to_report_ = 0;  // records of refused batches, not yet noted in a batch
   std::string encoded_;
   EncodedBatch batch_;
-  std::string sink_error_;
+  bool stopped_ = false;
 };
 
 }  // namespace perfstream

@@ -24,6 +24,9 @@ class RecordConsumer {
   // The kernel dropped lost.lost (> 0) samples on `cpu` because its ring was full; reported in ring order,
   // before the sample that followed the loss. Notices with a count of 0 are never passed on.
   virtual void on_lost(unsigned cpu, const LostView& lost) = 0;
+  // A pass over `cpu`'s ring is about to load the ring's head: every record committed before this call is
+  // handed out before the matching on_pass_end.
+  virtual void on_pass_begin(unsigned cpu) { (void)cpu; }
   // The pass over `cpu`'s ring is over: every view handed out since the previous on_pass_end is about to
   // become invalid.
   virtual void on_pass_end(unsigned cpu) { (void)cpu; }

@@ -13,6 +13,7 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
                        CpuCounters& counters) {
   DrainResult result;
   std::uint64_t samples = 0, sample_bytes = 0, lost = 0, lost_notices = 0, malformed = 0, other = 0;
+  consumer.on_pass_begin(cpu);
   {
     PerfRing::Pass pass = ring.begin_pass();
     const std::uint64_t fill = pass.fill_at_start();

@@ -47,28 +47,27 @@ v1::Batch decode(const EncodedBatch& batch) {
   return view->batch();
 }
 
-EncodedBatch submit_records(BatchWorker& worker, PipelineCounters& counters, std::uint32_t records, std::string& buffer) {
+EncodedBatch submit_records(BatchWorker& worker, std::uint32_t records, std::string& buffer) {
   BatchEncoder encoder;
   for (std::uint32_t i = 0; i < records; ++i) {
     const std::string payload = "record-" + std::to_string(i);
     encoder.add_record(1000 + i, i % 2, std::as_bytes(std::span(payload.data(), payload.size())));
   }
   EncodedBatch batch;
-  batch.sequence = counters.next_sequence.fetch_add(1);
   batch.records = records;
-  encoder.finish(batch.sequence, buffer);
+  encoder.finish_unstamped(buffer);
   batch.encoded_bytes = buffer.size();
-  worker.submit(batch, buffer);
+  worker.submit(worker.add_producer(), batch, buffer, 0);
   return batch;
 }
 
 TEST(BatchWorker, DeliversEveryBatchInSubmissionOrderCompressed) {
   RecordingSink sink;
   PipelineCounters counters;
-  BatchWorker worker(std::move(*ZstdCompressor::create(1)), sink, counters, 2);
+  BatchWorker worker(std::move(*ZstdCompressor::create(1)), sink, counters, BatchWorkerOptions{2});
   std::string buffer;
   for (std::uint32_t n = 1; n <= 50; ++n) {
-    submit_records(worker, counters, n, buffer);
+    submit_records(worker, n, buffer);
     EXPECT_TRUE(buffer.empty()) << "the caller gets an empty buffer back";
   }
   worker.finish();
@@ -83,46 +82,47 @@ TEST(BatchWorker, DeliversEveryBatchInSubmissionOrderCompressed) {
   EXPECT_EQ(counters.batches.load(), 50u);
   EXPECT_EQ(counters.records.load(), 50u * 51 / 2);
   EXPECT_EQ(counters.dropped_batches.load(), 0u);
-  EXPECT_EQ(worker.first_error(), "");
+  EXPECT_FALSE(worker.first_error());
 }
 
 TEST(BatchWorker, RefusedBatchesAreCountedAndReportedInBandBeforeTheNextOne) {
   RecordingSink sink;
   PipelineCounters counters;
-  BatchWorker worker(std::move(*ZstdCompressor::create(1)), sink, counters, 1);
+  BatchWorker second(std::move(*ZstdCompressor::create(1)), sink, counters, BatchWorkerOptions{1});
   std::string buffer;
-  submit_records(worker, counters, 3, buffer);  // seq 0: stored
-  worker.finish();
-  BatchWorker second(std::move(*ZstdCompressor::create(1)), sink, counters, 1);
+  submit_records(second, 3, buffer);  // seq 0: stored
+  second.wait_idle();
   sink.refuse(1);
-  submit_records(second, counters, 5, buffer);   // seq 1: refused
-  submit_records(second, counters, 7, buffer);   // seq 2: stored, after a loss-only batch for 5 records
+  submit_records(second, 5, buffer);   // seq 1: refused
+  submit_records(second, 7, buffer);   // seq 3: stored, after a loss-only batch (seq 2) for 5 records
   second.finish();
   const auto batches = sink.batches();
   ASSERT_EQ(batches.size(), 3u);
   EXPECT_EQ(batches[0].sequence, 0u);
   const v1::Batch notice = decode(batches[1]);
+  EXPECT_EQ(notice.sequence(), 2u) << "a refused sequence number is used up";
   EXPECT_EQ(notice.record_count(), 0u);
   ASSERT_EQ(notice.lost_size(), 1);
   EXPECT_EQ(notice.lost(0).count(), 5u);
   EXPECT_EQ(notice.lost(0).source(), v1::LostNotice::COLLECTOR);
-  EXPECT_EQ(batches[2].sequence, 2u);
+  EXPECT_EQ(batches[2].sequence, 3u);
   EXPECT_EQ(decode(batches[2]).record_count(), 7u);
   EXPECT_EQ(counters.dropped_batches.load(), 1u);
   EXPECT_EQ(counters.dropped_records.load(), 5u);
-  EXPECT_EQ(second.first_error(), "refused for the test");
+  ASSERT_TRUE(second.first_error());
+  EXPECT_EQ(second.first_error()->message(), "refused for the test");
 }
 
 // When the notice itself is refused, the count is kept and reported by the next notice that gets through.
 TEST(BatchWorker, ARefusedNoticeIsRetriedWithTheFullCount) {
   RecordingSink sink;
   PipelineCounters counters;
-  BatchWorker worker(std::move(*ZstdCompressor::create(1)), sink, counters, 1);
+  BatchWorker worker(std::move(*ZstdCompressor::create(1)), sink, counters, BatchWorkerOptions{1});
   std::string buffer;
   sink.refuse(2);
-  submit_records(worker, counters, 5, buffer);  // refused
-  submit_records(worker, counters, 7, buffer);  // its notice refused, then stored
-  submit_records(worker, counters, 9, buffer);  // notice for 5 stored, then stored
+  submit_records(worker, 5, buffer);  // refused
+  submit_records(worker, 7, buffer);  // its notice refused, then stored
+  submit_records(worker, 9, buffer);  // notice for 5 stored, then stored
   worker.finish();
   const auto batches = sink.batches();
   ASSERT_EQ(batches.size(), 3u);

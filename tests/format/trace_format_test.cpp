@@ -14,6 +14,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "collector/format/batch_encoder.hpp"
@@ -1118,28 +1119,44 @@ Samples make_samples(std::size_t n) {
   return s;
 }
 
+// A consumer, its worker and the worker's sink, as a reader thread of `record` has them.
+struct Pipeline {
+  explicit Pipeline(BatchSink& sink, BatchLimits limits = {}) : worker(compressor(), sink, counters), consumer(limits, worker) {}
+  PipelineCounters counters;
+  BatchWorker worker;
+  BatchingConsumer consumer;
+};
+
+std::uint64_t monotonic_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 TEST(BatchingConsumer, WritesEveryRecordThroughATraceFileInOrder) {
   TempDir dir;
   const std::string path = dir.file("t.data");
   TraceWriterOptions options;
   options.path = path;
   auto writer = make_writer(options, test_header());
-  PipelineCounters counters;
   BatchLimits limits;
   limits.max_records = 10;
   const Samples samples = make_samples(95);
+  PipelineCounters* counters = nullptr;
   {
-    BatchingConsumer consumer(limits, compressor(), *writer, counters);
-    for (const auto& v : samples.views) consumer.on_sample(v.cpu, v);
-    consumer.on_pass_end(0);
-    consumer.on_stop();
-    EXPECT_EQ(consumer.sink_error(), "");
+    Pipeline p(*writer, limits);
+    counters = &p.counters;
+    for (const auto& v : samples.views) p.consumer.on_sample(v.cpu, v);
+    p.consumer.on_pass_end(0);
+    p.consumer.on_stop();
+    p.worker.finish();
+    EXPECT_FALSE(p.worker.first_error());
+    EXPECT_EQ(counters->batches.load(), 10u);
+    EXPECT_EQ(counters->records.load(), 95u);
+    EXPECT_EQ(counters->dropped_batches.load(), 0u);
+    EXPECT_GT(counters->compressed_bytes.load(), 0u);
   }
   ASSERT_TRUE(writer->close(v1::TraceTrailer()));
-  EXPECT_EQ(counters.batches.load(), 10u);
-  EXPECT_EQ(counters.records.load(), 95u);
-  EXPECT_EQ(counters.dropped_batches.load(), 0u);
-  EXPECT_GT(counters.compressed_bytes.load(), 0u);
 
   auto reader = open_reader(path);
   const ReadBack back = read_all(*reader);
@@ -1155,36 +1172,34 @@ TEST(BatchingConsumer, WritesEveryRecordThroughATraceFileInOrder) {
 
 TEST(BatchingConsumer, ClosesABatchAtMaxBytes) {
   TestSink sink;
-  PipelineCounters counters;
   BatchLimits limits;
   limits.max_bytes = 200;
   const std::string big(150, 'b');
-  {
-    BatchingConsumer consumer(limits, compressor(), sink, counters);
-    SampleView v;
-    v.raw = bytes_of(big);
-    for (int i = 0; i < 3; ++i) consumer.on_sample(0, v);
-    EXPECT_EQ(sink.batches.size(), 3u);  // each record alone passes the limit
-  }
+  Pipeline p(sink, limits);
+  SampleView v;
+  v.raw = bytes_of(big);
+  for (int i = 0; i < 3; ++i) p.consumer.on_sample(0, v);
+  p.worker.wait_idle();
+  EXPECT_EQ(sink.batches.size(), 3u);  // each record alone passes the limit
 }
 
 TEST(BatchingConsumer, KernelLossGoesIntoTheBatchBeforeTheNextRecord) {
   TestSink sink;
-  PipelineCounters counters;
-  BatchingConsumer consumer(BatchLimits{}, compressor(), sink, counters);
+  Pipeline p(sink);
   const Samples samples = make_samples(2);
-  consumer.on_sample(0, samples.views[0]);
+  p.consumer.on_sample(0, samples.views[0]);
   LostView lost;
   lost.lost = 12;
   lost.time = 1005;
   lost.cpu = 2;
   lost.has_sample_id = true;
-  consumer.on_lost(0, lost);
+  p.consumer.on_lost(0, lost);
   LostView lost_without_id;
   lost_without_id.lost = 3;
-  consumer.on_lost(1, lost_without_id);  // no sample_id: the ring's CPU
-  consumer.on_sample(0, samples.views[1]);
-  consumer.on_stop();
+  p.consumer.on_lost(1, lost_without_id);  // no sample_id: the ring's CPU
+  p.consumer.on_sample(0, samples.views[1]);
+  p.consumer.on_stop();
+  p.worker.finish();
   ASSERT_EQ(sink.batches.size(), 1u);
   const v1::Batch& b = sink.batches[0];
   ASSERT_EQ(b.lost_size(), 2);
@@ -1199,92 +1214,153 @@ TEST(BatchingConsumer, KernelLossGoesIntoTheBatchBeforeTheNextRecord) {
   EXPECT_EQ(sink.encoded[0].lost_notices, 2u);
 }
 
-TEST(BatchingConsumer, RefusedBatchIsCountedAndReportedInTheNextBatch) {
+TEST(BatchingConsumer, ARefusedBatchIsCountedAndReportedBeforeTheNextBatch) {
   TestSink sink;
   sink.refuse = {1};  // the second batch
-  PipelineCounters counters;
   BatchLimits limits;
   limits.max_records = 3;
   const Samples samples = make_samples(9);
-  BatchingConsumer consumer(limits, compressor(), sink, counters);
-  for (const auto& v : samples.views) consumer.on_sample(v.cpu, v);
-  consumer.on_stop();
+  Pipeline p(sink, limits);
+  for (const auto& v : samples.views) p.consumer.on_sample(v.cpu, v);
+  p.consumer.on_stop();
+  p.worker.finish();
 
-  EXPECT_EQ(consumer.sink_error(), "spool full (test sink)");
-  EXPECT_EQ(counters.dropped_batches.load(), 1u);
-  EXPECT_EQ(counters.dropped_records.load(), 3u);
-  EXPECT_EQ(counters.batches.load(), 2u);
-  EXPECT_EQ(counters.records.load(), 6u);
-  ASSERT_EQ(sink.batches.size(), 2u);
+  ASSERT_TRUE(p.worker.first_error());
+  EXPECT_EQ(p.worker.first_error()->message(), "spool full (test sink)");
+  EXPECT_EQ(p.counters.dropped_batches.load(), 1u);
+  EXPECT_EQ(p.counters.dropped_records.load(), 3u);
+  EXPECT_EQ(p.counters.records.load(), 6u);
+  ASSERT_EQ(sink.batches.size(), 3u);
   EXPECT_EQ(sink.batches[0].sequence(), 0u);
-  EXPECT_EQ(sink.batches[0].lost_size(), 0);
-  const v1::Batch& next = sink.batches[1];
-  EXPECT_EQ(next.sequence(), 2u);  // sequence 1 was the refused batch
-  EXPECT_EQ(next.record_count(), 3u);
-  ASSERT_EQ(next.lost_size(), 1);
-  EXPECT_EQ(next.lost(0).source(), v1::LostNotice::COLLECTOR);
-  EXPECT_EQ(next.lost(0).count(), 3u);
-  EXPECT_EQ(next.lost(0).before(), 3u);  // noted when the batch closed, after its records
-  EXPECT_GT(next.lost(0).time_ns(), 0u);
-  EXPECT_EQ(sink.encoded[1].lost, 3u);
-}
-
-TEST(BatchingConsumer, RefusalsInARowAreAllReportedInTheNextBatchThatGetsThrough) {
-  TestSink sink;
-  sink.refuse = {1, 2, 3};  // each refused batch also carried the notice of the ones before
-  PipelineCounters counters;
-  BatchLimits limits;
-  limits.max_records = 2;
-  const Samples samples = make_samples(10);
-  BatchingConsumer consumer(limits, compressor(), sink, counters);
-  for (const auto& v : samples.views) consumer.on_sample(v.cpu, v);
-  consumer.on_stop();
-  EXPECT_EQ(counters.dropped_records.load(), 6u);
-  ASSERT_EQ(sink.batches.size(), 2u);
-  ASSERT_EQ(sink.batches[1].lost_size(), 1);
-  EXPECT_EQ(sink.batches[1].lost(0).source(), v1::LostNotice::COLLECTOR);
-  EXPECT_EQ(sink.batches[1].lost(0).count(), 6u);
-}
-
-TEST(BatchingConsumer, LossOfTheLastBatchIsReportedInABatchOfItsOwnAtStop) {
-  TestSink sink;
-  sink.refuse = {0};
-  PipelineCounters counters;
-  BatchLimits limits;
-  limits.max_records = 4;
-  const Samples samples = make_samples(4);
-  BatchingConsumer consumer(limits, compressor(), sink, counters);
-  for (const auto& v : samples.views) consumer.on_sample(v.cpu, v);  // closes the (refused) batch
-  EXPECT_TRUE(sink.batches.empty());
-  consumer.on_stop();
-  ASSERT_EQ(sink.batches.size(), 1u);
-  EXPECT_EQ(sink.batches[0].record_count(), 0u);
-  ASSERT_EQ(sink.batches[0].lost_size(), 1);
-  EXPECT_EQ(sink.batches[0].lost(0).source(), v1::LostNotice::COLLECTOR);
-  EXPECT_EQ(sink.batches[0].lost(0).count(), 4u);
-  EXPECT_EQ(counters.dropped_records.load(), 4u);
+  const v1::Batch& notice = sink.batches[1];
+  EXPECT_EQ(notice.sequence(), 2u);  // sequence 1 was the refused batch
+  EXPECT_EQ(notice.record_count(), 0u);
+  ASSERT_EQ(notice.lost_size(), 1);
+  EXPECT_EQ(notice.lost(0).source(), v1::LostNotice::COLLECTOR);
+  EXPECT_EQ(notice.lost(0).count(), 3u);
+  EXPECT_GT(notice.lost(0).time_ns(), 0u);
+  EXPECT_EQ(sink.batches[2].sequence(), 3u);
+  EXPECT_EQ(sink.batches[2].record_count(), 3u);
 }
 
 TEST(BatchingConsumer, StopWithNothingPendingWritesNoBatch) {
   TestSink sink;
-  PipelineCounters counters;
-  BatchingConsumer consumer(BatchLimits{}, compressor(), sink, counters);
-  consumer.on_tick();
-  consumer.on_stop();
+  Pipeline p(sink);
+  p.consumer.on_tick();
+  p.consumer.on_stop();
+  p.worker.finish();
   EXPECT_EQ(sink.calls, 0);
 }
 
 TEST(BatchingConsumer, AgedBatchClosesAtPassEnd) {
   TestSink sink;
-  PipelineCounters counters;
   BatchLimits limits;
   limits.max_age = std::chrono::milliseconds(0);
-  BatchingConsumer consumer(limits, compressor(), sink, counters);
+  Pipeline p(sink, limits);
   const Samples samples = make_samples(1);
-  consumer.on_sample(0, samples.views[0]);
+  p.consumer.on_sample(0, samples.views[0]);
+  p.worker.wait_idle();
   EXPECT_EQ(sink.calls, 0);
-  consumer.on_pass_end(0);
+  p.consumer.on_pass_end(0);
+  p.worker.wait_idle();
   EXPECT_EQ(sink.calls, 1);
+}
+
+// Two reader threads' consumers on one worker: a batch's watermark is the least of what both promised when
+// it was queued, it never goes down, and it stays at or below every record still to come from either.
+TEST(BatchingConsumer, TheWatermarkIsTheLeastPromiseOfEveryReaderAndNeverGoesDown) {
+  TestSink sink;
+  PipelineCounters counters;
+  BatchWorkerOptions worker_options;
+  worker_options.idle_interval = std::chrono::hours(1);  // no watermark-only batches in this test
+  BatchWorker worker(compressor(), sink, counters, worker_options);
+  BatchLimits limits;
+  limits.max_records = 1;  // every record is a batch
+  BatchingConsumer a(limits, worker), b(limits, worker);
+  a.on_ring_opened(0);
+  b.on_ring_opened(1);
+  std::string payload = "x";
+  auto record = [&](BatchingConsumer& c, unsigned cpu, std::uint64_t time) {
+    c.on_pass_begin(cpu);
+    SampleView v;
+    v.time = time;
+    v.cpu = cpu;
+    v.raw = bytes_of(payload);
+    c.on_sample(cpu, v);
+    c.on_pass_end(cpu);
+  };
+  const std::uint64_t t0 = monotonic_now();
+  record(a, 0, t0);  // B has promised nothing: the watermark stays 0
+  worker.wait_idle();
+  ASSERT_EQ(sink.batches.size(), 1u);
+  EXPECT_EQ(sink.batches[0].watermark_ns(), 0u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // past the margin
+  record(b, 1, monotonic_now());
+  record(a, 0, monotonic_now());
+  // A batch closed in the middle of a pass carries what the passes before it promised; the next one has
+  // both readers' passes that began after t0 + 60 ms.
+  record(b, 1, monotonic_now());
+  worker.wait_idle();
+  ASSERT_EQ(sink.batches.size(), 4u);
+  const std::uint64_t w = sink.batches[3].watermark_ns();
+  EXPECT_GT(w, t0 + 60'000'000 - kWatermarkMarginNs - 1);
+  EXPECT_LT(w, monotonic_now() - kWatermarkMarginNs + 1);
+  std::uint64_t previous = 0;
+  for (std::size_t i = 0; i < sink.batches.size(); ++i) {
+    EXPECT_EQ(sink.batches[i].sequence(), i);
+    EXPECT_GE(sink.batches[i].watermark_ns(), previous);
+    previous = sink.batches[i].watermark_ns();
+  }
+  a.on_stop();
+  b.on_stop();
+  worker.finish();
+  for (const auto& batch : sink.batches) {
+    for (std::size_t later = 0; later < sink.batches.size(); ++later) {
+      if (sink.batches[later].sequence() <= batch.sequence()) continue;
+      EXPECT_GE(sink.batches[later].first_time_ns(), batch.watermark_ns()) << "a record came in below a watermark";
+    }
+  }
+}
+
+// A record written above the watermark of its batch would wait in a live reader for the next batch; when
+// none comes, the worker writes an empty batch that carries the watermark past it.
+TEST(BatchingConsumer, AnIdleWorkerMovesTheWatermarkPastWhatItWrote) {
+  TestSink sink;
+  PipelineCounters counters;
+  BatchWorkerOptions worker_options;
+  worker_options.idle_interval = std::chrono::milliseconds(20);
+  BatchWorker worker(compressor(), sink, counters, worker_options);
+  BatchLimits limits;
+  limits.max_records = 1;
+  BatchingConsumer consumer(limits, worker);
+  consumer.on_ring_opened(0);
+  std::string payload = "exec";
+  const std::uint64_t t = monotonic_now();
+  consumer.on_pass_begin(0);
+  SampleView v;
+  v.time = t;
+  v.raw = bytes_of(payload);
+  consumer.on_sample(0, v);
+  consumer.on_pass_end(0);
+  worker.wait_idle();
+  ASSERT_EQ(sink.batches.size(), 1u);
+  EXPECT_LE(sink.batches[0].watermark_ns(), t);
+
+  // The reader goes on draining an idle ring: its promises pass t.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    consumer.on_pass_begin(0);
+    consumer.on_pass_end(0);
+    if (counters.batches.load() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  consumer.on_stop();
+  worker.finish();
+  ASSERT_EQ(sink.batches.size(), 2u) << "exactly one watermark-only batch";
+  EXPECT_EQ(sink.batches[1].record_count(), 0u);
+  EXPECT_EQ(sink.batches[1].sequence(), 1u);
+  EXPECT_GT(sink.batches[1].watermark_ns(), t);
 }
 
 }  // namespace

@@ -570,23 +570,27 @@ TEST(StreamToSink, AFullSpoolRefusesCountsAndReportsTheLossAtBothEnds) {
   PipelineCounters counters;
   BatchLimits limits;
   limits.max_records = 20;
-  auto consumer = std::make_unique<BatchingConsumer>(limits, std::move(*ZstdCompressor::create(1)), *client, counters);
+  BatchWorker worker(std::move(*ZstdCompressor::create(1)), *client, counters);
+  auto consumer = std::make_unique<BatchingConsumer>(limits, worker);
   std::vector<std::string> fed;
   auto feed_samples = [&](std::size_t n) {
     Samples s = samples(fed.size(), n);
     fed.insert(fed.end(), s.payloads.begin(), s.payloads.end());
     pass(*consumer, s);
+    worker.wait_idle();
   };
   feed_samples(200);
   const std::uint64_t dropped = counters.dropped_batches.load();
   const std::uint64_t dropped_records = counters.dropped_records.load();
   ASSERT_GT(dropped, 0u);
   ASSERT_GT(counters.batches.load(), 0u);
-  EXPECT_EQ(counters.batches.load() + dropped, 10u);
-  EXPECT_EQ(dropped_records, dropped * 20);
+  // Ten batches of 20 records; the worker's loss-only batches are refused too while the spool is full.
+  EXPECT_EQ(counters.records.load() + dropped_records, 200u);
+  EXPECT_EQ(dropped_records % 20, 0u);
   EXPECT_EQ(client->status().refused_batches, dropped);
   EXPECT_FALSE(client->status().connected);
-  EXPECT_NE(consumer->sink_error().find("full"), std::string::npos) << consumer->sink_error();
+  ASSERT_TRUE(worker.first_error());
+  EXPECT_NE(worker.first_error()->message().find("full"), std::string::npos) << worker.first_error()->message();
   EXPECT_TRUE(wait_until([&] { return client_log.count("retrying in") >= 2; }, 5s)) << "the client keeps trying";
 
   // The sink comes up: the spool drains, and the next batch tells of the loss.
@@ -608,6 +612,7 @@ TEST(StreamToSink, AFullSpoolRefusesCountsAndReportsTheLossAtBothEnds) {
   feed_samples(20);
   consumer->on_stop();
   consumer.reset();
+  worker.finish();
   ASSERT_TRUE(client->finish(trailer_of(0), 10s)) << client_log.text() << log2.text();
   ASSERT_TRUE(wait_until([&] { return finished_at(*sink2, "epsilon"); }, 5s)) << log2.text();
   s = *summary_of(*sink2, "epsilon");
