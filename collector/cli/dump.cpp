@@ -19,8 +19,15 @@
 // --filter FIELD=VALUE compares strings exactly, integers by value (decimal, 0x hex or 0-prefixed octal,
 // so a value can be pasted from the text output), byte arrays by their hex.
 //
-// Exit status: 0; 1 when a file cannot be read at all, or has a corrupt frame and --skip-corrupt was not
-// given (everything before it is printed first); 2 for bad usage. A file cut short is a warning.
+// Reading goes through the reader library (collector/recording/): in time order, in bounded memory, one
+// batch at a time; FILE's rotated pieces (FILE.1, ...) are read after it; "-" reads standard input, as it
+// is written (perfstream record -o - | perfstream dump -); --follow waits at the end of a recording that is
+// still being written, like tail -f, across rotations, until its trailer. --since and --until (trace
+// seconds, or +SECONDS from the recording's start) keep a time range; reading stops once past it.
+//
+// Exit status: 0; 1 when a file cannot be read at all, has a corrupt frame and --skip-corrupt was not given
+// (everything before it is printed first), has missing, duplicated or reordered batches or totals that
+// disagree with its trailer, or when records came out of time order; 2 for bad usage. A cut is a warning.
 #include <cctype>
 #include <charconv>
 #include <limits>
@@ -33,7 +40,7 @@
 #include "collector/cli/commands.hpp"
 #include "collector/cli/options.hpp"
 #include "collector/cli/render.hpp"
-#include "collector/cli/trace_loader.hpp"
+#include "collector/cli/recording_report.hpp"
 #include "collector/decode/payload_schema.hpp"
 #include "collector/kernel/cpu_set.hpp"
 
@@ -50,7 +57,9 @@ struct FieldFilter {
 struct DumpOptions {
   bool json = false;
   bool header = false;
-  LoadOptions load;
+  recording::RecordingOptions read;
+  recording::MergeOptions merge;
+  std::optional<std::string> since, until;
   std::optional<CpuSet> cpus;
   std::optional<std::uint64_t> pid;
   std::vector<std::string> events;
@@ -66,8 +75,14 @@ ArgParser make_parser() {
       .option("pid", 'p', "PID", "only records whose pid field is PID")
       .option("event", 0, "NAME", "only events of this name (repeatable)")
       .option("filter", 0, "FIELD=VALUE", "only records whose FIELD equals VALUE (repeatable)")
-      .flag("skip-corrupt", 0, "skip corrupt frames and read on")
+      .option("since", 0, "TIME", "only from this trace time on: seconds (12.5), or +SECONDS from the start")
+      .option("until", 0, "TIME", "only before this trace time: seconds, or +SECONDS from the start")
+      .flag("follow", 'f', "wait for more at the end of a recording still being written, until its trailer")
+      .option("window", 0, "SIZE", "look-ahead for recordings without watermarks (default 64M)")
       .flag("help", 'h', "show this help");
+  add_reading_flags(parser);
+  parser.notes("FILE may be - (standard input). A rotated recording is read from its first file on: FILE.1, "
+               "FILE.2, ... follow by themselves.");
   return parser;
 }
 
@@ -168,20 +183,27 @@ std::string event_name(const v1::EventSchema* schema) {
 
 class Dumper {
  public:
-  Dumper(const DumpOptions& options, const LoadedTrace& trace, std::ostream& out)
-      : options_(options), trace_(trace), out_(out) {}
+  Dumper(const DumpOptions& options, recording::RecordingReader& reader, std::ostream& out, bool live)
+      : options_(options), reader_(reader), out_(out), live_(live) {}
 
-  void run() {
+  // Prints everything; the merge is returned for its counters.
+  std::unique_ptr<recording::TimeOrderedReader> run() {
     if (options_.header) options_.json ? header_json() : header_text();
-    for (const auto& entry : trace_.timeline()) {
-      if (entry.kind == LoadedTrace::Entry::Kind::Lost) {
-        lost(trace_.lost()[entry.index]);
+    recording::MergeOptions merge = options_.merge;
+    // Live: what is printed goes out before the reader waits for more input.
+    if (live_) merge.before_read = [this] { flush(); };
+    auto timeline = std::make_unique<recording::TimeOrderedReader>(reader_, merge);
+    recording::TimeOrderedReader::Entry e;
+    while (timeline->next(e)) {
+      if (e.is_lost) {
+        lost(e);
       } else {
-        record(trace_.records()[entry.index]);
+        record(e);
       }
       if (buf_.size() >= (1u << 16)) flush();
     }
     flush();
+    return timeline;
   }
 
  private:
@@ -190,11 +212,9 @@ class Dumper {
     buf_.clear();
   }
 
-  bool cpu_wanted(std::uint32_t cpu) const { return !options_.cpus || options_.cpus->contains(cpu); }
-
-  void lost(const TraceLost& l) {
-    if (!cpu_wanted(l.cpu)) return;
-    const bool kernel = l.source == v1::LostNotice::KERNEL;
+  void lost(const recording::TimeOrderedReader::Entry& e) {
+    const recording::LostEntry& l = e.lost();
+    const bool kernel = !l.from_collector;
     if (options_.json) {
       buf_ += "{\"time_ns\":" + std::to_string(l.sort_time_ns) + ",\"cpu\":" + std::to_string(l.cpu) +
               ",\"lost\":" + std::to_string(l.count) + ",\"source\":\"" + (kernel ? "kernel" : "collector") + "\"}\n";
@@ -205,9 +225,15 @@ class Dumper {
     }
   }
 
-  void record(const TraceRecord& r) {
-    if (!cpu_wanted(r.cpu)) return;
-    const auto& schemas = trace_.files()[r.file].header.events();
+  struct Rec {
+    std::uint64_t time_ns;
+    std::uint32_t cpu;
+    std::span<const char> payload;
+  };
+
+  void record(const recording::TimeOrderedReader::Entry& e) {
+    const Rec r{e.time_ns, e.cpu, e.payload()};
+    const auto& schemas = reader_.pieces()[e.piece].header.events();
     const v1::EventSchema* schema = schema_for_payload(schemas, r.payload);
     const std::string name = event_name(schema);
     if (!options_.events.empty()) {
@@ -244,7 +270,7 @@ class Dumper {
     buf_ += "  ";
   }
 
-  void record_text(const TraceRecord& r, const std::string& name, const v1::EventSchema* schema,
+  void record_text(const Rec& r, const std::string& name, const v1::EventSchema* schema,
                    const std::vector<FieldValue>& values) {
     line_start(r.time_ns, r.cpu);
     buf_ += name;
@@ -274,7 +300,7 @@ class Dumper {
     buf_ += "\n";
   }
 
-  void record_json(const TraceRecord& r, const std::string& name, const v1::EventSchema* schema,
+  void record_json(const Rec& r, const std::string& name, const v1::EventSchema* schema,
                    const std::vector<FieldValue>& values) {
     buf_ += "{\"time_ns\":" + std::to_string(r.time_ns) + ",\"cpu\":" + std::to_string(r.cpu) + ",\"event\":";
     render::append_json_string(buf_, name);
@@ -308,11 +334,11 @@ class Dumper {
   }
 
   void header_text() {
-    const v1::TraceHeader& h = trace_.header();
+    const v1::TraceHeader& h = reader_.header();
     std::string pieces;
-    for (const auto& f : trace_.files()) {
+    for (const auto& [path, piece] : reader_.inputs()) {
       if (!pieces.empty()) pieces += ", ";
-      pieces += f.path + " (piece " + std::to_string(f.header.piece()) + ")";
+      pieces += path + " (piece " + std::to_string(piece) + ")";
     }
     buf_ += "# recording: " + (h.recording_id().empty() ? std::string("-") : h.recording_id()) + "; files: " + pieces + "\n";
     buf_ += "# perfstream: " + h.perfstream_version() + ", format " + std::to_string(h.format_version()) + "\n";
@@ -349,7 +375,7 @@ class Dumper {
   }
 
   void header_json() {
-    const v1::TraceHeader& h = trace_.header();
+    const v1::TraceHeader& h = reader_.header();
     auto str = [](const std::string& s) { return render::json_string(s); };
     auto str_list = [&](const auto& list) {
       std::string out = "[";
@@ -357,7 +383,7 @@ class Dumper {
       return out + "]";
     };
     std::vector<std::string> files;
-    for (const auto& f : trace_.files()) files.push_back(f.path);
+    for (const auto& [path, piece] : reader_.inputs()) files.push_back(path);
     std::string o = "{\"header\":{";
     o += "\"recording_id\":" + str(h.recording_id());
     o += ",\"files\":" + str_list(files);
@@ -395,11 +421,40 @@ class Dumper {
   }
 
   const DumpOptions& options_;
-  const LoadedTrace& trace_;
+  recording::RecordingReader& reader_;
   std::ostream& out_;
+  bool live_;
   std::string buf_;
   std::map<const v1::EventSchema*, std::vector<bool>> hidden_;
 };
+
+// A trace time as the user wrote it: seconds on the recording's clock (as dump prints them), or +SECONDS from
+// the recording's start. Nanoseconds, or nullopt when it does not parse.
+std::optional<std::uint64_t> parse_trace_time(const std::string& text, std::uint64_t start_ns) {
+  std::string_view s = text;
+  const bool relative = !s.empty() && s[0] == '+';
+  if (relative) s.remove_prefix(1);
+  std::uint64_t whole = 0, frac = 0;
+  int frac_digits = 0;
+  std::size_t i = 0;
+  if (s.empty()) return std::nullopt;
+  for (; i < s.size() && s[i] != '.'; ++i) {
+    if (s[i] < '0' || s[i] > '9' || whole > 10'000'000'000ull) return std::nullopt;
+    whole = whole * 10 + static_cast<std::uint64_t>(s[i] - '0');
+  }
+  if (i < s.size()) {
+    for (++i; i < s.size(); ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      if (frac_digits < 9) {
+        frac = frac * 10 + static_cast<std::uint64_t>(s[i] - '0');
+        ++frac_digits;
+      }
+    }
+  }
+  for (; frac_digits < 9; ++frac_digits) frac *= 10;
+  const std::uint64_t ns = whole * 1'000'000'000ull + frac;
+  return relative ? start_ns + ns : ns;
+}
 
 }  // namespace
 
@@ -409,7 +464,18 @@ int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostre
   DumpOptions options;
   options.json = parser.has("json");
   options.header = parser.has("header");
-  options.load.skip_corrupt = parser.has("skip-corrupt");
+  if (!reading_options(parser, "dump", options.read, err)) return 2;
+  options.read.follow = parser.has("follow");
+  options.since = parser.value("since");
+  options.until = parser.value("until");
+  if (auto w = parser.value("window")) {
+    auto n = parse_bytes("window", *w);
+    if (!n || *n < (1u << 20)) {
+      err << "perfstream dump: --window: " << (n ? "must be at least 1M" : n.error().message()) << "\n";
+      return 2;
+    }
+    options.merge.window_bytes = *n;
+  }
   options.files = parser.positionals();
   options.files.insert(options.files.end(), parser.rest().begin(), parser.rest().end());
   if (auto cpu = parser.value("cpu")) {
@@ -419,6 +485,8 @@ int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostre
       return 2;
     }
     options.cpus = std::move(*set);
+    options.merge.cpus = std::vector<std::uint32_t>();
+    for (unsigned c : options.cpus->cpus()) options.merge.cpus->push_back(c);
   }
   if (auto pid = parser.value("pid")) {
     auto n = parse_count("pid", *pid);
@@ -441,22 +509,36 @@ int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostre
     err << "perfstream dump: no trace file given (usage: perfstream dump [flags] FILE...)\n";
     return 2;
   }
+  for (const char* flag : {"since", "until"}) {
+    if (auto v = parser.value(flag); v && !parse_trace_time(*v, 0)) {
+      err << "perfstream dump: --" << flag << " '" << *v << "': expected seconds (12.5) or +seconds from the start\n";
+      return 2;
+    }
+  }
+  options.read.note = [&err](const std::string& line) { err << "perfstream dump: " << line << "\n"; };
 
-  auto trace = load_trace(options.files, options.load);
-  if (!trace) {
-    err << "perfstream dump: " << trace.error().message() << "\n";
+  auto reader = recording::RecordingReader::open(options.files, options.read);
+  if (!reader) {
+    err << "perfstream dump: " << reader.error().message() << "\n";
     return 1;
   }
+  const std::uint64_t start = (*reader)->header().start_time_ns();
+  if (options.since) options.merge.since_ns = parse_trace_time(*options.since, start);
+  if (options.until) options.merge.until_ns = parse_trace_time(*options.until, start);
   for (const auto& f : options.filters) {
     bool known = false;
-    for (const auto& s : trace->header().events()) {
+    for (const auto& s : (*reader)->header().events()) {
       for (const auto& field : s.fields()) known = known || field.name() == f.field;
     }
     if (!known) err << "perfstream dump: warning: --filter " << f.field << ": no event of this trace has that field\n";
   }
-  Dumper(options, *trace, out).run();
+  // A pipe or a followed file: print each batch's records as they come, not when 64 KiB have gathered.
+  const bool live = options.read.follow || !(*reader)->reads_regular_files();
+  auto timeline = Dumper(options, **reader, out, live).run();
   out.flush();
-  return report_damage("dump", *trace, options.load.skip_corrupt, err) ? 1 : 0;
+  return report_reading("dump", **reader, options.read.skip_corrupt, timeline.get(), options.merge.window_bytes, err)
+             ? 1
+             : 0;
 }
 
 }  // namespace perfstream::cli

@@ -6,7 +6,11 @@
 // time/CPU/size columns and lost notices); "on disk" the batch frames as stored (frame headers and zstd
 // frames); the ratio is batch messages to on disk. Rates are over the span from the first record's time
 // to the last's; MB is 10^6 bytes.
-// Exit status as for dump: 0; 1 for an unreadable file or a corrupt frame without --skip-corrupt; 2 usage.
+// Reading: batch by batch in file order through the reader library (no time order is needed to count), so
+// memory does not grow with the recording; "-" reads standard input; a rotated recording is read from its
+// first file on.
+// Exit status as for dump: 0; 1 for an unreadable file, a corrupt frame without --skip-corrupt, or
+// sequence and totals problems; 2 usage.
 #include <algorithm>
 #include <map>
 #include <ostream>
@@ -16,7 +20,7 @@
 #include "collector/cli/commands.hpp"
 #include "collector/cli/options.hpp"
 #include "collector/cli/render.hpp"
-#include "collector/cli/trace_loader.hpp"
+#include "collector/cli/recording_report.hpp"
 #include "collector/decode/payload_schema.hpp"
 
 namespace perfstream::cli {
@@ -48,36 +52,57 @@ struct Summary {
   double ratio = 0;
 };
 
-Summary summarize(const LoadedTrace& trace) {
+// Reads the whole recording, batch by batch, into the summary.
+Summary summarize(recording::RecordingReader& reader) {
   Summary s;
-  const auto& schemas = trace.header().events();
+  const auto& schemas = reader.header().events();
   std::map<std::string, std::size_t> event_index;
   for (const auto& schema : schemas) {
     const std::string name = !schema.name().empty() ? schema.name() : schema.type_name();
     if (event_index.emplace(name, s.events.size()).second) s.events.push_back(EventRow{name, 0, 0});
   }
-  bool any = false;
-  for (const auto& r : trace.records()) {
-    CpuRow& row = s.cpus[r.cpu];
-    ++row.records;
-    row.payload_bytes += r.payload.size();
-    const v1::EventSchema* schema = schema_for_payload(trace.files()[r.file].header.events(), r.payload);
+  // Events by schema (per piece: every piece has its own header), so names are looked up once a schema.
+  std::map<const v1::EventSchema*, std::size_t> row_of_schema;
+  auto row_of = [&](const v1::EventSchema* schema) -> std::size_t {
+    auto it = row_of_schema.find(schema);
+    if (it != row_of_schema.end()) return it->second;
     std::string name = "unknown";
     if (schema != nullptr) name = !schema->name().empty() ? schema->name() : schema->type_name();
-    auto [it, added] = event_index.emplace(name, s.events.size());
+    auto [row, added] = event_index.emplace(name, s.events.size());
     if (added) s.events.push_back(EventRow{name, 0, 0});
-    ++s.events[it->second].records;
-    s.events[it->second].payload_bytes += r.payload.size();
-    if (!any || r.time_ns < s.first_ns) s.first_ns = r.time_ns;
-    if (!any || r.time_ns > s.last_ns) s.last_ns = r.time_ns;
-    any = true;
-  }
-  for (const auto& l : trace.lost()) {
-    CpuRow& row = s.cpus[l.cpu];
-    (l.source == v1::LostNotice::KERNEL ? row.lost_kernel : row.lost_collector) += l.count;
+    row_of_schema.emplace(schema, row->second);
+    return row->second;
+  };
+  bool any = false;
+  recording::ReadBatch rb;
+  while (reader.next(rb)) {
+    const recording::DecodedBatch& b = rb.batch;
+    const auto& piece_schemas = reader.pieces()[rb.piece].header.events();
+    CpuRow* row = nullptr;
+    std::uint32_t row_cpu = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (row == nullptr || b.cpus[i] != row_cpu) {
+        row_cpu = b.cpus[i];
+        row = &s.cpus[row_cpu];
+      }
+      const std::span<const char> payload = b.payload(i);
+      ++row->records;
+      row->payload_bytes += payload.size();
+      EventRow& event = s.events[row_of(schema_for_payload(piece_schemas, payload))];
+      ++event.records;
+      event.payload_bytes += payload.size();
+      const std::uint64_t t = b.times[i];
+      if (!any || t < s.first_ns) s.first_ns = t;
+      if (!any || t > s.last_ns) s.last_ns = t;
+      any = true;
+    }
+    for (const auto& l : b.lost) {
+      CpuRow& lost_row = s.cpus[l.cpu];
+      (l.from_collector ? lost_row.lost_collector : lost_row.lost_kernel) += l.count;
+    }
   }
   // Cumulative over the whole recording, so the last piece's trailer has them all.
-  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+  if (const v1::TraceTrailer* trailer = reader.last_trailer(); trailer != nullptr) {
     for (const auto& t : trailer->cpus()) {
       if (t.unwritable() > 0) s.cpus[t.cpu()].unwritable = t.unwritable();
     }
@@ -89,7 +114,7 @@ Summary summarize(const LoadedTrace& trace) {
     s.total.lost_collector += row.lost_collector;
     s.total.payload_bytes += row.payload_bytes;
   }
-  for (const auto& f : trace.files()) {
+  for (const auto& f : reader.pieces()) {
     s.batches += f.batches;
     s.file_bytes += f.file_size;
     s.batch_message_bytes += f.batch_message_bytes;
@@ -111,21 +136,25 @@ std::string joined(const google::protobuf::RepeatedPtrField<std::string>& list, 
 }
 
 // How the recording ended, in words.
-std::string ending(const LoadedTrace& trace) {
-  const TraceFileInfo& last = trace.files().back();
+std::string ending(const recording::RecordingReader& reader) {
+  const recording::PieceInfo& last = reader.pieces().back();
   if (!last.trailer) return "no trailer: the recording did not end cleanly (stopped hard, or still being written)";
   if (last.trailer->rotated()) {
     return "continues in piece " + std::to_string(last.header.piece() + 1) + ", which was not read";
+  }
+  if (!reader.problems().empty()) {
+    return "with a trailer, but not cleanly: " + std::to_string(reader.problems().size()) +
+           (reader.problems().size() == 1 ? " problem" : " problems") + " (below)";
   }
   return "cleanly";
 }
 
 std::string u(std::uint64_t v) { return std::to_string(v); }
 
-void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
+void print_text(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
   const v1::TraceHeader& h = trace.header();
   std::string files;
-  for (const auto& f : trace.files()) files += (files.empty() ? "" : ", ") + f.path;
+  for (const auto& f : trace.pieces()) files += (files.empty() ? "" : ", ") + f.path;
   // Keys and values both left-aligned.
   std::size_t key_width = 0;
   std::vector<std::pair<std::string, std::string>> lines = {
@@ -192,6 +221,10 @@ void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
     }
     out << c.render();
   }
+  if (!trace.problems().empty()) {
+    out << "\nproblems:\n";
+    for (const auto& p : trace.problems()) out << "  " << p << "\n";
+  }
   if (!trace.damage().empty()) {
     out << "\ndamage:\n";
     for (const auto& d : trace.damage()) {
@@ -203,14 +236,14 @@ void print_text(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
   }
 }
 
-void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
+void print_json(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
   const v1::TraceHeader& h = trace.header();
   auto str = [](const std::string& v) { return render::json_string(v); };
   std::string o = "{";
   o += "\"recording_id\":" + str(h.recording_id());
   o += ",\"files\":[";
-  for (std::size_t i = 0; i < trace.files().size(); ++i) {
-    const auto& f = trace.files()[i];
+  for (std::size_t i = 0; i < trace.pieces().size(); ++i) {
+    const auto& f = trace.pieces()[i];
     if (i != 0) o += ',';
     o += "{\"path\":" + str(f.path) + ",\"piece\":" + u(f.header.piece()) + ",\"size\":" + u(f.file_size) +
          ",\"batches\":" + u(f.batches) + ",\"records\":" + u(f.records) + ",\"trailer\":";
@@ -264,6 +297,9 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
        ",\"on_disk\":" + u(s.on_disk_bytes) + ",\"files\":" + u(s.file_bytes) +
        ",\"ratio\":" + render::format_fixed(s.ratio, 3) + "}";
   o += std::string(",\"ended_cleanly\":") + (trace.ended_cleanly() ? "true" : "false");
+  o += ",\"problems\":[";
+  for (std::size_t i = 0; i < trace.problems().size(); ++i) o += (i ? "," : "") + str(trace.problems()[i]);
+  o += "]";
   o += ",\"collector\":[";
   if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
     for (int i = 0; i < trailer->cpus_size(); ++i) {
@@ -279,7 +315,7 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
   o += "]";
   o += ",\"damage\":[";
   for (std::size_t i = 0; i < trace.damage().size(); ++i) {
-    const Damage& d = trace.damage()[i];
+    const recording::Damage& d = trace.damage()[i];
     o += (i ? "," : "") + std::string("{\"path\":") + str(d.path) + ",\"offset\":" + u(d.offset) +
          ",\"kind\":" + (d.truncated ? "\"truncated\"" : "\"corrupt\"") + ",\"message\":" + str(d.message) +
          ",\"resumed_at\":" + (d.resumed_at ? u(*d.resumed_at) : std::string("null")) + "}";
@@ -292,9 +328,8 @@ void print_json(const LoadedTrace& trace, const Summary& s, std::ostream& out) {
 
 int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   ArgParser parser("stats", "perfstream stats [flags] FILE...");
-  parser.flag("json", 0, "one JSON object")
-      .flag("skip-corrupt", 0, "skip corrupt frames and read on")
-      .flag("help", 'h', "show this help");
+  parser.flag("json", 0, "one JSON object").flag("help", 'h', "show this help");
+  add_reading_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   std::vector<std::string> files = parser.positionals();
   files.insert(files.end(), parser.rest().begin(), parser.rest().end());
@@ -302,21 +337,22 @@ int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostr
     err << "perfstream stats: no trace file given (usage: perfstream stats [flags] FILE...)\n";
     return 2;
   }
-  LoadOptions load;
-  load.skip_corrupt = parser.has("skip-corrupt");
-  auto trace = load_trace(files, load);
-  if (!trace) {
-    err << "perfstream stats: " << trace.error().message() << "\n";
+  recording::RecordingOptions read;
+  if (!reading_options(parser, "stats", read, err)) return 2;
+  read.note = [&err](const std::string& line) { err << "perfstream stats: " << line << "\n"; };
+  auto reader = recording::RecordingReader::open(files, read);
+  if (!reader) {
+    err << "perfstream stats: " << reader.error().message() << "\n";
     return 1;
   }
-  const Summary summary = summarize(*trace);
+  const Summary summary = summarize(**reader);
   if (parser.has("json")) {
-    print_json(*trace, summary, out);
+    print_json(**reader, summary, out);
   } else {
-    print_text(*trace, summary, out);
+    print_text(**reader, summary, out);
   }
   out.flush();
-  return report_damage("stats", *trace, load.skip_corrupt, err) ? 1 : 0;
+  return report_reading("stats", **reader, read.skip_corrupt, nullptr, 0, err) ? 1 : 0;
 }
 
 }  // namespace perfstream::cli

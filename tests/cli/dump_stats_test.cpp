@@ -1,6 +1,6 @@
 // `perfstream dump` and `perfstream stats` on synthetic traces written with TraceFileWriter: exact text and
 // JSON lines, time order across CPUs and batches, lost notices, filters, damaged files, and usage errors.
-// Also the loader they share (LoadedTrace) and the rendering helpers (quoting, JSON escaping).
+// Also the reader library they share (RecordingReader, TimeOrderedReader) and the rendering helpers (quoting, JSON escaping).
 #include <gtest/gtest.h>
 #include <linux/types.h>  // events.h includes nothing: the includer provides __u32 and friends
 
@@ -17,7 +17,8 @@
 #include "bpf/events.h"
 #include "collector/cli/commands.hpp"
 #include "collector/cli/render.hpp"
-#include "collector/cli/trace_loader.hpp"
+#include "collector/recording/recording_reader.hpp"
+#include "collector/recording/time_ordered_reader.hpp"
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/trace_writer.hpp"
@@ -273,10 +274,13 @@ std::vector<std::vector<Item>> recording_batches() {
 v1::TraceTrailer recording_trailer() {
   v1::TraceTrailer t;
   t.set_end_time_ns(1'000'008'000);
-  for (std::uint32_t cpu = 0; cpu < 2; ++cpu) {
+  // Consistent with the batches, as the reader checks: per CPU the records read, and on CPU 0 also the five
+  // the collector dropped (its notice says so) after they were drained.
+  const std::uint64_t samples[] = {7, 2, 2, 1};
+  for (std::uint32_t cpu = 0; cpu < 4; ++cpu) {
     v1::CpuTotals* c = t.add_cpus();
     c->set_cpu(cpu);
-    c->set_samples(2);
+    c->set_samples(samples[cpu]);
     c->set_sample_bytes(100 + cpu);
     c->set_lost(cpu == 0 ? 17 : 0);
     c->set_corrupt(0);
@@ -558,7 +562,8 @@ TEST_F(Dump, SkipCorruptReadsOnAfterTheDamageAndWarns) {
   EXPECT_EQ(r.err, "perfstream dump: warning: " + path_ + ": skipped a corrupt frame at byte " +
                        std::to_string(frames[2].offset) +
                        ": zstd frame: Restored data doesn't match checksum; read on from byte " +
-                       std::to_string(frames[3].offset) + "\n");
+                       std::to_string(frames[3].offset) + "\n" +
+                       "perfstream dump: warning: batch 1 is missing (1 batch)\n");
 }
 
 TEST_F(Dump, BatchWhoseColumnsDisagreeIsACorruptFrame) {
@@ -641,13 +646,22 @@ TEST_F(Dump, RotatedPiecesMergeInTimeOrderWhateverOrderTheyAreNamed) {
   EXPECT_EQ(r.out, joined_lines({kLineA, kLineD, kLineE, kLineB, kLineK, kLineF, kLineC, kLineL, kLineG}));
 }
 
-TEST_F(Dump, OnlyTheNamedPiecesAreRead) {
+// Named alone, a rotated recording's first file brings the pieces after it, and dump says so.
+TEST_F(Dump, ARotatedRecordingIsReadOnFromItsFirstPieceAndSaysSo) {
   const std::string rotated = dir_.file("rot.data");
   write_recording(rotated, "rec-rot", 300);
-  ASSERT_TRUE(std::filesystem::exists(rotated + ".1"));
+  ASSERT_TRUE(std::filesystem::exists(rotated + ".2"));
   const CommandRun r = dump({rotated});
-  EXPECT_EQ(r.status, 0);
-  EXPECT_EQ(r.out, joined_lines({kLineA, kLineB, kLineK, kLineC}));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, joined_lines({kLineA, kLineD, kLineE, kLineB, kLineK, kLineF, kLineC, kLineL, kLineG}));
+  EXPECT_EQ(r.err, "perfstream dump: reading on in " + rotated + ".1 (piece 1)\nperfstream dump: reading on in " +
+                       rotated + ".2 (piece 2)\n");
+  // Named pieces are read and no others.
+  const CommandRun named = dump({rotated});
+  const CommandRun first = dump({rotated, rotated + ".1"});
+  EXPECT_EQ(first.status, 0) << first.err;
+  EXPECT_EQ(first.err, "");
+  EXPECT_NE(first.out, named.out);
 }
 
 TEST_F(Dump, PiecesOfDifferentRecordingsAreRefused) {
@@ -751,8 +765,10 @@ TEST_F(Stats, TextShowsTheRecordingPerCpuPerEventAndTotals) {
   EXPECT_NE(o.find("bytes  376 payload, "), std::string::npos) << o;
   EXPECT_NE(o.find("collector counters (trailer):\n"
                    "CPU  samples  sample bytes  lost  unwritable  corrupt  fill high water  ring size  wakeups  passes\n"
-                   "0          2           100    17           0        0             8192      65536        3       4\n"
-                   "1          2           101     0          42        0            16384      65536        3       4\n"),
+                   "0          7           100    17           0        0             8192      65536        3       4\n"
+                   "1          2           101     0          42        0            16384      65536        3       4\n"
+                   "2          2           102     0           0        0            24576      65536        3       4\n"
+                   "3          1           103     0           0        0            32768      65536        3       4\n"),
             std::string::npos)
       << o;
   EXPECT_EQ(o.find("damage"), std::string::npos);
@@ -814,7 +830,7 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
       << o;
   EXPECT_NE(o.find(R"("rates":{"records_per_s":1076923.077,"payload_mb_per_s":57.846154})"), std::string::npos) << o;
   EXPECT_NE(o.find(R"("ended_cleanly":true)"), std::string::npos);
-  EXPECT_NE(o.find(R"("collector":[{"cpu":0,"samples":2,"sample_bytes":100,"lost":17,"unwritable":0,)"
+  EXPECT_NE(o.find(R"("collector":[{"cpu":0,"samples":7,"sample_bytes":100,"lost":17,"unwritable":0,)"
                    R"("unwritable_errno":0,"corrupt":0,"fill_high_water":8192,"ring_size":65536,"wakeups":3,)"
                    R"("passes":4},{"cpu":1,"samples":2,"sample_bytes":101,"lost":0,"unwritable":42,)"
                    R"("unwritable_errno":95,)"),
@@ -872,10 +888,12 @@ TEST_F(Stats, CorruptFrameIsAnErrorUnlessSkipped) {
 TEST_F(Stats, RotatedRecordingNamedInPartSaysItContinues) {
   const std::string rotated = dir_.file("rot.data");
   write_recording(rotated, "rec-rot", 300);
-  const CommandRun part = stats({rotated});
+  const CommandRun part = stats({rotated, rotated + ".1"});
   EXPECT_EQ(part.status, 0);
-  EXPECT_NE(part.out.find("ended      continues in piece 1, which was not read\n"), std::string::npos) << part.out;
+  EXPECT_NE(part.out.find("ended      continues in piece 2, which was not read\n"), std::string::npos) << part.out;
   const CommandRun whole = stats({rotated, rotated + ".1", rotated + ".2"});
+  const CommandRun found = stats({rotated});
+  EXPECT_EQ(found.out, whole.out) << "the first piece brings the others";
   EXPECT_NE(whole.out.find("ended      cleanly\n"), std::string::npos) << whole.out;
   EXPECT_NE(whole.out.find("total        7"), std::string::npos) << whole.out;
 }
@@ -913,37 +931,50 @@ TEST_F(Stats, UsageErrors) {
   EXPECT_EQ(not_trace.err, "perfstream stats: /dev/null: not a perfstream trace (shorter than the 16-byte file header)\n");
 }
 
-// --- The loader --------------------------------------------------------------------------------------------
+// --- The reader library ------------------------------------------------------------------------------------
 
-using TraceLoader = DumpStatsTest;
+using RecordingLibrary = DumpStatsTest;
 
-TEST_F(TraceLoader, KeepsBatchOrderAndSortsTheTimeline) {
-  auto trace = load_trace({path_}, LoadOptions{});
-  ASSERT_TRUE(trace) << trace.error().message();
-  ASSERT_EQ(trace->records().size(), 7u);
-  ASSERT_EQ(trace->lost().size(), 2u);
-  EXPECT_EQ(trace->records()[3].batch_sequence, 1u);
-  EXPECT_EQ(trace->records()[3].index, 0u);
-  EXPECT_EQ(trace->records()[3].time_ns, 1'000'001'000u);
-  EXPECT_EQ(trace->lost()[0].before, 2u);
-  EXPECT_EQ(trace->lost()[1].source, v1::LostNotice::COLLECTOR);
-  EXPECT_EQ(trace->files().size(), 1u);
-  EXPECT_EQ(trace->files()[0].batches, 3u);
-  EXPECT_EQ(trace->files()[0].records, 7u);
-  EXPECT_EQ(trace->files()[0].payload_bytes, 376u);
-  EXPECT_EQ(trace->files()[0].batch_frame_bytes,
-            trace->files()[0].compressed_payload_bytes + 3 * kFrameHeaderSize);
-  EXPECT_TRUE(trace->ended_cleanly());
-  ASSERT_NE(trace->last_trailer(), nullptr);
-  EXPECT_EQ(trace->last_trailer()->cpus_size(), 2);
+TEST_F(RecordingLibrary, KeepsBatchOrderAndMergesTheTimeline) {
+  auto reader = recording::RecordingReader::open({path_}, recording::RecordingOptions{});
+  ASSERT_TRUE(reader) << reader.error().message();
+  std::vector<recording::ReadBatch> batches;
+  {
+    auto again = recording::RecordingReader::open({path_}, recording::RecordingOptions{});
+    ASSERT_TRUE(again);
+    recording::ReadBatch rb;
+    while ((*again)->next(rb)) batches.push_back(rb);
+  }
+  ASSERT_EQ(batches.size(), 3u);
+  std::size_t records = 0, lost = 0;
+  for (const auto& b : batches) {
+    records += b.batch.size();
+    lost += b.batch.lost.size();
+  }
+  EXPECT_EQ(records, 7u);
+  EXPECT_EQ(lost, 2u);
+  EXPECT_EQ(batches[1].batch.sequence, 1u);
+  EXPECT_EQ(batches[1].batch.times[0], 1'000'001'000u);
 
+  recording::TimeOrderedReader timeline(**reader, recording::MergeOptions{});
   std::vector<std::uint64_t> times;
-  for (const auto& e : trace->timeline()) times.push_back(trace->time_of(e));
+  recording::TimeOrderedReader::Entry e;
+  while (timeline.next(e)) times.push_back(e.time_ns);
   EXPECT_TRUE(std::is_sorted(times.begin(), times.end()));
   EXPECT_EQ(times.size(), 9u);
+  EXPECT_EQ(timeline.late(), 0u);
+  const auto& piece = (*reader)->pieces()[0];
+  EXPECT_EQ((*reader)->pieces().size(), 1u);
+  EXPECT_EQ(piece.batches, 3u);
+  EXPECT_EQ(piece.records, 7u);
+  EXPECT_EQ(piece.payload_bytes, 376u);
+  EXPECT_EQ(piece.batch_frame_bytes, piece.compressed_payload_bytes + 3 * kFrameHeaderSize);
+  EXPECT_TRUE((*reader)->ended_cleanly()) << ((*reader)->problems().empty() ? "" : (*reader)->problems().front());
+  ASSERT_NE((*reader)->last_trailer(), nullptr);
+  EXPECT_EQ((*reader)->last_trailer()->cpus_size(), 4);
 }
 
-TEST_F(TraceLoader, LossWithoutATimeTakesTheTimeOfTheRecordItPreceded) {
+TEST_F(RecordingLibrary, LossWithoutATimeTakesTheTimeOfTheRecordItPreceded) {
   const std::string path = dir_.file("notime.data");
   TraceWriterOptions options;
   options.path = path;

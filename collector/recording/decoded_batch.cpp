@@ -1,0 +1,209 @@
+#include "collector/recording/decoded_batch.hpp"
+
+#include <limits>
+
+namespace perfstream::recording {
+namespace {
+
+// Field numbers of perfstream.v1.Batch and LostNotice.
+constexpr std::uint32_t kSequence = 1, kFirstTime = 2, kRecordCount = 3, kTimeDeltas = 4, kCpus = 5, kSizes = 6,
+                        kPayloads = 7, kLost = 8, kWatermark = 9;
+constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
+
+// A cursor over wire bytes; every read checks its bounds and sets `bad` instead of running past them.
+struct Wire {
+  const unsigned char* p;
+  const unsigned char* end;
+  bool bad = false;
+
+  bool done() const { return p >= end || bad; }
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p >= end) break;
+      const unsigned char b = *p++;
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    bad = true;
+    return 0;
+  }
+  // The bytes of a length-delimited field.
+  Wire sub() {
+    const std::uint64_t n = varint();
+    if (bad || n > static_cast<std::uint64_t>(end - p)) {
+      bad = true;
+      return Wire{end, end, true};
+    }
+    Wire w{p, p + n};
+    p += n;
+    return w;
+  }
+  void skip(std::uint32_t wire_type) {
+    switch (wire_type) {
+      case 0: varint(); break;
+      case 1: advance(8); break;
+      case 2: sub(); break;
+      case 5: advance(4); break;
+      default: bad = true; break;  // groups (3, 4) and types 6, 7 have no place in this format
+    }
+  }
+  void advance(std::size_t n) {
+    if (static_cast<std::size_t>(end - p) < n) {
+      bad = true;
+    } else {
+      p += n;
+    }
+  }
+};
+
+std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+
+// Appends the numbers of a repeated field, packed (wire type 2) or one (wire type 0); false past `limit`.
+template <typename T, typename Convert>
+bool read_numbers(Wire& w, std::uint32_t wire_type, std::vector<T>& out, std::size_t limit, Convert convert) {
+  if (wire_type == 0) {
+    if (out.size() >= limit) return false;
+    out.push_back(convert(w.varint()));
+    return true;
+  }
+  if (wire_type != 2) {
+    w.bad = true;
+    return true;
+  }
+  Wire packed = w.sub();
+  while (!packed.done()) {
+    if (out.size() >= limit) return false;
+    out.push_back(convert(packed.varint()));
+  }
+  if (packed.bad) w.bad = true;
+  return true;
+}
+
+}  // namespace
+
+Status DecodedBatch::decode(std::string message, std::uint32_t max_records) {
+  message_ = std::move(message);
+  times.clear();
+  cpus.clear();
+  offsets.clear();
+  sizes.clear();
+  lost.clear();
+  sequence = first_time_ns = watermark_ns = 0;
+  payloads_at_ = payloads_size_ = 0;
+  std::uint64_t record_count = 0;
+  std::vector<std::uint64_t>& deltas = times;  // decoded in place into times below
+  const auto* begin = reinterpret_cast<const unsigned char*>(message_.data());
+  Wire w{begin, begin + message_.size()};
+  const std::size_t limit = std::size_t{max_records} + 1;  // one past: "more than the limit" is known
+  bool over = false;
+  while (!w.done() && !over) {
+    const std::uint64_t tag = w.varint();
+    const auto field = static_cast<std::uint32_t>(tag >> 3);
+    const auto type = static_cast<std::uint32_t>(tag & 7);
+    if (w.bad) break;
+    switch (field) {
+      case kSequence: if (type == 0) { sequence = w.varint(); continue; } break;
+      case kFirstTime: if (type == 0) { first_time_ns = w.varint(); continue; } break;
+      case kRecordCount:
+        if (type == 0) {
+          record_count = w.varint();
+          if (record_count > max_records) over = true;
+          continue;
+        }
+        break;
+      case kWatermark: if (type == 0) { watermark_ns = w.varint(); continue; } break;
+      case kTimeDeltas:
+        over = !read_numbers(w, type, deltas, limit, [](std::uint64_t v) { return static_cast<std::uint64_t>(unzigzag(v)); });
+        continue;
+      case kCpus:
+        over = !read_numbers(w, type, cpus, limit, [](std::uint64_t v) { return static_cast<std::uint32_t>(v); });
+        continue;
+      case kSizes:
+        over = !read_numbers(w, type, sizes, limit, [](std::uint64_t v) {
+          return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
+        });
+        continue;
+      case kPayloads:
+        if (type == 2) {
+          Wire bytes = w.sub();
+          payloads_at_ = static_cast<std::size_t>(bytes.p - begin);
+          payloads_size_ = static_cast<std::size_t>(bytes.end - bytes.p);
+          continue;
+        }
+        break;
+      case kLost:
+        if (type == 2) {
+          Wire n = w.sub();
+          LostEntry e;
+          while (!n.done()) {
+            const std::uint64_t t = n.varint();
+            const auto f = static_cast<std::uint32_t>(t >> 3);
+            if ((t & 7) != 0) {
+              n.skip(static_cast<std::uint32_t>(t & 7));
+              continue;
+            }
+            const std::uint64_t v = n.varint();
+            if (f == kLostCpu) e.cpu = static_cast<std::uint32_t>(v);
+            else if (f == kLostCount) e.count = v;
+            else if (f == kLostTime) e.time_ns = v;
+            else if (f == kLostBefore) e.before = static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+            else if (f == kLostSource) e.from_collector = v == 1;
+          }
+          if (n.bad) w.bad = true;
+          if (lost.size() >= limit) over = true;
+          lost.push_back(e);
+          continue;
+        }
+        break;
+      default:
+        break;
+    }
+    w.skip(type);  // an unknown field, or a known one of an unexpected wire type
+  }
+  auto fail = [&](std::string why) {
+    times.clear();
+    cpus.clear();
+    offsets.clear();
+    sizes.clear();
+    lost.clear();
+    message_.clear();
+    return Error(std::move(why));
+  };
+  const std::string name = "batch " + std::to_string(sequence);
+  if (over) {
+    return fail(name + ": holds more than " + std::to_string(max_records) +
+                " records, the reader's limit per batch (--max-batch-records)");
+  }
+  if (w.bad) return fail("batch: not a valid Batch message");
+  const std::size_t n = static_cast<std::size_t>(record_count);
+  if (deltas.size() != n || cpus.size() != n || sizes.size() != n) {
+    return fail(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
+                " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");
+  }
+  offsets.resize(n);
+  std::uint64_t time = first_time_ns;
+  std::uint64_t offset = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    time += deltas[i];
+    times[i] = time;
+    offsets[i] = static_cast<std::uint32_t>(offset);
+    offset += sizes[i];
+    if (offset > payloads_size_) return fail(name + ": record sizes run past the payload bytes");
+  }
+  if (offset != payloads_size_) {
+    return fail(name + ": " + std::to_string(payloads_size_ - offset) + " payload bytes belong to no record");
+  }
+  for (auto& l : lost) {
+    if (l.before > n) return fail(name + ": a lost notice points past the last record");
+    l.sort_time_ns = l.time_ns;
+    if (l.sort_time_ns == 0) {
+      if (l.before < n) l.sort_time_ns = times[l.before];
+      else if (n > 0) l.sort_time_ns = times[n - 1];
+      else l.sort_time_ns = first_time_ns;
+    }
+  }
+  return {};
+}
+
+}  // namespace perfstream::recording

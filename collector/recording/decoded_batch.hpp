@@ -1,0 +1,71 @@
+// DecodedBatch: one perfstream.v1.Batch (proto/perfstream.proto) decoded straight from its wire bytes into
+// flat columns, for readers that go through millions of records: no protobuf objects, one allocation per
+// column, payloads left in the message bytes the batch owns.
+//
+// Contract, as for any reader of the format (docs/FORMAT.md):
+//   - record i has time first_time_ns + time_deltas[0] + ... + time_deltas[i], CPU cpus[i], and the next
+//     sizes[i] bytes of `payloads`; the columns must have record_count entries each and the sizes must add
+//     up to the payload bytes exactly;
+//   - a lost notice's `before` is at most record_count; its time, when 0, is taken from the record it
+//     precedes (or the batch's last record, or first_time_ns when the batch has none): sort_time_ns;
+//   - fields may come in any order and scalars repeated (the last one counts, as protobuf parsers do); unknown
+//     fields are skipped; repeated numbers are read packed or not.
+// Limits: a batch declaring (or holding) more than max_records records is refused with a message that names
+// the limit, before anything of that size is allocated.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "collector/util/result.hpp"
+
+namespace perfstream::recording {
+
+struct LostEntry {
+  std::uint32_t cpu = 0;
+  std::uint64_t count = 0;
+  std::uint64_t time_ns = 0;       // as recorded; 0 when the notice carried none
+  std::uint32_t before = 0;        // index of the record it precedes
+  bool from_collector = false;     // source COLLECTOR (perfstream dropped them); else KERNEL
+  std::uint64_t sort_time_ns = 0;  // time_ns, or the time of the record it precedes (see above)
+};
+
+class DecodedBatch {
+ public:
+  std::uint64_t sequence = 0;
+  std::uint64_t first_time_ns = 0;
+  std::uint64_t watermark_ns = 0;
+  std::vector<std::uint64_t> times;
+  std::vector<std::uint32_t> cpus;
+  std::vector<std::uint32_t> offsets;  // of each payload in payloads()
+  std::vector<std::uint32_t> sizes;
+  std::vector<LostEntry> lost;
+
+  std::size_t size() const { return times.size(); }
+  std::span<const char> payload(std::size_t i) const {
+    return std::span<const char>(message_.data() + payloads_at_ + offsets[i], sizes[i]);
+  }
+  std::span<const char> payloads() const {
+    return std::span<const char>(message_.data() + payloads_at_, payloads_size_);
+  }
+  // The decompressed message (protobuf bytes) the batch was decoded from.
+  std::size_t message_bytes() const { return message_.size(); }
+  // What this batch holds in memory, about.
+  std::size_t memory_bytes() const {
+    return message_.capacity() + times.capacity() * 8 + (cpus.capacity() + offsets.capacity() + sizes.capacity()) * 4 +
+           lost.capacity() * sizeof(LostEntry);
+  }
+
+  // Decodes `message` (taken over by the batch). On failure the batch is left empty and the error says why:
+  // "batch 9: record sizes run past the payload bytes".
+  Status decode(std::string message, std::uint32_t max_records);
+
+ private:
+  std::string message_;
+  std::size_t payloads_at_ = 0;
+  std::size_t payloads_size_ = 0;
+};
+
+}  // namespace perfstream::recording
