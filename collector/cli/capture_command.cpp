@@ -94,7 +94,10 @@ class StopSignals {
 // A child command held at the starting line: forked before any thread exists, it execs when released.
 class Workload {
  public:
-  static Result<Workload> fork_stopped(const std::vector<std::string>& command, const sigset_t& child_mask) {
+  // `stdout_to_stderr`: the trace goes to our standard output (record -o -), so the command's output must
+  // not go into it.
+  static Result<Workload> fork_stopped(const std::vector<std::string>& command, const sigset_t& child_mask,
+                                       bool stdout_to_stderr) {
     int go[2];
     if (pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("starting the command: pipe", errno);
     const pid_t pid = fork();
@@ -104,6 +107,7 @@ class Workload {
       close(go[1]);
       char byte = 0;
       if (read(go[0], &byte, 1) != 1) _exit(127);  // the recorder gave up before starting us
+      if (stdout_to_stderr && dup2(STDERR_FILENO, STDOUT_FILENO) < 0) _exit(127);
       std::vector<char*> argv;
       for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
@@ -443,7 +447,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   // The command, if any, is forked first, before any thread exists, and released once the rings are up.
   std::optional<Workload> workload;
   if (!parser.rest().empty()) {
-    auto w = Workload::fork_stopped(parser.rest(), signals.original_mask());
+    auto w = Workload::fork_stopped(parser.rest(), signals.original_mask(), parser.value("output") == "-");
     if (!w) {
       err << me << w.error().message() << "\n";
       return 1;
@@ -678,13 +682,23 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
   StopSignals signals;  // first: see StopSignals
   ArgParser parser("record", "perfstream record [--probe NAME]... [flags] [-- COMMAND ARGS...]");
   add_capture_flags(parser);
-  parser.option("output", 'o', "FILE", "trace file to write (default perfstream.data)")
+  parser.option("output", 'o', "FILE", "trace file to write (default perfstream.data); - for standard output")
       .option("rotate-size", 0, "SIZE", "start a new file (FILE.1, FILE.2, ...) when this one would pass SIZE")
       .option("rotate-time", 0, "TIME", "start a new file after this long");
   add_batch_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   TraceWriterOptions writer_options;
   writer_options.path = parser.value("output").value_or("perfstream.data");
+  const bool to_stdout = writer_options.path == "-";
+  if (to_stdout && (parser.value("rotate-size") || parser.value("rotate-time"))) {
+    err << "perfstream record: -o -: standard output cannot be rotated (--rotate-size, --rotate-time)\n";
+    return 2;
+  }
+  if (to_stdout && ::isatty(STDOUT_FILENO)) {
+    err << "perfstream record: -o -: standard output is a terminal; pipe it into a reader "
+           "(perfstream record -o - ... | perfstream dump -) or redirect it to a file\n";
+    return 2;
+  }
   if (auto v = parser.value("rotate-size")) {
     auto bytes = parse_bytes("rotate-size", *v);
     if (!bytes) {

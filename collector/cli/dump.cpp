@@ -142,23 +142,61 @@ bool value_equals(const FieldValue& v, const std::string& wanted) {
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
-std::string integer_text(const FieldValue& v) {
-  char buf[32];
-  if (contains(v.name, "flags")) {
-    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v.unsigned_value));
-  } else if (contains(v.name, "mode")) {
-    if (v.unsigned_value == 0) return "0";
-    std::snprintf(buf, sizeof(buf), "0%llo", static_cast<unsigned long long>(v.unsigned_value));
-  } else if (v.type == v1::Field::SIGNED) {
-    std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(v.signed_value));
-  } else {
-    std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(v.unsigned_value));
-  }
-  return buf;
+// How text output prints an integer field: hex for names with "flags", octal for "mode", else decimal.
+enum class IntStyle : std::uint8_t { Signed, Unsigned, Hex, Octal };
+
+IntStyle int_style(const v1::Field& f) {
+  if (f.name().find("flags") != std::string::npos) return IntStyle::Hex;
+  if (f.name().find("mode") != std::string::npos) return IntStyle::Octal;
+  return f.type() == v1::Field::SIGNED ? IntStyle::Signed : IntStyle::Unsigned;
 }
 
-std::string integer_json(const FieldValue& v) {
-  return v.type == v1::Field::SIGNED ? std::to_string(v.signed_value) : std::to_string(v.unsigned_value);
+void append_number(std::string& out, std::uint64_t v, int base = 10) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, base);
+  out.append(buf, end);
+}
+
+void append_signed(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, end);
+}
+
+void append_integer_text(std::string& out, const FieldValue& v, IntStyle style) {
+  switch (style) {
+    case IntStyle::Hex:
+      out += "0x";
+      append_number(out, v.unsigned_value, 16);
+      break;
+    case IntStyle::Octal:
+      out += '0';
+      if (v.unsigned_value != 0) append_number(out, v.unsigned_value, 8);
+      break;
+    case IntStyle::Signed: append_signed(out, v.signed_value); break;
+    case IntStyle::Unsigned: append_number(out, v.unsigned_value); break;
+  }
+}
+
+void append_integer_json(std::string& out, const FieldValue& v) {
+  if (v.type == v1::Field::SIGNED) {
+    append_signed(out, v.signed_value);
+  } else {
+    append_number(out, v.unsigned_value);
+  }
+}
+
+// "<seconds>.<9 digits>", as render::format_time, without a format string.
+void append_time(std::string& out, std::uint64_t ns) {
+  append_number(out, ns / 1000000000ull);
+  char frac[10];
+  std::uint64_t f = ns % 1000000000ull;
+  for (int i = 8; i >= 0; --i) {
+    frac[i + 1] = static_cast<char>('0' + f % 10);
+    f /= 10;
+  }
+  frac[0] = '.';
+  out.append(frac, 10);
 }
 
 // Which fields of a schema text output leaves out: kind, reserved, and the length fields of arrays.
@@ -174,11 +212,12 @@ std::vector<bool> hidden_in_text(const v1::EventSchema& schema) {
   return hidden;
 }
 
-std::string event_name(const v1::EventSchema* schema) {
-  if (schema == nullptr) return "unknown";
+const std::string& event_name(const v1::EventSchema* schema) {
+  static const std::string unknown = "unknown";
+  if (schema == nullptr) return unknown;
   if (!schema->name().empty()) return schema->name();
   if (!schema->type_name().empty()) return schema->type_name();
-  return "unknown";
+  return unknown;
 }
 
 class Dumper {
@@ -210,6 +249,7 @@ class Dumper {
   void flush() {
     out_ << buf_;
     buf_.clear();
+    if (live_) out_.flush();  // past the stream's own buffer too: a reader of a pipe sees the lines now
   }
 
   void lost(const recording::TimeOrderedReader::Entry& e) {
@@ -235,15 +275,19 @@ class Dumper {
     const Rec r{e.time_ns, e.cpu, e.payload()};
     const auto& schemas = reader_.pieces()[e.piece].header.events();
     const v1::EventSchema* schema = schema_for_payload(schemas, r.payload);
-    const std::string name = event_name(schema);
+    const std::string& name = event_name(schema);
     if (!options_.events.empty()) {
       bool match = false;
       for (const auto& e : options_.events) match = match || e == name;
       if (!match) return;
     }
-    std::vector<FieldValue> values;
-    if (schema != nullptr) values = decode_payload(*schema, r.payload);
-    if (options_.pid && !field_matches(values, "pid", std::to_string(*options_.pid))) return;
+    std::vector<FieldValue>& values = values_;
+    if (schema != nullptr) {
+      decode_payload_into(*schema, r.payload, values);
+    } else {
+      values.clear();
+    }
+    if (options_.pid && !field_matches(values, "pid", pid_text_)) return;
     for (const auto& f : options_.filters) {
       if (!field_matches(values, f.field, f.value)) return;
     }
@@ -262,12 +306,30 @@ class Dumper {
   }
 
   void line_start(std::uint64_t time_ns, std::uint32_t cpu) {
-    char cpu_buf[16];
-    std::snprintf(cpu_buf, sizeof(cpu_buf), "[%03u]", cpu);
-    buf_ += render::format_time(time_ns);
-    buf_ += "  ";
-    buf_ += cpu_buf;
-    buf_ += "  ";
+    append_time(buf_, time_ns);
+    buf_ += "  [";
+    if (cpu < 100) buf_ += cpu < 10 ? "00" : "0";
+    append_number(buf_, cpu);
+    buf_ += "]  ";
+  }
+
+  // What text output needs of a schema, worked out once: which fields it hides, how it prints integers.
+  struct TextLayout {
+    std::vector<bool> hidden;
+    std::vector<IntStyle> styles;
+  };
+  const TextLayout& layout_of(const v1::EventSchema* schema) {
+    if (schema == last_schema_) return *last_layout_;
+    auto it = layouts_.find(schema);
+    if (it == layouts_.end()) {
+      TextLayout layout;
+      layout.hidden = hidden_in_text(*schema);
+      for (const auto& f : schema->fields()) layout.styles.push_back(int_style(f));
+      it = layouts_.emplace(schema, std::move(layout)).first;
+    }
+    last_schema_ = schema;
+    last_layout_ = &it->second;
+    return it->second;
   }
 
   void record_text(const Rec& r, const std::string& name, const v1::EventSchema* schema,
@@ -280,9 +342,8 @@ class Dumper {
       buf_ += "\n";
       return;
     }
-    auto it = hidden_.find(schema);
-    if (it == hidden_.end()) it = hidden_.emplace(schema, hidden_in_text(*schema)).first;
-    const std::vector<bool>& hidden = it->second;
+    const TextLayout& layout = layout_of(schema);
+    const std::vector<bool>& hidden = layout.hidden;
     bool first = true;
     for (std::size_t i = 0; i < values.size(); ++i) {
       const FieldValue& v = values[i];
@@ -294,7 +355,7 @@ class Dumper {
       switch (v.type) {
         case v1::Field::STRING: render::append_text_quoted(buf_, v.text); break;
         case v1::Field::BYTES: render::append_hex(buf_, v.text, kTextBytesShown); break;
-        default: buf_ += integer_text(v); break;
+        default: append_integer_text(buf_, v, layout.styles[i]); break;
       }
     }
     buf_ += "\n";
@@ -302,7 +363,11 @@ class Dumper {
 
   void record_json(const Rec& r, const std::string& name, const v1::EventSchema* schema,
                    const std::vector<FieldValue>& values) {
-    buf_ += "{\"time_ns\":" + std::to_string(r.time_ns) + ",\"cpu\":" + std::to_string(r.cpu) + ",\"event\":";
+    buf_ += "{\"time_ns\":";
+    append_number(buf_, r.time_ns);
+    buf_ += ",\"cpu\":";
+    append_number(buf_, r.cpu);
+    buf_ += ",\"event\":";
     render::append_json_string(buf_, name);
     if (schema == nullptr) {
       buf_ += ",\"raw\":\"";
@@ -327,7 +392,7 @@ class Dumper {
           render::append_hex(buf_, v.text);
           buf_ += '"';
           break;
-        default: buf_ += integer_json(v); break;
+        default: append_integer_json(buf_, v); break;
       }
     }
     buf_ += "}}\n";
@@ -425,7 +490,11 @@ class Dumper {
   std::ostream& out_;
   bool live_;
   std::string buf_;
-  std::map<const v1::EventSchema*, std::vector<bool>> hidden_;
+  std::map<const v1::EventSchema*, TextLayout> layouts_;
+  const v1::EventSchema* last_schema_ = nullptr;
+  const TextLayout* last_layout_ = nullptr;
+  std::vector<FieldValue> values_;  // reused from record to record
+  std::string pid_text_ = options_.pid ? std::to_string(*options_.pid) : std::string();
 };
 
 // A trace time as the user wrote it: seconds on the recording's clock (as dump prints them), or +SECONDS from

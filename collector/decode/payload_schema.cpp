@@ -115,7 +115,13 @@ Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object) {
 
 std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<const char> payload) {
   std::vector<FieldValue> out;
-  out.reserve(schema.fields_size());
+  decode_payload_into(schema, payload, out);
+  return out;
+}
+
+void decode_payload_into(const v1::EventSchema& schema, std::span<const char> payload, std::vector<FieldValue>& out) {
+  out.resize(static_cast<std::size_t>(schema.fields_size()));
+  std::size_t at = 0;
   auto read_uint = [&](std::uint32_t offset, std::uint32_t size, std::uint64_t* v) {
     // 64-bit sum: a schema comes from the trace file, and a huge offset must not wrap past the check.
     if (size == 0 || size > 8 || std::uint64_t{offset} + size > payload.size()) return false;
@@ -125,9 +131,13 @@ std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<
     return true;
   };
   for (const auto& f : schema.fields()) {
-    FieldValue v;
-    v.name = f.name();
+    FieldValue& v = out[at++];
+    if (v.name != f.name()) v.name = f.name();  // a reused vector keeps its names: no copy per record
     v.type = f.type();
+    v.missing = false;
+    v.signed_value = 0;
+    v.unsigned_value = 0;
+    v.text.clear();
     switch (f.type()) {
       case v1::Field::SIGNED:
       case v1::Field::UNSIGNED: {
@@ -164,9 +174,7 @@ std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<
       default:
         v.missing = true;
     }
-    out.push_back(std::move(v));
   }
-  return out;
 }
 
 const v1::EventSchema* schema_for_payload(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas,

@@ -42,6 +42,9 @@ struct FieldValue {
 
 // Decodes `payload` field by field with `schema`.
 std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<const char> payload);
+// The same into `out`, whose strings keep their memory from one call to the next (a reader of millions of
+// records reuses one vector).
+void decode_payload_into(const v1::EventSchema& schema, std::span<const char> payload, std::vector<FieldValue>& out);
 
 // Picks the schema for a payload among a header's: by the leading u32 `kind` when schemas are tagged,
 // else the only schema there is. nullptr when none fits.

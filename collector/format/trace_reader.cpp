@@ -116,9 +116,8 @@ bool TraceFileReader::fill(std::uint64_t at, std::size_t n, bool wait) {
     std::memmove(buffer_.data(), buffer_.data() + drop, static_cast<std::size_t>(end_ - buffer_start_) - drop);
     buffer_start_ += drop;
   }
+  // The buffer grows as bytes arrive (read_more), never to a length a frame header merely declares.
   while (end_ < at + n) {
-    const std::size_t need = static_cast<std::size_t>(at + n - buffer_start_);
-    if (buffer_.size() < need) buffer_.resize(need);
     if (read_more()) continue;
     if (!wait || !wait_for_more_ || read_error_ != 0 || !wait_for_more_()) return false;
     at_eof_ = false;  // look again

@@ -76,6 +76,7 @@ TraceFileWriter::~TraceFileWriter() {
 }
 
 std::string TraceFileWriter::piece_path(std::uint32_t piece) const {
+  if (options_.path == "-") return "-";
   return piece == 0 ? options_.path : options_.path + "." + std::to_string(piece);
 }
 
@@ -83,7 +84,9 @@ Status TraceFileWriter::open_piece() {
   const std::string path = piece_path(piece_);
   // 0640 and no symlink following: a trace holds what other processes did, and we may run as root in a
   // directory others can write to.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  // "-": standard output (record -o - | dump -); never rotated, so piece 0 only.
+  int fd = options_.path == "-" ? ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3)
+                                : ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd < 0) {
     const int err = errno;
     return Error::from_errno("creating trace file " + path, err,

@@ -15,6 +15,9 @@
 // path and says what was lost with it. A piece that cannot be created at rotation (its directory removed or
 // renamed, the file system read-only) fails the same way; the pieces before it are complete.
 //
+// Standard output: path "-" writes to a dup of fd 1 (a pipe, usually): no rotation, no cut-back after a
+// failed write (a pipe cannot be cut; the reader sees the cut frame and says so).
+//
 // Threads: write_batch and close may be called from any thread; a mutex serialises them.
 #pragma once
 

@@ -101,7 +101,10 @@ Status DecodedBatch::decode(std::string message, std::uint32_t max_records) {
     const std::uint64_t tag = w.varint();
     const auto field = static_cast<std::uint32_t>(tag >> 3);
     const auto type = static_cast<std::uint32_t>(tag & 7);
-    if (w.bad) break;
+    if (w.bad || field == 0) {  // field number 0 is invalid in protobuf
+      w.bad = true;
+      break;
+    }
     switch (field) {
       case kSequence: if (type == 0) { sequence = w.varint(); continue; } break;
       case kFirstTime: if (type == 0) { first_time_ns = w.varint(); continue; } break;

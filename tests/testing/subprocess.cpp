@@ -107,6 +107,8 @@ RunResult Background::wait() {
 
 std::string Background::err_so_far() const { return slurp(err_path_); }
 
+std::string Background::out_so_far() const { return slurp(out_path_); }
+
 bool Background::exited() const {
   if (pid_ <= 0) return true;
   siginfo_t info{};

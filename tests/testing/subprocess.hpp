@@ -30,8 +30,9 @@ class Background {
   RunResult wait();
   // True once it has exited (it is not reaped: wait() still gives its status and output).
   bool exited() const;
-  // What it has written to stderr so far.
+  // What it has written to stderr (stdout) so far.
   std::string err_so_far() const;
+  std::string out_so_far() const;
 
  private:
   pid_t pid_ = -1;
