@@ -3,10 +3,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#include <cerrno>
 #include <cstring>
-
-#include "collector/kernel/bpf_probe.hpp"
 
 namespace perfstream {
 namespace {
@@ -114,24 +111,6 @@ Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object) {
   auto schema = schema_from_btf(b, name_of(b, st));
   if (!schema) return schema.error();
   return std::optional<v1::EventSchema>(std::move(*schema));
-}
-
-Result<v1::EventSchema> builtin_probe_schema(const std::string& name) {
-  for (const auto& info : builtin_probes()) {
-    if (name != info.name) continue;
-    const std::span<const char> elf = builtin_probe_object(name);
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = info.name);
-    bpf_object* object = bpf_object__open_mem(elf.data(), elf.size(), &opts);
-    if (object == nullptr) return Error::from_errno("opening built-in probe '" + name + "'", errno);
-    auto schema = schema_of_object(object);
-    bpf_object__close(object);
-    if (!schema) return schema.error().with_context("probe '" + name + "'");
-    if (!*schema) return Error("probe '" + name + "' declares no record layout");
-    (*schema)->set_kind(info.event_kind);
-    (*schema)->set_name(name);
-    return std::move(**schema);
-  }
-  return Error("unknown probe '" + name + "'");
 }
 
 std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<const char> payload) {
