@@ -1,7 +1,7 @@
 // perfstream-libbpf-baseline: what a careful libbpf user gets, measured the way `perfstream bench` measures
 // perfstream, so the two can be compared run for run. It uses only libbpf's public API (Debian 12: libbpf
 // 1.1.2) and shares nothing with perfstream but the BPF producer (loadgen, or its ringbuf twin), the record
-// layout (bpf/events.h) and the producer process (bench/load_producer.hpp).
+// layout (bpf/events.h) and the producer process (collector/cli/load_producer.hpp).
 //
 //   perfstream-libbpf-baseline --mode perfbuf-default|perfbuf-watermark|ringbuf --producer-cpu P
 //       --consumer-cpu C --size BYTES --duration-ms D [--pages N] [--wakeup-bytes B]
@@ -48,7 +48,7 @@
 #include <thread>
 #include <vector>
 
-#include "load_producer.hpp"
+#include "collector/cli/load_producer.hpp"
 
 extern "C" {
 #include <linux/types.h>

@@ -24,7 +24,7 @@
 #include <bpf/libbpf.h>
 #include <sys/syscall.h>
 
-#include "bench/load_producer.hpp"
+#include "collector/cli/load_producer.hpp"
 #include "collector/cli/commands.hpp"
 #include "collector/cli/options.hpp"
 #include "collector/cli/render.hpp"

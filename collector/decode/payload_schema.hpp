@@ -31,6 +31,10 @@ Result<v1::EventSchema> schema_from_btf(const btf* btf, const std::string& type_
 // The schema an object declares with ps_event_layout; nullopt when it declares none.
 Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object);
 
+// The record layout of a built-in probe (kernel/bpf_probe), read from its embedded object's BTF (nothing
+// is loaded; no privileges needed). kind and name are filled in.
+Result<v1::EventSchema> builtin_probe_schema(const std::string& name);
+
 struct FieldValue {
   std::string name;
   v1::Field::Type type = v1::Field::TYPE_UNSPECIFIED;

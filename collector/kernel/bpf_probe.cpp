@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "collector/decode/payload_schema.hpp"
 #include "events.h"
 #include "exec.skel.h"
 #include "follow.skel.h"
@@ -87,23 +86,14 @@ const std::vector<BuiltinProbeInfo>& builtin_probes() {
   return infos;
 }
 
-Result<v1::EventSchema> builtin_probe_schema(const std::string& name) {
+std::span<const char> builtin_probe_object(const std::string& name) {
   for (const auto& entry : builtin_entries()) {
     if (name != entry.info.name) continue;
     size_t size = 0;
     const void* bytes = entry.elf_bytes(&size);
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = entry.info.name);
-    bpf_object* object = bpf_object__open_mem(bytes, size, &opts);
-    if (object == nullptr) return Error::from_errno("opening built-in probe '" + name + "'", errno);
-    auto schema = schema_of_object(object);
-    bpf_object__close(object);
-    if (!schema) return schema.error().with_context("probe '" + name + "'");
-    if (!*schema) return Error("probe '" + name + "' declares no record layout");
-    (*schema)->set_kind(entry.info.event_kind);
-    (*schema)->set_name(name);
-    return std::move(**schema);
+    return {static_cast<const char*>(bytes), size};
   }
-  return Error("unknown probe '" + name + "'");
+  return {};
 }
 
 Status ensure_tracefs() {

@@ -14,11 +14,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "collector/util/result.hpp"
-#include "perfstream.pb.h"
 
 struct bpf_object;
 struct bpf_link;
@@ -34,9 +34,10 @@ struct BuiltinProbeInfo {
 // perfstream's built-in probes, in a stable order.
 const std::vector<BuiltinProbeInfo>& builtin_probes();
 
-// The record layout of a built-in probe, read from its embedded object's BTF (nothing is loaded; no
-// privileges needed). kind and name are filled in.
-Result<v1::EventSchema> builtin_probe_schema(const std::string& name);
+// The object of a built-in probe as embedded in the binary (its skeleton's ELF bytes, valid for the life
+// of the process); empty for a name that is no built-in probe. decode/payload_schema reads its record
+// layout from the BTF in it (builtin_probe_schema).
+std::span<const char> builtin_probe_object(const std::string& name);
 
 struct ProbeOptions {
   std::string map_name;                     // the perf event array; empty: the only one in the object

@@ -3,7 +3,8 @@
 // stopped. One process, so that loadgen's single-process filter takes them all. The loadgen BPF
 // program (bpf/loadgen.bpf.c), configured with the child's pid, emits one record per call. The child is a
 // separate process so that the collector's CPU time (getrusage of its own process) excludes the producer.
-// Header-only, depends on nothing of perfstream, so the baselines can use it too.
+// Header-only, depends on nothing of perfstream, so the baselines (bench/libbpf_baseline.cpp) can use it too.
+// It lives in cli/, beside `perfstream bench`, because no layer of collector/ may include bench/.
 #pragma once
 
 #include <sched.h>
