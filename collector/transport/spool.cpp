@@ -27,11 +27,10 @@ std::string Spool::preamble_for(const v1::TraceHeader& header) {
 }
 
 Result<std::unique_ptr<Spool>> Spool::create_for_recording(const std::string& dir, std::uint64_t max_bytes,
-                                                           const v1::TraceHeader& header,
-                                                           const std::function<void(const std::string&)>& log) {
+                                                           const v1::TraceHeader& header, Log* log) {
   auto spool = create(dir, max_bytes, kDefaultSegmentBytes, preamble_for(header));
   if (spool && log) {
-    if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty()) log(notice);
+    if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty()) log->line(notice);
   }
   return spool;
 }

@@ -56,7 +56,7 @@ class StreamClient::Sender {
 
  private:
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.log) options_.log->line(line);
   }
 
   void connect() {

@@ -25,6 +25,7 @@
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/spool.hpp"
+#include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream {
@@ -39,7 +40,7 @@ struct StreamClientOptions {
   std::chrono::milliseconds backoff_max{5000};
   // From the start of a connect to the sink's welcome; past it, the attempt fails and is retried.
   std::chrono::milliseconds handshake_timeout{10000};
-  std::function<void(const std::string&)> log;  // connection events; called from the sender thread
+  Log* log = nullptr;  // connection events, from the sender thread; not owned; null: nothing is logged
 };
 
 struct StreamClientStatus {
