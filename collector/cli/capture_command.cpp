@@ -227,16 +227,19 @@ class StreamOutput : public CaptureOutput {
                  " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
     }
     bool gave_up = false;
-    const bool done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+    auto done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+    if (done && *done) return {};
+    const auto s = client_->status();
+    const std::string left = std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
+                             ") it has not acknowledged stay in the spool directory " + spool_dir_;
     if (!done) {
-      const auto s = client_->status();
-      return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
-                            : "the sink at " + to_ + " did not acknowledge within " +
-                                  std::to_string(drain_timeout_.count()) + " ms: ") +
-                   std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
-                   ") it has not acknowledged stay in the spool directory " + spool_dir_);
+      return Error("the stream to " + to_ + " did not finish: " + done.error().message() + "; " + left,
+                   done.error().errnum());
     }
-    return {};
+    return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
+                          : "the sink at " + to_ + " did not acknowledge within " +
+                                std::to_string(drain_timeout_.count()) + " ms: ") +
+                 left);
   }
   std::string on_signal_while_stopping() const override {
     return "not waiting for the sink's acknowledgements any longer";

@@ -354,11 +354,14 @@ void StreamClient::start() {
   thread_ = std::thread([sender] { sender->run(); });
 }
 
-bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-                          const std::function<bool()>& give_up) {
-  auto compressor = ZstdCompressor::create(3);
+Result<bool> StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                                  const std::function<bool()>& give_up) {
+  auto compressor = ZstdCompressor::create(options_.trailer_compression_level);
+  if (!compressor) return compressor.error().with_context("compressing the trailer");
   std::string payload;
-  if (!compressor || !compressor->compress(trailer.SerializeAsString(), payload)) return false;
+  if (auto st = compressor->compress(trailer.SerializeAsString(), payload); !st) {
+    return st.error().with_context("compressing the trailer");
+  }
   std::string frame = data_frame_header(FrameType::Trailer, payload.size()) + payload;
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();

@@ -40,6 +40,7 @@ struct StreamClientOptions {
   std::chrono::milliseconds backoff_max{5000};
   // From the start of a connect to the sink's welcome; past it, the attempt fails and is retried.
   std::chrono::milliseconds handshake_timeout{10000};
+  int trailer_compression_level = 3;  // zstd's; one it refuses makes finish() fail at once
   Log* log = nullptr;  // connection events, from the sender thread; not owned; null: nothing is logged
 };
 
@@ -63,11 +64,12 @@ class StreamClient : public BatchSink {
   void start();
   // See Spool::give_to; before start().
   Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
-  // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer. False on timeout
-  // (the unacknowledged batches stay in the spool directory, in the trace framing), or as soon as
-  // `give_up` (when given, polled every 50 ms) returns true.
-  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-              const std::function<bool()>& give_up = {});
+  // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer: true once it is
+  // written. False on timeout (the unacknowledged batches stay in the spool directory, in the trace
+  // framing), or as soon as `give_up` (when given, polled every 50 ms) returns true. An error instead when
+  // the sink was not what held the batches back: the trailer cannot be compressed (at once).
+  Result<bool> finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                      const std::function<bool()>& give_up = {});
   StreamClientStatus status() const;
 
  private:

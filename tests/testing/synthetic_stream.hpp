@@ -267,6 +267,14 @@ inline StreamClientOptions fast_client_options(const Endpoint& endpoint, const s
   return o;
 }
 
+// StreamClient::finish's answer as an assertion: it holds when everything was acknowledged and the trailer
+// written, and otherwise says why not.
+inline ::testing::AssertionResult finished_in_time(const Result<bool>& done) {
+  if (!done) return ::testing::AssertionFailure() << "finish failed: " << done.error().message();
+  if (!done.value()) return ::testing::AssertionFailure() << "finish timed out";
+  return ::testing::AssertionSuccess();
+}
+
 inline std::unique_ptr<StreamClient> make_client(const StreamClientOptions& options, const std::string& id,
                                                  const std::string& host = "synthetic") {
   auto c = StreamClient::create(options, synthetic_header(id + "-recording", host), id);

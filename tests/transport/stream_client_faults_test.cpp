@@ -1,13 +1,15 @@
 // StreamClient against sinks that do not answer: a connect whose SYNs are dropped (a listener with a full
 // accept queue, as a blackholed host), a peer that accepts and never welcomes. Each attempt must fail after
 // the handshake timeout and be retried, the client must be destroyable at once (a stream's Ctrl-C), and
-// finish() must stop waiting when asked to.
+// finish() must stop waiting when asked to. And a fault of the collector's own, a trailer that cannot be
+// compressed, which finish() must report as what it is, not as a slow sink.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <vector>
 
@@ -97,10 +99,28 @@ TEST(StreamClient, FinishStopsWaitingWhenTheCallerGivesUp) {
   ASSERT_TRUE(client->write_batch(source.batch(0)));
   int polls = 0;
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(client->finish(v1::TraceTrailer(), 30s, [&] { return ++polls == 3; }));
+  auto done = client->finish(v1::TraceTrailer(), 30s, [&] { return ++polls == 3; });
+  ASSERT_TRUE(done) << done.error().message();
+  EXPECT_FALSE(*done);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "not the 30 s timeout";
   EXPECT_EQ(polls, 3);
   EXPECT_EQ(client->status().pending_batches, 1u) << "it stays in the spool";
+}
+
+TEST(StreamClient, FinishReportsATrailerThatCannotBeCompressedNotATimeout) {
+  TempDir dir;
+  DeafListener listener(true);
+  testing::LogLines log;
+  StreamClientOptions options = deaf_options(listener, dir, log);
+  options.trailer_compression_level = 1000;  // zstd refuses it: the compressor fails
+  auto client = testing::make_client(options, "uncompressed");
+  client->start();
+  const auto start = std::chrono::steady_clock::now();
+  auto done = client->finish(v1::TraceTrailer(), 30s);
+  ASSERT_FALSE(done) << "an error, not a timeout";
+  EXPECT_EQ(done.error().message().rfind("compressing the trailer: zstd level 1000 is out of range", 0), 0u)
+      << done.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "at once: there is nothing to wait for";
 }
 
 }  // namespace
