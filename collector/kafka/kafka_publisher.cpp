@@ -180,7 +180,12 @@ class KafkaPublisher::Producer {
     if (header_state_ != State::Delivered) return;
     while (!resend_ && spool_.inflight_batches() < options_.window) {
       auto msg = std::make_unique<Outgoing>(Outgoing{Outgoing::Kind::Batch, 0, {}});
-      if (!spool_.next_unsent(&msg->sequence, &msg->value)) break;
+      auto next = spool_.next_unsent(&msg->sequence, &msg->value);
+      if (!next) {  // it stays unsent: the next pass (20 ms on) tries again
+        log_limited("spool read", next.error().message() + "; trying again");
+        break;
+      }
+      if (!*next) break;
       if (!produce(std::move(msg))) {
         resend_ = true;  // it is marked sent: put everything unreported back once librdkafka has let go
         break;

@@ -73,8 +73,9 @@ class Spool {
   // Hands the spool to the user a collector drops to: its segments, and its directory if create() made it.
   Status give_to(uid_t uid, gid_t gid);
 
-  // The oldest batch not yet sent on this connection; false when there is none.
-  bool next_unsent(std::uint64_t* sequence, std::string* compressed);
+  // The oldest batch not yet sent on this connection; false when there is none. An error (with its errno)
+  // when the batch cannot be read back from its segment: it stays unsent, and the next call tries again.
+  Result<bool> next_unsent(std::uint64_t* sequence, std::string* compressed);
   // Marks everything unacknowledged as unsent again (a new connection).
   void rewind();
   // Drops every batch with sequence < through; deletes segments left without live batches.

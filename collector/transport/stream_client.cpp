@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include "collector/format/zstd_codec.hpp"
@@ -27,6 +29,7 @@ class StreamClient::Sender {
         work_(asio::make_work_guard(io_)),
         retry_timer_(io_),
         handshake_timer_(io_),
+        spool_retry_timer_(io_),
         backoff_(options.backoff_min) {
     v1::StreamHello hello;
     hello.set_protocol_version(kStreamProtocolVersion);
@@ -51,9 +54,16 @@ class StreamClient::Sender {
     stopped_ = true;
     retry_timer_.cancel();
     handshake_timer_.cancel();
+    spool_retry_timer_.cancel();
     abort_connect();  // a connect in flight would hold run() until the kernel gives up on it (minutes)
     if (conn_) conn_->close();
     work_.reset();
+  }
+
+  // Why the last attempt to read a batch back from the spool failed; empty once one succeeds again.
+  std::optional<Error> spool_error() const {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    return spool_error_;
   }
 
   std::atomic<bool> connected{false};
@@ -251,7 +261,10 @@ class StreamClient::Sender {
     }
     if (spool_.inflight_batches() >= options_.window) return;
     std::uint64_t sequence = 0;
-    if (!spool_.next_unsent(&sequence, &out_payload_)) return;
+    auto next = spool_.next_unsent(&sequence, &out_payload_);
+    if (!next) return spool_unreadable(next.error());
+    set_spool_error(std::nullopt);
+    if (!*next) return;
     out_header_ = data_frame_header(FrameType::Batch, out_payload_.size());
     writing_ = true;
     std::array<asio::const_buffer, 2> buffers{asio::buffer(out_header_), asio::buffer(out_payload_)};
@@ -271,6 +284,26 @@ class StreamClient::Sender {
     trailer_frame_.clear();
     if (finish_done_) finish_done_->set_value();
     finish_done_.reset();
+  }
+
+  // A batch that cannot be read back from the spool stays unsent. The connection is not at fault, so it
+  // stays up; the read is tried again after backoff_min (and on every new batch or acknowledgement), and
+  // finish() gives this error if the batches never go.
+  void spool_unreadable(const Error& error) {
+    set_spool_error(error);
+    if (options_.log) options_.log->limited("spool read", error.message() + "; trying again");
+    if (spool_retry_armed_) return;
+    spool_retry_armed_ = true;
+    spool_retry_timer_.expires_after(options_.backoff_min);
+    spool_retry_timer_.async_wait([this](const error_code& ec) {
+      spool_retry_armed_ = false;
+      if (!ec && !stopped_) pump();
+    });
+  }
+
+  void set_spool_error(std::optional<Error> error) {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    spool_error_ = std::move(error);
   }
 
   // --- failing ------------------------------------------------------------------------------------------
@@ -299,6 +332,7 @@ class StreamClient::Sender {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer retry_timer_;
   asio::steady_timer handshake_timer_;
+  asio::steady_timer spool_retry_timer_;
   std::chrono::milliseconds backoff_;
   std::shared_ptr<Attempt> attempt_;  // while resolving or connecting; null from then on
   std::unique_ptr<Connection> conn_;
@@ -306,6 +340,7 @@ class StreamClient::Sender {
   bool writing_ = false;
   bool stopped_ = false;
   bool finishing_ = false;
+  bool spool_retry_armed_ = false;
   std::string hello_frame_;
   std::string trailer_frame_;
   std::shared_ptr<std::promise<void>> finish_done_;
@@ -314,6 +349,9 @@ class StreamClient::Sender {
   std::string in_payload_;
   std::string out_header_;
   std::string out_payload_;
+
+  mutable std::mutex spool_error_mutex_;  // spool_error_ is read from the controlling thread
+  std::optional<Error> spool_error_;
 };
 
 Result<std::unique_ptr<StreamClient>> StreamClient::create(const StreamClientOptions& options, v1::TraceHeader header,
@@ -372,7 +410,11 @@ Result<bool> StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::
     const auto left = deadline - std::chrono::steady_clock::now();
     const auto slice = give_up ? std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)) : left;
     if (future.wait_for(slice) == std::future_status::ready) return true;
-    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) return false;
+    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) {
+      // Not a slow sink when the batches could not even be read back to be sent.
+      if (auto unreadable = sender->spool_error()) return *unreadable;
+      return false;
+    }
   }
 }
 

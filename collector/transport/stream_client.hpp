@@ -7,8 +7,9 @@
 // connects, says hello with the trace header, resends whatever the sink has not acknowledged, and streams
 // new batches with at most `window` unacknowledged on the wire. A lost connection (or a refused one) is
 // retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile. A
-// connect or handshake that hangs (SYNs unanswered, a silent peer) fails after handshake_timeout. The
-// destructor aborts whatever is in flight, so it returns at once.
+// connect or handshake that hangs (SYNs unanswered, a silent peer) fails after handshake_timeout. A batch
+// that cannot be read back from the spool (a failing disk) stays there and is tried again; the connection
+// stays up. The destructor aborts whatever is in flight, so it returns at once.
 // finish() waits until the sink has acknowledged every batch, then sends the trailer and closes.
 //
 // Threads: write_batch from any thread; start/finish/status from the controlling thread.
@@ -66,8 +67,9 @@ class StreamClient : public BatchSink {
   Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer: true once it is
   // written. False on timeout (the unacknowledged batches stay in the spool directory, in the trace
-  // framing), or as soon as `give_up` (when given, polled every 50 ms) returns true. An error instead when
-  // the sink was not what held the batches back: the trailer cannot be compressed (at once).
+  // framing), or as soon as `give_up` (when given, polled every 50 ms) returns true. An error instead,
+  // with its errno, when the sink was not what held the batches back: the trailer cannot be compressed
+  // (at once), or a batch could not be read back from the spool (at the timeout or give_up).
   Result<bool> finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
                       const std::function<bool()>& give_up = {});
   StreamClientStatus status() const;
