@@ -31,6 +31,7 @@
 #include "collector/format/batching_consumer.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/read/capture_session.hpp"
+#include "collector/util/log.hpp"
 
 extern "C" {
 #include <linux/types.h>
@@ -150,7 +151,7 @@ Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
   return ran > 0 ? (counts.emitted + counts.failed) / (ran / 1e9) : 0.0;
 }
 
-RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling) {
+RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling, Log& log) {
   RunResult r;
   r.impl = "perfstream-" + cfg.mode;
   r.size = size;
@@ -161,7 +162,7 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   capture.array.wakeup_bytes = cfg.wakeup;
   capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg.collector_cpus.size()));
   capture.readers.pin_cpus = cfg.collector_cpus;
-  capture.readers.log = [](const std::string& line) { std::cerr << "perfstream bench: " << line << "\n"; };
+  capture.readers.log = &log;
   auto session = CaptureSession::open(capture);
   if (!session) {
     r.error = session.error().message();
@@ -540,6 +541,7 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
 
   std::vector<RunResult> runs;
   const bool json = parser.has("json");
+  Log log(err, "perfstream bench: ");  // the readers' notices, from their threads
   for (std::uint32_t size : sizes) {
     auto ceiling = measure_ceiling(cfg, size);
     if (!ceiling) {
@@ -547,7 +549,7 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
       return 1;
     }
     for (unsigned round = 0; round < repeat; ++round) {
-      runs.push_back(run_perfstream(cfg, size, *ceiling));
+      runs.push_back(run_perfstream(cfg, size, *ceiling, log));
       if (!json) err << "perfstream bench: " << runs.back().impl << " " << size << " B: " << rate(runs.back().delivered_per_s())
                      << " records/s" << (runs.back().error.empty() ? "" : " (" + runs.back().error + ")") << "\n";
       for (const auto& mode : baselines) {

@@ -32,6 +32,7 @@
 #include "collector/kafka/kafka_publisher.hpp"
 #include "collector/read/capture_session.hpp"
 #include "collector/transport/stream_client.hpp"
+#include "collector/util/log.hpp"
 #include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
@@ -168,7 +169,7 @@ Status check_can_create_in(const std::string& dir, const std::string& what, cons
                            "make the directory writable for that user, or choose another");
 }
 
-using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, std::ostream& err)>;
+using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, Log& log)>;
 
 class FileOutput : public CaptureOutput {
  public:
@@ -209,12 +210,12 @@ class FileOutput : public CaptureOutput {
 class StreamOutput : public CaptureOutput {
  public:
   StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::string spool_dir,
-               std::chrono::milliseconds drain_timeout, std::function<void(const std::string&)> log)
+               std::chrono::milliseconds drain_timeout, Log* log)
       : client_(std::move(client)),
         to_(std::move(to)),
         spool_dir_(std::move(spool_dir)),
         drain_timeout_(drain_timeout),
-        log_(std::move(log)) {}
+        log_(log) {}
   BatchSink& sink() override { return *client_; }
   std::string destination() const override { return "to " + to_; }
   std::string status() const override {
@@ -225,21 +226,24 @@ class StreamOutput : public CaptureOutput {
   bool stop_when_a_batch_is_refused() const override { return false; }
   Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
     if (const auto s = client_->status(); !s.connected && s.pending_batches > 0 && log_) {
-      log_("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for the sink at " + to_ +
-           " to acknowledge " + std::to_string(s.pending_batches) +
-           " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
+      log_->line("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for the sink at " + to_ +
+                 " to acknowledge " + std::to_string(s.pending_batches) +
+                 " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
     }
     bool gave_up = false;
-    const bool done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+    auto done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+    if (done && *done) return {};
+    const auto s = client_->status();
+    const std::string left = std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
+                             ") it has not acknowledged stay in the spool directory " + spool_dir_;
     if (!done) {
-      const auto s = client_->status();
-      return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
-                            : "the sink at " + to_ + " did not acknowledge within " +
-                                  std::to_string(drain_timeout_.count()) + " ms: ") +
-                   std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
-                   ") it has not acknowledged stay in the spool directory " + spool_dir_);
+      return Error("the stream to " + to_ + " did not finish: " + done.error().message() + "; " + left,
+                   done.error().errnum());
     }
-    return {};
+    return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
+                          : "the sink at " + to_ + " did not acknowledge within " +
+                                std::to_string(drain_timeout_.count()) + " ms: ") +
+                 left);
   }
   std::string on_signal_while_stopping() const override {
     return "not waiting for the sink's acknowledgements any longer";
@@ -261,18 +265,18 @@ class StreamOutput : public CaptureOutput {
   std::string to_;
   std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
-  std::function<void(const std::string&)> log_;
+  Log* log_;  // null under -q
 };
 
 class KafkaOutput : public CaptureOutput {
  public:
   KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::string spool_dir,
-              std::chrono::milliseconds drain_timeout, std::function<void(const std::string&)> log)
+              std::chrono::milliseconds drain_timeout, Log* log)
       : publisher_(std::move(publisher)),
         to_(std::move(to)),
         spool_dir_(std::move(spool_dir)),
         drain_timeout_(drain_timeout),
-        log_(std::move(log)) {}
+        log_(log) {}
   void start() override {
     if (auto st = publisher_->start(); !st) start_error_ = st.error().message();
   }
@@ -296,9 +300,9 @@ class KafkaOutput : public CaptureOutput {
   Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
     if (!start_error_.empty()) return Error(start_error_);
     if (const auto s = publisher_->status(); !s.connected && s.pending_batches > 0 && log_) {
-      log_("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for Kafka at " + to_ + " to take " +
-           std::to_string(s.pending_batches) + " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ +
-           ")");
+      log_->line("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for Kafka at " + to_ +
+                 " to take " + std::to_string(s.pending_batches) +
+                 " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
     }
     bool gave_up = false;
     if (!publisher_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); })) {
@@ -325,7 +329,7 @@ class KafkaOutput : public CaptureOutput {
   std::string to_;
   std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
-  std::function<void(const std::string&)> log_;
+  Log* log_;  // null under -q
   std::string start_error_;
 };
 
@@ -462,10 +466,13 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     }
     capture->follow_tgid = static_cast<std::uint32_t>(workload->pid());
   }
-  capture->readers.log = [&err, me](const std::string& line) { err << me << line << "\n"; };
+  // From here on, other threads (readers, the stream's sender) may write to `err` too: everything goes
+  // through the log, one whole line at a time. Declared before everything it is handed to.
+  Log log(err, me);
+  capture->readers.log = &log;
   auto session = CaptureSession::open(*capture);
   if (!session) {
-    err << me << session.error().message() << "\n";
+    log.line(session.error().message());
     return 1;
   }
   CaptureSession& s = **session;
@@ -475,15 +482,15 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   // From here on a signal stops the capture the normal way: the output is made, so it ends complete.
 
   v1::TraceHeader header = make_trace_header(s, parser.rest());
-  auto made = make_output(header, err);
+  auto made = make_output(header, log);
   if (!made) {
-    err << me << made.error().message() << "\n";
+    log.line(made.error().message());
     return 1;
   }
   CaptureOutput& output = **made;
   auto dropped = drop_after_setup(user, capture->readers.hotplug_interval.count() > 0, output);
   if (!dropped) {
-    err << me << dropped.error().message() << "\n";
+    log.line(dropped.error().message());
     return 1;
   }
   output.start();
@@ -496,15 +503,15 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     return std::make_unique<BatchingConsumer>(limits, worker, clock);
   });
   if (!started) {
-    err << me << started.error().message() << "\n";
+    log.line(started.error().message());
     return 1;
   }
   const bool quiet = parser.has("quiet");
   if (!quiet) {
-    err << me << "recording " << join(s.probe_names(), ", ") << " on CPUs "
-        << s.array().candidates().intersect(*CpuSet::online()).to_string() << " " << output.destination() << " ("
-        << s.array().geometry().describe(s.array().candidates().size()) << ")\n"
-        << me << dropped->describe() << "\n";
+    log.line("recording " + join(s.probe_names(), ", ") + " on CPUs " +
+             s.array().candidates().intersect(*CpuSet::online()).to_string() + " " + output.destination() + " (" +
+             s.array().geometry().describe(s.array().candidates().size()) + ")");
+    log.line(dropped->describe());
   }
 
   asio::io_context io;
@@ -579,12 +586,14 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
         last_tick = now;
         const std::uint64_t in = pipeline.encoded_bytes.load();
         const std::uint64_t compressed = pipeline.compressed_bytes.load();
-        err << "\r\033[K" << format_rate(rate) << "events/s | lost "
-            << total.lost + total.unwritable + pipeline.dropped_records.load()
-            << " | in " << format_mb(in) << " | " << output.status() << " | ratio " << std::fixed
-            << std::setprecision(1) << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x"
-            << std::flush;
+        std::ostringstream line;
+        line << "\r\033[K" << format_rate(rate) << "events/s | lost "
+             << total.lost + total.unwritable + pipeline.dropped_records.load()
+             << " | in " << format_mb(in) << " | " << output.status() << " | ratio " << std::fixed
+             << std::setprecision(1) << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x";
+        log.raw(line.str());
       }
+      log.flush();  // suppression summaries whose interval has ended
       tick();
     });
   };
@@ -593,7 +602,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   signals.unblock();  // a signal that came during startup is handled now
   io.run();
   signals.block();
-  if (status_line) err << "\r\033[K";
+  if (status_line) log.raw("\r\033[K");
 
   // Stop: programs detached, rings drained to the end, last batches flushed, trailer written.
   // A command still running keeps running, as with perf record.
@@ -610,7 +619,7 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
     io.poll();  // one that reached asio after stop_all and before the block
     if (late_signal == 0) late_signal = signals.take_pending();
     if (late_signal != 0) {
-      err << me << signal_name(late_signal) << " while stopping: " << output.on_signal_while_stopping() << "\n";
+      log.line(std::string(signal_name(late_signal)) + " while stopping: " + output.on_signal_while_stopping());
     }
     return late_signal != 0;
   };
@@ -627,8 +636,9 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   signalled_while_stopping();
   stop_signals.cancel();
   if (!output.stop_when_a_batch_is_refused() && pipeline.dropped_batches.load() > 0) {
-    err << me << pipeline.dropped_batches.load() << " batches (" << pipeline.dropped_records.load()
-        << " records) were dropped because the spool was full; the sink was told in-band\n";
+    log.line(std::to_string(pipeline.dropped_batches.load()) + " batches (" +
+             std::to_string(pipeline.dropped_records.load()) +
+             " records) were dropped because the spool was full; the sink was told in-band");
     sink_error.clear();
   }
 
@@ -636,41 +646,44 @@ int run_capture(const std::string& command, const ArgParser& parser, const Outpu
   const auto total = s.stats().total();
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
   if (!sink_error.empty()) {
-    err << me << sink_error << "\n";
+    log.line(sink_error);
     exit_status = 1;
   }
   if (!s.output_failures_error().empty()) {
-    err << me << "could not read the probes' failed-write counters: " << s.output_failures_error() << "\n";
+    log.line("could not read the probes' failed-write counters: " + s.output_failures_error());
   }
   if (!quiet || exit_status != 0) {
     const std::uint64_t in = pipeline.encoded_bytes.load();
     const std::uint64_t written = pipeline.compressed_bytes.load();
-    err << me << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
-        << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
-        << s.array().candidates().size() << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
-        << pipeline.dropped_records.load() << " in perfstream"
-        << (total.unwritable > 0 ? " (" + std::to_string(total.unwritable) +
-                                       " of the kernel's were never written: see below)"
-                                 : std::string())
-        << "; " << output.summary(pipeline) << "; batches compressed "
-        << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x\n";
+    std::ostringstream summary;
+    summary << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
+            << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
+            << s.array().candidates().size() << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
+            << pipeline.dropped_records.load() << " in perfstream"
+            << (total.unwritable > 0 ? " (" + std::to_string(total.unwritable) +
+                                           " of the kernel's were never written: see below)"
+                                     : std::string())
+            << "; " << output.summary(pipeline) << "; batches compressed "
+            << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x";
+    log.line(summary.str());
     for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
       const auto c = s.stats().snapshot(cpu);
+      const std::string name = "CPU " + std::to_string(cpu);
       if (c.lost > 0) {
-        err << me << "CPU " << cpu << " lost " << c.lost << " samples: its ring filled up (at most "
-            << c.fill_high_water << " of " << s.array().geometry().data_bytes
-            << " bytes pending); a bigger ring (-m) or a smaller wakeup size helps\n";
+        log.line(name + " lost " + std::to_string(c.lost) + " samples: its ring filled up (at most " +
+                 std::to_string(c.fill_high_water) + " of " + std::to_string(s.array().geometry().data_bytes) +
+                 " bytes pending); a bigger ring (-m) or a smaller wakeup size helps");
       }
       if (c.unwritable > 0) {
-        err << me << "CPU " << cpu << ": " << c.unwritable << " records could not be written by the BPF programs ("
-            << render::unwritable_reason(c.unwritable_errno) << ")\n";
+        log.line(name + ": " + std::to_string(c.unwritable) + " records could not be written by the BPF programs (" +
+                 render::unwritable_reason(c.unwritable_errno) + ")");
       }
-      if (c.corrupt > 0) err << me << "CPU " << cpu << " had " << c.corrupt << " corrupt ring headers\n";
+      if (c.corrupt > 0) log.line(name + " had " + std::to_string(c.corrupt) + " corrupt ring headers");
     }
     if (child_status >= 0 && WIFEXITED(child_status) && WEXITSTATUS(child_status) != 0) {
-      err << me << "the command exited with status " << WEXITSTATUS(child_status) << "\n";
+      log.line("the command exited with status " + std::to_string(WEXITSTATUS(child_status)));
     } else if (child_status >= 0 && WIFSIGNALED(child_status)) {
-      err << me << "the command was killed by signal " << WTERMSIG(child_status) << "\n";
+      log.line("the command was killed by signal " + std::to_string(WTERMSIG(child_status)));
     }
   }
   return exit_status;
@@ -717,7 +730,7 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
   }
   return run_capture(
       "record", parser,
-      [&](const v1::TraceHeader& header, std::ostream&) -> Result<std::unique_ptr<CaptureOutput>> {
+      [&](const v1::TraceHeader& header, Log&) -> Result<std::unique_ptr<CaptureOutput>> {
         auto writer = TraceFileWriter::create(writer_options, header);
         if (!writer) return writer.error();
         const bool rotates = writer_options.rotate_bytes != 0 || writer_options.rotate_time.count() != 0;
@@ -789,10 +802,8 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
   const bool quiet = parser.has("quiet");
   return run_capture(
       "stream", parser,
-      [&](const v1::TraceHeader& header, std::ostream& log_to) -> Result<std::unique_ptr<CaptureOutput>> {
-        options.log = [&log_to, quiet](const std::string& line) {
-          if (!quiet) log_to << "perfstream stream: " << line << "\n";
-        };
+      [&](const v1::TraceHeader& header, Log& log) -> Result<std::unique_ptr<CaptureOutput>> {
+        options.log = quiet ? nullptr : &log;  // -q: no connection events
         const std::string id = header.host() + "-" + header.recording_id();
         if (to_kafka) {
           kafka.log = options.log;

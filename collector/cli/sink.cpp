@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include "collector/cli/commands.hpp"
@@ -18,6 +17,7 @@
 #include "collector/cli/options.hpp"
 #include "collector/kafka/kafka_sink.hpp"
 #include "collector/transport/sink_server.hpp"
+#include "collector/util/log.hpp"
 #include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
@@ -89,7 +89,7 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
     status.async_wait([&](const boost::system::error_code& ec) {
       if (ec || stopping) return;
       const auto st = consumer.stats();
-      options.store.log("group " + options.group + ": " +
+      options.store.log->line("group " + options.group + ": " +
                         rate.since_last(st.records, st.compressed_bytes, std::chrono::steady_clock::now()) + ", " +
                         std::to_string(st.partitions) + " partitions, " + std::to_string(st.batches) +
                         " batches stored, " + std::to_string(st.duplicates) + " duplicates dropped, " +
@@ -103,7 +103,7 @@ int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std
   consumer.stop();
   worker.join();
   for (const auto& c : consumer.summaries()) {
-    options.store.log("collector " + c.id + ": " + c.describe());
+    options.store.log->line("collector " + c.id + ": " + c.describe());
   }
   if (!outcome) {
     err << "perfstream sink: " << outcome.error().message() << "\n";
@@ -203,12 +203,12 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
   options.tls.key_file = parser.value("tls-key").value_or("");
   options.tls.ca_file = parser.value("tls-ca").value_or("");
   const bool quiet = parser.has("quiet");
-  std::mutex log_mutex;
-  options.store.log = [&](const std::string& line) {
+  // One log for the sink's threads; with -q, only the peers it disconnects or refuses.
+  Log log([&](const std::string& line) {
     if (quiet && line.find("disconnected") == std::string::npos && line.find("refused") == std::string::npos) return;
-    std::lock_guard<std::mutex> lock(log_mutex);
     err << "perfstream sink: " << line << "\n" << std::flush;
-  };
+  });
+  options.store.log = &log;
 
   std::optional<RunAsUser> user;
   if (auto v = parser.value("user")) {
@@ -268,7 +268,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       err << "perfstream sink: " << dropped.error().message() << "\n";
       return 1;
     }
-    options.store.log(dropped->describe());
+    options.store.log->line(dropped->describe());
     return run_kafka_sink(kafka, status_ms, err);
   }
 
@@ -283,9 +283,9 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
     return 1;
   }
   for (const auto& ep : (*server)->bound()) {
-    options.store.log("listening on " + ep.to_string() + ", writing into " + options.store.dir);
+    options.store.log->line("listening on " + ep.to_string() + ", writing into " + options.store.dir);
   }
-  options.store.log(dropped->describe());
+  options.store.log->line(dropped->describe());
   (*server)->start();
 
   asio::io_context io;
@@ -308,7 +308,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
       for (const auto& c : (*server)->summaries()) {
         if (!c.connected && c.finished) continue;
         const std::string rate = rates[c.id].since_last(c.records, c.compressed_bytes, now);
-        options.store.log("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate + ", " +
+        options.store.log->line("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate + ", " +
                           std::to_string(c.batches) + " batches, " + std::to_string(c.records) + " records, lost " +
                           std::to_string(c.lost_kernel) + " in its kernel + " + std::to_string(c.lost_collector) +
                           " in its spool, " + std::to_string(c.duplicates) + " duplicates dropped");
@@ -320,7 +320,7 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
   io.run();
   (*server)->stop();
   for (const auto& c : (*server)->summaries()) {
-    options.store.log("collector " + c.id + ": " + c.describe());
+    options.store.log->line("collector " + c.id + ": " + c.describe());
   }
   return 0;
 }

@@ -141,7 +141,7 @@ Status TraceFileWriter::write_frame(FrameType type, const std::string& compresse
             std::to_string(piece_batches_) + " batches (" + std::to_string(piece_records_) +
             " records) written before stay readable" +
             (err == ENOSPC ? "; free disk space or write elsewhere with -o" : ""));
-    failed_ = error.message();
+    failed_ = error;
     return error;
   }
   piece_bytes_ += frame.size() + compressed.size();
@@ -166,17 +166,19 @@ Status TraceFileWriter::check_linked() {
   struct stat st {};
   if (!fd_.valid() || ::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 0) return {};
   const std::string path = piece_path(piece_);
-  failed_ = "trace file " + path + " was deleted while being written" +
-            (directory_is_gone(path) ? " (its directory " + directory_of(path) + " was removed)" : "") + ": the " +
-            std::to_string(piece_batches_) + " batches (" + std::to_string(piece_records_) +
-            " records) it held are gone, and nothing more is written";
+  // No call failed, so there is no errno of its own: ENOENT is what opening the path would say now.
+  failed_ = Error("trace file " + path + " was deleted while being written" +
+                      (directory_is_gone(path) ? " (its directory " + directory_of(path) + " was removed)" : "") +
+                      ": the " + std::to_string(piece_batches_) + " batches (" + std::to_string(piece_records_) +
+                      " records) it held are gone, and nothing more is written",
+                  ENOENT);
   fd_.reset();
-  return Error(failed_);
+  return *failed_;
 }
 
 Status TraceFileWriter::check() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!failed_.empty()) return Error(failed_);
+  if (failed_) return *failed_;
   if (closed_) return {};
   return check_linked();
 }
@@ -184,7 +186,7 @@ Status TraceFileWriter::check() {
 Status TraceFileWriter::write_batch(const EncodedBatch& batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return Error("trace file " + piece_path(piece_) + " is closed");
-  if (!failed_.empty()) return Error(failed_);
+  if (failed_) return *failed_;
   if (auto st = check_linked(); !st) return st;
   const std::uint64_t frame_bytes = kFrameHeaderSize + batch.compressed.size();
   const bool size_full = options_.rotate_bytes != 0 && piece_bytes_ + frame_bytes > options_.rotate_bytes;
@@ -198,7 +200,7 @@ Status TraceFileWriter::write_batch(const EncodedBatch& batch) {
     }
     if (!st) {
       // The pieces before are complete (trailer and all); this one never started or is cut at a frame.
-      failed_ = st.error().message();
+      failed_ = st.error();
       fd_.reset();
       return st;
     }
@@ -214,10 +216,10 @@ Status TraceFileWriter::close(v1::TraceTrailer trailer) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return {};
   closed_ = true;
-  if (failed_.empty()) (void)check_linked();
-  if (!failed_.empty()) {
+  if (!failed_) (void)check_linked();
+  if (failed_) {
     fd_.reset();
-    return Error(failed_);
+    return *failed_;
   }
   if (!fd_.valid()) return {};
   trailer.set_batches(piece_batches_);

@@ -7,7 +7,7 @@
 //
 // Failure: a write that fails (a full disk, an I/O error) is cut back to the end of the last complete frame,
 // so the file stays readable with every batch written before; the error names the file and says so. After
-// that the writer refuses further batches.
+// that the writer refuses further batches with that same error (its errno kept).
 //
 // Deletion: a file deleted while open (rm, or rm -rf of its directory) would take every later batch into an
 // inode nobody can reach. The writer checks the open file's link count before each batch, before the
@@ -102,7 +102,7 @@ class TraceFileWriter : public BatchSink {
   std::chrono::steady_clock::time_point piece_started_;
   std::uint64_t total_bytes_ = 0;
   std::uint64_t total_batches_ = 0;
-  std::string failed_;  // set after a failed write: the writer is closed for batches
+  std::optional<Error> failed_;  // set after a failed write, with its errno: the writer is closed for batches
   bool closed_ = false;
   std::string scratch_;
 };

@@ -164,7 +164,10 @@ class KafkaPublisher::Producer {
   enum class State { Unsent, InFlight, Delivered };
 
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.log) options_.log->line(line);
+  }
+  void log_limited(const std::string& key, const std::string& line) {
+    if (options_.log) options_.log->limited(key, line);
   }
 
   void pump() {
@@ -177,7 +180,12 @@ class KafkaPublisher::Producer {
     if (header_state_ != State::Delivered) return;
     while (!resend_ && spool_.inflight_batches() < options_.window) {
       auto msg = std::make_unique<Outgoing>(Outgoing{Outgoing::Kind::Batch, 0, {}});
-      if (!spool_.next_unsent(&msg->sequence, &msg->value)) break;
+      auto next = spool_.next_unsent(&msg->sequence, &msg->value);
+      if (!next) {  // it stays unsent: the next pass (20 ms on) tries again
+        log_limited("spool read", next.error().message() + "; trying again");
+        break;
+      }
+      if (!*next) break;
       if (!produce(std::move(msg))) {
         resend_ = true;  // it is marked sent: put everything unreported back once librdkafka has let go
         break;
@@ -245,11 +253,9 @@ class KafkaPublisher::Producer {
       log(permanent_error_ + "; publishing stopped, the batches stay in the spool");
       return;
     }
-    // An outage fails every message in flight, and a missing topic fails each attempt: one line per 10 s.
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_failure_log_ < std::chrono::seconds(10)) return;
-    last_failure_log_ = now;
-    log("Kafka did not take " + what + " for topic " + topic_of(msg.kind) + ": " + rd_kafka_err2str(err) +
+    // An outage fails every message in flight, and a missing topic fails each attempt: the log lets one
+    // line through per interval, and counts the others.
+    log_limited("delivery failure", "Kafka did not take " + what + " for topic " + topic_of(msg.kind) + ": " + rd_kafka_err2str(err) +
         "; it will be published again");
   }
 
@@ -322,12 +328,8 @@ class KafkaPublisher::Producer {
       self->said_down_ = true;
       return;
     }
-    // Connection errors repeat with librdkafka's reconnect backoff: one line per 10 s is enough.
-    const auto now = std::chrono::steady_clock::now();
-    if (now - self->last_error_log_ >= std::chrono::seconds(10)) {
-      self->last_error_log_ = now;
-      self->log(std::string("Kafka: ") + reason);
-    }
+    // Connection errors repeat with librdkafka's reconnect backoff: one line per interval is enough.
+    self->log_limited("kafka error", std::string("Kafka: ") + reason);
   }
 
   // After a fatal error the producer instance is done for: a new one takes over, and every batch not
@@ -377,8 +379,6 @@ class KafkaPublisher::Producer {
   State trailer_state_ = State::Unsent;
   std::set<std::uint64_t> delivered_above_;
   std::unordered_set<Outgoing*> live_;  // handed to librdkafka, no report yet
-  std::chrono::steady_clock::time_point last_error_log_{};
-  std::chrono::steady_clock::time_point last_failure_log_{};
   std::string headers_topic_;
 
   mutable std::mutex mutex_;  // guards what the controlling thread sees: the finish handshake, the error

@@ -33,6 +33,7 @@
 #include "collector/format/batch_sink.hpp"
 #include "collector/kafka/kafka_config.hpp"
 #include "collector/transport/spool.hpp"
+#include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream {
@@ -43,7 +44,7 @@ struct KafkaPublisherOptions {
   std::string spool_dir;
   std::uint64_t spool_bytes = 1ull << 30;
   std::uint32_t window = 32;  // batches handed to librdkafka and not yet reported (each held in memory)
-  std::function<void(const std::string&)> log;  // called from the publisher's thread
+  Log* log = nullptr;  // not owned; called from the publisher's thread; null: nothing is logged
 };
 
 struct KafkaPublisherStatus {

@@ -161,7 +161,7 @@ class HeaderDirectory {
   }
 
   void log(const std::string& line) {
-    if (options_.store.log) options_.store.log(line);
+    if (options_.store.log) options_.store.log->line(line);
   }
 
   const KafkaSinkOptions& options_;
@@ -242,7 +242,7 @@ class KafkaSink::Consumer {
 
  private:
   void log(const std::string& line) {
-    if (options_.store.log) options_.store.log(line);
+    if (options_.store.log) options_.store.log->line(line);
   }
 
   void reject(const rd_kafka_message_t* msg, const std::string& why) {
@@ -388,11 +388,8 @@ class KafkaSink::Consumer {
       self->fail("Kafka consumer of " + self->options_.address.to_string() + " failed for good: " + why);
       return;
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (now - self->last_error_log_ >= std::chrono::seconds(10)) {
-      self->last_error_log_ = now;
-      self->log(std::string("Kafka: ") + reason);
-    }
+    // Connection errors repeat with librdkafka's reconnect backoff: the log lets one through per interval.
+    if (self->options_.store.log) self->options_.store.log->limited("kafka error", std::string("Kafka: ") + reason);
   }
 
   const KafkaSinkOptions& options_;
@@ -405,7 +402,6 @@ class KafkaSink::Consumer {
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> pending_;  // next offset to commit
   std::set<std::shared_ptr<Recording>> dirty_;                            // written, not synced
   std::string failure_;
-  std::chrono::steady_clock::time_point last_error_log_{};
 };
 
 Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaSinkOptions& options) {

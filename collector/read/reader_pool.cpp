@@ -330,7 +330,7 @@ CpuSet ReaderPool::attached_cpus() const {
 }
 
 void ReaderPool::log(const std::string& message) const {
-  if (options_.log) options_.log(message);
+  if (options_.log) options_.log->line(message);
 }
 
 void ReaderPool::check_hotplug() {

@@ -34,6 +34,7 @@
 #include "collector/kernel/perf_event_array.hpp"
 #include "collector/read/record_consumer.hpp"
 #include "collector/read/ring_stats.hpp"
+#include "collector/util/log.hpp"
 #include "collector/util/result.hpp"
 
 namespace perfstream {
@@ -43,8 +44,8 @@ struct ReaderOptions {
   std::chrono::milliseconds flush_interval{100};
   std::chrono::milliseconds hotplug_interval{250};  // 0: the set of CPUs is fixed at start
   std::vector<unsigned> pin_cpus;  // reader i runs on pin_cpus[i % size]; empty: wherever the scheduler likes
-  // Notices for the user (CPUs offline or back, corruption). Called from reader threads; may be empty.
-  std::function<void(const std::string&)> log;
+  // Notices for the user (CPUs offline or back, corruption), from reader threads; null: none. Not owned.
+  Log* log = nullptr;
 };
 
 class ReaderPool {

@@ -207,7 +207,7 @@ std::vector<RecordingSummary> RecordingStore::summaries() const {
 }
 
 void RecordingStore::log(const std::string& line) const {
-  if (options_.log) options_.log(line);
+  if (options_.log) options_.log->line(line);
 }
 
 }  // namespace perfstream

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "collector/format/trace_writer.hpp"
+#include "collector/util/log.hpp"
 #include "collector/util/result.hpp"
 #include "perfstream.pb.h"
 
@@ -33,7 +34,7 @@ struct RecordingStoreOptions {
   std::string dir;
   std::uint64_t rotate_bytes = 0;
   std::chrono::seconds rotate_time{0};
-  std::function<void(const std::string&)> log;
+  Log* log = nullptr;  // not owned; null: nothing is logged
 };
 
 struct RecordingSummary {

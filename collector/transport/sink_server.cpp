@@ -326,7 +326,7 @@ std::vector<CollectorSummary> SinkServer::summaries() const {
 std::uint64_t SinkServer::refused_peers() const { return refused_.load(); }
 
 void SinkServer::log(const std::string& line) const {
-  if (options_.store.log) options_.store.log(line);
+  if (options_.store.log) options_.store.log->line(line);
 }
 
 }  // namespace perfstream

@@ -27,11 +27,10 @@ std::string Spool::preamble_for(const v1::TraceHeader& header) {
 }
 
 Result<std::unique_ptr<Spool>> Spool::create_for_recording(const std::string& dir, std::uint64_t max_bytes,
-                                                           const v1::TraceHeader& header,
-                                                           const std::function<void(const std::string&)>& log) {
+                                                           const v1::TraceHeader& header, Log* log) {
   auto spool = create(dir, max_bytes, kDefaultSegmentBytes, preamble_for(header));
   if (spool && log) {
-    if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty()) log(notice);
+    if (const std::string notice = (*spool)->earlier_run_notice(); !notice.empty()) log->line(notice);
   }
   return spool;
 }
@@ -232,15 +231,21 @@ void Spool::set_notify(std::function<void()> notify) {
   notify_ = std::move(notify);
 }
 
-bool Spool::next_unsent(std::uint64_t* sequence, std::string* compressed) {
+Result<bool> Spool::next_unsent(std::uint64_t* sequence, std::string* compressed) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& e : entries_) {
     if (e.sent) continue;
     compressed->resize(e.length);
     const Segment& seg = segments_.at(e.segment);
-    if (::pread(seg.fd.get(), compressed->data(), e.length, static_cast<off_t>(e.offset)) !=
-        static_cast<ssize_t>(e.length)) {
-      return false;
+    const ssize_t n = ::pread(seg.fd.get(), compressed->data(), e.length, static_cast<off_t>(e.offset));
+    if (n < 0) {
+      return Error::from_errno("reading batch " + std::to_string(e.sequence) + " back from spool segment " + seg.path,
+                               errno);
+    }
+    if (n != static_cast<ssize_t>(e.length)) {
+      // Someone cut the segment short: the batch is not there to send (and no errno says so).
+      return Error("reading batch " + std::to_string(e.sequence) + " back from spool segment " + seg.path + ": " +
+                   std::to_string(n) + " of its " + std::to_string(e.length) + " bytes are left");
     }
     e.sent = true;
     *sequence = e.sequence;

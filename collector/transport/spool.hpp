@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "collector/format/batch_sink.hpp"
+#include "collector/util/log.hpp"
 #include "collector/util/result.hpp"
 #include "collector/util/unique_fd.hpp"
 #include "perfstream.pb.h"
@@ -50,10 +51,9 @@ class Spool {
   // The trace file header and `header` as a zstd TraceHeader frame: what a segment starts with.
   static std::string preamble_for(const v1::TraceHeader& header);
   // The spool of a sender of one recording (the stream client, the Kafka publisher): default segments,
-  // each starting with that recording's preamble; an earlier run's leftovers are reported to `log`.
+  // each starting with that recording's preamble; an earlier run's leftovers are reported to `log` (if any).
   static Result<std::unique_ptr<Spool>> create_for_recording(const std::string& dir, std::uint64_t max_bytes,
-                                                             const v1::TraceHeader& header,
-                                                             const std::function<void(const std::string&)>& log);
+                                                             const v1::TraceHeader& header, Log* log);
   ~Spool();
 
   // Empty, or one line that says which files an earlier run left here and where they were kept.
@@ -73,8 +73,9 @@ class Spool {
   // Hands the spool to the user a collector drops to: its segments, and its directory if create() made it.
   Status give_to(uid_t uid, gid_t gid);
 
-  // The oldest batch not yet sent on this connection; false when there is none.
-  bool next_unsent(std::uint64_t* sequence, std::string* compressed);
+  // The oldest batch not yet sent on this connection; false when there is none. An error (with its errno)
+  // when the batch cannot be read back from its segment: it stays unsent, and the next call tries again.
+  Result<bool> next_unsent(std::uint64_t* sequence, std::string* compressed);
   // Marks everything unacknowledged as unsent again (a new connection).
   void rewind();
   // Drops every batch with sequence < through; deletes segments left without live batches.

@@ -3,6 +3,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <future>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 #include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_protocol.hpp"
@@ -10,6 +13,12 @@
 namespace perfstream {
 
 // Everything that runs on the sender thread.
+//
+// A connection is made in named steps, each started by a do_ function and ended by a handler that takes the
+// error_code: connect() -> do_resolve -> do_connect -> (do_handshake) -> do_hello -> read_frame; a unix
+// socket goes from connect() to do_connect_unix and on to do_hello. Every handler of a connection is
+// wrapped by current(), which drops it once that connection is over (fail() or shutdown() moved the
+// generation on), so no step checks for itself.
 class StreamClient::Sender {
  public:
   Sender(const StreamClientOptions& options, Spool& spool, v1::TraceHeader header, std::string collector_id,
@@ -20,6 +29,7 @@ class StreamClient::Sender {
         work_(asio::make_work_guard(io_)),
         retry_timer_(io_),
         handshake_timer_(io_),
+        spool_retry_timer_(io_),
         backoff_(options.backoff_min) {
     v1::StreamHello hello;
     hello.set_protocol_version(kStreamProtocolVersion);
@@ -44,9 +54,16 @@ class StreamClient::Sender {
     stopped_ = true;
     retry_timer_.cancel();
     handshake_timer_.cancel();
+    spool_retry_timer_.cancel();
     abort_connect();  // a connect in flight would hold run() until the kernel gives up on it (minutes)
     if (conn_) conn_->close();
     work_.reset();
+  }
+
+  // Why the last attempt to read a batch back from the spool failed; empty once one succeeds again.
+  std::optional<Error> spool_error() const {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    return spool_error_;
   }
 
   std::atomic<bool> connected{false};
@@ -55,112 +72,142 @@ class StreamClient::Sender {
   std::atomic<std::uint64_t> sent{0};
 
  private:
+  using error_code = boost::system::error_code;
+
+  // One connection attempt's resolver and socket, until the socket becomes conn_. Its handlers hold it,
+  // so an abandoned attempt's objects outlive the operations still queued on them.
+  struct Attempt {
+    explicit Attempt(asio::io_context& io) : resolver(io), tcp(io), unix_socket(io) {}
+    asio::ip::tcp::resolver resolver;
+    Connection::Tcp tcp;
+    Connection::Unix unix_socket;
+  };
+
   void log(const std::string& line) {
-    if (options_.log) options_.log(line);
+    if (options_.log) options_.log->line(line);
   }
+
+  // `step` bound to the connection current now: when it completes, it runs only if that connection is
+  // still the current one and the sender has not been shut down.
+  template <typename... Args>
+  auto current(void (Sender::*step)(const error_code&, Args...)) {
+    return [this, step, generation = generation_, attempt = attempt_](const error_code& ec, Args... args) {
+      (void)attempt;  // kept alive until the handler has run
+      if (generation != generation_ || stopped_) return;
+      (this->*step)(ec, std::forward<Args>(args)...);
+    };
+  }
+
+  // --- connecting ---------------------------------------------------------------------------------------
 
   void connect() {
     if (stopped_) return;
-    const Endpoint& ep = options_.endpoint;
     ++generation_;
-    const std::uint64_t gen = generation_;
-    arm_handshake_deadline(gen);
-    if (ep.kind == Endpoint::Kind::Unix) {
-      auto socket = std::make_shared<Connection::Unix>(io_);
-      abort_connect_ = [socket] {
-        boost::system::error_code ignored;
-        socket->close(ignored);
-      };
-      socket->async_connect(asio::local::stream_protocol::endpoint(ep.path),
-                            [this, gen, socket](const boost::system::error_code& ec) {
-                              if (gen != generation_ || stopped_) return;
-                              abort_connect_ = nullptr;
-                              if (ec) return fail("connecting: " + ec.message());
-                              conn_ = std::make_unique<Connection>(std::move(*socket), options_.endpoint.to_string());
-                              say_hello();
-                            });
-      return;
-    }
-    auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
-    abort_connect_ = [resolver] { resolver->cancel(); };
-    resolver->async_resolve(
-        ep.host, std::to_string(ep.port),
-        [this, gen, resolver](const boost::system::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-          if (gen != generation_ || stopped_) return;
-          abort_connect_ = nullptr;
-          if (ec) return fail("resolving " + options_.endpoint.host + ": " + ec.message());
-          auto socket = std::make_shared<Connection::Tcp>(io_);
-          abort_connect_ = [socket] {
-            boost::system::error_code ignored;
-            socket->close(ignored);
-          };
-          asio::async_connect(*socket, results,
-                              [this, gen, socket](const boost::system::error_code& ec2, const asio::ip::tcp::endpoint&) {
-                                if (gen != generation_ || stopped_) return;
-                                abort_connect_ = nullptr;
-                                if (ec2) return fail("connecting: " + ec2.message());
-                                socket->set_option(asio::ip::tcp::no_delay(true));
-                                if (!tls_) {
-                                  conn_ = std::make_unique<Connection>(std::move(*socket), options_.endpoint.to_string());
-                                  return say_hello();
-                                }
-                                auto stream = std::make_unique<Connection::Tls>(std::move(*socket), *tls_);
-                                SSL_set_tlsext_host_name(stream->native_handle(), options_.endpoint.host.c_str());
-                                stream->set_verify_callback(asio::ssl::host_name_verification(options_.endpoint.host));
-                                conn_ = std::make_unique<Connection>(std::move(stream), options_.endpoint.to_string());
-                                conn_->tls()->async_handshake(asio::ssl::stream_base::client,
-                                                              [this, gen](const boost::system::error_code& ec3) {
-                                                                if (gen != generation_ || stopped_) return;
-                                                                if (ec3) return fail("TLS handshake: " + ec3.message());
-                                                                say_hello();
-                                                              });
-                              });
-        });
+    attempt_ = std::make_shared<Attempt>(io_);
+    arm_handshake_deadline();
+    if (options_.endpoint.kind == Endpoint::Kind::Unix) return do_connect_unix();
+    do_resolve();
+  }
+
+  void do_resolve() {
+    attempt_->resolver.async_resolve(options_.endpoint.host, std::to_string(options_.endpoint.port),
+                                     current(&Sender::on_resolved));
+  }
+
+  void on_resolved(const error_code& ec, asio::ip::tcp::resolver::results_type results) {
+    if (ec) return fail("resolving " + options_.endpoint.host + ": " + ec.message());
+    do_connect(results);
+  }
+
+  void do_connect(const asio::ip::tcp::resolver::results_type& results) {
+    asio::async_connect(attempt_->tcp, results, current(&Sender::on_connected));
+  }
+
+  void on_connected(const error_code& ec, const asio::ip::tcp::endpoint&) {
+    if (ec) return fail("connecting: " + ec.message());
+    error_code ignored;  // only lower latency: a socket that refuses it still works
+    attempt_->tcp.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (tls_) return do_handshake();
+    conn_ = std::make_unique<Connection>(std::move(attempt_->tcp), options_.endpoint.to_string());
+    attempt_.reset();
+    do_hello();
+  }
+
+  void do_connect_unix() {
+    attempt_->unix_socket.async_connect(asio::local::stream_protocol::endpoint(options_.endpoint.path),
+                                        current(&Sender::on_connected_unix));
+  }
+
+  void on_connected_unix(const error_code& ec) {
+    if (ec) return fail("connecting: " + ec.message());
+    conn_ = std::make_unique<Connection>(std::move(attempt_->unix_socket), options_.endpoint.to_string());
+    attempt_.reset();
+    do_hello();
+  }
+
+  void do_handshake() {
+    auto stream = std::make_unique<Connection::Tls>(std::move(attempt_->tcp), *tls_);
+    SSL_set_tlsext_host_name(stream->native_handle(), options_.endpoint.host.c_str());
+    stream->set_verify_callback(asio::ssl::host_name_verification(options_.endpoint.host));
+    conn_ = std::make_unique<Connection>(std::move(stream), options_.endpoint.to_string());
+    attempt_.reset();
+    conn_->tls()->async_handshake(asio::ssl::stream_base::client, current(&Sender::on_handshake));
+  }
+
+  void on_handshake(const error_code& ec) {
+    if (ec) return fail("TLS handshake: " + ec.message());
+    do_hello();
+  }
+
+  void do_hello() { conn_->async_write(asio::buffer(hello_frame_), current(&Sender::on_hello_sent)); }
+
+  void on_hello_sent(const error_code& ec, std::size_t) {
+    if (ec) return fail("sending hello: " + ec.message());
+    read_frame();
   }
 
   // A connect nobody answers (SYNs dropped) or a peer that never welcomes us would hold the sender
   // forever, with batches piling up unsent and no retry: the handshake has a deadline, like the sink's
   // hello.
-  void arm_handshake_deadline(std::uint64_t gen) {
+  void arm_handshake_deadline() {
     handshake_timer_.expires_after(options_.handshake_timeout);
-    handshake_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
-      if (ec || gen != generation_ || stopped_ || connected) return;
-      fail(std::string(abort_connect_ ? "no connection" : "no welcome from the sink") + " within " +
-           std::to_string(options_.handshake_timeout.count()) + " ms");
-    });
+    handshake_timer_.async_wait(current(&Sender::on_handshake_deadline));
   }
 
+  void on_handshake_deadline(const error_code& ec) {
+    if (ec || connected) return;
+    fail(std::string(attempt_ ? "no connection" : "no welcome from the sink") + " within " +
+         std::to_string(options_.handshake_timeout.count()) + " ms");
+  }
+
+  // Cancels the resolve or closes the socket of a connect in flight: its handler ends with an error.
   void abort_connect() {
-    if (abort_connect_) abort_connect_();
-    abort_connect_ = nullptr;
+    if (!attempt_) return;
+    error_code ignored;
+    attempt_->resolver.cancel();
+    attempt_->tcp.close(ignored);
+    attempt_->unix_socket.close(ignored);
+    attempt_.reset();
   }
 
-  void say_hello() {
-    const std::uint64_t gen = generation_;
-    conn_->async_write(asio::buffer(hello_frame_), [this, gen](const boost::system::error_code& ec, std::size_t) {
-      if (gen != generation_ || stopped_) return;
-      if (ec) return fail("sending hello: " + ec.message());
-      read_frame();
-    });
+  // --- reading the sink's frames ------------------------------------------------------------------------
+
+  void read_frame() { conn_->async_read(asio::buffer(in_header_), current(&Sender::on_frame_header)); }
+
+  void on_frame_header(const error_code& ec, std::size_t) {
+    if (ec) return fail(ec == asio::error::eof ? "the sink closed the connection" : "reading: " + ec.message());
+    std::string why;
+    auto header = parse_frame_header(std::span<const char>(in_header_.data(), in_header_.size()), &why,
+                                     FrameContext::Stream, 1 << 20);
+    if (!header) return fail("bad frame from the sink: " + why);
+    in_type_ = header->type;
+    in_payload_.resize(header->payload_length);
+    conn_->async_read(asio::buffer(in_payload_), current(&Sender::on_frame_payload));
   }
 
-  void read_frame() {
-    const std::uint64_t gen = generation_;
-    conn_->async_read(asio::buffer(in_header_), [this, gen](const boost::system::error_code& ec, std::size_t) {
-      if (gen != generation_ || stopped_) return;
-      if (ec) return fail(ec == asio::error::eof ? "the sink closed the connection" : "reading: " + ec.message());
-      std::string why;
-      auto header = parse_frame_header(std::span<const char>(in_header_.data(), in_header_.size()), &why,
-                                       FrameContext::Stream, 1 << 20);
-      if (!header) return fail("bad frame from the sink: " + why);
-      in_payload_.resize(header->payload_length);
-      conn_->async_read(asio::buffer(in_payload_), [this, gen, type = header->type](const boost::system::error_code& ec2,
-                                                                                   std::size_t) {
-        if (gen != generation_ || stopped_) return;
-        if (ec2) return fail("reading: " + ec2.message());
-        on_frame(type);
-      });
-    });
+  void on_frame_payload(const error_code& ec, std::size_t) {
+    if (ec) return fail("reading: " + ec.message());
+    on_frame(in_type_);
   }
 
   void on_frame(FrameType type) {
@@ -190,7 +237,10 @@ class StreamClient::Sender {
       }
       case FrameType::Refusal: {
         v1::StreamRefusal refusal;
-        refusal.ParseFromString(in_payload_);
+        if (!refusal.ParseFromString(in_payload_)) {
+          return fail("the sink refused us, and its refusal (" + std::to_string(in_payload_.size()) +
+                      " bytes) does not decode");
+        }
         return fail("the sink refused us: " + refusal.reason());
       }
       default:
@@ -199,51 +249,78 @@ class StreamClient::Sender {
     read_frame();
   }
 
+  // --- sending ------------------------------------------------------------------------------------------
+
   void pump() {
     if (!connected || writing_ || stopped_) return;
     if (finishing_ && spool_.pending_batches() == 0) {
       if (trailer_frame_.empty()) return;
       writing_ = true;
-      const std::uint64_t gen = generation_;
-      conn_->async_write(asio::buffer(trailer_frame_), [this, gen](const boost::system::error_code& ec, std::size_t) {
-        writing_ = false;
-        if (gen != generation_ || stopped_) return;
-        if (ec) return fail("sending the trailer: " + ec.message());
-        trailer_frame_.clear();
-        if (finish_done_) finish_done_->set_value();
-        finish_done_.reset();
-      });
+      conn_->async_write(asio::buffer(trailer_frame_), current(&Sender::on_trailer_sent));
       return;
     }
     if (spool_.inflight_batches() >= options_.window) return;
     std::uint64_t sequence = 0;
-    if (!spool_.next_unsent(&sequence, &out_payload_)) return;
+    auto next = spool_.next_unsent(&sequence, &out_payload_);
+    if (!next) return spool_unreadable(next.error());
+    set_spool_error(std::nullopt);
+    if (!*next) return;
     out_header_ = data_frame_header(FrameType::Batch, out_payload_.size());
     writing_ = true;
-    const std::uint64_t gen = generation_;
     std::array<asio::const_buffer, 2> buffers{asio::buffer(out_header_), asio::buffer(out_payload_)};
-    conn_->async_write(buffers, [this, gen](const boost::system::error_code& ec, std::size_t) {
-      writing_ = false;
-      if (gen != generation_ || stopped_) return;
-      if (ec) return fail("sending a batch: " + ec.message());
-      ++sent;
-      pump();
+    conn_->async_write(buffers, current(&Sender::on_batch_sent));
+  }
+
+  void on_batch_sent(const error_code& ec, std::size_t) {
+    writing_ = false;
+    if (ec) return fail("sending a batch: " + ec.message());
+    ++sent;
+    pump();
+  }
+
+  void on_trailer_sent(const error_code& ec, std::size_t) {
+    writing_ = false;
+    if (ec) return fail("sending the trailer: " + ec.message());
+    trailer_frame_.clear();
+    if (finish_done_) finish_done_->set_value();
+    finish_done_.reset();
+  }
+
+  // A batch that cannot be read back from the spool stays unsent. The connection is not at fault, so it
+  // stays up; the read is tried again after backoff_min (and on every new batch or acknowledgement), and
+  // finish() gives this error if the batches never go.
+  void spool_unreadable(const Error& error) {
+    set_spool_error(error);
+    if (options_.log) options_.log->limited("spool read", error.message() + "; trying again");
+    if (spool_retry_armed_) return;
+    spool_retry_armed_ = true;
+    spool_retry_timer_.expires_after(options_.backoff_min);
+    spool_retry_timer_.async_wait([this](const error_code& ec) {
+      spool_retry_armed_ = false;
+      if (!ec && !stopped_) pump();
     });
   }
 
+  void set_spool_error(std::optional<Error> error) {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    spool_error_ = std::move(error);
+  }
+
+  // --- failing ------------------------------------------------------------------------------------------
+
+  // Ends the current connection (or attempt) and retries after the backoff.
   void fail(const std::string& why) {
     if (stopped_) return;
     ++generation_;  // every handler of the old connection becomes a no-op
     abort_connect();
     if (conn_) conn_->close();
-    const bool was_connected = connected.exchange(false);
+    connected = false;
     writing_ = false;
     log("sink " + options_.endpoint.to_string() + ": " + why + "; " + std::to_string(spool_.pending_batches()) +
         " batches spooled; retrying in " + std::to_string(backoff_.count()) + " ms");
-    (void)was_connected;
     retry_timer_.expires_after(backoff_);
     backoff_ = std::min(backoff_ * 2, options_.backoff_max);
-    retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    retry_timer_.async_wait([this](const error_code& ec) {
       if (!ec) connect();
     });
   }
@@ -255,20 +332,26 @@ class StreamClient::Sender {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer retry_timer_;
   asio::steady_timer handshake_timer_;
-  std::function<void()> abort_connect_;  // closes the socket (or cancels the resolve) of a connect in flight
+  asio::steady_timer spool_retry_timer_;
   std::chrono::milliseconds backoff_;
+  std::shared_ptr<Attempt> attempt_;  // while resolving or connecting; null from then on
   std::unique_ptr<Connection> conn_;
-  std::uint64_t generation_ = 0;
+  std::uint64_t generation_ = 0;      // moves on with each connection attempt and each failure
   bool writing_ = false;
   bool stopped_ = false;
   bool finishing_ = false;
+  bool spool_retry_armed_ = false;
   std::string hello_frame_;
   std::string trailer_frame_;
   std::shared_ptr<std::promise<void>> finish_done_;
   std::array<char, kFrameHeaderSize> in_header_{};
+  FrameType in_type_{};
   std::string in_payload_;
   std::string out_header_;
   std::string out_payload_;
+
+  mutable std::mutex spool_error_mutex_;  // spool_error_ is read from the controlling thread
+  std::optional<Error> spool_error_;
 };
 
 Result<std::unique_ptr<StreamClient>> StreamClient::create(const StreamClientOptions& options, v1::TraceHeader header,
@@ -309,11 +392,14 @@ void StreamClient::start() {
   thread_ = std::thread([sender] { sender->run(); });
 }
 
-bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-                          const std::function<bool()>& give_up) {
-  auto compressor = ZstdCompressor::create(3);
+Result<bool> StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                                  const std::function<bool()>& give_up) {
+  auto compressor = ZstdCompressor::create(options_.trailer_compression_level);
+  if (!compressor) return compressor.error().with_context("compressing the trailer");
   std::string payload;
-  if (!compressor || !compressor->compress(trailer.SerializeAsString(), payload)) return false;
+  if (auto st = compressor->compress(trailer.SerializeAsString(), payload); !st) {
+    return st.error().with_context("compressing the trailer");
+  }
   std::string frame = data_frame_header(FrameType::Trailer, payload.size()) + payload;
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();
@@ -324,7 +410,11 @@ bool StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::millisec
     const auto left = deadline - std::chrono::steady_clock::now();
     const auto slice = give_up ? std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)) : left;
     if (future.wait_for(slice) == std::future_status::ready) return true;
-    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) return false;
+    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) {
+      // Not a slow sink when the batches could not even be read back to be sent.
+      if (auto unreadable = sender->spool_error()) return *unreadable;
+      return false;
+    }
   }
 }
 

@@ -7,8 +7,9 @@
 // connects, says hello with the trace header, resends whatever the sink has not acknowledged, and streams
 // new batches with at most `window` unacknowledged on the wire. A lost connection (or a refused one) is
 // retried with exponential backoff from backoff_min to backoff_max; everything keeps spooling meanwhile. A
-// connect or handshake that hangs (SYNs unanswered, a silent peer) fails after handshake_timeout. The
-// destructor aborts whatever is in flight, so it returns at once.
+// connect or handshake that hangs (SYNs unanswered, a silent peer) fails after handshake_timeout. A batch
+// that cannot be read back from the spool (a failing disk) stays there and is tried again; the connection
+// stays up. The destructor aborts whatever is in flight, so it returns at once.
 // finish() waits until the sink has acknowledged every batch, then sends the trailer and closes.
 //
 // Threads: write_batch from any thread; start/finish/status from the controlling thread.
@@ -25,6 +26,7 @@
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/spool.hpp"
+#include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream {
@@ -39,7 +41,8 @@ struct StreamClientOptions {
   std::chrono::milliseconds backoff_max{5000};
   // From the start of a connect to the sink's welcome; past it, the attempt fails and is retried.
   std::chrono::milliseconds handshake_timeout{10000};
-  std::function<void(const std::string&)> log;  // connection events; called from the sender thread
+  int trailer_compression_level = 3;  // zstd's; one it refuses makes finish() fail at once
+  Log* log = nullptr;  // connection events, from the sender thread; not owned; null: nothing is logged
 };
 
 struct StreamClientStatus {
@@ -62,11 +65,13 @@ class StreamClient : public BatchSink {
   void start();
   // See Spool::give_to; before start().
   Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
-  // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer. False on timeout
-  // (the unacknowledged batches stay in the spool directory, in the trace framing), or as soon as
-  // `give_up` (when given, polled every 50 ms) returns true.
-  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-              const std::function<bool()>& give_up = {});
+  // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer: true once it is
+  // written. False on timeout (the unacknowledged batches stay in the spool directory, in the trace
+  // framing), or as soon as `give_up` (when given, polled every 50 ms) returns true. An error instead,
+  // with its errno, when the sink was not what held the batches back: the trailer cannot be compressed
+  // (at once), or a batch could not be read back from the spool (at the timeout or give_up).
+  Result<bool> finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                      const std::function<bool()>& give_up = {});
   StreamClientStatus status() const;
 
  private:

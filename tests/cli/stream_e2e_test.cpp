@@ -257,7 +257,7 @@ TEST_F(StreamEndToEnd, RealAndSyntheticCollectorsShareOneSinkExactlyOnce) {
   for (auto& f : feeders) f.join();
   RunResult streamed = stream->stop(SIGINT);
   ASSERT_EQ(streamed.exit_status, 0) << streamed.err;
-  for (auto& c : clients) EXPECT_TRUE(c->finish(v1::TraceTrailer(), 10s));
+  for (auto& c : clients) EXPECT_TRUE(testing::finished_in_time(c->finish(v1::TraceTrailer(), 10s)));
   ASSERT_TRUE(wait_until(
       [&] {
         const auto all = sink->summaries();

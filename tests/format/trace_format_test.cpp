@@ -2,8 +2,13 @@
 // its limits, the frame header, TraceFileWriter/TraceFileReader round trips (rotation included), damaged
 // files (cut at every byte, corrupt frames, resync), write failures, and BatchingConsumer's loss accounting.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zstd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -751,11 +756,48 @@ TEST(TraceFile, ADeletedFileFailsTheNextBatchAndTheCloseNamingThePath) {
   EXPECT_EQ(st.error().message(), "trace file " + options.path +
                                       " was deleted while being written: the 2 batches (10 records) it held are "
                                       "gone, and nothing more is written");
-  EXPECT_FALSE(w->check());
+  EXPECT_EQ(st.error().errnum(), ENOENT);
+  auto checked = w->check();
+  ASSERT_FALSE(checked);
+  EXPECT_EQ(checked.error().errnum(), ENOENT);
   auto closed = w->close(v1::TraceTrailer());
   ASSERT_FALSE(closed) << "close reports the failure too";
   EXPECT_EQ(closed.error().message(), st.error().message());
+  EXPECT_EQ(closed.error().errnum(), ENOENT);
   EXPECT_FALSE(std::filesystem::exists(options.path)) << "nothing is recreated";
+}
+
+// A write that fails: every call after it gives the same error, errno and all (EFBIG here: the file size
+// limit, set in a child so that the test process keeps its own).
+TEST(TraceFile, AFailedWriteKeepsItsErrnoForEveryCallAfter) {
+  TempDir dir;
+  TraceWriterOptions options;
+  options.path = dir.file("limited.data");
+  const auto batches = make_batches(8, 1, 1000);  // incompressible: each frame a little over 1 KB
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of the signal killing us
+    const rlimit limit{4096, 4096};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(10);
+    auto w = TraceFileWriter::create(options, test_header());
+    if (!w) ::_exit(11);
+    Status first;
+    for (std::size_t i = 0; i < batches.size() && first; ++i) first = (*w)->write_batch(encode_batch(batches[i], i));
+    if (first || first.error().errnum() != EFBIG) ::_exit(12);
+    const auto same = [&](const Status& st) {
+      return !st && st.error().errnum() == EFBIG && st.error().message() == first.error().message();
+    };
+    if (!same((*w)->write_batch(encode_batch(batches[7], 7)))) ::_exit(13);
+    if (!same((*w)->check())) ::_exit(14);
+    if (!same((*w)->close(v1::TraceTrailer()))) ::_exit(15);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "12: the first failure is not EFBIG; 13, 14, 15: write_batch, check or close "
+                                       "after it does not give the same error with its errno";
 }
 
 TEST(TraceFile, CheckNoticesAFileDeletedWithItsDirectory) {
@@ -796,8 +838,13 @@ TEST(TraceFile, RotationIntoAVanishedDirectoryFailsAndThePiecesBeforeStayComplet
                                       ".2: No such file or directory (its directory " + sub +
                                       " was removed or renamed)");
   EXPECT_EQ(st.error().errnum(), ENOENT);
-  EXPECT_FALSE(w->write_batch(encode_batch(batches[5], 5))) << "refused from then on";
-  EXPECT_FALSE(w->close(v1::TraceTrailer()));
+  auto refused = w->write_batch(encode_batch(batches[5], 5));
+  ASSERT_FALSE(refused) << "refused from then on";
+  EXPECT_EQ(refused.error().message(), st.error().message());
+  EXPECT_EQ(refused.error().errnum(), ENOENT) << "with the errno of the failure";
+  auto closed = w->close(v1::TraceTrailer());
+  ASSERT_FALSE(closed);
+  EXPECT_EQ(closed.error().errnum(), ENOENT);
   EXPECT_EQ(w->batches_written(), 4u);
   for (std::uint32_t piece = 0; piece < 2; ++piece) {
     const std::string p = moved + "/r.data" + (piece == 0 ? "" : "." + std::to_string(piece));

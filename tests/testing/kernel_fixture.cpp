@@ -111,10 +111,7 @@ std::unique_ptr<Collector> Collector::create(const BpfProbe& probe, EventArrayOp
   auto possible = CpuSet::possible();
   c->stats = std::make_unique<RingStats>(possible ? possible->max() + 1 : 1);
   Collector* raw = c.get();
-  reader_options.log = [raw](const std::string& line) {
-    std::lock_guard<std::mutex> lock(raw->log_mutex);
-    raw->log.push_back(line);
-  };
+  reader_options.log = &raw->logger;
   auto pool = ReaderPool::create(
       *c->array, reader_options, [raw](unsigned) { return std::make_unique<StoreConsumer>(raw->store); }, *c->stats);
   if (!pool) {

@@ -19,6 +19,7 @@
 #include "collector/read/reader_pool.hpp"
 #include "collector/read/record_consumer.hpp"
 #include "collector/read/ring_stats.hpp"
+#include "collector/util/log.hpp"
 
 namespace perfstream::testing {
 
@@ -73,6 +74,10 @@ struct Collector {
   RecordStore store;
   std::vector<std::string> log;
   std::mutex log_mutex;
+  Log logger{[this](const std::string& line) {  // the pool's log: into `log`
+    std::lock_guard<std::mutex> lock(log_mutex);
+    log.push_back(line);
+  }};
   std::unique_ptr<PerfEventArray> array;
   std::unique_ptr<RingStats> stats;
   std::unique_ptr<ReaderPool> pool;

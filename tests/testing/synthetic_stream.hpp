@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <stdexcept>
@@ -23,6 +24,7 @@
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_client.hpp"
+#include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream::testing {
@@ -212,11 +214,15 @@ inline ::testing::AssertionResult holds_exactly_once(const StoredRecording& stor
 // Log lines from a sink or a client (any thread), kept for the test to look at.
 class LogLines {
  public:
-  std::function<void(const std::string&)> sink(const std::string& prefix = "") {
-    return [this, prefix](const std::string& line) {
+  // A log whose lines land here, each after `prefix`; it lives as long as this object.
+  Log* sink(const std::string& prefix = "") {
+    auto log = std::make_unique<Log>([this, prefix](const std::string& line) {
       std::lock_guard<std::mutex> lock(mutex_);
       lines_.push_back(prefix + line);
-    };
+    });
+    std::lock_guard<std::mutex> lock(mutex_);
+    logs_.push_back(std::move(log));
+    return logs_.back().get();
   }
   std::vector<std::string> lines() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -238,6 +244,7 @@ class LogLines {
  private:
   mutable std::mutex mutex_;
   std::vector<std::string> lines_;
+  std::vector<std::unique_ptr<Log>> logs_;  // last: destroyed first, their pending summaries land in lines_
 };
 
 // Polls `done` every few milliseconds until it holds or `timeout` passes; returns its last value.
@@ -258,6 +265,14 @@ inline StreamClientOptions fast_client_options(const Endpoint& endpoint, const s
   o.backoff_min = std::chrono::milliseconds(20);
   o.backoff_max = std::chrono::milliseconds(200);
   return o;
+}
+
+// StreamClient::finish's answer as an assertion: it holds when everything was acknowledged and the trailer
+// written, and otherwise says why not.
+inline ::testing::AssertionResult finished_in_time(const Result<bool>& done) {
+  if (!done) return ::testing::AssertionFailure() << "finish failed: " << done.error().message();
+  if (!done.value()) return ::testing::AssertionFailure() << "finish timed out";
+  return ::testing::AssertionSuccess();
 }
 
 inline std::unique_ptr<StreamClient> make_client(const StreamClientOptions& options, const std::string& id,

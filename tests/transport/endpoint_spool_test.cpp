@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -143,6 +144,13 @@ std::unique_ptr<Spool> make_spool(const std::string& dir, std::uint64_t max_byte
   return std::move(*s);
 }
 
+// Spool::next_unsent on a spool whose files are sound: true when it gave a batch; a read error fails the test.
+bool next_batch(Spool& spool, std::uint64_t* sequence, std::string* bytes) {
+  auto got = spool.next_unsent(sequence, bytes);
+  if (!got) ADD_FAILURE() << got.error().message();
+  return got && *got;
+}
+
 std::size_t files_in(const std::string& dir) {
   std::size_t n = 0;
   for (const auto& entry : fs::directory_iterator(dir)) n += entry.is_regular_file();
@@ -168,11 +176,11 @@ TEST(Spool, SendsBatchesInOrderWithTheirBytes) {
   std::uint64_t seq = 99;
   std::string bytes;
   for (std::uint64_t s = 0; s < 10; ++s) {
-    ASSERT_TRUE(spool->next_unsent(&seq, &bytes));
+    ASSERT_TRUE(next_batch(*spool, &seq, &bytes));
     EXPECT_EQ(seq, s);
     EXPECT_EQ(bytes, blob(100 + s, static_cast<std::uint32_t>(s)));
   }
-  EXPECT_FALSE(spool->next_unsent(&seq, &bytes));
+  EXPECT_FALSE(next_batch(*spool, &seq, &bytes));
   EXPECT_EQ(spool->inflight_batches(), 10u);
   EXPECT_EQ(spool->pending_batches(), 10u) << "sent is not acknowledged";
 }
@@ -183,14 +191,14 @@ TEST(Spool, RewindResendsEverythingNotAcknowledged) {
   for (std::uint64_t s = 0; s < 8; ++s) ASSERT_TRUE(spool->append(s, "batch-" + std::to_string(s)));
   std::uint64_t seq = 0;
   std::string bytes;
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE(spool->next_unsent(&seq, &bytes));
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(next_batch(*spool, &seq, &bytes));
   spool->acknowledge(3);  // 0, 1, 2 stored at the sink
   EXPECT_EQ(spool->pending_batches(), 5u);
   EXPECT_EQ(spool->inflight_batches(), 3u);
   spool->rewind();  // a new connection
   EXPECT_EQ(spool->inflight_batches(), 0u);
   std::vector<std::uint64_t> resent;
-  while (spool->next_unsent(&seq, &bytes)) {
+  while (next_batch(*spool, &seq, &bytes)) {
     EXPECT_EQ(bytes, "batch-" + std::to_string(seq));
     resent.push_back(seq);
   }
@@ -206,7 +214,7 @@ TEST(Spool, AcknowledgesBySequenceNotByPosition) {
   std::uint64_t seq = 0;
   std::string bytes;
   std::vector<std::uint64_t> left;
-  while (spool->next_unsent(&seq, &bytes)) left.push_back(seq);
+  while (next_batch(*spool, &seq, &bytes)) left.push_back(seq);
   EXPECT_EQ(left, (std::vector<std::uint64_t>{5, 4, 7}));
   spool->acknowledge(2);  // an older ack changes nothing
   EXPECT_EQ(spool->pending_batches(), 3u);
@@ -230,7 +238,7 @@ TEST(Spool, DeletesASegmentOnceEveryBatchInItIsAcknowledged) {
   std::uint64_t seq = 0;
   std::string bytes;
   for (std::uint64_t s = 36; s < 40; ++s) {
-    ASSERT_TRUE(spool->next_unsent(&seq, &bytes));
+    ASSERT_TRUE(next_batch(*spool, &seq, &bytes));
     EXPECT_EQ(seq, s);
     EXPECT_EQ(bytes, blob(size, static_cast<std::uint32_t>(s)));
   }
@@ -276,7 +284,7 @@ TEST(Spool, SurvivesManySegmentsWithInterleavedAcknowledgements) {
     for (int i = 0; i < burst && next_append < 3000; ++i, ++next_append) {
       ASSERT_TRUE(spool->append(next_append, blob(500 + next_append % 3000, static_cast<std::uint32_t>(next_append))));
     }
-    while (spool->inflight_batches() < 32 && spool->next_unsent(&seq, &bytes)) {
+    while (spool->inflight_batches() < 32 && next_batch(*spool, &seq, &bytes)) {
       ASSERT_EQ(seq, next_send);
       ASSERT_EQ(bytes, blob(500 + seq % 3000, static_cast<std::uint32_t>(seq)));
       ++next_send;
@@ -284,7 +292,7 @@ TEST(Spool, SurvivesManySegmentsWithInterleavedAcknowledgements) {
     spool->acknowledge(next_send > 10 ? next_send - 10 : 0);  // the sink lags a little
     max_files = std::max(max_files, files_in(sdir));
   }
-  while (spool->next_unsent(&seq, &bytes)) ASSERT_EQ(seq, next_send++);
+  while (next_batch(*spool, &seq, &bytes)) ASSERT_EQ(seq, next_send++);
   EXPECT_EQ(next_send, 3000u);
   EXPECT_GT(max_files, 1u) << "the test did cross segments";
   EXPECT_LE(max_files, 4u) << "acknowledged segments are deleted as it goes";
@@ -293,6 +301,24 @@ TEST(Spool, SurvivesManySegmentsWithInterleavedAcknowledgements) {
   EXPECT_EQ(files_in(sdir), 1u);
   EXPECT_EQ(bytes_in(sdir), 0u);
   EXPECT_EQ(spool->refused_batches(), 0u);
+}
+
+TEST(Spool, ABatchThatCannotBeReadBackIsAnErrorWithItsErrnoNotAnEmptySpool) {
+  TempDir dir;
+  const std::string sdir = dir.file("spool");
+  auto spool = make_spool(sdir, 1 << 20);
+  ASSERT_TRUE(spool->append(0, "batch-0"));
+  ASSERT_TRUE(spool->append(1, "batch-1"));
+  testing::make_unreadable(sdir + "/segment-0.psf");
+  std::uint64_t seq = 99;
+  std::string bytes;
+  auto got = spool->next_unsent(&seq, &bytes);
+  ASSERT_FALSE(got) << "two batches are waiting: the spool is not empty";
+  EXPECT_EQ(got.error().errnum(), EBADF);
+  EXPECT_EQ(got.error().message(),
+            "reading batch 0 back from spool segment " + sdir + "/segment-0.psf: Bad file descriptor");
+  EXPECT_EQ(spool->inflight_batches(), 0u) << "it stays unsent, to be tried again";
+  EXPECT_EQ(spool->pending_batches(), 2u);
 }
 
 TEST(Spool, KeepsUnacknowledgedBatchesOnDiskWhenDestroyed) {

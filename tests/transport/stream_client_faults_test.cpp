@@ -1,16 +1,20 @@
 // StreamClient against sinks that do not answer: a connect whose SYNs are dropped (a listener with a full
 // accept queue, as a blackholed host), a peer that accepts and never welcomes. Each attempt must fail after
 // the handshake timeout and be retried, the client must be destroyable at once (a stream's Ctrl-C), and
-// finish() must stop waiting when asked to.
+// finish() must stop waiting when asked to. And faults of the collector's own: a spool that cannot be read
+// back, a trailer that cannot be compressed, which finish() must report as what they are, not as a slow
+// sink.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <vector>
 
+#include "collector/transport/sink_server.hpp"
 #include "collector/transport/stream_client.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
@@ -97,10 +101,57 @@ TEST(StreamClient, FinishStopsWaitingWhenTheCallerGivesUp) {
   ASSERT_TRUE(client->write_batch(source.batch(0)));
   int polls = 0;
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(client->finish(v1::TraceTrailer(), 30s, [&] { return ++polls == 3; }));
+  auto done = client->finish(v1::TraceTrailer(), 30s, [&] { return ++polls == 3; });
+  ASSERT_TRUE(done) << done.error().message();
+  EXPECT_FALSE(*done);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "not the 30 s timeout";
   EXPECT_EQ(polls, 3);
   EXPECT_EQ(client->status().pending_batches, 1u) << "it stays in the spool";
+}
+
+TEST(StreamClient, FinishReportsATrailerThatCannotBeCompressedNotATimeout) {
+  TempDir dir;
+  DeafListener listener(true);
+  testing::LogLines log;
+  StreamClientOptions options = deaf_options(listener, dir, log);
+  options.trailer_compression_level = 1000;  // zstd refuses it: the compressor fails
+  auto client = testing::make_client(options, "uncompressed");
+  client->start();
+  const auto start = std::chrono::steady_clock::now();
+  auto done = client->finish(v1::TraceTrailer(), 30s);
+  ASSERT_FALSE(done) << "an error, not a timeout";
+  EXPECT_EQ(done.error().message().rfind("compressing the trailer: zstd level 1000 is out of range", 0), 0u)
+      << done.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "at once: there is nothing to wait for";
+}
+
+TEST(StreamClient, FinishReportsABatchTheSpoolCannotReadBackWithItsErrnoNotATimeout) {
+  TempDir dir;
+  testing::LogLines sink_log, log;
+  SinkOptions sink_options;
+  sink_options.listen = {*Endpoint::parse("unix:" + dir.file("sink.sock"))};
+  sink_options.store.dir = dir.file("sink");
+  sink_options.store.log = sink_log.sink();
+  auto sink = SinkServer::create(sink_options);
+  ASSERT_TRUE(sink) << sink.error().message();
+  (*sink)->start();
+  StreamClientOptions options = testing::fast_client_options(sink_options.listen[0], dir.file("spool"));
+  options.log = log.sink();
+  auto client = testing::make_client(options, "unreadable");
+  client->start();
+  ASSERT_TRUE(testing::wait_until([&] { return client->status().connected; }, 10s)) << log.text();
+  testing::make_unreadable(dir.file("spool") + "/segment-0.psf");
+  testing::SyntheticSource source(1, 10);
+  ASSERT_TRUE(client->write_batch(source.batch(0))) << "appending still works";
+  auto done = client->finish(v1::TraceTrailer(), 1s);
+  ASSERT_FALSE(done) << "an error, not a timeout";
+  EXPECT_EQ(done.error().errnum(), EBADF);
+  EXPECT_EQ(done.error().message(), "reading batch 0 back from spool segment " + dir.file("spool") +
+                                        "/segment-0.psf: Bad file descriptor");
+  EXPECT_TRUE(client->status().connected) << "the sink was not at fault";
+  EXPECT_EQ(client->status().pending_batches, 1u);
+  EXPECT_EQ(log.count("reading batch 0 back from spool segment"), 1u)
+      << "tried again every 20 ms for a second, logged once (the rest counted)\n" << log.text();
 }
 
 }  // namespace

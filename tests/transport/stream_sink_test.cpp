@@ -301,7 +301,7 @@ TEST(StreamToSink, ThreeCollectorsAtOnceStoreEveryRecordOnceByteExact) {
     });
   }
   for (auto& t : threads) t.join();
-  for (auto& c : clients) EXPECT_TRUE(c->finish(trailer_of(kBatches), 10s)) << client_log.text();
+  for (auto& c : clients) EXPECT_TRUE(testing::finished_in_time(c->finish(trailer_of(kBatches), 10s))) << client_log.text();
   for (const auto& id : ids) ASSERT_TRUE(wait_until([&] { return finished_at(*sink, id); }, 5s)) << log.text();
 
   ASSERT_EQ(sink->summaries().size(), ids.size());
@@ -393,7 +393,7 @@ TEST(StreamToSink, SinkKilledAndRestartedMidStreamLosesNothingAndStoresNothingTw
     ASSERT_TRUE(client->write_batch(source.batch(kLate)));
   }
   feeder.join();
-  ASSERT_TRUE(client->finish(trailer_of(kBatches), 10s)) << client_log.text() << log2.text();
+  ASSERT_TRUE(testing::finished_in_time(client->finish(trailer_of(kBatches), 10s))) << client_log.text() << log2.text();
   ASSERT_TRUE(wait_until([&] { return finished_at(*sink2, id); }, 5s)) << log2.text();
 
   const auto s = *summary_of(*sink2, id);
@@ -503,7 +503,7 @@ TEST(StreamToSink, HostilePeersAreCutOffAndTheOthersAreServed) {
   }
 
   feeder.join();
-  ASSERT_TRUE(good->finish(trailer_of(kBatches), 10s));
+  ASSERT_TRUE(testing::finished_in_time(good->finish(trailer_of(kBatches), 10s)));
   ASSERT_TRUE(wait_until([&] { return finished_at(*sink, "good"); }, 5s)) << log.text();
   const auto s = *summary_of(*sink, "good");
   EXPECT_EQ(s.batches, kBatches);
@@ -613,7 +613,7 @@ TEST(StreamToSink, AFullSpoolRefusesCountsAndReportsTheLossAtBothEnds) {
   consumer->on_stop();
   consumer.reset();
   worker.finish();
-  ASSERT_TRUE(client->finish(trailer_of(0), 10s)) << client_log.text() << log2.text();
+  ASSERT_TRUE(testing::finished_in_time(client->finish(trailer_of(0), 10s))) << client_log.text() << log2.text();
   ASSERT_TRUE(wait_until([&] { return finished_at(*sink2, "epsilon"); }, 5s)) << log2.text();
   s = *summary_of(*sink2, "epsilon");
   EXPECT_EQ(s.lost_collector, dropped_records) << "counted at the sink as at the source";
@@ -741,7 +741,7 @@ TEST(StreamToSink, MutualTlsLetsInTheRightCertificateOnly) {
       << anonymous_log.text() << stranger_log.text();
 
   feeder.join();
-  ASSERT_TRUE(good->finish(trailer_of(kBatches), 10s)) << good_log.text() << log.text();
+  ASSERT_TRUE(testing::finished_in_time(good->finish(trailer_of(kBatches), 10s))) << good_log.text() << log.text();
   ASSERT_TRUE(wait_until([&] { return finished_at(*sink, "trusted"); }, 5s)) << log.text();
   EXPECT_EQ(anonymous->status().connects, 0u);
   EXPECT_EQ(stranger->status().connects, 0u);
@@ -787,7 +787,7 @@ TEST(StreamToSink, CollectorIdsThatLookAlikeAsFileNamesGetTheirOwnFiles) {
     clients.back()->start();
     testing::SyntheticSource source(static_cast<unsigned>(i), 10);
     feed(*clients.back(), source, 0, 5, 0us);
-    EXPECT_TRUE(clients.back()->finish(trailer_of(5), 10s)) << log.text();
+    EXPECT_TRUE(testing::finished_in_time(clients.back()->finish(trailer_of(5), 10s))) << log.text();
   }
   std::set<std::string> files;
   for (std::size_t i = 0; i < ids.size(); ++i) {
