@@ -170,6 +170,7 @@ Result<std::unique_ptr<PerfEventArray>> PerfEventArray::create(int map_fd, const
                                                                const EventArrayOptions& options) {
   std::unique_ptr<PerfEventArray> array(new PerfEventArray());
   array->map_name_ = map_name;
+  array->sysfs_cpu_dir_ = options.sysfs_cpu_dir;
   array->clockid_ = options.clockid;
 
   bpf_map_info info{};

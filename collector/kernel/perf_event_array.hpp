@@ -103,12 +103,15 @@ class PerfEventArray {
   int map_fd() const { return map_fd_.get(); }
   std::uint32_t max_entries() const { return max_entries_; }
   const std::string& map_name() const { return map_name_; }
+  // Where the online and possible CPU lists were read (EventArrayOptions::sysfs_cpu_dir); hotplug reads it too.
+  const std::string& sysfs_cpu_dir() const { return sysfs_cpu_dir_; }
 
  private:
   PerfEventArray() = default;
 
   UniqueFd map_fd_;
   std::string map_name_;
+  std::string sysfs_cpu_dir_;
   std::uint32_t max_entries_ = 0;
   CpuSet candidates_;
   CpuSet offline_at_start_;
