@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Measures perfstream's read side against perf's on the same sched_switch workload, through the command line
+# only, so it measures any build of perfstream. Run as root; takes a few minutes.
+#
+# It records a pipe ping-pong (`perf bench sched pipe -l LOOPS`, two processes passing a byte back and forth)
+# with `perfstream record --probe sched_switch` and, inside that, with `perf record -e sched:sched_switch -a`:
+# one workload seen by both recorders at once. Then it records twice the loops with perfstream alone. For each
+# perfstream recording (1x, 2x) it times `dump FILE | head -1` (to the first line), `dump FILE > /dev/null`,
+# `dump --json FILE > /dev/null` and `stats FILE > /dev/null`, and for the perf recording
+# `perf script -i FILE > /dev/null`. Each read runs REPEAT times: the table gives the median time, records/s
+# from it, and the peak RSS of the reading process (ru_maxrss from wait4). Then the ratios: perfstream's
+# records/s over perf script's, and the RSS of 2x over 1x (a reader in bounded memory gives about 1.0).
+#
+# Environment: PERFSTREAM (the binary, default build/collector/perfstream); LOOPS (default 1250000: each loop
+# is two context switches, so about 2.5 M records in the 1x recording and 5 M in the 2x, recorded at about
+# 270 k switches/s on 2 cores); REPEAT (default 3); TMPDIR (where the recordings go: about 350 MB for perf's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+perfstream=${PERFSTREAM:-build/collector/perfstream}
+loops=${LOOPS:-1250000}
+repeat=${REPEAT:-3}
+
+die() { echo "read-bench: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "recording needs root (BPF, system-wide perf): sudo $0"
+[ -x "$perfstream" ] || die "no perfstream binary at $perfstream (build it: bash scripts/build.sh, or set PERFSTREAM)"
+command -v perf >/dev/null || die "no perf (bash scripts/install-deps.sh installs linux-perf)"
+command -v python3 >/dev/null || die "no python3 (bash scripts/install-deps.sh installs it)"
+perf bench sched pipe -l 1 >/dev/null 2>&1 || die "'perf bench sched pipe' does not run here"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/read-bench-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# measure.py MODE CMD...: runs CMD, prints "SECONDS MAXRSS_KIB". MODE null: stdout to /dev/null, the time until
+# CMD exits. MODE first: the time until CMD's first line arrives on a pipe; the pipe is then closed, as
+# `| head -1` does (CMD may die of SIGPIPE), and its peak RSS is taken when it has exited.
+cat >"$tmp/measure.py" <<'EOF'
+import os, subprocess, sys, time
+mode, cmd = sys.argv[1], sys.argv[2:]
+err = open(os.environ["MEASURE_ERR"], "ab")
+start = time.monotonic()
+if mode == "null":
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+else:
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, bufsize=0)
+    got = b""
+    while not got.endswith(b"\n"):
+        b = p.stdout.read(1)
+        if not b:
+            break
+        got += b
+    first = time.monotonic()
+    p.stdout.close()
+_, status, usage = os.wait4(p.pid, 0)
+end = time.monotonic()
+code = os.waitstatus_to_exitcode(status)
+if mode == "first":
+    if not got.endswith(b"\n"):
+        sys.exit("no line from " + " ".join(cmd))
+    end = first  # whatever CMD did after the pipe closed (SIGPIPE, an EPIPE error) does not matter here
+elif code != 0:
+    sys.exit("%s exited with %d" % (" ".join(cmd), code))
+print("%.4f %d" % (end - start, usage.ru_maxrss))
+EOF
+export MEASURE_ERR="$tmp/reads.err"
+
+# run_reads NAME RECORDS LABEL MODE CMD...: REPEAT runs, one result row "NAME LABEL RECORDS MEDIAN_S MAX_RSS_KIB".
+run_reads() {
+  local name=$1 records=$2 label=$3 mode=$4; shift 4
+  local times=() rss=0 out t r
+  for _ in $(seq "$repeat"); do
+    out=$(python3 "$tmp/measure.py" "$mode" "$@") || { cat "$MEASURE_ERR" >&2; die "$label on $name failed"; }
+    read -r t r <<<"$out"
+    times+=("$t")
+    [ "$r" -gt "$rss" ] && rss=$r
+  done
+  local median
+  median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  echo "$name $label $records $median $rss" >>"$tmp/results"
+}
+
+perfstream_records() {  # the records of a recording, from stats --json
+  "$perfstream" stats --json "$1" | python3 -c 'import json, sys; print(sum(f["records"] for f in json.load(sys.stdin)["files"]))'
+}
+
+echo "read-bench: perfstream $("$perfstream" --version 2>/dev/null || echo "at $perfstream"), $(perf --version), $(nproc) CPUs, kernel $(uname -r)"
+echo "read-bench: recording perf bench sched pipe -l $loops with perfstream and perf record side by side ..."
+# 4 MiB rings for both recorders (perf's -m counts pages): at 200 k+ switches/s on a busy machine the
+# default 512 KiB ones lose records, and then the 2x recording is not twice the 1x.
+"$perfstream" record --probe sched_switch -m 4M -o "$tmp/1x.data" -- \
+  perf record -B -m 1024 -e sched:sched_switch -a -o "$tmp/1x.perf.data" -- \
+  perf bench sched pipe -l "$loops" >"$tmp/record-1x.log" 2>&1 || { cat "$tmp/record-1x.log" >&2; die "recording 1x failed"; }
+echo "read-bench: recording perf bench sched pipe -l $((2 * loops)) with perfstream alone ..."
+"$perfstream" record --probe sched_switch -m 4M -o "$tmp/2x.data" -- \
+  perf bench sched pipe -l "$((2 * loops))" >"$tmp/record-2x.log" 2>&1 || { cat "$tmp/record-2x.log" >&2; die "recording 2x failed"; }
+grep -h "lost\|ops/sec\|perf record:" "$tmp/record-1x.log" "$tmp/record-2x.log" | sed 's/^ */read-bench:   /' || true
+
+n1=$(perfstream_records "$tmp/1x.data")
+n2=$(perfstream_records "$tmp/2x.data")
+np=$(perf report -i "$tmp/1x.perf.data" --stats 2>/dev/null | awk '$1 == "SAMPLE" && $2 == "events:" { print $3; exit }')
+[ -n "$np" ] || np=$(perf script -i "$tmp/1x.perf.data" 2>/dev/null | wc -l)
+echo "read-bench: reading, each command $repeat times ..."
+: >"$tmp/results"
+for x in 1x 2x; do
+  n=$([ $x = 1x ] && echo "$n1" || echo "$n2")
+  f="$tmp/$x.data"
+  run_reads "perfstream-$x" "$n" "first-line" first "$perfstream" dump "$f"
+  run_reads "perfstream-$x" "$n" "dump" null "$perfstream" dump "$f"
+  run_reads "perfstream-$x" "$n" "dump-json" null "$perfstream" dump --json "$f"
+  run_reads "perfstream-$x" "$n" "stats" null "$perfstream" stats "$f"
+done
+run_reads "perf-1x" "$np" "first-line" first perf script -i "$tmp/1x.perf.data"
+run_reads "perf-1x" "$np" "script" null perf script -i "$tmp/1x.perf.data"
+
+python3 - "$tmp/results" "$tmp/1x.data" "$tmp/2x.data" "$tmp/1x.perf.data" <<'EOF'
+import os, sys
+rows = [l.split() for l in open(sys.argv[1])]
+res = {(r[0], r[1]): (int(r[2]), float(r[3]), int(r[4])) for r in rows}
+sizes = {"perfstream-1x": os.path.getsize(sys.argv[2]), "perfstream-2x": os.path.getsize(sys.argv[3]),
+         "perf-1x": os.path.getsize(sys.argv[4])}
+print()
+print("%-14s %-11s %11s %9s %9s %11s %10s %10s" % ("recording", "read", "records", "file MB", "seconds",
+                                                   "records/s", "RSS MiB", "RSS B/rec"))
+for (name, label), (n, s, rss) in res.items():
+    rate = "-" if label == "first-line" else "%.3f M" % (n / s / 1e6)
+    print("%-14s %-11s %11d %9.1f %9.3f %11s %10.1f %10.1f" % (name, label, n, sizes[name] / 1e6, s, rate,
+                                                               rss / 1024, rss * 1024 / n))
+def rate(name, label):
+    n, s, _ = res[(name, label)]
+    return n / s
+p = rate("perf-1x", "script")
+print()
+print("records/s over perf script's (same workload, same run):")
+for label in ("dump", "dump-json", "stats"):
+    print("  %-10s 1x x%.2f   2x x%.2f" % (label, rate("perfstream-1x", label) / p, rate("perfstream-2x", label) / p))
+print("peak RSS, 2x recording over 1x (records x%.2f):" % (res[("perfstream-2x", "dump")][0] / res[("perfstream-1x", "dump")][0]))
+for label in ("first-line", "dump", "dump-json", "stats"):
+    a, b = res[("perfstream-1x", label)], res[("perfstream-2x", label)]
+    grow = (b[2] - a[2]) * 1024 / (b[0] - a[0]) if b[0] != a[0] else 0
+    print("  %-10s x%.2f   (%.0f bytes per added record)" % (label, b[2] / a[2], grow))
+EOF
