@@ -7,19 +7,24 @@
 # one workload seen by both recorders at once. Then it records twice the loops with perfstream alone. For each
 # perfstream recording (1x, 2x) it times `dump FILE | head -1` (to the first line), `dump FILE > /dev/null`,
 # `dump --json FILE > /dev/null` and `stats FILE > /dev/null`, and for the perf recording
-# `perf script -i FILE > /dev/null`. Each read runs REPEAT times: the table gives the median time, records/s
-# from it, and the peak RSS of the reading process (ru_maxrss from wait4). Then the ratios: perfstream's
-# records/s over perf script's, and the RSS of 2x over 1x (a reader in bounded memory gives about 1.0).
+# `perf script -i FILE` (to the first line, and > /dev/null). Each read runs REPEAT times: the table gives the
+# median time, records/s from it, and the peak RSS of the reading process (ru_maxrss from wait4). Then the
+# ratios: perfstream's records/s over perf script's, and the RSS of 2x over 1x (about 1.0 for a reader in
+# bounded memory).
 #
 # Environment: PERFSTREAM (the binary, default build/collector/perfstream); LOOPS (default 1250000: each loop
 # is two context switches, so about 2.5 M records in the 1x recording and 5 M in the 2x, recorded at about
-# 270 k switches/s on 2 cores); REPEAT (default 3); TMPDIR (where the recordings go: about 350 MB for perf's).
+# 270 k switches/s on 2 cores); REPEAT (default 3); TMPDIR (where the recordings go: about 350 MB for perf's);
+# SYNTHETIC=N (default 0, off) also reads synthetic recordings of N and 2N records written by MAKE_RECORDING
+# (default build/tests/perfstream_make_recording), for sizes a live run would take long to record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 perfstream=${PERFSTREAM:-build/collector/perfstream}
 loops=${LOOPS:-1250000}
 repeat=${REPEAT:-3}
+synthetic=${SYNTHETIC:-0}
+make_recording=${MAKE_RECORDING:-build/tests/perfstream_make_recording}
 
 die() { echo "read-bench: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "recording needs root (BPF, system-wide perf): sudo $0"
@@ -27,6 +32,9 @@ die() { echo "read-bench: $*" >&2; exit 1; }
 command -v perf >/dev/null || die "no perf (bash scripts/install-deps.sh installs linux-perf)"
 command -v python3 >/dev/null || die "no python3 (bash scripts/install-deps.sh installs it)"
 perf bench sched pipe -l 1 >/dev/null 2>&1 || die "'perf bench sched pipe' does not run here"
+if [ "$synthetic" -gt 0 ] && [ ! -x "$make_recording" ]; then
+  die "no $make_recording (build it: cmake --build build --target perfstream_make_recording)"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/read-bench-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +42,7 @@ trap 'rm -rf "$tmp"' EXIT
 # measure.py MODE CMD...: runs CMD, prints "SECONDS MAXRSS_KIB". MODE null: stdout to /dev/null, the time until
 # CMD exits. MODE first: the time until CMD's first line arrives on a pipe; the pipe is then closed, as
 # `| head -1` does (CMD may die of SIGPIPE), and its peak RSS is taken when it has exited.
-cat >"$tmp/measure.py" <<'EOF'
+cat >"$tmp/measure.py" <<'PY'
 import os, subprocess, sys, time
 mode, cmd = sys.argv[1], sys.argv[2:]
 err = open(os.environ["MEASURE_ERR"], "ab")
@@ -61,29 +69,37 @@ if mode == "first":
 elif code != 0:
     sys.exit("%s exited with %d" % (" ".join(cmd), code))
 print("%.4f %d" % (end - start, usage.ru_maxrss))
-EOF
+PY
 export MEASURE_ERR="$tmp/reads.err"
 
 # run_reads NAME RECORDS LABEL MODE CMD...: REPEAT runs, one result row "NAME LABEL RECORDS MEDIAN_S MAX_RSS_KIB".
 run_reads() {
   local name=$1 records=$2 label=$3 mode=$4; shift 4
-  local times=() rss=0 out t r
+  local times=() rss=0 out t r median
   for _ in $(seq "$repeat"); do
     out=$(python3 "$tmp/measure.py" "$mode" "$@") || { cat "$MEASURE_ERR" >&2; die "$label on $name failed"; }
     read -r t r <<<"$out"
     times+=("$t")
     [ "$r" -gt "$rss" ] && rss=$r
   done
-  local median
   median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   echo "$name $label $records $median $rss" >>"$tmp/results"
 }
 
-perfstream_records() {  # the records of a recording, from stats --json
-  "$perfstream" stats --json "$1" | python3 -c 'import json, sys; print(sum(f["records"] for f in json.load(sys.stdin)["files"]))'
+# read_perfstream NAME FILE: every read of one perfstream recording, whose records stats --json counts.
+sizes=()  # NAME=BYTES of every recording read
+read_perfstream() {
+  local name=$1 f=$2 n
+  n=$("$perfstream" stats --json "$f" | python3 -c 'import json, sys; print(sum(f["records"] for f in json.load(sys.stdin)["files"]))')
+  run_reads "$name" "$n" "first-line" first "$perfstream" dump "$f"
+  run_reads "$name" "$n" "dump" null "$perfstream" dump "$f"
+  run_reads "$name" "$n" "dump-json" null "$perfstream" dump --json "$f"
+  run_reads "$name" "$n" "stats" null "$perfstream" stats "$f"
+  sizes+=("$name=$(stat -c %s "$f")")
 }
 
-echo "read-bench: perfstream $("$perfstream" --version 2>/dev/null || echo "at $perfstream"), $(perf --version), $(nproc) CPUs, kernel $(uname -r)"
+echo "read-bench: $("$perfstream" --version 2>/dev/null || echo "perfstream at $perfstream"), $(perf --version)," \
+     "$(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "read-bench: recording perf bench sched pipe -l $loops with perfstream and perf record side by side ..."
 # 4 MiB rings for both recorders (perf's -m counts pages): at 200 k+ switches/s on a busy machine the
 # default 512 KiB ones lose records, and then the 2x recording is not twice the 1x.
@@ -93,31 +109,33 @@ echo "read-bench: recording perf bench sched pipe -l $loops with perfstream and 
 echo "read-bench: recording perf bench sched pipe -l $((2 * loops)) with perfstream alone ..."
 "$perfstream" record --probe sched_switch -m 4M -o "$tmp/2x.data" -- \
   perf bench sched pipe -l "$((2 * loops))" >"$tmp/record-2x.log" 2>&1 || { cat "$tmp/record-2x.log" >&2; die "recording 2x failed"; }
-grep -h "lost\|ops/sec\|perf record:" "$tmp/record-1x.log" "$tmp/record-2x.log" | sed 's/^ */read-bench:   /' || true
+grep -h "ops/sec\|perf record:\|perfstream record: \(the command\|CPU\)" "$tmp/record-1x.log" "$tmp/record-2x.log" |
+  sed 's/^ */read-bench:   /' || true
 
-n1=$(perfstream_records "$tmp/1x.data")
-n2=$(perfstream_records "$tmp/2x.data")
-np=$(perf report -i "$tmp/1x.perf.data" --stats 2>/dev/null | awk '$1 == "SAMPLE" && $2 == "events:" { print $3; exit }')
-[ -n "$np" ] || np=$(perf script -i "$tmp/1x.perf.data" 2>/dev/null | wc -l)
 echo "read-bench: reading, each command $repeat times ..."
 : >"$tmp/results"
-for x in 1x 2x; do
-  n=$([ $x = 1x ] && echo "$n1" || echo "$n2")
-  f="$tmp/$x.data"
-  run_reads "perfstream-$x" "$n" "first-line" first "$perfstream" dump "$f"
-  run_reads "perfstream-$x" "$n" "dump" null "$perfstream" dump "$f"
-  run_reads "perfstream-$x" "$n" "dump-json" null "$perfstream" dump --json "$f"
-  run_reads "perfstream-$x" "$n" "stats" null "$perfstream" stats "$f"
-done
-run_reads "perf-1x" "$np" "first-line" first perf script -i "$tmp/1x.perf.data"
-run_reads "perf-1x" "$np" "script" null perf script -i "$tmp/1x.perf.data"
+read_perfstream perfstream-1x "$tmp/1x.data"
+read_perfstream perfstream-2x "$tmp/2x.data"
+np=$(perf report -i "$tmp/1x.perf.data" --stats 2>/dev/null | awk '$1 == "SAMPLE" && $2 == "events:" { print $3; exit }')
+[ -n "$np" ] || np=$(perf script -i "$tmp/1x.perf.data" 2>/dev/null | wc -l)
+run_reads perf-1x "$np" "first-line" first perf script -i "$tmp/1x.perf.data"
+run_reads perf-1x "$np" "script" null perf script -i "$tmp/1x.perf.data"
+sizes+=("perf-1x=$(stat -c %s "$tmp/1x.perf.data")")
+if [ "$synthetic" -gt 0 ]; then
+  echo "read-bench: synthetic recordings of $synthetic and $((2 * synthetic)) records (2 reader threads) ..."
+  rm -f "$tmp/1x.perf.data"  # room on a small TMPDIR
+  "$make_recording" -q --readers 2 --records "$synthetic" -o "$tmp/s1x.data"
+  "$make_recording" -q --readers 2 --records "$((2 * synthetic))" -o "$tmp/s2x.data"
+  read_perfstream synthetic-1x "$tmp/s1x.data"
+  read_perfstream synthetic-2x "$tmp/s2x.data"
+fi
+echo "read-bench: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 
-python3 - "$tmp/results" "$tmp/1x.data" "$tmp/2x.data" "$tmp/1x.perf.data" <<'EOF'
-import os, sys
+python3 - "$tmp/results" "${sizes[@]}" <<'PY'
+import sys
 rows = [l.split() for l in open(sys.argv[1])]
 res = {(r[0], r[1]): (int(r[2]), float(r[3]), int(r[4])) for r in rows}
-sizes = {"perfstream-1x": os.path.getsize(sys.argv[2]), "perfstream-2x": os.path.getsize(sys.argv[3]),
-         "perf-1x": os.path.getsize(sys.argv[4])}
+sizes = {a.split("=")[0]: int(a.split("=")[1]) for a in sys.argv[2:]}
 print()
 print("%-14s %-11s %11s %9s %9s %11s %10s %10s" % ("recording", "read", "records", "file MB", "seconds",
                                                    "records/s", "RSS MiB", "RSS B/rec"))
@@ -133,9 +151,13 @@ print()
 print("records/s over perf script's (same workload, same run):")
 for label in ("dump", "dump-json", "stats"):
     print("  %-10s 1x x%.2f   2x x%.2f" % (label, rate("perfstream-1x", label) / p, rate("perfstream-2x", label) / p))
-print("peak RSS, 2x recording over 1x (records x%.2f):" % (res[("perfstream-2x", "dump")][0] / res[("perfstream-1x", "dump")][0]))
-for label in ("first-line", "dump", "dump-json", "stats"):
-    a, b = res[("perfstream-1x", label)], res[("perfstream-2x", label)]
-    grow = (b[2] - a[2]) * 1024 / (b[0] - a[0]) if b[0] != a[0] else 0
-    print("  %-10s x%.2f   (%.0f bytes per added record)" % (label, b[2] / a[2], grow))
-EOF
+for kind in ("perfstream", "synthetic"):
+    if (kind + "-1x", "dump") not in res:
+        continue
+    one, two = res[(kind + "-1x", "dump")][0], res[(kind + "-2x", "dump")][0]
+    print("peak RSS, %s 2x recording over 1x (records x%.2f):" % (kind, two / one))
+    for label in ("first-line", "dump", "dump-json", "stats"):
+        a, b = res[(kind + "-1x", label)], res[(kind + "-2x", label)]
+        grow = (b[2] - a[2]) * 1024 / (b[0] - a[0]) if b[0] != a[0] else 0
+        print("  %-10s x%.2f   (%.0f bytes per added record)" % (label, b[2] / a[2], grow))
+PY
