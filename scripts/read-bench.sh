@@ -39,9 +39,11 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/read-bench-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# measure.py MODE CMD...: runs CMD, prints "SECONDS MAXRSS_KIB". MODE null: stdout to /dev/null, the time until
-# CMD exits. MODE first: the time until CMD's first line arrives on a pipe; the pipe is then closed, as
-# `| head -1` does (CMD may die of SIGPIPE), and its peak RSS is taken when it has exited.
+# measure.py MODE CMD...: runs CMD, prints "SECONDS MAXRSS_KIB STATUS". MODE null: stdout to /dev/null, the
+# time until CMD exits. MODE first: the time until CMD's first line arrives on a pipe; the pipe is then
+# closed, as `| head -1` does (CMD may die of SIGPIPE), and its peak RSS is taken when it has exited. A
+# signal other than that fails the measurement; an exit status is passed on (a reader that read everything
+# but reports a problem with the recording, such as a record out of time order, exits 1).
 cat >"$tmp/measure.py" <<'PY'
 import os, subprocess, sys, time
 mode, cmd = sys.argv[1], sys.argv[2:]
@@ -66,19 +68,24 @@ if mode == "first":
     if not got.endswith(b"\n"):
         sys.exit("no line from " + " ".join(cmd))
     end = first  # whatever CMD did after the pipe closed (SIGPIPE, an EPIPE error) does not matter here
-elif code != 0:
-    sys.exit("%s exited with %d" % (" ".join(cmd), code))
-print("%.4f %d" % (end - start, usage.ru_maxrss))
+    code = 0
+elif code < 0:
+    sys.exit("%s was killed by signal %d" % (" ".join(cmd), -code))
+print("%.4f %d %d" % (end - start, usage.ru_maxrss, code))
 PY
 export MEASURE_ERR="$tmp/reads.err"
 
 # run_reads NAME RECORDS LABEL MODE CMD...: REPEAT runs, one result row "NAME LABEL RECORDS MEDIAN_S MAX_RSS_KIB".
 run_reads() {
   local name=$1 records=$2 label=$3 mode=$4; shift 4
-  local times=() rss=0 out t r median
-  for _ in $(seq "$repeat"); do
+  local times=() rss=0 out t r code median
+  for i in $(seq "$repeat"); do
+    : >"$MEASURE_ERR"
     out=$(python3 "$tmp/measure.py" "$mode" "$@") || { cat "$MEASURE_ERR" >&2; die "$label on $name failed"; }
-    read -r t r <<<"$out"
+    read -r t r code <<<"$out"
+    if [ "$code" -ne 0 ] && [ "$i" -eq 1 ]; then
+      echo "$label on $name exited with $code: $(tail -n 2 "$MEASURE_ERR" | tr '\n' ' ')" >>"$tmp/warnings"
+    fi
     times+=("$t")
     [ "$r" -gt "$rss" ] && rss=$r
   done
@@ -114,10 +121,15 @@ grep -h "ops/sec\|perf record:\|perfstream record: \(the command\|CPU\)" "$tmp/r
 
 echo "read-bench: reading, each command $repeat times ..."
 : >"$tmp/results"
+: >"$tmp/warnings"
 read_perfstream perfstream-1x "$tmp/1x.data"
 read_perfstream perfstream-2x "$tmp/2x.data"
 np=$(perf report -i "$tmp/1x.perf.data" --stats 2>/dev/null | awk '$1 == "SAMPLE" && $2 == "events:" { print $3; exit }')
 [ -n "$np" ] || np=$(perf script -i "$tmp/1x.perf.data" 2>/dev/null | wc -l)
+n1=$(awk '$1 == "perfstream-1x" { print $3; exit }' "$tmp/results")
+if [ "$((np * 10))" -lt "$((n1 * 9))" ] || [ "$((n1 * 10))" -lt "$((np * 9))" ]; then
+  echo "the two recorders of one workload disagree by over 10%: perf $np records, perfstream $n1 (a CPU hotplug during the recording?)" >>"$tmp/warnings"
+fi
 run_reads perf-1x "$np" "first-line" first perf script -i "$tmp/1x.perf.data"
 run_reads perf-1x "$np" "script" null perf script -i "$tmp/1x.perf.data"
 sizes+=("perf-1x=$(stat -c %s "$tmp/1x.perf.data")")
@@ -130,6 +142,7 @@ if [ "$synthetic" -gt 0 ]; then
   read_perfstream synthetic-2x "$tmp/s2x.data"
 fi
 echo "read-bench: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+sed 's/^/read-bench: warning: /' "$tmp/warnings" >&2
 
 python3 - "$tmp/results" "${sizes[@]}" <<'PY'
 import sys
