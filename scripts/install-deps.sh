@@ -15,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
   e2fsprogs                         # mkfs.ext4: the test of a file system turning read-only
+  linux-perf                        # perf: the workload and the baseline of scripts/read-bench.sh
 )
 
 missing=()
