@@ -78,7 +78,7 @@ ArgParser make_parser() {
       .option("since", 0, "TIME", "only from this trace time on: seconds (12.5), or +SECONDS from the start")
       .option("until", 0, "TIME", "only before this trace time: seconds, or +SECONDS from the start")
       .flag("follow", 'f', "wait for more at the end of a recording still being written, until its trailer")
-      .option("window", 0, "SIZE", "look-ahead for recordings without watermarks (default 64M)")
+      .option("window", 0, "SIZE", "look-ahead for recordings without watermarks (default 32M)")
       .flag("help", 'h', "show this help");
   add_reading_flags(parser);
   parser.notes("FILE may be - (standard input). A rotated recording is read from its first file on: FILE.1, "
@@ -140,7 +140,6 @@ bool value_equals(const FieldValue& v, const std::string& wanted) {
   }
 }
 
-bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
 // How text output prints an integer field: hex for names with "flags", octal for "mode", else decimal.
 enum class IntStyle : std::uint8_t { Signed, Unsigned, Hex, Octal };

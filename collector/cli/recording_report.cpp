@@ -61,15 +61,20 @@ bool report_reading(const std::string& command, const recording::RecordingReader
     err << me << (explained ? "warning: " : "") << p << "\n";
   }
   if (merge != nullptr && merge->late() > 0) {
-    failed = true;
-    const bool watermarks = reader.header().batch_watermarks();
-    err << me << merge->late() << " records came in after later ones had been printed; they were printed where "
-        << "they came, out of time order: "
-        << (watermarks ? std::string("the collector's watermark did not cover them (a record delayed longer than "
-                                     "its margin)")
-                       : "this recording has no watermarks and needs a look-ahead window larger than " +
-                             std::to_string(window_bytes >> 20) + " MiB (pass --window with more)")
-        << "\n";
+    if (merge->window_was_full()) {
+      // The reader's own limit: an error, the user can raise it.
+      failed = true;
+      err << me << merge->late() << " records came in after later ones had been printed: reading this recording "
+          << "in time order needs a look-ahead window larger than " << (window_bytes >> 20) << " MiB ("
+          << (reader.header().batch_watermarks() ? "a reader thread of the collector stalled"
+                                                 : "it was written without watermarks")
+          << "); they were printed where they came (pass --window with more)\n";
+    } else {
+      // The collector's margin was passed (a record delayed in the kernel, a vCPU preempted): the records are
+      // all there, a few out of place.
+      err << me << "warning: " << merge->late() << " records came in later than the collector's watermark "
+          << "promised (a record delayed past its margin); they were printed where they came, out of time order\n";
+    }
   }
   return failed;
 }

@@ -19,7 +19,8 @@ bool reading_options(const ArgParser& parser, const std::string& command, record
 
 // Tells the user about the recording's damage and problems on `err`, one line each, prefixed
 // "perfstream <command>: ". A cut is a warning; a corrupt frame that stopped reading (skip_corrupt not
-// set), a sequence or totals problem, and (with `merge`) records handed out of time order are errors.
+// set), a sequence or totals problem, and (with `merge`) records handed out of time order because the
+// look-ahead window was full are errors; records that passed the collector's watermark margin are a warning.
 // True when there was such an error (the command exits 1).
 bool report_reading(const std::string& command, const recording::RecordingReader& reader, bool skip_corrupt,
                     const recording::TimeOrderedReader* merge, std::size_t window_bytes, std::ostream& err);

@@ -183,6 +183,7 @@ ReadOutcome TraceFileReader::next() {
                                             std::to_string(limits_.max_message_bytes) +
                                             " bytes per message (--max-batch-bytes)");
   }
+  out.message.swap(spare_);  // a recycled buffer, if the caller gave one back
   if (auto st = decompressor_->decompress(payload, limits_.max_message_bytes, out.message); !st) {
     return damaged(ReadStatus::Corrupt, "corrupt frame at byte " + std::to_string(offset_) + ": " + st.error().message());
   }

@@ -74,6 +74,8 @@ class TraceFileReader {
   bool is_regular_file() const { return regular_; }
 
   ReadOutcome next();
+  // Hands a spent message buffer back: the next frame is decompressed into it, without an allocation.
+  void recycle(std::string buffer) { spare_ = std::move(buffer); }
   // After Corrupt: moves to the next frame whose header is valid; false (and End from then on) if none.
   bool resync();
 
@@ -108,6 +110,7 @@ class TraceFileReader {
   bool stopped_ = false;
   v1::TraceHeader header_;
   std::unique_ptr<ZstdDecompressor> decompressor_;
+  std::string spare_;
 };
 
 // One decoded batch: checks that its columns agree, then hands out records in order.

@@ -82,8 +82,8 @@ bool read_numbers(Wire& w, std::uint32_t wire_type, std::vector<T>& out, std::si
 
 }  // namespace
 
-Status DecodedBatch::decode(std::string message, std::uint32_t max_records) {
-  message_ = std::move(message);
+Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
+  message_.swap(message);
   times.clear();
   cpus.clear();
   offsets.clear();
@@ -170,7 +170,6 @@ Status DecodedBatch::decode(std::string message, std::uint32_t max_records) {
     offsets.clear();
     sizes.clear();
     lost.clear();
-    message_.clear();
     return Error(std::move(why));
   };
   const std::string name = "batch " + std::to_string(sequence);

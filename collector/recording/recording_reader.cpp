@@ -205,7 +205,9 @@ bool RecordingReader::handle_frame(ReadOutcome& outcome, ReadBatch& out) {
   }
   const std::uint64_t frame_bytes = current_->offset() - outcome.offset;
   const std::size_t message_bytes = outcome.message.size();
-  if (auto st = out.batch.decode(std::move(outcome.message), options_.limits.max_batch_records); !st) {
+  const Status decoded = out.batch.decode(outcome.message, options_.limits.max_batch_records);
+  current_->recycle(std::move(outcome.message));  // the batch's previous buffer, to decompress into next
+  if (auto st = decoded; !st) {
     if (!corrupt(outcome.offset, "corrupt frame at byte " + at + ": " + st.error().message(), false)) current_.reset();
     return false;
   }

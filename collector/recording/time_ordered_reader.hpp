@@ -37,7 +37,7 @@
 namespace perfstream::recording {
 
 struct MergeOptions {
-  std::size_t window_bytes = 64u << 20;  // batches held (decompressed messages and their columns)
+  std::size_t window_bytes = 32u << 20;  // batches held (decompressed messages and their columns)
   std::optional<std::vector<std::uint32_t>> cpus;  // only these CPUs
   std::optional<std::uint64_t> since_ns;  // only entries at or after
   std::optional<std::uint64_t> until_ns;  // only entries before
