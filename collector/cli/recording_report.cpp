@@ -54,6 +54,14 @@ bool report_reading(const std::string& command, const recording::RecordingReader
              "damaged frames and read on)\n";
     }
   }
+  // A file cut exactly between two frames reads without damage: only the missing trailer tells.
+  const auto& last = reader.pieces().back();
+  bool damaged = false;  // then the damage above says why the trailer was not read
+  for (const auto& d : reader.damage()) damaged = damaged || d.path == last.path;
+  if (!last.trailer && !damaged) {
+    err << me << "warning: " << last.path << " has no trailer: the recording did not end cleanly (stopped hard, "
+        << "or still being written); every complete batch was read\n";
+  }
   // After damage, missing batches are its consequence: said, but the damage decides the exit status.
   const bool explained = !reader.damage().empty();
   for (const auto& p : reader.problems()) {

@@ -842,6 +842,17 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
   EXPECT_NE(o.find(R"("damage":[])"), std::string::npos);
 }
 
+// Cut exactly between two frames, a file has no damage to show; the missing trailer is said all the same.
+TEST_F(Dump, FileCutAtAFrameBoundarySaysItHasNoTrailer) {
+  const auto frames = frames_of(path_);
+  std::filesystem::resize_file(path_, frames[3].offset);
+  for (const auto& r : {dump({path_}), stats({path_})}) {
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find(path_ + " has no trailer: the recording did not end cleanly"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(dump({path_}).out, joined_lines({kLineA, kLineD, kLineE, kLineB, kLineK, kLineF, kLineC, kLineL}));
+}
+
 TEST_F(Stats, CutShortFileSaysItDidNotEndCleanlyAndWarns) {
   const auto frames = frames_of(path_);
   std::filesystem::resize_file(path_, frames[3].offset + 20);

@@ -10,8 +10,13 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <set>
+#include <signal.h>
+#include <tuple>
 #include <thread>
 
+#include "collector/recording/recording_reader.hpp"
+#include "collector/recording/time_ordered_reader.hpp"
 #include "testing/subprocess.hpp"
 
 namespace perfstream::testing {
@@ -116,6 +121,92 @@ TEST_F(ReadLive, FollowPrintsAGrowingRotatingRecordingOnceAndEndsAtItsTrailer) {
   EXPECT_GT(opened, 500);
   EXPECT_NE(whole.out.find("f-499-"), std::string::npos);
   EXPECT_EQ(followed.out, whole.out);
+}
+
+// A real recording of two reader threads: the merge gives exactly what a stable sort of the whole
+// recording gives (records and lost notices), with nothing late.
+TEST_F(ReadLive, ARealRecordingOfTwoReaderThreadsMergesAsAWholeSortWould) {
+  const fs::path trace = dir_ / "sched.data";
+  Background recorder({perfstream_binary(), "record", "--probe", "sched_switch", "--threads", "2", "--duration",
+                       "2s", "-o", trace.string(), "-q"});
+  // Context switches while it records: a child and this process pass a byte back and forth through pipes.
+  int ping[2], pong[2];
+  ASSERT_EQ(pipe(ping), 0);
+  ASSERT_EQ(pipe(pong), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(ping[1]);  // or its own write end would keep its read from ever seeing the end
+    close(pong[0]);
+    char c;
+    while (read(ping[0], &c, 1) == 1 && write(pong[1], &c, 1) == 1) {
+    }
+    _exit(0);
+  }
+  close(ping[0]);
+  close(pong[1]);
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  char c = 'x';
+  while (std::chrono::steady_clock::now() < until && !recorder.exited()) {
+    for (int i = 0; i < 100; ++i) {
+      if (write(ping[1], &c, 1) != 1 || read(pong[0], &c, 1) != 1) break;
+    }
+  }
+  close(ping[1]);
+  close(pong[0]);
+  waitpid(child, nullptr, 0);
+  RunResult rec = recorder.wait();
+  skip_if_bpf_refused(rec.err);
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+
+  using Key = std::tuple<std::uint64_t, int, std::size_t>;  // time, lost first, file order
+  struct Entry {
+    Key key;
+    std::uint32_t cpu;
+    std::string what;
+  };
+  std::vector<Entry> whole;
+  {
+    auto reader = recording::RecordingReader::open({trace.string()}, recording::RecordingOptions{});
+    ASSERT_TRUE(reader) << reader.error().message();
+    recording::ReadBatch rb;
+    while ((*reader)->next(rb)) {
+      for (const auto& l : rb.batch.lost) {
+        whole.push_back(Entry{Key{l.sort_time_ns, 0, whole.size()}, l.cpu, "lost " + std::to_string(l.count)});
+      }
+      for (std::size_t i = 0; i < rb.batch.size(); ++i) {
+        whole.push_back(Entry{Key{rb.batch.times[i], 1, whole.size()}, rb.batch.cpus[i],
+                              std::string(rb.batch.payload(i).data(), rb.batch.payload(i).size())});
+      }
+    }
+    EXPECT_TRUE((*reader)->ended_cleanly()) << ((*reader)->problems().empty() ? "" : (*reader)->problems()[0]);
+  }
+  // Lost notices of a batch were listed before its records above; a whole-file sort keeps file order within
+  // (time, kind), and notices never tie with records, so the order of listing does not matter.
+  std::stable_sort(whole.begin(), whole.end(), [](const Entry& a, const Entry& b) {
+    return std::get<0>(a.key) != std::get<0>(b.key) ? std::get<0>(a.key) < std::get<0>(b.key)
+                                                    : std::get<1>(a.key) < std::get<1>(b.key);
+  });
+  ASSERT_GT(whole.size(), 1000u) << "too few context switches recorded to test anything";
+  std::set<std::uint32_t> cpus;
+  for (const auto& e : whole) cpus.insert(e.cpu);
+  EXPECT_GE(cpus.size(), 2u);
+
+  auto reader = recording::RecordingReader::open({trace.string()}, recording::RecordingOptions{});
+  ASSERT_TRUE(reader);
+  recording::TimeOrderedReader merge(**reader, recording::MergeOptions{});
+  recording::TimeOrderedReader::Entry e;
+  std::size_t i = 0;
+  while (merge.next(e)) {
+    ASSERT_LT(i, whole.size());
+    const std::string what = e.is_lost ? "lost " + std::to_string(e.lost().count)
+                                       : std::string(e.payload().data(), e.payload().size());
+    ASSERT_EQ(e.time_ns, std::get<0>(whole[i].key)) << "entry " << i;
+    ASSERT_EQ(e.cpu, whole[i].cpu) << "entry " << i;
+    ASSERT_EQ(what, whole[i].what) << "entry " << i;
+    ++i;
+  }
+  EXPECT_EQ(i, whole.size());
+  EXPECT_EQ(merge.late(), 0u);
 }
 
 }  // namespace
