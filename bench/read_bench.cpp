@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <streambuf>
@@ -131,16 +132,23 @@ void BM_Read_DecodeBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_Read_DecodeBatch);
 
+// The benchmark recording opened anew for one iteration; nullptr (and the benchmark skipped) on failure.
+std::unique_ptr<recording::RecordingReader> open_recording(benchmark::State& state) {
+  auto reader = recording::RecordingReader::open({recording().path}, recording::RecordingOptions{});
+  if (!reader) {
+    state.SkipWithError(reader.error().message().c_str());
+    return nullptr;
+  }
+  return std::move(*reader);
+}
+
 void BM_Read_FileOrder(benchmark::State& state) {
   std::uint64_t records = 0;
   for (auto _ : state) {
-    auto reader = recording::RecordingReader::open({recording().path}, recording::RecordingOptions{});
-    if (!reader) {
-      state.SkipWithError(reader.error().message().c_str());
-      break;
-    }
+    auto reader = open_recording(state);
+    if (!reader) break;
     recording::ReadBatch rb;
-    while ((*reader)->next(rb)) records += rb.batch.size();
+    while (reader->next(rb)) records += rb.batch.size();
   }
   per_record(state, records);
 }
@@ -149,12 +157,9 @@ BENCHMARK(BM_Read_FileOrder)->Unit(benchmark::kMillisecond);
 void BM_Read_TimeOrder(benchmark::State& state) {
   std::uint64_t records = 0;
   for (auto _ : state) {
-    auto reader = recording::RecordingReader::open({recording().path}, recording::RecordingOptions{});
-    if (!reader) {
-      state.SkipWithError(reader.error().message().c_str());
-      break;
-    }
-    recording::TimeOrderedReader timeline(**reader, recording::MergeOptions{});
+    auto reader = open_recording(state);
+    if (!reader) break;
+    recording::TimeOrderedReader timeline(*reader, recording::MergeOptions{});
     recording::TimeOrderedReader::Entry e;
     while (timeline.next(e)) ++records;
     if (timeline.late() != 0) state.SkipWithError("records out of order");

@@ -140,7 +140,6 @@ bool value_equals(const FieldValue& v, const std::string& wanted) {
   }
 }
 
-
 // How text output prints an integer field: hex for names with "flags", octal for "mode", else decimal.
 enum class IntStyle : std::uint8_t { Signed, Unsigned, Hex, Octal };
 
@@ -150,53 +149,29 @@ IntStyle int_style(const v1::Field& f) {
   return f.type() == v1::Field::SIGNED ? IntStyle::Signed : IntStyle::Unsigned;
 }
 
-void append_number(std::string& out, std::uint64_t v, int base = 10) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, base);
-  out.append(buf, end);
-}
-
-void append_signed(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  out.append(buf, end);
-}
-
 void append_integer_text(std::string& out, const FieldValue& v, IntStyle style) {
   switch (style) {
     case IntStyle::Hex:
       out += "0x";
-      append_number(out, v.unsigned_value, 16);
+      render::append_number(out, v.unsigned_value, 16);
       break;
     case IntStyle::Octal:
       out += '0';
-      if (v.unsigned_value != 0) append_number(out, v.unsigned_value, 8);
+      if (v.unsigned_value != 0) render::append_number(out, v.unsigned_value, 8);
       break;
-    case IntStyle::Signed: append_signed(out, v.signed_value); break;
-    case IntStyle::Unsigned: append_number(out, v.unsigned_value); break;
+    case IntStyle::Signed: render::append_signed(out, v.signed_value); break;
+    case IntStyle::Unsigned: render::append_number(out, v.unsigned_value); break;
   }
 }
 
 void append_integer_json(std::string& out, const FieldValue& v) {
   if (v.type == v1::Field::SIGNED) {
-    append_signed(out, v.signed_value);
+    render::append_signed(out, v.signed_value);
   } else {
-    append_number(out, v.unsigned_value);
+    render::append_number(out, v.unsigned_value);
   }
 }
 
-// "<seconds>.<9 digits>", as render::format_time, without a format string.
-void append_time(std::string& out, std::uint64_t ns) {
-  append_number(out, ns / 1000000000ull);
-  char frac[10];
-  std::uint64_t f = ns % 1000000000ull;
-  for (int i = 8; i >= 0; --i) {
-    frac[i + 1] = static_cast<char>('0' + f % 10);
-    f /= 10;
-  }
-  frac[0] = '.';
-  out.append(frac, 10);
-}
 
 // Which fields of a schema text output leaves out: kind, reserved, and the length fields of arrays.
 std::vector<bool> hidden_in_text(const v1::EventSchema& schema) {
@@ -305,10 +280,10 @@ class Dumper {
   }
 
   void line_start(std::uint64_t time_ns, std::uint32_t cpu) {
-    append_time(buf_, time_ns);
+    render::append_time(buf_, time_ns);
     buf_ += "  [";
     if (cpu < 100) buf_ += cpu < 10 ? "00" : "0";
-    append_number(buf_, cpu);
+    render::append_number(buf_, cpu);
     buf_ += "]  ";
   }
 
@@ -363,9 +338,9 @@ class Dumper {
   void record_json(const Rec& r, const std::string& name, const v1::EventSchema* schema,
                    const std::vector<FieldValue>& values) {
     buf_ += "{\"time_ns\":";
-    append_number(buf_, r.time_ns);
+    render::append_number(buf_, r.time_ns);
     buf_ += ",\"cpu\":";
-    append_number(buf_, r.cpu);
+    render::append_number(buf_, r.cpu);
     buf_ += ",\"event\":";
     render::append_json_string(buf_, name);
     if (schema == nullptr) {

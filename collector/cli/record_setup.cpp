@@ -8,15 +8,10 @@
 #include <sstream>
 
 #include "collector/kernel/bpf_probe.hpp"
+#include "collector/util/clock.hpp"
 
 namespace perfstream::cli {
 namespace {
-
-std::uint64_t now_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 std::string random_id() {
   std::random_device rd;
@@ -134,8 +129,8 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
   h.set_recorded_cpus(session.array().candidates().to_string());
   const int clockid = session.array().clockid();
   h.set_clock(static_cast<v1::Clock>(clockid + 1));
-  h.set_start_time_ns(now_ns(clockid));
-  h.set_start_realtime_ns(now_ns(CLOCK_REALTIME));
+  h.set_start_time_ns(clock_ns(clockid));
+  h.set_start_realtime_ns(clock_ns(CLOCK_REALTIME));
   h.set_sample_type(session.array().sample_type());
   for (const auto& name : session.probe_names()) h.add_probes(name);
   for (const auto& schema : session.schemas()) *h.add_events() = schema;
@@ -151,9 +146,7 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
 
 v1::TraceTrailer make_trace_trailer(CaptureSession& session) {
   v1::TraceTrailer t;
-  timespec ts{};
-  clock_gettime(session.array().clockid(), &ts);
-  t.set_end_time_ns(static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec));
+  t.set_end_time_ns(clock_ns(session.array().clockid()));
   for (unsigned cpu : session.array().candidates().cpus()) {
     const auto c = session.stats().snapshot(cpu);
     auto* out = t.add_cpus();

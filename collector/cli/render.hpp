@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <cstdint>
@@ -113,12 +114,36 @@ inline std::string json_string(std::string_view s) {
   return out;
 }
 
+// Integers without a format string: dump prints millions of them.
+inline void append_number(std::string& out, std::uint64_t v, int base = 10) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, base);
+  out.append(buf, end);
+}
+
+inline void append_signed(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, end);
+}
+
 // "<seconds>.<9-digit nanoseconds>".
+inline void append_time(std::string& out, std::uint64_t ns) {
+  append_number(out, ns / 1000000000ull);
+  char frac[10];
+  std::uint64_t f = ns % 1000000000ull;
+  for (int i = 9; i >= 1; --i) {
+    frac[i] = static_cast<char>('0' + f % 10);
+    f /= 10;
+  }
+  frac[0] = '.';
+  out.append(frac, 10);
+}
+
 inline std::string format_time(std::uint64_t ns) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%llu.%09llu", static_cast<unsigned long long>(ns / 1000000000ull),
-                static_cast<unsigned long long>(ns % 1000000000ull));
-  return buf;
+  std::string out;
+  append_time(out, ns);
+  return out;
 }
 
 // A double as JSON accepts it (never NaN or infinity), with `decimals` places.

@@ -78,6 +78,7 @@ Summary summarize(recording::RecordingReader& reader) {
   while (reader.next(rb)) {
     const recording::DecodedBatch& b = rb.batch;
     const auto& piece_schemas = reader.pieces()[rb.piece].header.events();
+    // Records and losses per CPU are the reader's counts (below); payload bytes are counted here.
     CpuRow* row = nullptr;
     std::uint32_t row_cpu = 0;
     for (std::size_t i = 0; i < b.size(); ++i) {
@@ -86,7 +87,6 @@ Summary summarize(recording::RecordingReader& reader) {
         row = &s.cpus[row_cpu];
       }
       const std::span<const char> payload = b.payload(i);
-      ++row->records;
       row->payload_bytes += payload.size();
       EventRow& event = s.events[row_of(schema_for_payload(piece_schemas, payload))];
       ++event.records;
@@ -96,10 +96,12 @@ Summary summarize(recording::RecordingReader& reader) {
       if (!any || t > s.last_ns) s.last_ns = t;
       any = true;
     }
-    for (const auto& l : b.lost) {
-      CpuRow& lost_row = s.cpus[l.cpu];
-      (l.from_collector ? lost_row.lost_collector : lost_row.lost_kernel) += l.count;
-    }
+  }
+  for (const auto& [cpu, counts] : reader.cpu_counts()) {
+    CpuRow& row = s.cpus[cpu];
+    row.records = counts.records;
+    row.lost_kernel = counts.lost_kernel;
+    row.lost_collector = counts.lost_collector;
   }
   // Cumulative over the whole recording, so the last piece's trailer has them all.
   if (const v1::TraceTrailer* trailer = reader.last_trailer(); trailer != nullptr) {

@@ -26,6 +26,7 @@ class BatchEncoder {
   std::size_t encoded_size_estimate() const;
   std::uint64_t first_time() const { return first_time_; }
   // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).
+  bool timed() const { return timed_; }
   std::uint64_t min_time() const { return min_time_; }
   std::uint64_t max_time() const { return max_time_; }
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "collector/format/batch_encoder.hpp"
+#include "collector/util/clock.hpp"
 
 namespace perfstream {
 namespace {
@@ -129,9 +130,7 @@ void BatchWorker::run() {
 }
 
 bool BatchWorker::write(Job& job) {
-  if (job.encoded.empty() && job.batch.records == 0 && job.batch.lost_notices == 0) {
-    BatchEncoder().finish_unstamped(job.encoded);  // a watermark-only batch
-  }
+  // A watermark-only batch has an empty body: every field of an empty Batch is its default.
   append_batch_stamp(job.encoded, next_sequence_, job.watermark);
   job.batch.sequence = next_sequence_;
   job.batch.encoded_bytes = job.encoded.size();
@@ -169,10 +168,8 @@ void BatchWorker::deliver(Job& job) {
 // Writes a batch holding only a COLLECTOR loss notice for what the sink refused so far.
 void BatchWorker::report_drops() {
   if (dropped_to_report_ == 0) return;
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
   BatchEncoder encoder;
-  encoder.add_lost(0, dropped_to_report_, static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec, 1);
+  encoder.add_lost(0, dropped_to_report_, clock_ns(CLOCK_MONOTONIC), 1);
   Job notice;
   notice.batch.lost_notices = 1;
   notice.batch.lost = dropped_to_report_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "collector/util/clock.hpp"
+
 namespace perfstream {
 namespace {
 std::uint64_t less_margin(std::uint64_t t) { return t > kWatermarkMarginNs ? t - kWatermarkMarginNs : 0; }
@@ -14,12 +16,6 @@ BatchingConsumer::~BatchingConsumer() {
   if (!stopped_) worker_.retire(producer_);
 }
 
-std::uint64_t BatchingConsumer::now() const {
-  timespec ts{};
-  clock_gettime(clock_, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 BatchingConsumer::RingMark& BatchingConsumer::ring(unsigned cpu) {
   auto it = rings_.find(cpu);
   if (it == rings_.end()) it = rings_.emplace(cpu, RingMark{given_, 0}).first;
@@ -30,9 +26,7 @@ std::uint64_t BatchingConsumer::watermark() const {
   // No ring: everything this reader had was drained at its latest tick.
   std::uint64_t least = rings_.empty() ? less_margin(last_tick_) : UINT64_MAX;
   for (const auto& [cpu, mark] : rings_) least = std::min(least, mark.complete_below);
-  if (encoder_.record_count() > 0 || encoder_.lost_count() > 0) {
-    if (encoder_.max_time() != 0) least = std::min(least, encoder_.min_time());
-  }
+  if (encoder_.timed()) least = std::min(least, encoder_.min_time());
   return std::max(least, given_);
 }
 
@@ -51,7 +45,7 @@ void BatchingConsumer::on_lost(unsigned cpu, const LostView& lost) {
   lost_in_batch_ += lost.lost;
 }
 
-void BatchingConsumer::on_pass_begin(unsigned cpu) { ring(cpu).pass_began = now(); }
+void BatchingConsumer::on_pass_begin(unsigned cpu) { ring(cpu).pass_began = clock_ns(clock_); }
 
 void BatchingConsumer::on_pass_end(unsigned cpu) {
   RingMark& mark = ring(cpu);
@@ -69,7 +63,7 @@ void BatchingConsumer::on_ring_opened(unsigned cpu) { ring(cpu); }
 void BatchingConsumer::on_ring_closed(unsigned cpu) { rings_.erase(cpu); }
 
 void BatchingConsumer::on_tick() {
-  last_tick_ = now();
+  last_tick_ = clock_ns(clock_);
   close_if_aged();
   given_ = watermark();
   worker_.advance(producer_, given_);

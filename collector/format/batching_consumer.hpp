@@ -65,7 +65,6 @@ class BatchingConsumer : public RecordConsumer {
   void close_if_aged();
   RingMark& ring(unsigned cpu);
   std::uint64_t watermark() const;  // with the open batch
-  std::uint64_t now() const;
 
   BatchLimits limits_;
   BatchWorker& worker_;

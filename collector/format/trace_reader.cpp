@@ -26,18 +26,11 @@ std::string kind_of(const struct stat& st) {
 Result<std::unique_ptr<TraceFileReader>> TraceFileReader::open(const std::string& path, const ReadLimits& limits,
                                                                WaitForMore wait_for_more) {
   if (path == "-") {
-    if (::isatty(STDIN_FILENO)) {
-      return Error("standard input is a terminal: pipe a trace into it (perfstream record -o - | perfstream dump -)");
-    }
     const int fd = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
     if (fd < 0) return Error::from_errno("reading standard input", errno);
     return open_fd(UniqueFd(fd), "standard input", limits, std::move(wait_for_more));
   }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return Error(path + " is a directory, not a trace file (a sink's directory holds one NAME.data per collector: "
-                        "name one of them)");
-  }
+  // A directory opens read-only too: open_fd tells it from a trace.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error::from_errno("opening trace file " + path, errno);
   return open_fd(UniqueFd(fd), path, limits, std::move(wait_for_more));
@@ -51,8 +44,13 @@ Result<std::unique_ptr<TraceFileReader>> TraceFileReader::open_fd(UniqueFd fd, c
   reader->wait_for_more_ = std::move(wait_for_more);
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Error::from_errno("reading the size of " + name, errno);
-  if (S_ISDIR(st.st_mode)) return Error(name + " is a directory, not a trace file");
-  if (::isatty(fd.get())) return Error(name + " is a terminal, not a trace: pipe a trace into it");
+  if (S_ISDIR(st.st_mode)) {
+    return Error(name + " is a directory, not a trace file (a sink's directory holds one NAME.data per collector: "
+                        "name one of them)");
+  }
+  if (::isatty(fd.get())) {
+    return Error(name + " is a terminal: pipe a trace into it (perfstream record -o - | perfstream dump -)");
+  }
   reader->fd_ = std::move(fd);
   reader->regular_ = S_ISREG(st.st_mode);
   if (reader->regular_) {
@@ -218,13 +216,12 @@ std::optional<std::uint64_t> TraceFileReader::find_frame(std::uint64_t from) {
 bool TraceFileReader::resync() {
   if (!stopped_) return true;
   auto found = find_frame(damaged_at_ + 1);
-  stopped_ = false;
   if (!found) {
     offset_ = std::max(offset_, end_);
-    stopped_ = true;
-    return false;
+    return false;  // still stopped: End from now on
   }
   offset_ = *found;
+  stopped_ = false;
   return true;
 }
 

@@ -39,10 +39,8 @@ Result<std::unique_ptr<RecordingReader>> RecordingReader::open(const std::vector
   if (options.follow && inputs.size() != 1) return Error("--follow reads one recording: name its first file only");
   std::unique_ptr<RecordingReader> r(new RecordingReader());
   r->options_ = options;
-  ReadLimits limits;
-  limits.max_message_bytes = options.limits.max_batch_bytes;
   for (const auto& input : inputs) {
-    auto reader = TraceFileReader::open(input, limits, r->waiter());
+    auto reader = r->open_file(input);
     if (!reader) return reader.error();
     r->named_.push_back(std::move(*reader));
   }
@@ -74,9 +72,12 @@ Result<std::unique_ptr<RecordingReader>> RecordingReader::open(const std::vector
   return r;
 }
 
-TraceFileReader::WaitForMore RecordingReader::waiter() {
-  if (!options_.follow) return nullptr;
-  return [this] { return wait_a_little(); };
+Result<std::unique_ptr<TraceFileReader>> RecordingReader::open_file(const std::string& path) {
+  ReadLimits limits;
+  limits.max_message_bytes = options_.limits.max_batch_bytes;
+  TraceFileReader::WaitForMore waiter;
+  if (options_.follow) waiter = [this] { return wait_a_little(); };
+  return TraceFileReader::open(path, limits, std::move(waiter));
 }
 
 bool RecordingReader::wait_a_little() {
@@ -105,9 +106,7 @@ bool RecordingReader::open_next_piece() {
       piece_problem_ = true;
       return false;
     }
-    ReadLimits limits;
-    limits.max_message_bytes = options_.limits.max_batch_bytes;
-    auto reader = TraceFileReader::open(path, limits, waiter());
+    auto reader = open_file(path);
     if (!reader) {
       problems_.push_back(reader.error().message());
       piece_problem_ = true;

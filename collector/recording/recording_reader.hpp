@@ -125,7 +125,8 @@ class RecordingReader {
   bool corrupt(std::uint64_t offset, std::string message, bool reader_stopped);
   bool sequence_ok(std::uint64_t sequence, const std::string& where);
   bool wait_a_little();
-  TraceFileReader::WaitForMore waiter();
+  // Opens one input with the options' limits, and a waiter when following.
+  Result<std::unique_ptr<TraceFileReader>> open_file(const std::string& path);
 
   RecordingOptions options_;
   std::vector<std::unique_ptr<TraceFileReader>> named_;  // inputs opened at start, in piece order

@@ -39,7 +39,7 @@ void TimeOrderedReader::queue(const Item& item, std::uint32_t cpu) {
   }
   const std::uint32_t d = it->second;
   std::deque<Item>& q = queues_[d];
-  auto head_first = [this](std::uint32_t a, std::uint32_t b) { return queues_[b].front().before(queues_[a].front()); };
+  const auto head_first = heads_order();
   if (q.empty()) {
     q.push_back(item);
     heap_.push_back(d);
@@ -60,7 +60,7 @@ const TimeOrderedReader::Item* TimeOrderedReader::earliest() const {
 }
 
 TimeOrderedReader::Item TimeOrderedReader::take_earliest(std::uint32_t& cpu) {
-  auto head_first = [this](std::uint32_t a, std::uint32_t b) { return queues_[b].front().before(queues_[a].front()); };
+  const auto head_first = heads_order();
   std::pop_heap(heap_.begin(), heap_.end(), head_first);
   const std::uint32_t d = heap_.back();
   std::deque<Item>& q = queues_[d];

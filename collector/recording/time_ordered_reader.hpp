@@ -84,6 +84,10 @@ class TimeOrderedReader {
   };
   bool read_batch();               // false at the end of the recording
   void queue(const Item& item, std::uint32_t cpu);
+  // The heap order on queue heads: std::*_heap keep the greatest first, so "less" means "comes later".
+  auto heads_order() const {
+    return [this](std::uint32_t a, std::uint32_t b) { return queues_[b].front().before(queues_[a].front()); };
+  }
   const Item* earliest() const;
   Item take_earliest(std::uint32_t& cpu);
   void release_slot(std::uint32_t slot);

@@ -18,6 +18,7 @@
 #include "collector/recording/recording_reader.hpp"
 #include "collector/recording/time_ordered_reader.hpp"
 #include "testing/subprocess.hpp"
+#include "testing/temp_dir.hpp"
 
 namespace perfstream::testing {
 namespace {
@@ -25,23 +26,15 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+// True when the recorder's stderr says the kernel refused BPF: the caller skips, saying why.
+bool bpf_refused(const std::string& err) {
+  return err.find("refused") != std::string::npos || err.find("Operation not permitted") != std::string::npos;
+}
+
 class ReadLive : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("perfstream-read-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  static void skip_if_bpf_refused(const std::string& err) {
-    if (err.find("refused") != std::string::npos || err.find("Operation not permitted") != std::string::npos) {
-      GTEST_SKIP() << "the kernel refuses BPF here: " << err;
-    }
-  }
-  fs::path dir_;
+  TempDir temp_;
+  fs::path dir_ = temp_.path();
 };
 
 // An exec of a command run while recording appears in dump's output before record stops.
@@ -71,7 +64,7 @@ TEST_F(ReadLive, RecordToAPipeIsPrintedByDumpAsEventsHappen) {
     }
   }
   RunResult r = pipeline.wait();
-  skip_if_bpf_refused(r.err);
+  if (bpf_refused(r.err)) GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
   ASSERT_EQ(r.exit_status, 0) << r.err;
   ASSERT_TRUE(seen) << "dump printed no exec of the marker while record ran:\n" << r.out << r.err;
   EXPECT_LT(seen_at - started, 7s) << "it was printed before record stopped (8 s)";
@@ -92,7 +85,7 @@ TEST_F(ReadLive, FollowPrintsAGrowingRotatingRecordingOnceAndEndsAtItsTrailer) {
   }
   if (recorder.exited()) {
     RunResult r = recorder.wait();
-    skip_if_bpf_refused(r.err);
+    if (bpf_refused(r.err)) GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
     FAIL() << "the recorder stopped early: " << r.err;
   }
   Background follower({p, "dump", "--follow", trace.string()});
@@ -155,7 +148,7 @@ TEST_F(ReadLive, ARealRecordingOfTwoReaderThreadsMergesAsAWholeSortWould) {
   close(pong[0]);
   waitpid(child, nullptr, 0);
   RunResult rec = recorder.wait();
-  skip_if_bpf_refused(rec.err);
+  if (bpf_refused(rec.err)) GTEST_SKIP() << "the kernel refuses BPF here: " << rec.err;
   ASSERT_EQ(rec.exit_status, 0) << rec.err;
 
   using Key = std::tuple<std::uint64_t, int, std::size_t>;  // time, lost first, file order
