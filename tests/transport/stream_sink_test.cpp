@@ -302,7 +302,11 @@ TEST(StreamToSink, ThreeCollectorsAtOnceStoreEveryRecordOnceByteExact) {
   }
   for (auto& t : threads) t.join();
   for (auto& c : clients) EXPECT_TRUE(testing::finished_in_time(c->finish(trailer_of(kBatches), 10s))) << client_log.text();
-  for (const auto& id : ids) ASSERT_TRUE(wait_until([&] { return finished_at(*sink, id); }, 5s)) << log.text();
+  // The sink marks a recording finished, then logs it: wait for both, or the log check below races the sink.
+  for (const auto& id : ids) {
+    ASSERT_TRUE(wait_until([&] { return finished_at(*sink, id) && log.count("collector " + id + " finished: ") == 1; }, 5s))
+        << log.text();
+  }
 
   ASSERT_EQ(sink->summaries().size(), ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
