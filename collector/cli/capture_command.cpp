@@ -138,200 +138,169 @@ class Workload {
   int go_fd_;
 };
 
-// Where a capture's batches go.
+// Where a capture's batches go: a trace file (FileOutput) or a spooled sender, a sink or Kafka (SenderOutput).
+// What never changes over a capture is plain data (Traits); what does is asked of the output: its data path
+// (sink, start, check, finish), handing its files to another user, and its words for the status and summary.
 class CaptureOutput {
  public:
+  struct Traits {
+    std::string destination;  // "into FILE", "to tcp://...", for the first line
+    // Exit policy: a refused batch stops a recording to a file (the disk is full); a stream counts it and
+    // goes on (the sink is told in-band).
+    bool stop_when_a_batch_is_refused = false;
+    std::string on_signal_while_stopping;  // what a signal during the drain does, for the user
+    // Where the output creates files after the privileges are dropped ("" when it creates none), and what.
+    std::string creates_files_in;
+    std::string creates_what;
+  };
+  explicit CaptureOutput(Traits traits) : traits_(std::move(traits)) {}
   virtual ~CaptureOutput() = default;
-  virtual BatchSink& sink() = 0;
-  virtual std::string destination() const = 0;         // "into FILE", "to tcp://..."
-  virtual std::string status() const = 0;              // the output's part of the status line
-  // A refused batch stops a recording to a file (the disk is full); a stream counts it and goes on.
-  virtual bool stop_when_a_batch_is_refused() const = 0;
-  // Privileges (see drop_after_setup). Before the drop: hand what the output created to the user perfstream
-  // becomes. After it: fail now if the files made later could not be created. start(): background work.
-  virtual Status give_to(uid_t uid, gid_t gid) = 0;
-  virtual Status check_after_drop(const std::string& who) const = 0;
-  virtual void start() {}
-  // On the status tick: an error stops the capture (a trace file deleted under us).
-  virtual Status check() { return {}; }
-  // `give_up` is polled while finish waits on something that may take long (a sink's acknowledgements);
-  // true means stop waiting (a second Ctrl-C).
-  virtual Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) = 0;
-  // What a signal during the drain does, for the user.
-  virtual std::string on_signal_while_stopping() const = 0;
-  virtual std::string summary(const PipelineCounters& pipeline) const = 0;
-};
+  CaptureOutput(const CaptureOutput&) = delete;
+  CaptureOutput& operator=(const CaptureOutput&) = delete;
+  const Traits& traits() const { return traits_; }
 
-// Whether `who` (now us) can create files in `dir`, where `what` goes.
-Status check_can_create_in(const std::string& dir, const std::string& what, const std::string& who) {
-  if (access(dir.c_str(), W_OK | X_OK) == 0) return {};
-  return Error::from_errno("running as " + who + ", perfstream cannot create " + what + " in " + dir, errno,
-                           "make the directory writable for that user, or choose another");
-}
+  // The data path. start(): background work, after the privileges are dropped. check(), on each status
+  // tick: an error stops the capture (a trace file deleted under us, a topic that refuses us). finish():
+  // `give_up` is polled while it waits on something that may take long (a sink's acknowledgements); true
+  // means stop waiting (a second Ctrl-C).
+  virtual BatchSink& sink() = 0;
+  virtual Status start() = 0;
+  virtual Status check() = 0;
+  virtual Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) = 0;
+  // Before the privileges are dropped: hand what the output created to the user perfstream becomes.
+  virtual Status give_to(uid_t uid, gid_t gid) = 0;
+  // Words: the output's part of the status line, and of the summary.
+  virtual std::string status() const = 0;
+  virtual std::string summary(const PipelineCounters& pipeline) const = 0;
+
+  // After the privileges are dropped: fail now if the files the output makes later could not be created.
+  Status check_after_drop(const std::string& who) const {
+    if (traits_.creates_files_in.empty() || access(traits_.creates_files_in.c_str(), W_OK | X_OK) == 0) return {};
+    return Error::from_errno("running as " + who + ", perfstream cannot create " + traits_.creates_what + " in " +
+                                 traits_.creates_files_in,
+                             errno, "make the directory writable for that user, or choose another");
+  }
+
+ private:
+  Traits traits_;
+};
 
 using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const v1::TraceHeader&, Log& log)>;
 
 class FileOutput : public CaptureOutput {
  public:
-  FileOutput(std::unique_ptr<TraceFileWriter> writer, std::string path, bool rotates)
-      : writer_(std::move(writer)), path_(std::move(path)), rotates_(rotates) {}
+  FileOutput(std::unique_ptr<TraceFileWriter> writer, const std::string& path, bool rotates)
+      : CaptureOutput(traits_for(path, rotates)), writer_(std::move(writer)), path_(path) {}
   BatchSink& sink() override { return *writer_; }
-  std::string destination() const override { return "into " + path_; }
-  std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
-  bool stop_when_a_batch_is_refused() const override { return true; }
+  Status start() override { return {}; }
   Status check() override { return writer_->check(); }
   // The drain is bounded (the programs are detached first), so it is never cut short: the file ends with
   // every record and its trailer.
   Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>&) override {
     return writer_->close(trailer);
   }
-  std::string on_signal_while_stopping() const override {
-    return "the drain goes on, so that " + path_ +
-           " ends complete (kill -9 stops at once; the file then ends at its last complete batch)";
-  }
+  Status give_to(uid_t uid, gid_t gid) override { return writer_->give_to(uid, gid); }
+  std::string status() const override { return "written " + format_mb(writer_->bytes_written()); }
   std::string summary(const PipelineCounters& pipeline) const override {
     return "wrote " + std::to_string(pipeline.records.load()) + " records in " +
            std::to_string(writer_->batches_written()) + " batches (" + format_mb(writer_->bytes_written()) + ") to " +
            path_ + (writer_->pieces() > 1 ? " (+" + std::to_string(writer_->pieces() - 1) + " more files)" : "");
   }
-  Status give_to(uid_t uid, gid_t gid) override { return writer_->give_to(uid, gid); }
-  Status check_after_drop(const std::string& who) const override {
-    if (!rotates_) return {};
-    const std::string dir = std::filesystem::path(path_).parent_path().string();
-    return check_can_create_in(dir.empty() ? "." : dir, "the rotated pieces " + path_ + ".1, ...", who);
-  }
 
  private:
+  static Traits traits_for(const std::string& path, bool rotates) {
+    Traits t;
+    t.destination = "into " + path;
+    t.stop_when_a_batch_is_refused = true;
+    t.on_signal_while_stopping = "the drain goes on, so that " + path +
+                                 " ends complete (kill -9 stops at once; the file then ends at its last complete batch)";
+    if (rotates) {
+      const std::string dir = std::filesystem::path(path).parent_path().string();
+      t.creates_files_in = dir.empty() ? "." : dir;
+      t.creates_what = "the rotated pieces " + path + ".1, ...";
+    }
+    return t;
+  }
+
   std::unique_ptr<TraceFileWriter> writer_;
   std::string path_;
-  bool rotates_;
 };
 
-class StreamOutput : public CaptureOutput {
+// A stream to a perfstream sink or to Kafka: one SpooledSender, told apart only by the words below.
+class SenderOutput : public CaptureOutput {
  public:
-  StreamOutput(std::unique_ptr<StreamClient> client, std::string to, std::string spool_dir,
+  struct Words {
+    std::string far_end;     // "the sink at tcp://...", "Kafka at kafka://..."
+    std::string sent_to;     // "sent to tcp://...", "published to kafka://..."
+    std::string up, down;    // the link, on the status line
+    std::string take, taken; // what the far end does with batches: "acknowledge(d)", "take(n)"
+    std::string reports;     // what finish() waits for: "the sink's acknowledgements", ...
+  };
+  SenderOutput(std::unique_ptr<SpooledSender> sender, Words words, const std::string& to, std::string spool_dir,
                std::chrono::milliseconds drain_timeout, Log* log)
-      : client_(std::move(client)),
-        to_(std::move(to)),
+      : CaptureOutput(traits_for(to, spool_dir, words)),
+        sender_(std::move(sender)),
+        words_(std::move(words)),
         spool_dir_(std::move(spool_dir)),
         drain_timeout_(drain_timeout),
         log_(log) {}
-  BatchSink& sink() override { return *client_; }
-  std::string destination() const override { return "to " + to_; }
-  std::string status() const override {
-    const auto s = client_->status();
-    return std::string(s.connected ? "connected" : "DISCONNECTED") + " | backlog " + std::to_string(s.pending_batches) +
-           " batches (" + format_mb(s.pending_bytes) + ")";
-  }
-  bool stop_when_a_batch_is_refused() const override { return false; }
-  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
-    if (const auto s = client_->status(); !s.connected && s.pending_batches > 0 && log_) {
-      log_->line("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for the sink at " + to_ +
-                 " to acknowledge " + std::to_string(s.pending_batches) +
-                 " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
-    }
-    bool gave_up = false;
-    auto done = client_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
-    if (done && *done) return {};
-    const auto s = client_->status();
-    const std::string left = std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
-                             ") it has not acknowledged stay in the spool directory " + spool_dir_;
-    if (!done) {
-      return Error("the stream to " + to_ + " did not finish: " + done.error().message() + "; " + left,
-                   done.error().errnum());
-    }
-    return Error((gave_up ? "stopped waiting for the sink at " + to_ + ": "
-                          : "the sink at " + to_ + " did not acknowledge within " +
-                                std::to_string(drain_timeout_.count()) + " ms: ") +
-                 left);
-  }
-  std::string on_signal_while_stopping() const override {
-    return "not waiting for the sink's acknowledgements any longer";
-  }
-  std::string summary(const PipelineCounters&) const override {
-    const auto s = client_->status();
-    return "sent to " + to_ + ": acknowledged through batch " + std::to_string(s.acked_through) + ", " +
-           std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + ", " +
-           std::to_string(s.refused_batches) + " batches refused by a full spool";
-  }
-  Status give_to(uid_t uid, gid_t gid) override { return client_->give_spool_to(uid, gid); }
-  Status check_after_drop(const std::string& who) const override {
-    return check_can_create_in(spool_dir_, "spool segments", who);
-  }
-  void start() override { client_->start(); }
-
- private:
-  std::unique_ptr<StreamClient> client_;
-  std::string to_;
-  std::string spool_dir_;
-  std::chrono::milliseconds drain_timeout_;
-  Log* log_;  // null under -q
-};
-
-class KafkaOutput : public CaptureOutput {
- public:
-  KafkaOutput(std::unique_ptr<KafkaPublisher> publisher, std::string to, std::string spool_dir,
-              std::chrono::milliseconds drain_timeout, Log* log)
-      : publisher_(std::move(publisher)),
-        to_(std::move(to)),
-        spool_dir_(std::move(spool_dir)),
-        drain_timeout_(drain_timeout),
-        log_(log) {}
-  void start() override {
-    if (auto st = publisher_->start(); !st) start_error_ = st.error().message();
-  }
-  Status give_to(uid_t uid, gid_t gid) override { return publisher_->give_spool_to(uid, gid); }
-  Status check_after_drop(const std::string& who) const override {
-    return check_can_create_in(spool_dir_, "spool segments", who);
-  }
-  BatchSink& sink() override { return *publisher_; }
-  std::string destination() const override { return "to " + to_; }
-  std::string status() const override {
-    const auto s = publisher_->status();
-    return std::string(s.connected ? "kafka up" : "KAFKA DOWN") + " | backlog " + std::to_string(s.pending_batches) +
-           " batches (" + format_mb(s.pending_bytes) + ")";
-  }
-  bool stop_when_a_batch_is_refused() const override { return false; }
-  // The brokers refuse our batches for good (too large, not authorised), or the client would not start.
+  BatchSink& sink() override { return *sender_; }
+  Status start() override { return sender_->start(); }
+  // The far end refuses our batches for good (too large, not authorised), or the client would not start.
   Status check() override {
-    const std::string why = start_error_.empty() ? publisher_->status().error : start_error_;
+    const std::string why = sender_->sender_status().error;
     return why.empty() ? Status{} : Status(Error(why));
   }
-  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override {
-    if (!start_error_.empty()) return Error(start_error_);
-    if (const auto s = publisher_->status(); !s.connected && s.pending_batches > 0 && log_) {
-      log_->line("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for Kafka at " + to_ +
-                 " to take " + std::to_string(s.pending_batches) +
-                 " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
-    }
-    bool gave_up = false;
-    if (!publisher_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); })) {
-      const auto s = publisher_->status();
-      if (!s.error.empty()) return Error(s.error);
-      return Error((gave_up ? "stopped waiting for Kafka at " + to_ + ": "
-                            : "Kafka at " + to_ + " did not take everything within " +
-                                  std::to_string(drain_timeout_.count()) + " ms: ") +
-                   std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
-                   ") not delivered stay in the spool directory " + spool_dir_);
-    }
-    return {};
+  Status finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) override;
+  Status give_to(uid_t uid, gid_t gid) override { return sender_->give_spool_to(uid, gid); }
+  std::string status() const override {
+    const auto s = sender_->sender_status();
+    return (s.connected ? words_.up : words_.down) + " | backlog " + std::to_string(s.pending_batches) +
+           " batches (" + format_mb(s.pending_bytes) + ")";
   }
-  std::string on_signal_while_stopping() const override { return "not waiting for Kafka's delivery reports any longer"; }
   std::string summary(const PipelineCounters&) const override {
-    const auto s = publisher_->status();
-    return "published to " + to_ + ": delivered through batch " + std::to_string(s.acked_through) + ", " +
-           std::to_string(s.failed) + " deliveries failed and retried, " + std::to_string(s.refused_batches) +
-           " batches refused by a full spool";
+    return words_.sent_to + ": " + sender_->describe_progress() + ", " +
+           std::to_string(sender_->sender_status().refused_batches) + " batches refused by a full spool";
   }
 
  private:
-  std::unique_ptr<KafkaPublisher> publisher_;
-  std::string to_;
+  static Traits traits_for(const std::string& to, const std::string& spool_dir, const Words& words) {
+    Traits t;
+    t.destination = "to " + to;
+    t.on_signal_while_stopping = "not waiting for " + words.reports + " any longer";
+    t.creates_files_in = spool_dir;
+    t.creates_what = "spool segments";
+    return t;
+  }
+
+  std::unique_ptr<SpooledSender> sender_;
+  Words words_;
   std::string spool_dir_;
   std::chrono::milliseconds drain_timeout_;
   Log* log_;  // null under -q
-  std::string start_error_;
 };
+
+Status SenderOutput::finish(const v1::TraceTrailer& trailer, const std::function<bool()>& give_up) {
+  if (const auto s = sender_->sender_status(); !s.connected && s.pending_batches > 0 && log_) {
+    log_->line("waiting up to " + std::to_string(drain_timeout_.count()) + " ms for " + words_.far_end + " to " +
+               words_.take + " " + std::to_string(s.pending_batches) +
+               " batches (Ctrl-C again to stop waiting: they stay in " + spool_dir_ + ")");
+  }
+  bool gave_up = false;
+  auto done = sender_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
+  if (done && *done) return {};
+  const auto s = sender_->sender_status();
+  const std::string left = std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
+                           ") it has not " + words_.taken + " stay in the spool directory " + spool_dir_;
+  if (!done) {
+    return Error("the stream " + traits().destination + " did not finish: " + done.error().message() + "; " + left,
+                 done.error().errnum());
+  }
+  return Error((gave_up ? "stopped waiting for " + words_.far_end + ": "
+                        : words_.far_end + " did not " + words_.take + " within " +
+                              std::to_string(drain_timeout_.count()) + " ms: ") +
+               left);
+}
 
 void add_batch_flags(ArgParser& parser) {
   parser.option("duration", 'd', "TIME", "stop after this long (10s, 500ms, 2m)")
@@ -381,312 +350,426 @@ Result<DropOutcome> drop_after_setup(const std::optional<RunAsUser>& user, bool 
   return dropped;
 }
 
-}  // namespace
+// One run of record or stream, in named steps:
+//   settle()     the flags into Settings; bad usage is exit status 2, before anything is set up;
+//   set_up()     the command (forked, held), the probes and rings, the output, the privileges dropped;
+//   start()      the output's background work, the batch worker, the reader threads;
+//   run()        until a signal, the duration, the command's exit or an output that fails (status ticks);
+//   drain()      programs detached, rings drained, batches written, the output finished with the trailer;
+//   summarise()  the summary and the exit status.
+// A signal before the output exists ends the run at once (nothing to keep); after, it stops it the normal
+// way, so that the output ends complete.
+class CaptureRun {
+ public:
+  CaptureRun(std::string command, const ArgParser& parser, OutputFactory make_output, StopSignals& signals,
+             std::ostream& err)
+      : command_(std::move(command)),
+        me_("perfstream " + command_ + ": "),
+        parser_(parser),
+        make_output_(std::move(make_output)),
+        signals_(signals),
+        err_(err),
+        log_(err, me_) {}
 
-namespace {
+  int run() {
+    if (auto exit_status = settle()) return *exit_status;
+    if (auto exit_status = set_up()) return *exit_status;
+    if (auto exit_status = start()) return *exit_status;
+    wait_for_stop();
+    drain();
+    return summarise();
+  }
 
-int run_capture(const std::string& command, const ArgParser& parser, const OutputFactory& make_output,
-                StopSignals& signals, std::ostream& err) {
-  const std::string me = "perfstream " + command + ": ";
-  // A signal before the output exists: nothing to keep, so nothing more is done. The exit status is the
-  // shell's for a process killed by that signal, as if it had come before main().
-  auto interrupted_while = [&](const std::string& phase) -> std::optional<int> {
-    const int signo = signals.take_pending();
-    if (signo == 0) return std::nullopt;
-    err << me << "interrupted by " << signal_name(signo) << " while " << phase << "; nothing was "
-        << (command == "record" ? "recorded" : "sent") << "\n";
-    return 128 + signo;
+ private:
+  struct Settings {
+    CaptureOptions capture;
+    BatchLimits limits;
+    int compression_level = 1;
+    std::uint64_t duration_ms = 0;
+    bool quiet = false;
+    std::optional<RunAsUser> user;
   };
-  if (!parser.positionals().empty()) {
-    err << me << "unexpected argument '" << parser.positionals().front() << "' (a command to run goes after --)\n";
+  // What run() and drain() need of asio: made once the capture starts, destroyed before anything its
+  // handlers refer to.
+  struct Loop {
+    asio::io_context io;
+    asio::signal_set stop_signals{io, SIGINT, SIGTERM};
+    asio::signal_set child_signals{io, SIGCHLD};
+    asio::steady_timer duration_timer{io};
+    asio::steady_timer status_timer{io};
+  };
+
+  std::optional<int> settle();
+  std::optional<int> settle_batching();
+  std::optional<int> set_up();
+  std::optional<int> start();
+  void wait_for_stop();
+  void drain();
+  int summarise();
+
+  std::optional<int> interrupted_while(const std::string& phase);
+  void stop_all(const std::string& why);
+  void wait_for_child();
+  void tick();
+  std::string status_line();
+  bool signalled_while_stopping();
+  void report_per_cpu();
+  void report_child();
+
+  // Members, in the order they own each other: each outlives everything declared after it that refers to
+  // it. The log first: the readers and the output write through it from their threads. The output next:
+  // the worker writes into its sink and counts in `pipeline_`. The session last: its consumers submit to
+  // the worker, so it is destroyed (probes detached, readers joined) before the worker and the output.
+  const std::string command_;
+  const std::string me_;
+  const ArgParser& parser_;
+  const OutputFactory make_output_;
+  StopSignals& signals_;
+  std::ostream& err_;
+  Settings settings_;
+  Log log_;
+  std::optional<Workload> workload_;  // forked before any thread exists, released once the rings are up
+  std::unique_ptr<CaptureOutput> output_;
+  std::optional<DropOutcome> dropped_;
+  PipelineCounters pipeline_;
+  std::unique_ptr<BatchWorker> worker_;
+  std::unique_ptr<CaptureSession> session_;
+  std::unique_ptr<Loop> loop_;
+
+  // The run's state, set by the loop's handlers.
+  std::chrono::steady_clock::time_point start_time_;
+  bool stopping_ = false;  // a handler already queued when stop_all cancels its timer still runs: it checks
+  std::string stop_reason_ = "stopped";
+  int exit_status_ = 0;
+  int child_status_ = -1;
+  int late_signal_ = 0;
+  std::uint64_t last_samples_ = 0;
+  std::chrono::steady_clock::time_point last_tick_;
+  std::string sink_error_;
+};
+
+// A signal before the output exists: nothing to keep, so nothing more is done. The exit status is the
+// shell's for a process killed by that signal, as if it had come before main().
+std::optional<int> CaptureRun::interrupted_while(const std::string& phase) {
+  const int signo = signals_.take_pending();
+  if (signo == 0) return std::nullopt;
+  err_ << me_ << "interrupted by " << signal_name(signo) << " while " << phase << "; nothing was "
+       << (command_ == "record" ? "recorded" : "sent") << "\n";
+  return 128 + signo;
+}
+
+std::optional<int> CaptureRun::settle() {
+  if (!parser_.positionals().empty()) {
+    err_ << me_ << "unexpected argument '" << parser_.positionals().front() << "' (a command to run goes after --)\n";
     return 2;
   }
-  auto capture = capture_options_from(parser, command);
+  auto capture = capture_options_from(parser_, command_);
   if (!capture) {
-    err << capture.error().message() << "\n";
+    err_ << capture.error().message() << "\n";
     return 2;
   }
-  BatchLimits limits;
-  int level = 1;
-  std::uint64_t duration_ms = 0;
-  {
-    Status st;
-    auto number = [&](const char* flag, auto apply, auto parse) {
-      if (!st) return;
-      if (auto v = parser.value(flag)) {
-        auto r = parse(flag, *v);
-        if (!r) st = r.error();
-        else apply(*r);
-      }
-    };
-    number("duration", [&](std::uint64_t v) { duration_ms = v; }, parse_duration_ms);
-    number("batch-bytes", [&](std::uint64_t v) { limits.max_bytes = v; }, parse_bytes);
-    number("batch-records", [&](std::uint64_t v) { limits.max_records = static_cast<std::uint32_t>(v); }, parse_count);
-    number("batch-age", [&](std::uint64_t v) { limits.max_age = std::chrono::milliseconds(v); }, parse_duration_ms);
-    if (auto v = parser.value("compression-level")) {
-      try {
-        level = std::stoi(*v);
-      } catch (const std::exception&) {
-        st = Error("--compression-level '" + *v + "': not a number");
-      }
-    }
-    if (st && (limits.max_bytes == 0 || limits.max_bytes > (32u << 20))) {
-      st = Error("--batch-bytes: must be between 1 and 32M");
-    }
-    if (st && limits.max_records == 0) st = Error("--batch-records: must be at least 1");
-    if (!st) {
-      err << me << st.error().message() << "\n";
-      return 2;
-    }
-  }
-  if (auto probe_check = ZstdCompressor::create(level); !probe_check) {
-    err << me << "--compression-level: " << probe_check.error().message() << "\n";
-    return 2;
-  }
+  settings_.capture = std::move(*capture);
+  settings_.quiet = parser_.has("quiet");
+  if (auto exit_status = settle_batching()) return *exit_status;
   if (auto status = interrupted_while("starting")) return *status;
+  if (auto exit_status = user_from(parser_, me_, settings_.user, err_)) return *exit_status;
+  if (parser_.has("follow") && parser_.rest().empty()) {
+    err_ << me_ << "--follow needs a command to follow (perfstream " << command_ << " --follow ... -- CMD)\n";
+    return 2;
+  }
+  return std::nullopt;
+}
 
-  std::optional<RunAsUser> user;
-  if (auto exit_status = user_from(parser, me, user, err)) return *exit_status;
+// --duration, the batch limits and the compression level.
+std::optional<int> CaptureRun::settle_batching() {
+  Status st;
+  auto number = [&](const char* flag, auto apply, auto parse) {
+    if (!st) return;
+    if (auto v = parser_.value(flag)) {
+      auto r = parse(flag, *v);
+      if (!r) st = r.error();
+      else apply(*r);
+    }
+  };
+  BatchLimits& limits = settings_.limits;
+  number("duration", [&](std::uint64_t v) { settings_.duration_ms = v; }, parse_duration_ms);
+  number("batch-bytes", [&](std::uint64_t v) { limits.max_bytes = v; }, parse_bytes);
+  number("batch-records", [&](std::uint64_t v) { limits.max_records = static_cast<std::uint32_t>(v); }, parse_count);
+  number("batch-age", [&](std::uint64_t v) { limits.max_age = std::chrono::milliseconds(v); }, parse_duration_ms);
+  if (auto v = parser_.value("compression-level"); v && st) {
+    try {
+      settings_.compression_level = std::stoi(*v);
+    } catch (const std::exception&) {
+      st = Error("--compression-level '" + *v + "': not a number");
+    }
+  }
+  if (st && (limits.max_bytes == 0 || limits.max_bytes > (32u << 20))) st = Error("--batch-bytes: must be between 1 and 32M");
+  if (st && limits.max_records == 0) st = Error("--batch-records: must be at least 1");
+  if (!st) {
+    err_ << me_ << st.error().message() << "\n";
+    return 2;
+  }
+  if (auto level_check = ZstdCompressor::create(settings_.compression_level); !level_check) {
+    err_ << me_ << "--compression-level: " << level_check.error().message() << "\n";
+    return 2;
+  }
+  return std::nullopt;
+}
 
+std::optional<int> CaptureRun::set_up() {
   // The command, if any, is forked first, before any thread exists, and released once the rings are up.
-  std::optional<Workload> workload;
-  if (!parser.rest().empty()) {
-    auto w = Workload::fork_stopped(parser.rest(), signals.original_mask(), parser.value("output") == "-");
+  if (!parser_.rest().empty()) {
+    auto w = Workload::fork_stopped(parser_.rest(), signals_.original_mask(), parser_.value("output") == "-");
     if (!w) {
-      err << me << w.error().message() << "\n";
+      err_ << me_ << w.error().message() << "\n";
       return 1;
     }
-    workload.emplace(std::move(*w));
+    workload_.emplace(std::move(*w));
+    if (parser_.has("follow")) settings_.capture.follow_tgid = static_cast<std::uint32_t>(workload_->pid());
   }
-
-  if (parser.has("follow")) {
-    if (!workload) {
-      err << me << "--follow needs a command to follow (perfstream " << command << " --follow ... -- CMD)\n";
-      return 2;
-    }
-    capture->follow_tgid = static_cast<std::uint32_t>(workload->pid());
-  }
-  // From here on, other threads (readers, the stream's sender) may write to `err` too: everything goes
-  // through the log, one whole line at a time. Declared before everything it is handed to.
-  Log log(err, me);
-  capture->readers.log = &log;
-  auto session = CaptureSession::open(*capture);
-  if (!session) {
-    log.line(session.error().message());
-    return 1;
-  }
-  CaptureSession& s = **session;
+  settings_.capture.readers.log = &log_;
   // Loading, verifying, opening the events and mapping the rings all happen in open(): bounded, and better
   // finished than cut (a signal cannot interrupt a program half loaded). The session's destructor detaches.
+  auto session = CaptureSession::open(settings_.capture);
+  if (!session) {
+    log_.line(session.error().message());
+    return 1;
+  }
+  session_ = std::move(*session);
   if (auto status = interrupted_while("loading the probes")) return *status;
   // From here on a signal stops the capture the normal way: the output is made, so it ends complete.
-
-  v1::TraceHeader header = make_trace_header(s, parser.rest());
-  auto made = make_output(header, log);
+  auto made = make_output_(make_trace_header(*session_, parser_.rest()), log_);
   if (!made) {
-    log.line(made.error().message());
+    log_.line(made.error().message());
     return 1;
   }
-  CaptureOutput& output = **made;
-  auto dropped = drop_after_setup(user, capture->readers.hotplug_interval.count() > 0, output);
+  output_ = std::move(*made);
+  auto dropped = drop_after_setup(settings_.user, settings_.capture.readers.hotplug_interval.count() > 0, *output_);
   if (!dropped) {
-    log.line(dropped.error().message());
+    log_.line(dropped.error().message());
     return 1;
   }
-  output.start();
-  BatchSink& file = output.sink();
-  PipelineCounters pipeline;
+  dropped_ = std::move(*dropped);
+  return std::nullopt;
+}
+
+std::optional<int> CaptureRun::start() {
+  if (auto st = output_->start(); !st) {
+    // Kept by the output too: its first status check stops the capture and says why, the same way as an
+    // error that comes later. Nothing to clean up differently, so the run goes on to that check.
+    log_.line(st.error().message());
+  }
   // Readers decode and encode; one worker thread compresses and writes (see BatchWorker for why).
-  BatchWorker worker(std::move(*ZstdCompressor::create(level)), file, pipeline);
-  const clockid_t clock = static_cast<clockid_t>(s.array().clockid());
-  auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
-    return std::make_unique<BatchingConsumer>(limits, worker, clock);
+  auto compressor = ZstdCompressor::create(settings_.compression_level);
+  if (!compressor) {
+    log_.line("--compression-level: " + compressor.error().message());
+    return 1;
+  }
+  worker_ = std::make_unique<BatchWorker>(std::move(*compressor), output_->sink(), pipeline_);
+  const clockid_t clock = static_cast<clockid_t>(session_->array().clockid());
+  auto started = session_->start([this, clock](unsigned) -> std::unique_ptr<RecordConsumer> {
+    return std::make_unique<BatchingConsumer>(settings_.limits, *worker_, clock);
   });
   if (!started) {
-    log.line(started.error().message());
+    log_.line(started.error().message());
     return 1;
   }
-  const bool quiet = parser.has("quiet");
-  if (!quiet) {
-    log.line("recording " + join(s.probe_names(), ", ") + " on CPUs " +
-             s.array().candidates().intersect(*CpuSet::online()).to_string() + " " + output.destination() + " (" +
-             s.array().geometry().describe(s.array().candidates().size()) + ")");
-    log.line(dropped->describe());
+  if (!settings_.quiet) {
+    const CpuSet& candidates = session_->array().candidates();
+    auto online = CpuSet::online();
+    log_.line("recording " + join(session_->probe_names(), ", ") + " on CPUs " +
+              (online ? candidates.intersect(*online) : candidates).to_string() + " " +
+              output_->traits().destination + " (" + session_->array().geometry().describe(candidates.size()) + ")");
+    log_.line(dropped_->describe());
   }
+  return std::nullopt;
+}
 
-  asio::io_context io;
-  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
-  asio::signal_set child_signals(io, SIGCHLD);
-  asio::steady_timer duration_timer(io);
-  asio::steady_timer status_timer(io);
-  const bool status_line = !quiet && isatty(STDERR_FILENO);
-  const auto start_time = std::chrono::steady_clock::now();
-  std::string stop_reason = "stopped";
-  int exit_status = 0;
-  int child_status = -1;
+void CaptureRun::stop_all(const std::string& why) {
+  if (stopping_) return;
+  stopping_ = true;
+  stop_reason_ = why;
+  loop_->stop_signals.cancel();  // later signals wait in asio's queue (see drain)
+  loop_->child_signals.cancel();
+  loop_->duration_timer.cancel();
+  loop_->status_timer.cancel();
+}
 
-  // A handler already queued when stop_all cancels its timer still runs with success: each checks `stopping`.
-  bool stopping = false;
-  auto stop_all = [&](const std::string& why) {
-    if (stopping) return;
-    stopping = true;
-    stop_reason = why;
-    stop_signals.cancel();  // later signals wait in asio's queue (see the drain below)
-    child_signals.cancel();
-    duration_timer.cancel();
-    status_timer.cancel();
-  };
-  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-    if (!ec) stop_all(signo == SIGINT ? "interrupted" : "terminated");
+void CaptureRun::wait_for_child() {
+  loop_->child_signals.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_ || !workload_) return;
+    int status = 0;
+    if (waitpid(workload_->pid(), &status, WNOHANG) == workload_->pid()) {
+      child_status_ = status;
+      stop_all("the command exited");
+      return;
+    }
+    wait_for_child();
   });
-  std::function<void()> wait_child = [&] {
-    child_signals.async_wait([&](const boost::system::error_code& ec, int) {
-      if (ec || stopping || !workload) return;
-      int status = 0;
-      if (waitpid(workload->pid(), &status, WNOHANG) == workload->pid()) {
-        child_status = status;
-        stop_all("the command exited");
+}
+
+// Once a second: stop when the output fails; otherwise the status line (on a terminal) and the log's
+// suppression summaries whose interval has ended.
+void CaptureRun::tick() {
+  loop_->status_timer.expires_after(std::chrono::seconds(1));
+  loop_->status_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    const bool stop_on_refusal = output_->traits().stop_when_a_batch_is_refused;
+    if (stop_on_refusal && (pipeline_.dropped_batches.load() > 0 || !output_->check())) {
+      exit_status_ = 1;
+      stop_all("the trace file cannot be written");
+      return;
+    }
+    if (!stop_on_refusal) {
+      if (Status st = output_->check(); !st) {
+        exit_status_ = 1;
+        stop_all("stopped: " + st.error().message());
         return;
       }
-      wait_child();
-    });
-  };
-  if (workload) wait_child();
-  if (duration_ms > 0) {
-    duration_timer.expires_after(std::chrono::milliseconds(duration_ms));
-    duration_timer.async_wait([&](const boost::system::error_code& ec) {
+    }
+    if (!settings_.quiet && isatty(STDERR_FILENO)) log_.raw(status_line());
+    log_.flush();
+    tick();
+  });
+}
+
+std::string CaptureRun::status_line() {
+  (void)session_->read_output_failures();  // best effort here; stop() reads them for good and reports an error
+  const auto total = session_->stats().total();
+  const auto now = std::chrono::steady_clock::now();
+  const double secs = std::chrono::duration<double>(now - last_tick_).count();
+  const double rate = secs > 0 ? (total.samples - last_samples_) / secs : 0;
+  last_samples_ = total.samples;
+  last_tick_ = now;
+  const std::uint64_t in = pipeline_.encoded_bytes.load();
+  const std::uint64_t compressed = pipeline_.compressed_bytes.load();
+  std::ostringstream line;
+  line << "\r\033[K" << format_rate(rate) << "events/s | lost "
+       << total.lost + total.unwritable + pipeline_.dropped_records.load() << " | in " << format_mb(in) << " | "
+       << output_->status() << " | ratio " << std::fixed << std::setprecision(1)
+       << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x";
+  return line.str();
+}
+
+void CaptureRun::wait_for_stop() {
+  loop_ = std::make_unique<Loop>();
+  start_time_ = last_tick_ = std::chrono::steady_clock::now();
+  loop_->stop_signals.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (!ec) stop_all(signo == SIGINT ? "interrupted" : "terminated");
+  });
+  if (workload_) wait_for_child();
+  if (settings_.duration_ms > 0) {
+    loop_->duration_timer.expires_after(std::chrono::milliseconds(settings_.duration_ms));
+    loop_->duration_timer.async_wait([this](const boost::system::error_code& ec) {
       if (!ec) stop_all("duration reached");
     });
   }
-  std::uint64_t last_samples = 0;
-  auto last_tick = start_time;
-  std::function<void()> tick = [&] {
-    status_timer.expires_after(std::chrono::seconds(1));
-    status_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (ec || stopping) return;
-      if (output.stop_when_a_batch_is_refused() && (pipeline.dropped_batches.load() > 0 || !output.check())) {
-        exit_status = 1;
-        stop_all("the trace file cannot be written");
-        return;
-      }
-      if (!output.stop_when_a_batch_is_refused()) {
-        if (Status st = output.check(); !st) {
-          exit_status = 1;
-          stop_all("stopped: " + st.error().message());
-          return;
-        }
-      }
-      if (status_line) {
-        (void)s.read_output_failures();  // best effort here; stop() reads them for good and reports an error
-        const auto total = s.stats().total();
-        const auto now = std::chrono::steady_clock::now();
-        const double secs = std::chrono::duration<double>(now - last_tick).count();
-        const double rate = secs > 0 ? (total.samples - last_samples) / secs : 0;
-        last_samples = total.samples;
-        last_tick = now;
-        const std::uint64_t in = pipeline.encoded_bytes.load();
-        const std::uint64_t compressed = pipeline.compressed_bytes.load();
-        std::ostringstream line;
-        line << "\r\033[K" << format_rate(rate) << "events/s | lost "
-             << total.lost + total.unwritable + pipeline.dropped_records.load()
-             << " | in " << format_mb(in) << " | " << output.status() << " | ratio " << std::fixed
-             << std::setprecision(1) << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x";
-        log.raw(line.str());
-      }
-      log.flush();  // suppression summaries whose interval has ended
-      tick();
-    });
-  };
   tick();
-  if (workload) workload->release();
-  signals.unblock();  // a signal that came during startup is handled now
-  io.run();
-  signals.block();
-  if (status_line) log.raw("\r\033[K");
+  if (workload_) workload_->release();
+  signals_.unblock();  // a signal that came during startup is handled now
+  loop_->io.run();
+  signals_.block();
+  if (!settings_.quiet && isatty(STDERR_FILENO)) log_.raw("\r\033[K");
+}
 
-  // Stop: programs detached, rings drained to the end, last batches flushed, trailer written.
-  // A command still running keeps running, as with perf record.
-  // A signal while stopping (a second Ctrl-C) does not cut the drain short: the rings are finite once the
-  // programs are detached, and a cut would leave a file without its last batches and trailer. A stream
-  // stops waiting for the sink's acknowledgements (the output decides: on_signal_while_stopping).
-  int late_signal = 0;
-  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-    if (!ec) late_signal = signo;
+// A signal while stopping (a second Ctrl-C) does not cut the drain short: the rings are finite once the
+// programs are detached, and a cut would leave a file without its last batches and trailer. A stream
+// stops waiting for the sink's acknowledgements (the output says what it does: on_signal_while_stopping).
+bool CaptureRun::signalled_while_stopping() {
+  if (late_signal_ != 0) return true;
+  loop_->io.restart();
+  loop_->io.poll();  // one that reached asio after stop_all and before the block
+  if (late_signal_ == 0) late_signal_ = signals_.take_pending();
+  if (late_signal_ != 0) {
+    log_.line(std::string(signal_name(late_signal_)) + " while stopping: " + output_->traits().on_signal_while_stopping);
+  }
+  return late_signal_ != 0;
+}
+
+// Programs detached, rings drained to the end, last batches flushed, trailer written. A command still
+// running keeps running, as with perf record.
+void CaptureRun::drain() {
+  loop_->stop_signals.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (!ec) late_signal_ = signo;
   });
-  auto signalled_while_stopping = [&]() -> bool {
-    if (late_signal != 0) return true;
-    io.restart();
-    io.poll();  // one that reached asio after stop_all and before the block
-    if (late_signal == 0) late_signal = signals.take_pending();
-    if (late_signal != 0) {
-      log.line(std::string(signal_name(late_signal)) + " while stopping: " + output.on_signal_while_stopping());
-    }
-    return late_signal != 0;
-  };
-  s.stop();
+  session_->stop();
   signalled_while_stopping();
-  worker.finish();
+  worker_->finish();
   signalled_while_stopping();
-  const std::optional<Error> worker_error = worker.first_error();
-  std::string sink_error = worker_error ? worker_error->message() : std::string();
-  v1::TraceTrailer trailer = make_trace_trailer(s);
-  if (auto st = output.finish(trailer, signalled_while_stopping); !st && sink_error.empty()) {
-    sink_error = st.error().message();
+  if (const std::optional<Error> worker_error = worker_->first_error()) sink_error_ = worker_error->message();
+  const v1::TraceTrailer trailer = make_trace_trailer(*session_);
+  if (auto st = output_->finish(trailer, [this] { return signalled_while_stopping(); }); !st && sink_error_.empty()) {
+    sink_error_ = st.error().message();
   }
   signalled_while_stopping();
-  stop_signals.cancel();
-  if (!output.stop_when_a_batch_is_refused() && pipeline.dropped_batches.load() > 0) {
-    log.line(std::to_string(pipeline.dropped_batches.load()) + " batches (" +
-             std::to_string(pipeline.dropped_records.load()) +
-             " records) were dropped because the spool was full; the sink was told in-band");
-    sink_error.clear();
+  loop_->stop_signals.cancel();
+  if (!output_->traits().stop_when_a_batch_is_refused && pipeline_.dropped_batches.load() > 0) {
+    log_.line(std::to_string(pipeline_.dropped_batches.load()) + " batches (" +
+              std::to_string(pipeline_.dropped_records.load()) +
+              " records) were dropped because the spool was full; the sink was told in-band");
+    sink_error_.clear();
   }
+}
 
-
+int CaptureRun::summarise() {
+  CaptureSession& s = *session_;
   const auto total = s.stats().total();
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
-  if (!sink_error.empty()) {
-    log.line(sink_error);
-    exit_status = 1;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count();
+  if (!sink_error_.empty()) {
+    log_.line(sink_error_);
+    exit_status_ = 1;
   }
   if (!s.output_failures_error().empty()) {
-    log.line("could not read the probes' failed-write counters: " + s.output_failures_error());
+    log_.line("could not read the probes' failed-write counters: " + s.output_failures_error());
   }
-  if (!quiet || exit_status != 0) {
-    const std::uint64_t in = pipeline.encoded_bytes.load();
-    const std::uint64_t written = pipeline.compressed_bytes.load();
-    std::ostringstream summary;
-    summary << stop_reason << " after " << std::fixed << std::setprecision(1) << elapsed
-            << " s: " << total.samples << " records (" << format_mb(total.sample_bytes) << ") from "
-            << s.array().candidates().size() << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
-            << pipeline.dropped_records.load() << " in perfstream"
-            << (total.unwritable > 0 ? " (" + std::to_string(total.unwritable) +
-                                           " of the kernel's were never written: see below)"
-                                     : std::string())
-            << "; " << output.summary(pipeline) << "; batches compressed "
-            << std::setprecision(1) << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x";
-    log.line(summary.str());
-    for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
-      const auto c = s.stats().snapshot(cpu);
-      const std::string name = "CPU " + std::to_string(cpu);
-      if (c.lost > 0) {
-        log.line(name + " lost " + std::to_string(c.lost) + " samples: its ring filled up (at most " +
-                 std::to_string(c.fill_high_water) + " of " + std::to_string(s.array().geometry().data_bytes) +
-                 " bytes pending); a bigger ring (-m) or a smaller wakeup size helps");
-      }
-      if (c.unwritable > 0) {
-        log.line(name + ": " + std::to_string(c.unwritable) + " records could not be written by the BPF programs (" +
-                 render::unwritable_reason(c.unwritable_errno) + ")");
-      }
-      if (c.corrupt > 0) log.line(name + " had " + std::to_string(c.corrupt) + " corrupt ring headers");
+  if (settings_.quiet && exit_status_ == 0) return exit_status_;
+  const std::uint64_t in = pipeline_.encoded_bytes.load();
+  const std::uint64_t written = pipeline_.compressed_bytes.load();
+  std::ostringstream summary;
+  summary << stop_reason_ << " after " << std::fixed << std::setprecision(1) << elapsed << " s: " << total.samples
+          << " records (" << format_mb(total.sample_bytes) << ") from " << s.array().candidates().size()
+          << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
+          << pipeline_.dropped_records.load() << " in perfstream"
+          << (total.unwritable > 0
+                  ? " (" + std::to_string(total.unwritable) + " of the kernel's were never written: see below)"
+                  : std::string())
+          << "; " << output_->summary(pipeline_) << "; batches compressed " << std::setprecision(1)
+          << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x";
+  log_.line(summary.str());
+  report_per_cpu();
+  report_child();
+  return exit_status_;
+}
+
+void CaptureRun::report_per_cpu() {
+  CaptureSession& s = *session_;
+  for (unsigned cpu = 0; cpu < s.stats().slots(); ++cpu) {
+    const auto c = s.stats().snapshot(cpu);
+    const std::string name = "CPU " + std::to_string(cpu);
+    if (c.lost > 0) {
+      log_.line(name + " lost " + std::to_string(c.lost) + " samples: its ring filled up (at most " +
+                std::to_string(c.fill_high_water) + " of " + std::to_string(s.array().geometry().data_bytes) +
+                " bytes pending); a bigger ring (-m) or a smaller wakeup size helps");
     }
-    if (child_status >= 0 && WIFEXITED(child_status) && WEXITSTATUS(child_status) != 0) {
-      log.line("the command exited with status " + std::to_string(WEXITSTATUS(child_status)));
-    } else if (child_status >= 0 && WIFSIGNALED(child_status)) {
-      log.line("the command was killed by signal " + std::to_string(WTERMSIG(child_status)));
+    if (c.unwritable > 0) {
+      log_.line(name + ": " + std::to_string(c.unwritable) + " records could not be written by the BPF programs (" +
+                render::unwritable_reason(c.unwritable_errno) + ")");
     }
+    if (c.corrupt > 0) log_.line(name + " had " + std::to_string(c.corrupt) + " corrupt ring headers");
   }
-  return exit_status;
+}
+
+void CaptureRun::report_child() {
+  if (child_status_ >= 0 && WIFEXITED(child_status_) && WEXITSTATUS(child_status_) != 0) {
+    log_.line("the command exited with status " + std::to_string(WEXITSTATUS(child_status_)));
+  } else if (child_status_ >= 0 && WIFSIGNALED(child_status_)) {
+    log_.line("the command was killed by signal " + std::to_string(WTERMSIG(child_status_)));
+  }
+}
+
+int run_capture(const std::string& command, const ArgParser& parser, const OutputFactory& make_output,
+                StopSignals& signals, std::ostream& err) {
+  return CaptureRun(command, parser, make_output, signals, err).run();
 }
 
 }  // namespace
@@ -739,6 +822,87 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
       signals, err);
 }
 
+namespace {
+
+// Where `stream` sends: a perfstream sink (client) or Kafka (kafka), settled from the flags.
+struct StreamSettings {
+  bool to_kafka = false;
+  StreamClientOptions client;
+  KafkaPublisherOptions kafka;
+  std::chrono::milliseconds drain_timeout{30000};
+
+  static Result<StreamSettings> from(const ArgParser& parser);
+  // The output, once the header is known; `log` is null under -q (no connection events).
+  Result<std::unique_ptr<CaptureOutput>> make_output(const v1::TraceHeader& header, Log* log);
+};
+
+Result<StreamSettings> StreamSettings::from(const ArgParser& parser) {
+  StreamSettings st;
+  if (!parser.value("to")) return Error("where to? --to tcp://HOST:PORT, unix:/PATH or kafka://BROKERS/TOPIC");
+  st.to_kafka = KafkaAddress::is_kafka(*parser.value("to"));
+  if (st.to_kafka) {
+    auto address = KafkaAddress::parse(*parser.value("to"));
+    if (!address) return address.error();
+    st.kafka.address = *address;
+    auto properties = kafka_properties_from(parser);
+    if (!properties) return properties.error();
+    st.kafka.properties = *properties;
+    if (parser.value("tls-cert") || parser.value("tls-key") || parser.value("tls-ca")) {
+      return Error("--tls-* are for a perfstream sink; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... "
+                   "(see README: Kafka)");
+    }
+  } else {
+    if (!parser.values("kafka-property").empty() || parser.value("kafka-config")) {
+      return Error("-X and --kafka-config are for --to kafka://...");
+    }
+    auto endpoint = Endpoint::parse(*parser.value("to"));
+    if (!endpoint) return endpoint.error();
+    st.client.endpoint = *endpoint;
+  }
+  st.client.spool_dir = parser.value("spool").value_or("perfstream.spool");
+  if (auto v = parser.value("spool-size")) {
+    auto bytes = parse_bytes("spool-size", *v);
+    if (!bytes) return bytes.error();
+    st.client.spool_bytes = *bytes;
+  }
+  st.kafka.spool_dir = st.client.spool_dir;
+  st.kafka.spool_bytes = st.client.spool_bytes;
+  if (auto v = parser.value("drain-timeout")) {
+    auto ms = parse_duration_ms("drain-timeout", *v);
+    if (!ms) return ms.error();
+    st.drain_timeout = std::chrono::milliseconds(*ms);
+  }
+  st.client.tls.cert_file = parser.value("tls-cert").value_or("");
+  st.client.tls.key_file = parser.value("tls-key").value_or("");
+  st.client.tls.ca_file = parser.value("tls-ca").value_or("");
+  return st;
+}
+
+Result<std::unique_ptr<CaptureOutput>> StreamSettings::make_output(const v1::TraceHeader& header, Log* log) {
+  const std::string id = header.host() + "-" + header.recording_id();
+  const std::string& spool_dir = client.spool_dir;
+  if (to_kafka) {
+    kafka.log = log;
+    auto publisher = KafkaPublisher::create(kafka, header, id);
+    if (!publisher) return publisher.error();
+    const std::string to = kafka.address.to_string();
+    SenderOutput::Words words{"Kafka at " + to, "published to " + to, "kafka up", "KAFKA DOWN", "take", "taken",
+                              "Kafka's delivery reports"};
+    return std::unique_ptr<CaptureOutput>(
+        new SenderOutput(std::move(*publisher), std::move(words), to, spool_dir, drain_timeout, log));
+  }
+  client.log = log;
+  auto sender = StreamClient::create(client, header, id);
+  if (!sender) return sender.error();
+  const std::string to = client.endpoint.to_string();
+  SenderOutput::Words words{"the sink at " + to, "sent to " + to, "connected", "DISCONNECTED", "acknowledge",
+                            "acknowledged", "the sink's acknowledgements"};
+  return std::unique_ptr<CaptureOutput>(
+      new SenderOutput(std::move(*sender), std::move(words), to, spool_dir, drain_timeout, log));
+}
+
+}  // namespace
+
 int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   StopSignals signals;  // first: see StopSignals
   ArgParser parser("stream",
@@ -755,69 +919,15 @@ int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ost
   add_kafka_flags(parser);
   add_batch_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
-  StreamClientOptions options;
-  auto fail = [&](const std::string& why) {
-    err << "perfstream stream: " << why << "\n";
+  auto settings = StreamSettings::from(parser);
+  if (!settings) {
+    err << "perfstream stream: " << settings.error().message() << "\n";
     return 2;
-  };
-  if (!parser.value("to")) return fail("where to? --to tcp://HOST:PORT, unix:/PATH or kafka://BROKERS/TOPIC");
-  const bool to_kafka = KafkaAddress::is_kafka(*parser.value("to"));
-  KafkaPublisherOptions kafka;
-  if (to_kafka) {
-    auto address = KafkaAddress::parse(*parser.value("to"));
-    if (!address) return fail(address.error().message());
-    kafka.address = *address;
-    auto properties = kafka_properties_from(parser);
-    if (!properties) return fail(properties.error().message());
-    kafka.properties = *properties;
-    if (parser.value("tls-cert") || parser.value("tls-key") || parser.value("tls-ca")) {
-      return fail("--tls-* are for a perfstream sink; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... "
-                  "(see README: Kafka)");
-    }
-  } else {
-    if (!parser.values("kafka-property").empty() || parser.value("kafka-config")) {
-      return fail("-X and --kafka-config are for --to kafka://...");
-    }
-    auto endpoint = Endpoint::parse(*parser.value("to"));
-    if (!endpoint) return fail(endpoint.error().message());
-    options.endpoint = *endpoint;
   }
-  options.spool_dir = parser.value("spool").value_or("perfstream.spool");
-  if (auto v = parser.value("spool-size")) {
-    auto bytes = parse_bytes("spool-size", *v);
-    if (!bytes) return fail(bytes.error().message());
-    options.spool_bytes = *bytes;
-  }
-  kafka.spool_dir = options.spool_dir;
-  kafka.spool_bytes = options.spool_bytes;
-  std::chrono::milliseconds drain_timeout{30000};
-  if (auto v = parser.value("drain-timeout")) {
-    auto ms = parse_duration_ms("drain-timeout", *v);
-    if (!ms) return fail(ms.error().message());
-    drain_timeout = std::chrono::milliseconds(*ms);
-  }
-  options.tls.cert_file = parser.value("tls-cert").value_or("");
-  options.tls.key_file = parser.value("tls-key").value_or("");
-  options.tls.ca_file = parser.value("tls-ca").value_or("");
   const bool quiet = parser.has("quiet");
   return run_capture(
       "stream", parser,
-      [&](const v1::TraceHeader& header, Log& log) -> Result<std::unique_ptr<CaptureOutput>> {
-        options.log = quiet ? nullptr : &log;  // -q: no connection events
-        const std::string id = header.host() + "-" + header.recording_id();
-        if (to_kafka) {
-          kafka.log = options.log;
-          auto publisher = KafkaPublisher::create(kafka, header, id);
-          if (!publisher) return publisher.error();
-          return std::unique_ptr<CaptureOutput>(
-              new KafkaOutput(std::move(*publisher), kafka.address.to_string(), options.spool_dir, drain_timeout,
-                              options.log));
-        }
-        auto client = StreamClient::create(options, header, id);
-        if (!client) return client.error();
-        return std::unique_ptr<CaptureOutput>(new StreamOutput(std::move(*client), options.endpoint.to_string(),
-                                                               options.spool_dir, drain_timeout, options.log));
-      },
+      [&](const v1::TraceHeader& header, Log& log) { return settings->make_output(header, quiet ? nullptr : &log); },
       signals, err);
 }
 

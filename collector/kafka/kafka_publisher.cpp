@@ -409,18 +409,28 @@ KafkaPublisher::~KafkaPublisher() {
 Status KafkaPublisher::write_batch(const EncodedBatch& batch) { return spool_->append_batch(batch); }
 
 Status KafkaPublisher::start() {
-  if (auto st = producer_->make_handle(); !st) return st;
+  if (thread_.joinable()) return {};
+  if (auto st = producer_->make_handle(); !st) {
+    start_error_ = st.error();
+    return st;
+  }
   Producer* producer = producer_.get();
   thread_ = std::thread([producer] { producer->run(); });
   return {};
 }
 
-bool KafkaPublisher::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-                            const std::function<bool()>& give_up) {
+Result<bool> KafkaPublisher::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                                    const std::function<bool()>& give_up) {
+  if (start_error_) return *start_error_;
   auto compressor = ZstdCompressor::create(3);
+  if (!compressor) return compressor.error().with_context("compressing the trailer");
   std::string value;
-  if (!compressor || !compressor->compress(trailer.SerializeAsString(), value)) return false;
-  return producer_->finish(std::move(value), timeout, give_up);
+  if (auto st = compressor->compress(trailer.SerializeAsString(), value); !st) {
+    return st.error().with_context("compressing the trailer");
+  }
+  if (producer_->finish(std::move(value), timeout, give_up)) return true;
+  if (std::string why = producer_->error(); !why.empty()) return Error(why);
+  return false;
 }
 
 KafkaPublisherStatus KafkaPublisher::status() const {
@@ -433,8 +443,14 @@ KafkaPublisherStatus KafkaPublisher::status() const {
   s.delivered = producer_->delivered.load();
   s.failed = producer_->failed.load();
   s.producers = producer_->producers.load();
-  s.error = producer_->error();
+  s.error = start_error_ ? start_error_->message() : producer_->error();
   return s;
+}
+
+std::string KafkaPublisher::describe_progress() const {
+  const auto s = status();
+  return "delivered through batch " + std::to_string(s.acked_through) + ", " + std::to_string(s.failed) +
+         " deliveries failed and retried";
 }
 
 }  // namespace perfstream

@@ -1,5 +1,6 @@
-// KafkaPublisher: the collector's end of `perfstream stream --to kafka://BROKERS/TOPIC`: a BatchSink that
-// spools every batch on disk (Spool, as the socket stream does) and publishes the spool to Kafka.
+// KafkaPublisher: the collector's end of `perfstream stream --to kafka://BROKERS/TOPIC`: a SpooledSender
+// (transport/spooled_sender.hpp: the contract it keeps, as the socket stream does) that publishes its
+// spool to Kafka.
 //
 // Messages (the contract a consumer relies on; docs/SCALE.md has the table):
 //   TOPIC          key = the host name, so one host's batches share a partition and keep their order
@@ -27,12 +28,13 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
-#include "collector/format/batch_sink.hpp"
 #include "collector/kafka/kafka_config.hpp"
 #include "collector/transport/spool.hpp"
+#include "collector/transport/spooled_sender.hpp"
 #include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
@@ -47,22 +49,19 @@ struct KafkaPublisherOptions {
   Log* log = nullptr;  // not owned; called from the publisher's thread; null: nothing is logged
 };
 
-struct KafkaPublisherStatus {
-  bool connected = false;             // a broker answered since the last "all brokers down"
-  std::uint64_t acked_through = 0;    // every batch below is on the brokers
-  std::uint64_t pending_batches = 0;  // spooled, not reported delivered
-  std::uint64_t pending_bytes = 0;
-  std::uint64_t refused_batches = 0;  // the spool was full
+// connected: a broker answered since the last "all brokers down"; acked_through: every batch below is on
+// the brokers; pending: spooled, not reported delivered; error: why publishing stopped for good (the topic
+// refuses our batches, or the client would not start).
+struct KafkaPublisherStatus : SenderStatus {
   std::uint64_t delivered = 0;        // delivery reports that said yes (resends included)
   std::uint64_t failed = 0;           // delivery reports that said no: produced again
   std::uint64_t producers = 0;        // producer instances made (more than 1 after a fatal error)
-  std::string error;                  // why publishing stopped for good (the topic refuses our batches)
 };
 
 // The id of a TraceHeader as published: hex of the first 16 bytes of SHA-256 of its serialization.
 std::string kafka_schema_id(const std::string& serialized_header);
 
-class KafkaPublisher : public BatchSink {
+class KafkaPublisher : public SpooledSender {
  public:
   static Result<std::unique_ptr<KafkaPublisher>> create(const KafkaPublisherOptions& options, v1::TraceHeader header,
                                                         std::string collector_id);
@@ -71,15 +70,19 @@ class KafkaPublisher : public BatchSink {
   Status write_batch(const EncodedBatch& batch) override;
   // Starts the Kafka client and the publisher's thread (create() only checks the settings, so that a
   // recorder can drop its privileges while it is still single-threaded).
-  Status start();
+  // An error that start() returns is also kept as status().error.
+  Status start() override;
   // See Spool::give_to; before start().
-  Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
+  Status give_spool_to(uid_t uid, gid_t gid) override { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` until every batch is delivered, then publishes the trailer and waits for it.
   // False on timeout, or when `give_up` (polled every 50 ms) says to stop waiting: the undelivered
-  // batches stay in the spool directory.
-  bool finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-              const std::function<bool()>& give_up = {});
+  // batches stay in the spool directory. An error when the trailer cannot be compressed, when the client
+  // never started, or when publishing stopped for good (status().error).
+  Result<bool> finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
+                      const std::function<bool()>& give_up = {}) override;
   KafkaPublisherStatus status() const;
+  SenderStatus sender_status() const override { return status(); }
+  std::string describe_progress() const override;
 
  private:
   class Producer;
@@ -88,6 +91,7 @@ class KafkaPublisher : public BatchSink {
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Producer> producer_;
   std::thread thread_;
+  std::optional<Error> start_error_;
 };
 
 }  // namespace perfstream

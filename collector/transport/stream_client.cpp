@@ -386,10 +386,12 @@ StreamClient::~StreamClient() {
 
 Status StreamClient::write_batch(const EncodedBatch& batch) { return spool_->append_batch(batch); }
 
-void StreamClient::start() {
+Status StreamClient::start() {
+  if (thread_.joinable()) return {};
   Sender* sender = sender_.get();
   asio::post(sender->io(), [sender] { sender->begin(); });
   thread_ = std::thread([sender] { sender->run(); });
+  return {};
 }
 
 Result<bool> StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
@@ -428,6 +430,12 @@ StreamClientStatus StreamClient::status() const {
   s.connects = sender_->connects.load();
   s.sent_batches = sender_->sent.load();
   return s;
+}
+
+std::string StreamClient::describe_progress() const {
+  const auto s = status();
+  return "acknowledged through batch " + std::to_string(s.acked_through) + ", " + std::to_string(s.connects) +
+         " connection" + (s.connects == 1 ? "" : "s");
 }
 
 }  // namespace perfstream

@@ -1,5 +1,5 @@
-// StreamClient: the collector's end of a stream: a BatchSink that spools every batch on disk and sends the
-// spool to a sink over TCP, a unix socket or mutual TLS, following stream_protocol.hpp.
+// StreamClient: the collector's end of a stream: a SpooledSender (spooled_sender.hpp: the contract it
+// keeps) that sends its spool to a sink over TCP, a unix socket or mutual TLS, following stream_protocol.hpp.
 //
 // write_batch() only appends to the spool, so the readers never wait on the network. A batch the full
 // spool refuses is replaced by an empty batch of the same sequence (no records), so the sink's cumulative
@@ -22,10 +22,10 @@
 #include <string>
 #include <thread>
 
-#include "collector/format/batch_sink.hpp"
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/spool.hpp"
+#include "collector/transport/spooled_sender.hpp"
 #include "collector/util/log.hpp"
 #include "perfstream.pb.h"
 
@@ -45,34 +45,33 @@ struct StreamClientOptions {
   Log* log = nullptr;  // connection events, from the sender thread; not owned; null: nothing is logged
 };
 
-struct StreamClientStatus {
-  bool connected = false;
-  std::uint64_t acked_through = 0;   // every batch below this is stored at the sink
-  std::uint64_t pending_batches = 0; // spooled, not acknowledged
-  std::uint64_t pending_bytes = 0;
-  std::uint64_t refused_batches = 0; // the spool was full
+// acked_through: every batch below it is stored at the sink; pending: spooled, not acknowledged.
+struct StreamClientStatus : SenderStatus {
   std::uint64_t connects = 0;
   std::uint64_t sent_batches = 0;    // including resends
 };
 
-class StreamClient : public BatchSink {
+class StreamClient : public SpooledSender {
  public:
   static Result<std::unique_ptr<StreamClient>> create(const StreamClientOptions& options, v1::TraceHeader header,
                                                       std::string collector_id);
   ~StreamClient() override;
 
   Status write_batch(const EncodedBatch& batch) override;
-  void start();
+  // Never fails: the sender connects, and retries, on its own.
+  Status start() override;
   // See Spool::give_to; before start().
-  Status give_spool_to(uid_t uid, gid_t gid) { return spool_->give_to(uid, gid); }
+  Status give_spool_to(uid_t uid, gid_t gid) override { return spool_->give_to(uid, gid); }
   // Waits up to `timeout` for every batch to be acknowledged, then sends the trailer: true once it is
   // written. False on timeout (the unacknowledged batches stay in the spool directory, in the trace
   // framing), or as soon as `give_up` (when given, polled every 50 ms) returns true. An error instead,
   // with its errno, when the sink was not what held the batches back: the trailer cannot be compressed
   // (at once), or a batch could not be read back from the spool (at the timeout or give_up).
   Result<bool> finish(const v1::TraceTrailer& trailer, std::chrono::milliseconds timeout,
-                      const std::function<bool()>& give_up = {});
+                      const std::function<bool()>& give_up = {}) override;
   StreamClientStatus status() const;
+  SenderStatus sender_status() const override { return status(); }
+  std::string describe_progress() const override;
 
  private:
   class Sender;

@@ -241,7 +241,7 @@ TEST_F(StreamEndToEnd, RealAndSyntheticCollectorsShareOneSinkExactlyOnce) {
   std::vector<std::thread> feeders;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     clients.push_back(make_client(fast_client_options(options.listen[0], (dir_ / ("spool-" + ids[i])).string()), ids[i]));
-    clients.back()->start();
+    ASSERT_TRUE(clients.back()->start());
   }
   for (std::size_t i = 0; i < ids.size(); ++i) {
     feeders.emplace_back([&, i] {

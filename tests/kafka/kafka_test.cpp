@@ -234,7 +234,7 @@ TEST(KafkaMock, TwoHostsThroughThreeBrokersToTheirOwnFilesExactlyOnceByteExact) 
     });
   }
   for (auto& t : feeders) t.join();
-  for (auto& c : collectors) ASSERT_TRUE(c.publisher->finish(trailer_of(kBatches), 30s)) << log.text();
+  for (auto& c : collectors) ASSERT_TRUE(testing::finished_in_time(c.publisher->finish(trailer_of(kBatches), 30s))) << log.text();
   for (auto& c : collectors) ASSERT_TRUE(wait_until([&] { return sink.finished(c.id); }, 30s)) << log.text();
   ASSERT_TRUE(sink.stop()) << log.text();
 
@@ -289,7 +289,7 @@ TEST(KafkaMock, ALeaderBrokerFailedAndRestoredMidStreamLosesNothing) {
   EXPECT_EQ(c.publisher->status().pending_batches, 50u);
   kafka.broker_up(2);
   publish(*c.publisher, source, 100, kBatches);
-  ASSERT_TRUE(c.publisher->finish(trailer_of(kBatches), 60s)) << log.text();
+  ASSERT_TRUE(testing::finished_in_time(c.publisher->finish(trailer_of(kBatches), 60s))) << log.text();
   ASSERT_TRUE(wait_until([&] { return sink.finished(c.id); }, 60s)) << log.text();
   ASSERT_TRUE(sink.stop()) << log.text();
   const auto s = *sink.summary(c.id);
@@ -317,7 +317,7 @@ TEST(KafkaMock, ASinkStartedAgainOnItsDirectoryStoresNothingTwice) {
     ASSERT_TRUE(first.stop());
   }
   publish(*c.publisher, source, 40, kBatches, 0us);
-  ASSERT_TRUE(c.publisher->finish(trailer_of(kBatches), 30s)) << log.text();
+  ASSERT_TRUE(testing::finished_in_time(c.publisher->finish(trailer_of(kBatches), 30s))) << log.text();
 
   // A new group reads the topic from its beginning: every one of the first 40 comes again and is dropped
   // because the directory holds it; the last 40 are stored, once.
@@ -362,7 +362,7 @@ TEST(KafkaMock, AMemberOfTheSameGroupGoesOnFromTheCommittedOffsets) {
     EXPECT_GE(first->stats().commits, 1u);
   }
   publish(*c.publisher, source, 30, 60, 0us);
-  ASSERT_TRUE(c.publisher->finish(trailer_of(60), 30s)) << log.text();
+  ASSERT_TRUE(testing::finished_in_time(c.publisher->finish(trailer_of(60), 30s))) << log.text();
   RunningSink second(sink_options(kafka, "events", dir.file("sink"), "sinks", log));
   ASSERT_TRUE(wait_until([&] { return second.finished(c.id); }, 30s)) << log.text();
   ASSERT_TRUE(second.stop());
@@ -426,7 +426,7 @@ TEST(KafkaMock, BadMessagesAreSkippedCountedAndNamedAndDuplicatesStoredOnce) {
   raw.send("events", "host-z", source.batch(0).compressed, unknown);  // no such TraceHeader published
 
   publish(*c.publisher, source, 10, 20, 0us);
-  ASSERT_TRUE(c.publisher->finish(trailer_of(20), 30s)) << log.text();
+  ASSERT_TRUE(testing::finished_in_time(c.publisher->finish(trailer_of(20), 30s))) << log.text();
   auto options = sink_options(kafka, "events", dir.file("sink"), "sinks", log);
   options.header_timeout = 3s;
   RunningSink sink(options);

@@ -267,7 +267,7 @@ inline StreamClientOptions fast_client_options(const Endpoint& endpoint, const s
   return o;
 }
 
-// StreamClient::finish's answer as an assertion: it holds when everything was acknowledged and the trailer
+// A SpooledSender::finish answer as an assertion: it holds when everything was acknowledged and the trailer
 // written, and otherwise says why not.
 inline ::testing::AssertionResult finished_in_time(const Result<bool>& done) {
   if (!done) return ::testing::AssertionFailure() << "finish failed: " << done.error().message();

@@ -70,7 +70,7 @@ TEST(StreamClient, AConnectNobodyAnswersTimesOutIsRetriedAndDoesNotHoldTheDestru
   DeafListener listener(true);
   testing::LogLines log;
   auto client = testing::make_client(deaf_options(listener, dir, log), "deaf");
-  client->start();
+  ASSERT_TRUE(client->start());
   ASSERT_TRUE(testing::wait_until([&] { return log.count("no connection within 300 ms") >= 2; }, 10s))
       << "timed out and retried, again and again";
   EXPECT_FALSE(client->status().connected);
@@ -84,7 +84,7 @@ TEST(StreamClient, APeerThatNeverWelcomesTimesOutAndIsRetried) {
   DeafListener listener(false);
   testing::LogLines log;
   auto client = testing::make_client(deaf_options(listener, dir, log), "unwelcome");
-  client->start();
+  ASSERT_TRUE(client->start());
   ASSERT_TRUE(testing::wait_until([&] { return log.count("no welcome from the sink within 300 ms") >= 2; }, 10s));
   const auto start = std::chrono::steady_clock::now();
   client.reset();
@@ -96,7 +96,7 @@ TEST(StreamClient, FinishStopsWaitingWhenTheCallerGivesUp) {
   DeafListener listener(true);
   testing::LogLines log;
   auto client = testing::make_client(deaf_options(listener, dir, log), "impatient");
-  client->start();
+  ASSERT_TRUE(client->start());
   testing::SyntheticSource source(1, 10);
   ASSERT_TRUE(client->write_batch(source.batch(0)));
   int polls = 0;
@@ -116,7 +116,7 @@ TEST(StreamClient, FinishReportsATrailerThatCannotBeCompressedNotATimeout) {
   StreamClientOptions options = deaf_options(listener, dir, log);
   options.trailer_compression_level = 1000;  // zstd refuses it: the compressor fails
   auto client = testing::make_client(options, "uncompressed");
-  client->start();
+  ASSERT_TRUE(client->start());
   const auto start = std::chrono::steady_clock::now();
   auto done = client->finish(v1::TraceTrailer(), 30s);
   ASSERT_FALSE(done) << "an error, not a timeout";
@@ -138,7 +138,7 @@ TEST(StreamClient, FinishReportsABatchTheSpoolCannotReadBackWithItsErrnoNotATime
   StreamClientOptions options = testing::fast_client_options(sink_options.listen[0], dir.file("spool"));
   options.log = log.sink();
   auto client = testing::make_client(options, "unreadable");
-  client->start();
+  ASSERT_TRUE(client->start());
   ASSERT_TRUE(testing::wait_until([&] { return client->status().connected; }, 10s)) << log.text();
   testing::make_unreadable(dir.file("spool") + "/segment-0.psf");
   testing::SyntheticSource source(1, 10);

@@ -291,7 +291,7 @@ TEST(StreamToSink, ThreeCollectorsAtOnceStoreEveryRecordOnceByteExact) {
     options.log = client_log.sink(ids[i] + ": ");
     options.window = i == 1 ? 4 : 64;  // one with a small window: it waits on acks all the time
     clients.push_back(testing::make_client(options, ids[i], "host-" + ids[i]));
-    clients.back()->start();
+    ASSERT_TRUE(clients.back()->start());
   }
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -357,7 +357,7 @@ TEST(StreamToSink, SinkKilledAndRestartedMidStreamLosesNothingAndStoresNothingTw
   auto options = testing::fast_client_options(bound, dir.file("spool"));
   options.log = client_log.sink();
   auto client = testing::make_client(options, id);
-  client->start();
+  ASSERT_TRUE(client->start());
 
   // Batch 20 comes late (a slow reader thread): until it does, the sink stores 21, 22, ... but can only
   // acknowledge through 20, so after the restart the collector resends batches the sink already has.
@@ -437,7 +437,7 @@ TEST(StreamToSink, HostilePeersAreCutOffAndTheOthersAreServed) {
   constexpr std::uint64_t kBatches = 200;
   auto client_options = testing::fast_client_options(sink->bound()[0], dir.file("spool"));
   auto good = testing::make_client(client_options, "good");
-  good->start();
+  ASSERT_TRUE(good->start());
   std::thread feeder([&] {
     SyntheticSource source(1, 24);
     feed(*good, source, 0, kBatches, 3ms);
@@ -568,7 +568,7 @@ TEST(StreamToSink, AFullSpoolRefusesCountsAndReportsTheLossAtBothEnds) {
   options.spool_bytes = 5 * (20 * 210 + 200);  // about five batches of 20 samples
   options.log = client_log.sink();
   auto client = testing::make_client(options, "epsilon");
-  client->start();
+  ASSERT_TRUE(client->start());
 
   // No sink yet: the spool fills, then batches are refused, counted, and noted for the next batch.
   PipelineCounters counters;
@@ -721,7 +721,7 @@ TEST(StreamToSink, MutualTlsLetsInTheRightCertificateOnly) {
   auto good = testing::make_client(
       client_options("good", TlsOptions{certs->pem("client"), certs->key("client"), certs->pem("ca")}, good_log),
       "trusted");
-  good->start();
+  ASSERT_TRUE(good->start());
   std::thread feeder([&] {
     SyntheticSource source(3, 20);
     feed(*good, source, 0, kBatches, 2ms);
@@ -734,8 +734,8 @@ TEST(StreamToSink, MutualTlsLetsInTheRightCertificateOnly) {
   auto stranger = testing::make_client(
       client_options("stranger", TlsOptions{certs->pem("stranger"), certs->key("stranger"), certs->pem("ca")}, stranger_log),
       "stranger");
-  anonymous->start();
-  stranger->start();
+  ASSERT_TRUE(anonymous->start());
+  ASSERT_TRUE(stranger->start());
   {
     RawPeer plain = RawPeer::tcp(ep.port);
     plain.send(hello_frame("plain"));
@@ -788,7 +788,7 @@ TEST(StreamToSink, CollectorIdsThatLookAlikeAsFileNamesGetTheirOwnFiles) {
   for (std::size_t i = 0; i < ids.size(); ++i) {
     auto options = testing::fast_client_options(sink->bound()[0], dir.file("spool-" + std::to_string(i)));
     clients.push_back(testing::make_client(options, ids[i], "host"));
-    clients.back()->start();
+    ASSERT_TRUE(clients.back()->start());
     testing::SyntheticSource source(static_cast<unsigned>(i), 10);
     feed(*clients.back(), source, 0, 5, 0us);
     EXPECT_TRUE(testing::finished_in_time(clients.back()->finish(trailer_of(5), 10s))) << log.text();
