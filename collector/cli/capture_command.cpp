@@ -4,6 +4,7 @@
 #include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
@@ -28,6 +30,7 @@
 #include "collector/cli/record_setup.hpp"
 #include "collector/cli/render.hpp"
 #include "collector/format/batching_consumer.hpp"
+#include "collector/format/trace_file_claim.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/kafka/kafka_publisher.hpp"
 #include "collector/read/capture_session.hpp"
@@ -92,13 +95,49 @@ class StopSignals {
   sigset_t previous_;
 };
 
+// The file `name` names, found as execvp(3) finds it: a name with a slash as it is, else the first
+// executable regular file of that name along $PATH (or the default path when unset). An error with ENOENT
+// when there is none (a shell says "command not found" and exits 127), EACCES when there is one that cannot
+// be executed (126). Checked before anything is set up, so that a command that cannot start leaves no output.
+Result<std::string> find_command(const std::string& name) {
+  auto runnable = [](const std::string& path) -> int {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return errno;
+    if (S_ISDIR(st.st_mode)) return EACCES;
+    return ::access(path.c_str(), X_OK) == 0 ? 0 : errno;
+  };
+  if (name.empty()) return Error("cannot run '': command not found", ENOENT);
+  if (name.find('/') != std::string::npos) {
+    const int err = runnable(name);
+    if (err == 0) return name;
+    return Error::from_errno("cannot run '" + name + "'", err);
+  }
+  const char* env = std::getenv("PATH");
+  const std::string path = env != nullptr ? env : "/usr/local/bin:/bin:/usr/bin";
+  int found_err = ENOENT;
+  std::size_t begin = 0;
+  while (begin <= path.size()) {
+    std::size_t end = path.find(':', begin);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = end == begin ? "." : path.substr(begin, end - begin);
+    const std::string candidate = dir + "/" + name;
+    const int err = runnable(candidate);
+    if (err == 0) return candidate;
+    if (err == EACCES) found_err = EACCES;
+    begin = end + 1;
+  }
+  if (found_err == EACCES) return Error::from_errno("cannot run '" + name + "'", EACCES);
+  return Error("cannot run '" + name + "': command not found", ENOENT);
+}
+
 // A child command held at the starting line: forked before any thread exists, it execs when released.
 class Workload {
  public:
   // `stdout_to_stderr`: the trace goes to our standard output (record -o -), so the command's output must
   // not go into it.
-  static Result<Workload> fork_stopped(const std::vector<std::string>& command, const sigset_t& child_mask,
-                                       bool stdout_to_stderr) {
+  // `file`: the command's executable, as find_command found it.
+  static Result<Workload> fork_stopped(const std::string& file, const std::vector<std::string>& command,
+                                       const sigset_t& child_mask, bool stdout_to_stderr) {
     int go[2];
     if (pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("starting the command: pipe", errno);
     const pid_t pid = fork();
@@ -112,9 +151,10 @@ class Workload {
       std::vector<char*> argv;
       for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
-      execvp(argv[0], argv.data());
-      std::fprintf(stderr, "perfstream: cannot run '%s': %s\n", argv[0], std::strerror(errno));
-      _exit(127);
+      execv(file.c_str(), argv.data());
+      const int err = errno;
+      std::fprintf(stderr, "perfstream: cannot run '%s': %s\n", argv[0], std::strerror(err));
+      _exit(err == ENOENT ? 127 : 126);
     }
     close(go[0]);
     return Workload(pid, go[1]);
@@ -189,8 +229,10 @@ using OutputFactory = std::function<Result<std::unique_ptr<CaptureOutput>>(const
 
 class FileOutput : public CaptureOutput {
  public:
-  FileOutput(std::unique_ptr<TraceFileWriter> writer, const std::string& path, bool rotates)
-      : CaptureOutput(traits_for(path, rotates)), writer_(std::move(writer)), path_(path) {}
+  // `claim` is null for standard output.
+  FileOutput(std::optional<TraceFileClaim> claim, std::unique_ptr<TraceFileWriter> writer, const std::string& path,
+             bool rotates)
+      : CaptureOutput(traits_for(path, rotates)), claim_(std::move(claim)), writer_(std::move(writer)), path_(path) {}
   BatchSink& sink() override { return *writer_; }
   Status start() override { return {}; }
   Status check() override { return writer_->check(); }
@@ -222,6 +264,7 @@ class FileOutput : public CaptureOutput {
     return t;
   }
 
+  std::optional<TraceFileClaim> claim_;  // the lock on the path: released after the writer has closed
   std::unique_ptr<TraceFileWriter> writer_;
   std::string path_;
 };
@@ -308,7 +351,8 @@ void add_batch_flags(ArgParser& parser) {
       .option("batch-bytes", 0, "SIZE", "close a batch at this many encoded bytes (default 1M)")
       .option("batch-records", 0, "N", "close a batch at this many records (default 65536)")
       .option("batch-age", 0, "TIME", "close a batch when its first record is this old (default 1s)")
-      .flag("follow", 0, "with -- COMMAND: record only the command and its descendants")
+      .flag("all-cpus", 'a', "with -- COMMAND: record every process (system-wide), not only the command")
+      .flag("follow", 0, "with -- COMMAND: only the command and its descendants (the default; for older scripts)")
       .flag("quiet", 'q', "no status line, no summary")
       .flag("help", 'h', "show this help");
 }
@@ -377,7 +421,8 @@ class CaptureRun {
     if (auto exit_status = start()) return *exit_status;
     wait_for_stop();
     drain();
-    return summarise();
+    summarise();
+    return exit_status();
   }
 
  private:
@@ -387,6 +432,7 @@ class CaptureRun {
     int compression_level = 1;
     std::uint64_t duration_ms = 0;
     bool quiet = false;
+    bool system_wide = true;  // false: only the command after -- and its descendants
     std::optional<RunAsUser> user;
   };
   // What run() and drain() need of asio: made once the capture starts, destroyed before anything its
@@ -405,7 +451,8 @@ class CaptureRun {
   std::optional<int> start();
   void wait_for_stop();
   void drain();
-  int summarise();
+  void summarise();
+  int exit_status() const;
 
   std::optional<int> interrupted_while(const std::string& phase);
   void stop_all(const std::string& why);
@@ -440,7 +487,7 @@ class CaptureRun {
   std::chrono::steady_clock::time_point start_time_;
   bool stopping_ = false;  // a handler already queued when stop_all cancels its timer still runs: it checks
   std::string stop_reason_ = "stopped";
-  int exit_status_ = 0;
+  int failure_status_ = 0;
   int child_status_ = -1;
   int late_signal_ = 0;
   std::uint64_t last_samples_ = 0;
@@ -477,6 +524,12 @@ std::optional<int> CaptureRun::settle() {
     err_ << me_ << "--follow needs a command to follow (perfstream " << command_ << " --follow ... -- CMD)\n";
     return 2;
   }
+  if (parser_.has("follow") && parser_.has("all-cpus")) {
+    err_ << me_ << "--follow and -a contradict each other: with -- CMD, the command is followed unless -a is given\n";
+    return 2;
+  }
+  // As perf record: with a command, only the command and its descendants, unless -a (system-wide).
+  settings_.system_wide = parser_.rest().empty() || parser_.has("all-cpus");
   return std::nullopt;
 }
 
@@ -493,6 +546,10 @@ std::optional<int> CaptureRun::settle_batching() {
   };
   BatchLimits& limits = settings_.limits;
   number("duration", [&](std::uint64_t v) { settings_.duration_ms = v; }, parse_duration_ms);
+  if (st && parser_.value("duration") && settings_.duration_ms == 0) {
+    st = Error("--duration " + *parser_.value("duration") +
+               ": give a positive time (without --duration the capture runs until Ctrl-C or the command exits)");
+  }
   number("batch-bytes", [&](std::uint64_t v) { limits.max_bytes = v; }, parse_bytes);
   number("batch-records", [&](std::uint64_t v) { limits.max_records = static_cast<std::uint32_t>(v); }, parse_count);
   number("batch-age", [&](std::uint64_t v) { limits.max_age = std::chrono::milliseconds(v); }, parse_duration_ms);
@@ -519,13 +576,19 @@ std::optional<int> CaptureRun::settle_batching() {
 std::optional<int> CaptureRun::set_up() {
   // The command, if any, is forked first, before any thread exists, and released once the rings are up.
   if (!parser_.rest().empty()) {
-    auto w = Workload::fork_stopped(parser_.rest(), signals_.original_mask(), parser_.value("output") == "-");
+    // A command that cannot start is the shell's error, with the shell's exit status, and nothing is made.
+    auto file = find_command(parser_.rest().front());
+    if (!file) {
+      err_ << me_ << file.error().message() << "\n";
+      return file.error().errnum() == ENOENT ? 127 : 126;
+    }
+    auto w = Workload::fork_stopped(*file, parser_.rest(), signals_.original_mask(), parser_.value("output") == "-");
     if (!w) {
       err_ << me_ << w.error().message() << "\n";
       return 1;
     }
     workload_.emplace(std::move(*w));
-    if (parser_.has("follow")) settings_.capture.follow_tgid = static_cast<std::uint32_t>(workload_->pid());
+    if (!settings_.system_wide) settings_.capture.follow_tgid = static_cast<std::uint32_t>(workload_->pid());
   }
   settings_.capture.readers.log = &log_;
   // Loading, verifying, opening the events and mapping the rings all happen in open(): bounded, and better
@@ -616,13 +679,13 @@ void CaptureRun::tick() {
     if (ec || stopping_) return;
     const bool stop_on_refusal = output_->traits().stop_when_a_batch_is_refused;
     if (stop_on_refusal && (pipeline_.dropped_batches.load() > 0 || !output_->check())) {
-      exit_status_ = 1;
+      failure_status_ = 1;
       stop_all("the trace file cannot be written");
       return;
     }
     if (!stop_on_refusal) {
       if (Status st = output_->check(); !st) {
-        exit_status_ = 1;
+        failure_status_ = 1;
         stop_all("stopped: " + st.error().message());
         return;
       }
@@ -711,18 +774,18 @@ void CaptureRun::drain() {
   }
 }
 
-int CaptureRun::summarise() {
+void CaptureRun::summarise() {
   CaptureSession& s = *session_;
   const auto total = s.stats().total();
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count();
   if (!sink_error_.empty()) {
     log_.line(sink_error_);
-    exit_status_ = 1;
+    failure_status_ = 1;
   }
   if (!s.output_failures_error().empty()) {
     log_.line("could not read the probes' failed-write counters: " + s.output_failures_error());
   }
-  if (settings_.quiet && exit_status_ == 0) return exit_status_;
+  if (settings_.quiet && failure_status_ == 0) return;
   const std::uint64_t in = pipeline_.encoded_bytes.load();
   const std::uint64_t written = pipeline_.compressed_bytes.load();
   std::ostringstream summary;
@@ -738,7 +801,15 @@ int CaptureRun::summarise() {
   log_.line(summary.str());
   report_per_cpu();
   report_child();
-  return exit_status_;
+}
+
+// As perf record's: the command's when it exited during the capture (128+N when signal N killed it), unless
+// the capture itself failed; ours otherwise (a command still running when the capture stops keeps running).
+int CaptureRun::exit_status() const {
+  if (failure_status_ != 0 || child_status_ < 0) return failure_status_;
+  if (WIFEXITED(child_status_)) return WEXITSTATUS(child_status_);
+  if (WIFSIGNALED(child_status_)) return 128 + WTERMSIG(child_status_);
+  return failure_status_;
 }
 
 void CaptureRun::report_per_cpu() {
@@ -813,11 +884,22 @@ int run_record(const std::vector<std::string>& args, std::ostream& out, std::ost
   }
   return run_capture(
       "record", parser,
-      [&](const v1::TraceHeader& header, Log&) -> Result<std::unique_ptr<CaptureOutput>> {
+      [&](const v1::TraceHeader& header, Log& log) -> Result<std::unique_ptr<CaptureOutput>> {
+        // Another recorder on the same file is refused; a recording already there is kept as FILE.old.
+        std::optional<TraceFileClaim> claim;
+        if (!to_stdout) {
+          auto claimed = TraceFileClaim::claim(writer_options.path);
+          if (!claimed) return claimed.error();
+          if (!claimed->kept_as().empty() && !parser.has("quiet")) {
+            log.line("the earlier recording in " + writer_options.path + " is kept as " + claimed->kept_as());
+          }
+          claim = std::move(*claimed);
+        }
         auto writer = TraceFileWriter::create(writer_options, header);
         if (!writer) return writer.error();
         const bool rotates = writer_options.rotate_bytes != 0 || writer_options.rotate_time.count() != 0;
-        return std::unique_ptr<CaptureOutput>(new FileOutput(std::move(*writer), writer_options.path, rotates));
+        return std::unique_ptr<CaptureOutput>(
+            new FileOutput(std::move(claim), std::move(*writer), writer_options.path, rotates));
       },
       signals, err);
 }

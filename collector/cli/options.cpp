@@ -71,6 +71,15 @@ Status ArgParser::parse(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) {
         return Error("perfstream " + command_ + ": --" + spec->name + " needs a value (" + spec->value_name + ")");
       }
+      // A flag where the value belongs (`--probe --duration 1s`) is a mistake, not a value: taking it would
+      // swallow the flag. A value that starts with a dash goes in with `=` (--name=--odd).
+      const std::string& next = args[i + 1];
+      const bool looks_like_flag = (next.size() > 2 && next.rfind("--", 0) == 0) ||
+                                   (next.size() >= 2 && next[0] == '-' && find_short(next[1]) != nullptr);
+      if (looks_like_flag || next == "--") {
+        return Error("perfstream " + command_ + ": --" + spec->name + " needs a value (" + spec->value_name +
+                     "), not the flag '" + next + "'");
+      }
       inline_value = args[++i];
     }
     given_[spec->name].push_back(*inline_value);

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <set>
@@ -107,8 +108,8 @@ TEST_F(RecordEndToEnd, RunsACommandAndStopsWhenItExits) {
   const fs::path trace = dir_ / "exec.data";
   RunResult rec = run({perfstream_binary(), "record", "--probe", "exec", "-o", trace.string(), "--quiet", "--",
                        "/bin/sh", "-c", "/bin/true; /bin/true; exit 3"});
-  if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
-  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  if (rec.exit_status != 3 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
+  ASSERT_EQ(rec.exit_status, 3) << "the command's exit status, passed through as perf record does\n" << rec.err;
   RunResult dump = run({perfstream_binary(), "dump", "--json", "--event", "exec", trace.string()});
   ASSERT_EQ(dump.exit_status, 0) << dump.err;
   int trues = 0, shells = 0;
@@ -120,13 +121,20 @@ TEST_F(RecordEndToEnd, RunsACommandAndStopsWhenItExits) {
   EXPECT_EQ(shells, 1) << dump.out;
 }
 
-TEST_F(RecordEndToEnd, FollowRecordsOnlyTheCommandAndItsDescendants) {
+TEST_F(RecordEndToEnd, ACommandIsFollowedWithItsDescendantsUnlessAllCpusIsGiven) {
   const fs::path trace = dir_ / "follow.data";
-  // An unrelated process execs /bin/echo all along; only the followed command's execs may be recorded.
+  // An unrelated process execs /bin/echo all along; only the followed command's execs may be recorded. As
+  // with perf record, a command is followed by default; -a records system-wide.
   Background noise({"/bin/sh", "-c", "while :; do /bin/echo noise >/dev/null; done"});
-  RunResult rec = run({perfstream_binary(), "record", "--probe", "exec,openat", "--follow", "-o", trace.string(),
+  RunResult rec = run({perfstream_binary(), "record", "--probe", "exec,openat", "-o", trace.string(),
                        "--quiet", "--", "/bin/sh", "-c", "/bin/true; /bin/sh -c '/bin/true; /bin/true'; sleep 0.3"});
+  const fs::path wide = dir_ / "wide.data";
+  RunResult wide_rec = run({perfstream_binary(), "record", "--probe", "exec", "-a", "-o", wide.string(), "--quiet",
+                            "--", "/bin/sleep", "0.3"});
   noise.stop(SIGKILL);
+  ASSERT_EQ(wide_rec.exit_status, 0) << wide_rec.err;
+  RunResult wide_dump = run({perfstream_binary(), "dump", "--json", wide.string()});
+  EXPECT_NE(wide_dump.out.find("/bin/echo"), std::string::npos) << "-a records every process:\n" << wide_dump.out;
   if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
   ASSERT_EQ(rec.exit_status, 0) << rec.err;
   RunResult dump = run({perfstream_binary(), "dump", "--json", "--event", "exec", trace.string()});
@@ -143,6 +151,85 @@ TEST_F(RecordEndToEnd, FollowRecordsOnlyTheCommandAndItsDescendants) {
   RunResult bad = run({perfstream_binary(), "record", "--probe", "exec", "--follow"});
   EXPECT_EQ(bad.exit_status, 2);
   EXPECT_NE(bad.err.find("--follow needs a command"), std::string::npos) << bad.err;
+  RunResult both = run({perfstream_binary(), "record", "--probe", "exec", "--follow", "-a", "--", "/bin/true"});
+  EXPECT_EQ(both.exit_status, 2);
+  EXPECT_NE(both.err.find("--follow and -a contradict each other"), std::string::npos) << both.err;
+}
+
+std::string bytes_of(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST_F(RecordEndToEnd, TheCommandsExitStatusPassesThroughAndACommandThatCannotStartTouchesNothing) {
+  const fs::path trace = dir_ / "status.data";
+  auto record = [&](std::vector<std::string> command) {
+    std::vector<std::string> args = {perfstream_binary(), "record", "--probe", "exec", "-q", "-o", trace.string(), "--"};
+    args.insert(args.end(), command.begin(), command.end());
+    return run(args);
+  };
+  RunResult first = record({"/bin/true"});
+  if (first.exit_status != 0 && first.err.find("refused") != std::string::npos) GTEST_SKIP() << first.err;
+  ASSERT_EQ(first.exit_status, 0) << first.err;
+  const std::string earlier = bytes_of(trace);
+  ASSERT_FALSE(earlier.empty());
+
+  // Cannot start: the shell's status (127 not found, 126 not executable), and no file made or moved.
+  RunResult missing = record({"/nonexistent/command"});
+  EXPECT_EQ(missing.exit_status, 127) << missing.err;
+  EXPECT_NE(missing.err.find("cannot run '/nonexistent/command': No such file or directory"), std::string::npos)
+      << missing.err;
+  RunResult unknown = record({"perfstream-no-such-command"});
+  EXPECT_EQ(unknown.exit_status, 127) << unknown.err;
+  EXPECT_NE(unknown.err.find("cannot run 'perfstream-no-such-command': command not found"), std::string::npos)
+      << unknown.err;
+  const fs::path not_executable = dir_ / "not-executable";
+  std::ofstream(not_executable) << "#!/bin/sh\n";
+  RunResult denied = record({not_executable.string()});
+  EXPECT_EQ(denied.exit_status, 126) << denied.err;
+  EXPECT_EQ(bytes_of(trace), earlier) << "the earlier recording must be left as it was";
+  EXPECT_FALSE(fs::exists(dir_ / "status.data.old"));
+
+  // Started: its exit status is ours, and the earlier recording is kept as FILE.old, as perf keeps perf.data.old.
+  RunResult failed = record({"/bin/false"});
+  EXPECT_EQ(failed.exit_status, 1) << failed.err;
+  EXPECT_EQ(bytes_of(dir_ / "status.data.old"), earlier);
+  RunResult killed = record({"/bin/sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.exit_status, 128 + SIGKILL) << killed.err;
+  RunResult dump = run({perfstream_binary(), "dump", trace.string()});
+  EXPECT_EQ(dump.exit_status, 0) << dump.err;
+}
+
+TEST_F(RecordEndToEnd, ASecondRecorderOnTheSameFileIsRefusedAndTheFirstReadsBackWhole) {
+  const fs::path trace = dir_ / "shared.data";
+  Background first({perfstream_binary(), "record", "--probe", "exec", "-q", "-o", trace.string()});
+  if (!wait_for_recording(first, trace)) {
+    RunResult r = first.wait();
+    if (r.err.find("refused") != std::string::npos) GTEST_SKIP() << r.err;
+    FAIL() << "the first recorder did not start: " << r.err;
+  }
+  RunResult second = run({perfstream_binary(), "record", "--probe", "exec", "-o", trace.string(), "--", "/bin/true"});
+  EXPECT_EQ(second.exit_status, 1) << second.err;
+  EXPECT_NE(second.err.find(trace.string() + " is being written by another recorder, pid " + std::to_string(first.pid())),
+            std::string::npos)
+      << second.err;
+  EXPECT_FALSE(fs::exists(dir_ / "shared.data.old")) << "the refused recorder must not move the first one's file";
+  run({"/bin/true"});  // one exec for the first recorder
+  RunResult done = first.stop(SIGINT);
+  ASSERT_EQ(done.exit_status, 0) << done.err;
+  RunResult stats = run({perfstream_binary(), "stats", trace.string()});
+  EXPECT_EQ(stats.exit_status, 0) << stats.err;
+  EXPECT_EQ(stats.err, "") << "a whole recording, trailer and all";
+}
+
+TEST_F(RecordEndToEnd, UsageMistakesAreErrorsNotSilentDefaults) {
+  RunResult zero = run({perfstream_binary(), "record", "--probe", "exec", "--duration", "0"});
+  EXPECT_EQ(zero.exit_status, 2);
+  EXPECT_NE(zero.err.find("--duration 0: give a positive time"), std::string::npos) << zero.err;
+  RunResult swallowed = run({perfstream_binary(), "record", "--probe", "--duration", "1s"});
+  EXPECT_EQ(swallowed.exit_status, 2);
+  EXPECT_NE(swallowed.err.find("--probe needs a value (NAME), not the flag '--duration'"), std::string::npos)
+      << swallowed.err;
 }
 
 TEST_F(RecordEndToEnd, AnyBpfObjectFileCanBeRecordedWithItsLayout) {
