@@ -17,6 +17,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -136,6 +137,11 @@ struct BenchConfig {
   int level = 1;
 };
 
+// --producer-cpus as a set, for the messages.
+CpuSet producer_set(const BenchConfig& cfg) {
+  return CpuSet(std::vector<unsigned>(cfg.producer_cpus.begin(), cfg.producer_cpus.end()));
+}
+
 // The producer's rate with loadgen attached and no ring in the map: every emit fails at once (-ENOENT).
 Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
   ProbeOptions po;
@@ -151,82 +157,128 @@ Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
   return ran > 0 ? (counts.emitted + counts.failed) / (ran / 1e9) : 0.0;
 }
 
-RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling, Log& log) {
-  RunResult r;
-  r.impl = "perfstream-" + cfg.mode;
-  r.size = size;
-  r.ceiling_calls_per_s = ceiling;
+// One perfstream run of the bench: loadgen in a capture session whose readers do `cfg.mode` with what they
+// drain, while the producer runs for the duration.
+//
+// Steps, in order: setup() opens the session and the output and spawns the producer (blocked); start()
+// starts the batch worker and the readers; run() lets the producer go for the duration; drain() stops the
+// session (its final drain is part of the collector's work) and the worker; summarise() fills the result.
+class PerfstreamRun {
+ public:
+  PerfstreamRun(const BenchConfig& cfg, std::uint32_t size, Log& log) : cfg_(cfg), size_(size), log_(log) {}
+
+  Status setup();
+  Status start();
+  void run();
+  void drain();
+  void summarise(RunResult& r);
+
+ private:
+  Status open_output();
+  std::unique_ptr<RecordConsumer> make_consumer();
+
+  const BenchConfig& cfg_;
+  const std::uint32_t size_;
+  // Declared in the order they own each other, so destruction (the reverse) is right by construction: the
+  // worker writes to the sink and counts into pipeline_; the session's consumers submit to the worker, so
+  // the session goes first (its stop() flushes them); the producer, a child process, is killed before all.
+  Log& log_;                                 // the readers' notices, from their threads
+  NullSink null_sink_;                       // where batches go in every mode but file
+  std::unique_ptr<TraceFileWriter> writer_;  // --mode file
+  PipelineCounters pipeline_;
+  std::unique_ptr<BatchWorker> worker_;      // as in record: readers encode, one worker compresses and writes
+  std::unique_ptr<CaptureSession> session_;
+  bench::LoadProducer producer_;
+  std::uint64_t cpu_before_ns_ = 0, cpu_after_ns_ = 0;  // this process's CPU time around the readers' work
+  std::uint64_t ran_ns_ = 0;                            // how long the producer ran
+};
+
+Status PerfstreamRun::setup() {
   CaptureOptions capture;
   capture.probes = {"loadgen"};
-  capture.array.size = cfg.ring;
-  capture.array.wakeup_bytes = cfg.wakeup;
-  capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg.collector_cpus.size()));
-  capture.readers.pin_cpus = cfg.collector_cpus;
-  capture.readers.log = &log;
+  capture.array.size = cfg_.ring;
+  capture.array.wakeup_bytes = cfg_.wakeup;
+  capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg_.collector_cpus.size()));
+  capture.readers.pin_cpus = cfg_.collector_cpus;
+  capture.readers.log = &log_;
   auto session = CaptureSession::open(capture);
-  if (!session) {
-    r.error = session.error().message();
-    return r;
-  }
-  CaptureSession& s = **session;
-  NullSink null_sink;
-  PipelineCounters pipeline;
-  std::unique_ptr<TraceFileWriter> writer;
-  if (cfg.mode == "file") {
-    TraceWriterOptions wo;
-    wo.path = cfg.output;
-    v1::TraceHeader header;
-    header.set_format_version(1);
-    header.add_probes("loadgen");
-    auto w = TraceFileWriter::create(wo, header);
-    if (!w) {
-      r.error = w.error().message();
-      return r;
-    }
-    writer = std::move(*w);
-  }
-  BatchSink& sink = writer ? static_cast<BatchSink&>(*writer) : null_sink;
-  const std::string mode = cfg.mode;
-  const int level = cfg.level;
-  bench::LoadProducer producer;
-  if (!producer.spawn(cfg.producer_cpus)) {
-    r.error = "cannot start the producer";
-    return r;
-  }
-  if (auto st = configure_loadgen(*s.probes().front(), static_cast<std::uint32_t>(producer.pid()), size); !st) {
-    r.error = st.error().message();
-    return r;
-  }
-  const std::uint64_t cpu_before = bench::LoadProducer::process_cpu_ns();
-  // As in record: readers encode, one worker compresses and writes.
-  BatchWorker worker(std::move(*ZstdCompressor::create(level)), sink, pipeline);
-  auto started = s.start([&](unsigned) -> std::unique_ptr<RecordConsumer> {
-    if (mode == "count") return std::make_unique<CountOnlyConsumer>();
-    if (mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
-    return std::make_unique<BatchingConsumer>(BatchLimits{}, worker, static_cast<clockid_t>(s.array().clockid()));
-  });
-  if (!started) {
-    r.error = started.error().message();
-    return r;
-  }
-  producer.start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(cfg.duration_ms));
-  const std::uint64_t ran = producer.stop();
-  s.stop();  // the final drain is part of the collector's work
-  worker.finish();
-  const std::uint64_t cpu_after = bench::LoadProducer::process_cpu_ns();
-  if (writer) (void)writer->close(v1::TraceTrailer());
-  const auto counts = read_loadgen(*s.probes().front());
-  const auto total = s.stats().total();
-  r.duration_s = ran / 1e9;
+  if (!session) return session.error();
+  session_ = std::move(*session);
+  if (auto st = open_output(); !st) return st;
+  if (!producer_.spawn(cfg_.producer_cpus)) return Error("cannot start the producer");
+  return configure_loadgen(*session_->probes().front(), static_cast<std::uint32_t>(producer_.pid()), size_);
+}
+
+Status PerfstreamRun::open_output() {
+  if (cfg_.mode != "file") return {};
+  TraceWriterOptions wo;
+  wo.path = cfg_.output;
+  v1::TraceHeader header;
+  header.set_format_version(1);
+  header.add_probes("loadgen");
+  auto writer = TraceFileWriter::create(wo, header);
+  if (!writer) return writer.error();
+  writer_ = std::move(*writer);
+  return {};
+}
+
+Status PerfstreamRun::start() {
+  cpu_before_ns_ = bench::LoadProducer::process_cpu_ns();
+  auto compressor = ZstdCompressor::create(cfg_.level);
+  if (!compressor) return compressor.error();
+  BatchSink& sink = writer_ ? static_cast<BatchSink&>(*writer_) : null_sink_;
+  worker_ = std::make_unique<BatchWorker>(std::move(*compressor), sink, pipeline_);
+  return session_->start([this](unsigned) { return make_consumer(); });
+}
+
+std::unique_ptr<RecordConsumer> PerfstreamRun::make_consumer() {
+  if (cfg_.mode == "count") return std::make_unique<CountOnlyConsumer>();
+  if (cfg_.mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
+  return std::make_unique<BatchingConsumer>(BatchLimits{}, *worker_, static_cast<clockid_t>(session_->array().clockid()));
+}
+
+void PerfstreamRun::run() {
+  producer_.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(cfg_.duration_ms));
+  ran_ns_ = producer_.stop();
+}
+
+void PerfstreamRun::drain() {
+  session_->stop();  // the final drain is part of the collector's work
+  worker_->finish();
+  cpu_after_ns_ = bench::LoadProducer::process_cpu_ns();
+  if (writer_) (void)writer_->close(v1::TraceTrailer());
+}
+
+void PerfstreamRun::summarise(RunResult& r) {
+  const auto counts = read_loadgen(*session_->probes().front());
+  const auto total = session_->stats().total();
+  r.duration_s = ran_ns_ / 1e9;
   r.emitted = counts.emitted;
   r.failed = counts.failed;
   r.delivered = total.samples;
   r.delivered_bytes = total.sample_bytes;
   r.lost = total.lost;
-  r.collector_cpu_s = (cpu_after - cpu_before) / 1e9;
+  r.collector_cpu_s = (cpu_after_ns_ - cpu_before_ns_) / 1e9;
   r.wakeups = static_cast<std::int64_t>(total.wakeups);
   r.producer_calls_per_s = r.duration_s > 0 ? (r.emitted + r.failed) / r.duration_s : 0;
+}
+
+RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling, Log& log) {
+  RunResult r;
+  r.impl = "perfstream-" + cfg.mode;
+  r.size = size;
+  r.ceiling_calls_per_s = ceiling;
+  PerfstreamRun run(cfg, size, log);
+  Status st = run.setup();
+  if (st) st = run.start();
+  if (!st) {
+    r.error = st.error().message();
+    return r;
+  }
+  run.run();
+  run.drain();
+  run.summarise(r);
   return r;
 }
 
@@ -348,7 +400,7 @@ void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, s
 }
 
 void print_json(const std::vector<RunResult>& runs, const BenchConfig& cfg, std::ostream& out) {
-  out << "{\"producer_cpus\":\"" << CpuSet(std::vector<unsigned>(cfg.producer_cpus.begin(), cfg.producer_cpus.end())).to_string() << "\",\"duration_ms\":" << cfg.duration_ms << ",\"mode\":"
+  out << "{\"producer_cpus\":\"" << producer_set(cfg).to_string() << "\",\"duration_ms\":" << cfg.duration_ms << ",\"mode\":"
       << render::json_string(cfg.mode) << ",\"runs\":[";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const auto& r = runs[i];
@@ -431,9 +483,20 @@ std::string svg_plot(const std::vector<RunResult>& runs) {
   return svg.str();
 }
 
-}  // namespace
+// How `bench` was asked to run: its flags, checked. Plain data.
+struct BenchSettings {
+  BenchConfig cfg;
+  std::size_t online_cpus = 0;              // for the ring geometry and the table's heading
+  std::vector<std::uint32_t> sizes = {64};
+  std::vector<std::string> baselines;       // modes of the libbpf baseline, each run after perfstream's run
+  unsigned repeat = 1;
+  RingGeometry geometry;
+  std::string baseline;                     // the libbpf baseline program
+  bool json = false;
+  std::optional<std::string> plot;          // --plot FILE.svg
+};
 
-int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+ArgParser bench_flags() {
   ArgParser parser("bench", "perfstream bench [--sizes 16,64,256] [--mode count|encode|compress|file] [--compare libbpf,ringbuf] [flags]");
   parser.option("producer-cpus", 0, "LIST", "CPUs with a producer thread each (default 0); the libbpf baselines use the first")
       .option("collector-cpus", 0, "LIST", "CPUs for the reader threads, one thread each (default: the next CPU)")
@@ -450,137 +513,227 @@ int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostr
       .option("plot", 0, "FILE.svg", "draw delivered rate and CPU per record against record size")
       .flag("json", 0, "print one JSON document instead of the table")
       .flag("help", 'h', "show this help");
-  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
-  auto fail = [&](const std::string& why) {
-    err << "perfstream bench: " << why << "\n";
-    return 2;
-  };
-  BenchConfig cfg;
-  auto online = CpuSet::online();
-  if (!online) return fail(online.error().message());
+  return parser;
+}
+
+// --producer-cpus and --collector-cpus; the collector's default is the first online CPU with no producer.
+Status cpus_from(const ArgParser& parser, const CpuSet& online, BenchConfig& cfg) {
   if (auto v = parser.value("producer-cpus")) {
     auto set = CpuSet::parse(*v);
-    if (!set) return fail(set.error().message());
-    if (set->empty() || !set->minus(*online).empty()) return fail("--producer-cpus: give online CPUs");
+    if (!set) return set.error();
+    if (set->empty() || !set->minus(online).empty()) return Error("--producer-cpus: give online CPUs");
     cfg.producer_cpus.assign(set->cpus().begin(), set->cpus().end());
   }
-  const CpuSet producers(std::vector<unsigned>(cfg.producer_cpus.begin(), cfg.producer_cpus.end()));
   if (auto v = parser.value("collector-cpus")) {
     auto set = CpuSet::parse(*v);
-    if (!set) return fail(set.error().message());
-    if (!set->minus(*online).empty()) return fail("--collector-cpus: " + set->minus(*online).to_string() + " not online");
+    if (!set) return set.error();
+    if (!set->minus(online).empty()) return Error("--collector-cpus: " + set->minus(online).to_string() + " not online");
     cfg.collector_cpus = set->cpus();
-  } else {
-    for (unsigned c : online->cpus()) {
-      if (!producers.contains(c)) {
-        cfg.collector_cpus = {c};
-        break;
-      }
-    }
-    if (cfg.collector_cpus.empty()) cfg.collector_cpus = {static_cast<unsigned>(cfg.producer_cpus.front())};
+    return {};
   }
-  std::vector<std::uint32_t> sizes = {64};
-  if (auto v = parser.value("sizes")) {
-    sizes.clear();
-    std::stringstream list(*v);
-    std::string item;
-    while (std::getline(list, item, ',')) {
-      auto n = parse_bytes("sizes", item);
-      if (!n || *n < PS_LOADGEN_HEADER_SIZE || *n > PS_LOADGEN_MAX) {
-        return fail("--sizes: '" + item + "' is not a size from " + std::to_string(PS_LOADGEN_HEADER_SIZE) + " to " +
-                    std::to_string(PS_LOADGEN_MAX));
-      }
-      sizes.push_back(static_cast<std::uint32_t>(*n));
+  const CpuSet producers = producer_set(cfg);
+  for (unsigned c : online.cpus()) {
+    if (!producers.contains(c)) {
+      cfg.collector_cpus = {c};
+      return {};
     }
   }
+  cfg.collector_cpus = {static_cast<unsigned>(cfg.producer_cpus.front())};
+  return {};
+}
+
+// The items of a comma-separated flag value, as std::getline splits it (a trailing comma adds none).
+std::vector<std::string> comma_items(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) items.push_back(item);
+  return items;
+}
+
+Result<std::vector<std::uint32_t>> sizes_from(const std::string& text) {
+  std::vector<std::uint32_t> sizes;
+  for (const std::string& item : comma_items(text)) {
+    auto n = parse_bytes("sizes", item);
+    if (!n || *n < PS_LOADGEN_HEADER_SIZE || *n > PS_LOADGEN_MAX) {
+      return Error("--sizes: '" + item + "' is not a size from " + std::to_string(PS_LOADGEN_HEADER_SIZE) + " to " +
+                   std::to_string(PS_LOADGEN_MAX));
+    }
+    sizes.push_back(static_cast<std::uint32_t>(*n));
+  }
+  return sizes;
+}
+
+// --duration, --pages, --wakeup, --mode, --output, --compression-level.
+Status run_options_from(const ArgParser& parser, BenchConfig& cfg) {
   if (auto v = parser.value("duration")) {
     auto ms = parse_duration_ms("duration", *v);
-    if (!ms || *ms < 100) return fail("--duration: at least 100ms");
+    if (!ms || *ms < 100) return Error("--duration: at least 100ms");
     cfg.duration_ms = *ms;
   }
   if (auto v = parser.value("pages")) {
     auto ring = RingSize::parse(*v);
-    if (!ring) return fail(ring.error().message());
+    if (!ring) return ring.error();
     cfg.ring = *ring;
   }
   if (auto v = parser.value("wakeup")) {
     auto b = parse_bytes("wakeup", *v);
-    if (!b) return fail(b.error().message());
+    if (!b) return b.error();
     cfg.wakeup = *b;
   }
   cfg.mode = parser.value("mode").value_or("count");
   if (cfg.mode != "count" && cfg.mode != "encode" && cfg.mode != "compress" && cfg.mode != "file") {
-    return fail("--mode: count, encode, compress or file");
+    return Error("--mode: count, encode, compress or file");
   }
   cfg.output = parser.value("output").value_or(cfg.output);
   if (auto v = parser.value("compression-level")) cfg.level = std::atoi(v->c_str());
+  return {};
+}
+
+// --compare libbpf,ringbuf: the baseline program's modes.
+Result<std::vector<std::string>> baselines_from(const std::string& text) {
   std::vector<std::string> baselines;
-  if (auto v = parser.value("compare")) {
-    std::stringstream list(*v);
-    std::string item;
-    while (std::getline(list, item, ',')) {
-      if (item == "libbpf") {
-        baselines.push_back("perfbuf-default");
-        baselines.push_back("perfbuf-watermark");
-      } else if (item == "ringbuf") {
-        baselines.push_back("ringbuf");
-      } else {
-        return fail("--compare: libbpf and/or ringbuf, not '" + item + "'");
-      }
+  for (const std::string& item : comma_items(text)) {
+    if (item == "libbpf") {
+      baselines.push_back("perfbuf-default");
+      baselines.push_back("perfbuf-watermark");
+    } else if (item == "ringbuf") {
+      baselines.push_back("ringbuf");
+    } else {
+      return Error("--compare: libbpf and/or ringbuf, not '" + item + "'");
     }
   }
-  unsigned repeat = 1;
+  return baselines;
+}
+
+// The flags, checked in the order the messages have always come in; an error is a usage error (exit 2).
+Result<BenchSettings> bench_settings_from(const ArgParser& parser) {
+  BenchSettings s;
+  auto online = CpuSet::online();
+  if (!online) return online.error();
+  s.online_cpus = online->size();
+  if (auto st = cpus_from(parser, *online, s.cfg); !st) return st.error();
+  if (auto v = parser.value("sizes")) {
+    auto sizes = sizes_from(*v);
+    if (!sizes) return sizes.error();
+    s.sizes = std::move(*sizes);
+  }
+  if (auto st = run_options_from(parser, s.cfg); !st) return st.error();
+  if (auto v = parser.value("compare")) {
+    auto baselines = baselines_from(*v);
+    if (!baselines) return baselines.error();
+    s.baselines = std::move(*baselines);
+  }
   if (auto v = parser.value("repeat")) {
     auto n = parse_count("repeat", *v);
-    if (!n || *n == 0 || *n > 100) return fail("--repeat: 1 to 100");
-    repeat = static_cast<unsigned>(*n);
+    if (!n || *n == 0 || *n > 100) return Error("--repeat: 1 to 100");
+    s.repeat = static_cast<unsigned>(*n);
   }
-  auto geometry = plan_ring_geometry(cfg.ring, cfg.wakeup, online->size(), static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
-  if (!geometry) return fail(geometry.error().message());
-  const std::string baseline = baseline_path(parser.value("baseline").value_or(""));
+  auto geometry = plan_ring_geometry(s.cfg.ring, s.cfg.wakeup, s.online_cpus, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
+  if (!geometry) return geometry.error();
+  s.geometry = *geometry;
+  s.baseline = baseline_path(parser.value("baseline").value_or(""));
+  s.json = parser.has("json");
+  s.plot = parser.value("plot");
+  return s;
+}
 
-  std::vector<RunResult> runs;
-  const bool json = parser.has("json");
-  Log log(err, "perfstream bench: ");  // the readers' notices, from their threads
-  for (std::uint32_t size : sizes) {
+// One run of `bench`: for every size the ceiling, then perfstream and each baseline, `repeat` times.
+//
+// Steps, in order: run() measures (and, without --json, says each run's rate on stderr); summarise() prints
+// the table and ratios, or the JSON document; plot() writes --plot; exit_status() is 1 when a run failed.
+class BenchCommand {
+ public:
+  BenchCommand(BenchSettings settings, std::ostream& out, std::ostream& err)
+      : settings_(std::move(settings)), out_(out), err_(err), log_(err, "perfstream bench: ") {}
+
+  Status run();
+  void summarise();
+  Status plot() const;
+  int exit_status() const;
+
+ private:
+  void add(RunResult r);
+
+  // Declared in the order they own each other: the log outlives the runs whose readers log through it.
+  const BenchSettings settings_;
+  std::ostream& out_;
+  std::ostream& err_;
+  Log log_;  // the readers' notices, from their threads
+  std::vector<RunResult> runs_;
+};
+
+Status BenchCommand::run() {
+  const BenchConfig& cfg = settings_.cfg;
+  for (std::uint32_t size : settings_.sizes) {
     auto ceiling = measure_ceiling(cfg, size);
-    if (!ceiling) {
-      err << "perfstream bench: " << ceiling.error().message() << "\n";
-      return 1;
-    }
-    for (unsigned round = 0; round < repeat; ++round) {
-      runs.push_back(run_perfstream(cfg, size, *ceiling, log));
-      if (!json) err << "perfstream bench: " << runs.back().impl << " " << size << " B: " << rate(runs.back().delivered_per_s())
-                     << " records/s" << (runs.back().error.empty() ? "" : " (" + runs.back().error + ")") << "\n";
-      for (const auto& mode : baselines) {
-        runs.push_back(run_baseline(baseline, mode, cfg, size, *ceiling, geometry->data_pages));
-        if (!json) err << "perfstream bench: " << runs.back().impl << " " << size << " B: "
-                       << rate(runs.back().delivered_per_s()) << " records/s"
-                       << (runs.back().error.empty() ? "" : " (" + runs.back().error + ")") << "\n";
+    if (!ceiling) return ceiling.error();
+    for (unsigned round = 0; round < settings_.repeat; ++round) {
+      add(run_perfstream(cfg, size, *ceiling, log_));
+      for (const auto& mode : settings_.baselines) {
+        add(run_baseline(settings_.baseline, mode, cfg, size, *ceiling, settings_.geometry.data_pages));
       }
     }
   }
-  if (json) {
-    print_json(runs, cfg, out);
-  } else {
-    out << "producer on CPU " << producers.to_string() << ", collector on CPU " << CpuSet(cfg.collector_cpus).to_string()
-        << ", " << cfg.duration_ms << " ms per run, ring " << geometry->describe(online->size()) << ", mode "
-        << cfg.mode << "\n\n";
-    print_table(runs, out);
-    print_ratios(runs, "perfstream-" + cfg.mode, out);
+  return {};
+}
+
+void BenchCommand::add(RunResult r) {
+  runs_.push_back(std::move(r));
+  if (settings_.json) return;
+  const RunResult& last = runs_.back();
+  err_ << "perfstream bench: " << last.impl << " " << last.size << " B: " << rate(last.delivered_per_s())
+       << " records/s" << (last.error.empty() ? "" : " (" + last.error + ")") << "\n";
+}
+
+void BenchCommand::summarise() {
+  const BenchConfig& cfg = settings_.cfg;
+  if (settings_.json) {
+    print_json(runs_, cfg, out_);
+    return;
   }
-  if (auto v = parser.value("plot")) {
-    std::ofstream plot(*v);
-    plot << svg_plot(runs);
-    if (!plot) {
-      err << "perfstream bench: cannot write " << *v << "\n";
-      return 1;
-    }
-  }
-  for (const auto& r : runs) {
+  out_ << "producer on CPU " << producer_set(cfg).to_string() << ", collector on CPU "
+       << CpuSet(cfg.collector_cpus).to_string() << ", " << cfg.duration_ms << " ms per run, ring "
+       << settings_.geometry.describe(settings_.online_cpus) << ", mode " << cfg.mode << "\n\n";
+  print_table(runs_, out_);
+  print_ratios(runs_, "perfstream-" + cfg.mode, out_);
+}
+
+Status BenchCommand::plot() const {
+  if (!settings_.plot) return {};
+  std::ofstream file(*settings_.plot);
+  file << svg_plot(runs_);
+  if (!file) return Error("cannot write " + *settings_.plot);
+  return {};
+}
+
+int BenchCommand::exit_status() const {
+  for (const auto& r : runs_) {
     if (!r.error.empty()) return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser = bench_flags();
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
+  auto settings = bench_settings_from(parser);
+  if (!settings) {
+    err << "perfstream bench: " << settings.error().message() << "\n";
+    return 2;
+  }
+  BenchCommand bench(std::move(*settings), out, err);
+  if (auto st = bench.run(); !st) {
+    err << "perfstream bench: " << st.error().message() << "\n";
+    return 1;
+  }
+  bench.summarise();
+  if (auto st = bench.plot(); !st) {
+    err << "perfstream bench: " << st.error().message() << "\n";
+    return 1;
+  }
+  return bench.exit_status();
 }
 
 }  // namespace perfstream::cli

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "collector/cli/commands.hpp"
@@ -50,71 +52,16 @@ class StoreRate {
   std::chrono::steady_clock::time_point last_time_;
 };
 
-// `sink --from kafka://...`: the consumer runs on its own thread; this one waits for a signal and prints
-// the status every status_ms.
-int run_kafka_sink(const KafkaSinkOptions& options, std::uint64_t status_ms, std::ostream& err) {
-  auto sink = KafkaSink::create(options);
-  if (!sink) {
-    err << "perfstream sink: " << sink.error().message() << "\n";
-    return 1;
-  }
-  KafkaSink& consumer = **sink;
-  Status outcome;
-  asio::io_context io;
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::steady_timer status(io);
-  // A status tick already queued when its timer is cancelled still runs with success: it checks `stopping`
-  // so that it does not arm the timer again and keep io.run() from returning.
-  bool stopping = false;
-  std::thread worker([&] {
-    outcome = consumer.run();
-    asio::post(io, [&] {  // the consumer stopped on its own (an error): so does the sink
-      stopping = true;
-      signals.cancel();
-      status.cancel();
-    });
-  });
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    stopping = true;
-    consumer.stop();
-    status.cancel();
-  });
-  // The consumer's counters start at 0 when it is created: the first tick measures from here.
-  StoreRate rate;
-  rate.since_last(0, 0, std::chrono::steady_clock::now());
-  std::function<void()> tick = [&] {
-    if (status_ms == 0) return;
-    status.expires_after(std::chrono::milliseconds(status_ms));
-    status.async_wait([&](const boost::system::error_code& ec) {
-      if (ec || stopping) return;
-      const auto st = consumer.stats();
-      options.store.log->line("group " + options.group + ": " +
-                        rate.since_last(st.records, st.compressed_bytes, std::chrono::steady_clock::now()) + ", " +
-                        std::to_string(st.partitions) + " partitions, " + std::to_string(st.batches) +
-                        " batches stored, " + std::to_string(st.duplicates) + " duplicates dropped, " +
-                        std::to_string(st.rejected) + " bad messages skipped, " + std::to_string(st.commits) +
-                        " commits");
-      tick();
-    });
-  };
-  tick();
-  io.run();
-  consumer.stop();
-  worker.join();
-  for (const auto& c : consumer.summaries()) {
-    options.store.log->line("collector " + c.id + ": " + c.describe());
-  }
-  if (!outcome) {
-    err << "perfstream sink: " << outcome.error().message() << "\n";
-    return 1;
-  }
-  return 0;
-}
+// How `sink` was asked to run: its flags, checked. Plain data; the command adds its log.
+struct SinkSettings {
+  SinkOptions options;                    // options.store.log: set by SinkCommand, which owns the log
+  std::optional<KafkaSinkOptions> kafka;  // --from kafka://: consume instead of listening
+  std::uint64_t status_ms = 10000;        // 0: no status lines
+  std::optional<RunAsUser> user;          // --user: who the sink becomes once set up
+  bool quiet = false;                     // -q
+};
 
-}  // namespace
-
-int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+ArgParser sink_flags() {
   ArgParser parser("sink",
                    "perfstream sink --listen tcp://127.0.0.1:PORT|unix:/PATH -d DIR [flags]\n"
                    "       perfstream sink --from kafka://BROKER[,BROKER...]/TOPIC --group NAME -d DIR [flags]");
@@ -141,188 +88,342 @@ int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostre
              "USER, who must be able to create files in DIR (a DIR the sink creates is given to USER).\n"
              "With --from kafka://, the same happens before the Kafka client starts.\n");
   add_kafka_flags(parser);
-  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
-  auto fail = [&](const std::string& why) {
-    err << "perfstream sink: " << why << "\n";
-    return 2;
-  };
-  SinkOptions options;
+  return parser;
+}
+
+// A SIZE or TIME flag: parsed by `parse` and handed to `apply` when given.
+template <typename Apply>
+Status apply_flag(const ArgParser& parser, const char* name,
+                  Result<std::uint64_t> (*parse)(const std::string&, const std::string&), Apply apply) {
+  if (auto text = parser.value(name)) {
+    auto value = parse(name, *text);
+    if (!value) return value.error();
+    apply(*value);
+  }
+  return {};
+}
+
+// The sizes and times of the flags, in the order they are checked (the first bad one is the message).
+Status read_limits(const ArgParser& parser, SinkSettings& s) {
+  SinkOptions& o = s.options;
+  Status st = apply_flag(parser, "rotate-size", parse_bytes, [&](std::uint64_t b) { o.store.rotate_bytes = b; });
+  if (st) st = apply_flag(parser, "max-frame", parse_bytes, [&](std::uint64_t b) { o.max_frame = static_cast<std::uint32_t>(std::min<std::uint64_t>(b, 64u << 20)); });
+  if (st) st = apply_flag(parser, "max-batch", parse_bytes, [&](std::uint64_t b) { o.max_batch = b; });
+  if (st) st = apply_flag(parser, "rotate-time", parse_duration_ms, [&](std::uint64_t ms) { o.store.rotate_time = std::chrono::seconds(ms / 1000); });
+  if (st) st = apply_flag(parser, "idle-timeout", parse_duration_ms, [&](std::uint64_t ms) { o.idle_timeout = std::chrono::milliseconds(ms); });
+  if (st) st = apply_flag(parser, "status-interval", parse_duration_ms, [&](std::uint64_t ms) { s.status_ms = ms; });
+  return st;
+}
+
+// --user: resolved now, so that a bad name is a usage error before anything is created.
+Result<std::optional<RunAsUser>> user_from(const ArgParser& parser) {
+  auto spec = parser.value("user");
+  if (!spec) return std::optional<RunAsUser>();
+  auto user = resolve_user(*spec);
+  if (!user) return user.error();
+  if (auto st = can_switch_users(); !st) {
+    return Error("--user " + *spec + ": " + st.error().message() + "; the sink needs no privilege: start it as that user");
+  }
+  return std::optional<RunAsUser>(std::move(*user));
+}
+
+// --from kafka://... with its group and properties; the store and batch limit are the listening sink's.
+Result<KafkaSinkOptions> kafka_settings_from(const ArgParser& parser, const std::string& from, const SinkOptions& options) {
+  KafkaSinkOptions kafka;
+  auto address = KafkaAddress::parse(from);
+  if (!address) return address.error();
+  kafka.address = *address;
+  auto group = parser.value("group");
+  if (!group) return Error("--from needs --group NAME: the consumer group whose offsets say what is stored");
+  kafka.group = *group;
+  auto properties = kafka_properties_from(parser);
+  if (!properties) return properties.error();
+  kafka.properties = *properties;
+  if (options.tls.enabled() || !options.tls.cert_file.empty() || !options.tls.ca_file.empty()) {
+    return Error("--tls-* are for --listen; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... (README: Kafka)");
+  }
+  kafka.store = options.store;
+  kafka.max_batch = options.max_batch;
+  return kafka;
+}
+
+// The flags, checked in the order the messages have always come in; an error is a usage error (exit 2).
+Result<SinkSettings> sink_settings_from(const ArgParser& parser) {
+  SinkSettings s;
   for (const auto& text : parser.values("listen")) {
     auto ep = Endpoint::parse(text);
-    if (!ep) return fail(ep.error().message());
-    options.listen.push_back(*ep);
+    if (!ep) return ep.error();
+    s.options.listen.push_back(*ep);
   }
-  const bool from_kafka = parser.value("from").has_value();
-  if (from_kafka && !options.listen.empty()) return fail("--listen or --from, not both (run two sinks)");
-  if (!from_kafka && options.listen.empty()) {
-    return fail("where to listen? --listen tcp://127.0.0.1:PORT or unix:/PATH (or --from kafka://BROKERS/TOPIC)");
+  const auto from = parser.value("from");
+  if (from && !s.options.listen.empty()) return Error("--listen or --from, not both (run two sinks)");
+  if (!from && s.options.listen.empty()) {
+    return Error("where to listen? --listen tcp://127.0.0.1:PORT or unix:/PATH (or --from kafka://BROKERS/TOPIC)");
   }
-  if (!from_kafka && (parser.value("group") || !parser.values("kafka-property").empty() || parser.value("kafka-config"))) {
-    return fail("--group, -X and --kafka-config go with --from kafka://...");
+  if (!from && (parser.value("group") || !parser.values("kafka-property").empty() || parser.value("kafka-config"))) {
+    return Error("--group, -X and --kafka-config go with --from kafka://...");
   }
-  if (!parser.value("dir")) return fail("where to write? -d DIR");
-  options.store.dir = *parser.value("dir");
-  auto bytes_flag = [&](const char* name, auto apply) -> bool {
-    if (auto v = parser.value(name)) {
-      auto b = parse_bytes(name, *v);
-      if (!b) {
-        fail(b.error().message());
-        return false;
-      }
-      apply(*b);
-    }
-    return true;
-  };
-  auto time_flag = [&](const char* name, auto apply) -> bool {
-    if (auto v = parser.value(name)) {
-      auto ms = parse_duration_ms(name, *v);
-      if (!ms) {
-        fail(ms.error().message());
-        return false;
-      }
-      apply(*ms);
-    }
-    return true;
-  };
-  std::uint64_t status_ms = 10000;
-  if (!bytes_flag("rotate-size", [&](std::uint64_t b) { options.store.rotate_bytes = b; }) ||
-      !bytes_flag("max-frame", [&](std::uint64_t b) { options.max_frame = static_cast<std::uint32_t>(std::min<std::uint64_t>(b, 64u << 20)); }) ||
-      !bytes_flag("max-batch", [&](std::uint64_t b) { options.max_batch = b; }) ||
-      !time_flag("rotate-time", [&](std::uint64_t ms) { options.store.rotate_time = std::chrono::seconds(ms / 1000); }) ||
-      !time_flag("idle-timeout", [&](std::uint64_t ms) { options.idle_timeout = std::chrono::milliseconds(ms); }) ||
-      !time_flag("status-interval", [&](std::uint64_t ms) { status_ms = ms; })) {
-    return 2;
-  }
+  auto dir = parser.value("dir");
+  if (!dir) return Error("where to write? -d DIR");
+  s.options.store.dir = *dir;
+  if (auto st = read_limits(parser, s); !st) return st.error();
   if (auto v = parser.value("threads")) {
     auto n = parse_count("threads", *v);
-    if (!n || *n == 0 || *n > 64) return fail("--threads: between 1 and 64");
-    options.threads = static_cast<unsigned>(*n);
+    if (!n || *n == 0 || *n > 64) return Error("--threads: between 1 and 64");
+    s.options.threads = static_cast<unsigned>(*n);
   }
-  options.allow_remote = parser.has("allow-remote");
-  options.tls.cert_file = parser.value("tls-cert").value_or("");
-  options.tls.key_file = parser.value("tls-key").value_or("");
-  options.tls.ca_file = parser.value("tls-ca").value_or("");
-  const bool quiet = parser.has("quiet");
-  // One log for the sink's threads; with -q, only the peers it disconnects or refuses.
-  Log log([&](const std::string& line) {
-    if (quiet && line.find("disconnected") == std::string::npos && line.find("refused") == std::string::npos) return;
-    err << "perfstream sink: " << line << "\n" << std::flush;
-  });
-  options.store.log = &log;
+  s.options.allow_remote = parser.has("allow-remote");
+  s.options.tls.cert_file = parser.value("tls-cert").value_or("");
+  s.options.tls.key_file = parser.value("tls-key").value_or("");
+  s.options.tls.ca_file = parser.value("tls-ca").value_or("");
+  s.quiet = parser.has("quiet");
+  auto user = user_from(parser);
+  if (!user) return user.error();
+  s.user = std::move(*user);
+  if (from) {
+    auto kafka = kafka_settings_from(parser, *from, s.options);
+    if (!kafka) return kafka.error();
+    s.kafka = std::move(*kafka);
+  }
+  return s;
+}
 
-  std::optional<RunAsUser> user;
-  if (auto v = parser.value("user")) {
-    auto u = resolve_user(*v);
-    if (!u) return fail(u.error().message());
-    if (auto st = can_switch_users(); !st) {
-      return fail("--user " + *v + ": " + st.error().message() + "; the sink needs no privilege: start it as that user");
-    }
-    user = std::move(*u);
+// One run of `sink`: collectors' streams (or a Kafka topic) into DIR, until SIGINT or SIGTERM.
+//
+// Steps, called in this order by run_sink: setup() makes DIR and the server (or the Kafka consumer) and
+// drops privileges, all before any thread starts; start() starts the server's threads (or the consumer's);
+// run() waits on this thread for a signal, logging a status line every status_ms, and returns at a signal
+// or when the consumer stops on its own (an error); drain() stops the server, or stops and joins the
+// consumer; summarise() logs each collector's summary and gives the exit status.
+class SinkCommand {
+ public:
+  SinkCommand(SinkSettings settings, std::ostream& err);
+  ~SinkCommand();
+  SinkCommand(const SinkCommand&) = delete;
+  SinkCommand& operator=(const SinkCommand&) = delete;
+
+  Status setup();
+  void start();
+  void run();
+  void drain();
+  int summarise();
+
+ private:
+  void write_log_line(const std::string& line);
+  Status setup_listener();
+  Status setup_consumer();
+  Result<DropOutcome> drop_privileges_for(const std::string& dir);
+  void wait_for_signal();
+  void arm_status_timer();
+  void log_listener_status();
+  void log_consumer_status();
+
+  // Declared in the order they own each other, so destruction (the reverse) is right by construction: the
+  // log outlives the server and the consumer that log through it; the consumer's thread, which uses the
+  // consumer and posts to io_, is joined before either goes.
+  const SinkSettings settings_;
+  std::ostream& err_;
+  Log log_;                               // one for the sink's threads; with -q only disconnects and refusals
+  bool dir_existed_ = false;              // DIR was there before setup(): not the sink's to give to --user
+  std::unique_ptr<SinkServer> server_;    // --listen
+  std::unique_ptr<KafkaSink> consumer_;   // --from kafka://
+  asio::io_context io_;                   // this thread's: the signals and the status timer
+  asio::signal_set signals_{io_};         // SIGINT and SIGTERM, from start() on
+  asio::steady_timer status_timer_{io_};
+  // A status tick already queued when its timer is cancelled still runs with success: it checks `stopping_`
+  // so that it does not arm the timer again and keep io_.run() from returning.
+  bool stopping_ = false;
+  // Per collector (Kafka: per group). A collector's counters include what a resumed recording held already:
+  // its first tick gives 0/s.
+  std::map<std::string, StoreRate> rates_;
+  Status consumer_outcome_;               // written by consumer_thread_, read after the join
+  std::thread consumer_thread_;           // runs consumer_->run(); joined by drain() or the destructor
+};
+
+SinkCommand::SinkCommand(SinkSettings settings, std::ostream& err)
+    : settings_(std::move(settings)), err_(err), log_([this](const std::string& line) { write_log_line(line); }) {}
+
+SinkCommand::~SinkCommand() {
+  if (consumer_thread_.joinable()) drain();  // an early return: the thread must not outlive the consumer
+}
+
+void SinkCommand::write_log_line(const std::string& line) {
+  if (settings_.quiet && line.find("disconnected") == std::string::npos && line.find("refused") == std::string::npos) {
+    return;
   }
+  err_ << "perfstream sink: " << line << "\n" << std::flush;
+}
+
+Status SinkCommand::setup() {
   std::error_code exists_ec;
-  const bool dir_existed = std::filesystem::exists(options.store.dir, exists_ec);
+  dir_existed_ = std::filesystem::exists(settings_.options.store.dir, exists_ec);
+  return settings_.kafka ? setup_consumer() : setup_listener();
+}
 
-  // Nothing privileged is left to do once the sink listens (and has read its TLS files) and DIR exists:
-  // DIR, if the sink created it, goes to USER; then every capability goes. Before any thread starts.
-  auto drop = [&]() -> Result<DropOutcome> {
-    if (user && !dir_existed) {
-      const int dir_fd = ::open(options.store.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      const bool given = dir_fd >= 0 && ::fchown(dir_fd, user->uid, user->gid) == 0;
-      const int chown_errno = errno;
-      if (dir_fd >= 0) ::close(dir_fd);
-      if (!given) return Error::from_errno("handing " + options.store.dir + " to " + user->name, chown_errno);
-    }
-    DropPlan plan;
-    plan.user = user;
-    auto dropped = drop_privileges(plan);
-    if (dropped && access(options.store.dir.c_str(), W_OK | X_OK) != 0) {
-      return Error::from_errno("running as " + dropped->who + ", the sink cannot create files in " + options.store.dir,
-                               errno, "make the directory writable for that user, or choose another");
-    }
-    return dropped;
-  };
-
-  if (from_kafka) {
-    KafkaSinkOptions kafka;
-    auto address = KafkaAddress::parse(*parser.value("from"));
-    if (!address) return fail(address.error().message());
-    kafka.address = *address;
-    if (!parser.value("group")) return fail("--from needs --group NAME: the consumer group whose offsets say what is stored");
-    kafka.group = *parser.value("group");
-    auto properties = kafka_properties_from(parser);
-    if (!properties) return fail(properties.error().message());
-    kafka.properties = *properties;
-    if (options.tls.enabled() || !options.tls.cert_file.empty() || !options.tls.ca_file.empty()) {
-      return fail("--tls-* are for --listen; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... (README: Kafka)");
-    }
-    kafka.store = options.store;
-    kafka.max_batch = options.max_batch;
-    std::error_code dir_ec;
-    std::filesystem::create_directories(options.store.dir, dir_ec);
-    if (dir_ec) {
-      err << "perfstream sink: creating " << options.store.dir << ": " << dir_ec.message() << "\n";
-      return 1;
-    }
-    auto dropped = drop();
-    if (!dropped) {
-      err << "perfstream sink: " << dropped.error().message() << "\n";
-      return 1;
-    }
-    options.store.log->line(dropped->describe());
-    return run_kafka_sink(kafka, status_ms, err);
-  }
-
+Status SinkCommand::setup_listener() {
+  SinkOptions options = settings_.options;
+  options.store.log = &log_;
   auto server = SinkServer::create(options);
-  if (!server) {
-    err << "perfstream sink: " << server.error().message() << "\n";
-    return 1;
+  if (!server) return server.error();
+  server_ = std::move(*server);
+  auto dropped = drop_privileges_for(options.store.dir);
+  if (!dropped) return dropped.error();
+  for (const auto& ep : server_->bound()) {
+    log_.line("listening on " + ep.to_string() + ", writing into " + options.store.dir);
   }
-  auto dropped = drop();
-  if (!dropped) {
-    err << "perfstream sink: " << dropped.error().message() << "\n";
-    return 1;
-  }
-  for (const auto& ep : (*server)->bound()) {
-    options.store.log->line("listening on " + ep.to_string() + ", writing into " + options.store.dir);
-  }
-  options.store.log->line(dropped->describe());
-  (*server)->start();
+  log_.line(dropped->describe());
+  return {};
+}
 
-  asio::io_context io;
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::steady_timer status(io);
-  bool stopping = false;
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    stopping = true;
-    status.cancel();
-  });
-  // A collector's counters include what a resumed recording held already: its first tick gives 0/s.
-  std::map<std::string, StoreRate> rates;
-  std::function<void()> tick = [&] {
-    if (status_ms == 0) return;
-    status.expires_after(std::chrono::milliseconds(status_ms));
-    status.async_wait([&](const boost::system::error_code& ec) {
-      if (ec || stopping) return;
-      const auto now = std::chrono::steady_clock::now();
-      for (const auto& c : (*server)->summaries()) {
-        if (!c.connected && c.finished) continue;
-        const std::string rate = rates[c.id].since_last(c.records, c.compressed_bytes, now);
-        options.store.log->line("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate + ", " +
-                          std::to_string(c.batches) + " batches, " + std::to_string(c.records) + " records, lost " +
-                          std::to_string(c.lost_kernel) + " in its kernel + " + std::to_string(c.lost_collector) +
-                          " in its spool, " + std::to_string(c.duplicates) + " duplicates dropped");
-      }
-      tick();
+// The Kafka client starts threads: it is created once the privileges are gone.
+Status SinkCommand::setup_consumer() {
+  KafkaSinkOptions options = *settings_.kafka;
+  options.store.log = &log_;
+  std::error_code dir_ec;
+  std::filesystem::create_directories(options.store.dir, dir_ec);
+  if (dir_ec) return Error("creating " + options.store.dir + ": " + dir_ec.message());
+  auto dropped = drop_privileges_for(options.store.dir);
+  if (!dropped) return dropped.error();
+  log_.line(dropped->describe());
+  auto consumer = KafkaSink::create(options);
+  if (!consumer) return consumer.error();
+  consumer_ = std::move(*consumer);
+  return {};
+}
+
+// Nothing privileged is left to do once the sink listens (and has read its TLS files) and DIR exists:
+// DIR, if the sink created it, goes to USER; then every capability goes. Before any thread starts.
+Result<DropOutcome> SinkCommand::drop_privileges_for(const std::string& dir) {
+  const auto& user = settings_.user;
+  if (user && !dir_existed_) {
+    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const bool given = dir_fd >= 0 && ::fchown(dir_fd, user->uid, user->gid) == 0;
+    const int chown_errno = errno;
+    if (dir_fd >= 0) ::close(dir_fd);
+    if (!given) return Error::from_errno("handing " + dir + " to " + user->name, chown_errno);
+  }
+  DropPlan plan;
+  plan.user = user;
+  auto dropped = drop_privileges(plan);
+  if (dropped && access(dir.c_str(), W_OK | X_OK) != 0) {
+    return Error::from_errno("running as " + dropped->who + ", the sink cannot create files in " + dir, errno,
+                             "make the directory writable for that user, or choose another");
+  }
+  return dropped;
+}
+
+void SinkCommand::start() {
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  if (server_) {
+    server_->start();
+    return;
+  }
+  consumer_thread_ = std::thread([this] {
+    consumer_outcome_ = consumer_->run();
+    asio::post(io_, [this] {  // the consumer stopped on its own (an error): so does the sink
+      stopping_ = true;
+      signals_.cancel();
+      status_timer_.cancel();
     });
-  };
-  tick();
-  io.run();
-  (*server)->stop();
-  for (const auto& c : (*server)->summaries()) {
-    options.store.log->line("collector " + c.id + ": " + c.describe());
+  });
+  // The consumer's counters start at 0 when it is created: the first tick measures from here.
+  rates_[settings_.kafka->group].since_last(0, 0, std::chrono::steady_clock::now());
+}
+
+void SinkCommand::run() {
+  wait_for_signal();
+  arm_status_timer();
+  io_.run();
+}
+
+void SinkCommand::wait_for_signal() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    stopping_ = true;
+    if (consumer_) consumer_->stop();
+    status_timer_.cancel();
+  });
+}
+
+void SinkCommand::arm_status_timer() {
+  if (settings_.status_ms == 0) return;
+  status_timer_.expires_after(std::chrono::milliseconds(settings_.status_ms));
+  status_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    if (server_) {
+      log_listener_status();
+    } else {
+      log_consumer_status();
+    }
+    arm_status_timer();
+  });
+}
+
+void SinkCommand::log_listener_status() {
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& c : server_->summaries()) {
+    if (!c.connected && c.finished) continue;
+    const std::string rate = rates_[c.id].since_last(c.records, c.compressed_bytes, now);
+    log_.line("collector " + c.id + (c.connected ? "" : " (disconnected)") + ": " + rate + ", " +
+              std::to_string(c.batches) + " batches, " + std::to_string(c.records) + " records, lost " +
+              std::to_string(c.lost_kernel) + " in its kernel + " + std::to_string(c.lost_collector) +
+              " in its spool, " + std::to_string(c.duplicates) + " duplicates dropped");
+  }
+}
+
+void SinkCommand::log_consumer_status() {
+  const std::string& group = settings_.kafka->group;
+  const auto st = consumer_->stats();
+  log_.line("group " + group + ": " +
+            rates_[group].since_last(st.records, st.compressed_bytes, std::chrono::steady_clock::now()) + ", " +
+            std::to_string(st.partitions) + " partitions, " + std::to_string(st.batches) + " batches stored, " +
+            std::to_string(st.duplicates) + " duplicates dropped, " + std::to_string(st.rejected) +
+            " bad messages skipped, " + std::to_string(st.commits) + " commits");
+}
+
+void SinkCommand::drain() {
+  if (server_) server_->stop();
+  if (consumer_thread_.joinable()) {
+    consumer_->stop();
+    consumer_thread_.join();
+  }
+}
+
+int SinkCommand::summarise() {
+  std::vector<RecordingSummary> summaries;
+  if (server_) {
+    for (const auto& c : server_->summaries()) summaries.push_back(c);
+  } else {
+    summaries = consumer_->summaries();
+  }
+  for (const auto& c : summaries) log_.line("collector " + c.id + ": " + c.describe());
+  if (!consumer_outcome_) {
+    err_ << "perfstream sink: " << consumer_outcome_.error().message() << "\n";
+    return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser = sink_flags();
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
+  auto settings = sink_settings_from(parser);
+  if (!settings) {
+    err << "perfstream sink: " << settings.error().message() << "\n";
+    return 2;
+  }
+  SinkCommand sink(std::move(*settings), err);
+  if (auto st = sink.setup(); !st) {
+    err << "perfstream sink: " << st.error().message() << "\n";
+    return 1;
+  }
+  sink.start();
+  sink.run();
+  sink.drain();
+  return sink.summarise();
 }
 
 }  // namespace perfstream::cli

@@ -153,11 +153,11 @@ std::string ending(const recording::RecordingReader& reader) {
 
 std::string u(std::uint64_t v) { return std::to_string(v); }
 
-void print_text(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
+// Where, when and from what the recording was made, and how it ended: keys and values both left-aligned.
+void print_overview(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
   const v1::TraceHeader& h = trace.header();
   std::string files;
   for (const auto& f : trace.pieces()) files += (files.empty() ? "" : ", ") + f.path;
-  // Keys and values both left-aligned.
   std::size_t key_width = 0;
   std::vector<std::pair<std::string, std::string>> lines = {
       {"recording", h.recording_id().empty() ? "-" : h.recording_id()},
@@ -175,10 +175,11 @@ void print_text(const recording::RecordingReader& trace, const Summary& s, std::
   };
   for (const auto& [k, v] : lines) key_width = std::max(key_width, k.size());
   for (const auto& [k, v] : lines) out << k << std::string(key_width - k.size() + 2, ' ') << v << "\n";
+}
 
-  out << "\n";
-  // "unwritable (BPF)": records the BPF programs could not write at all (no live ring on the CPU); the
-  // kernel reports nothing about them, the built-in probes count them (trailer).
+// "unwritable (BPF)": records the BPF programs could not write at all (no live ring on the CPU); the
+// kernel reports nothing about them, the built-in probes count them (trailer).
+void print_cpu_table(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
   render::Table cpus({"CPU", "records", "lost (kernel)", "unwritable (BPF)", "lost (collector)", "payload bytes"});
   for (const auto& [cpu, row] : s.cpus) {
     cpus.add({u(cpu), u(row.records), u(row.lost_kernel), u(row.unwritable), u(row.lost_collector),
@@ -194,14 +195,16 @@ void print_text(const recording::RecordingReader& trace, const Summary& s, std::
           << render::unwritable_reason(t.unwritable_errno()) << ")\n";
     }
   }
+}
 
-  out << "\n";
+void print_event_table(const Summary& s, std::ostream& out) {
   render::Table events({"event", "records", "payload bytes"});
   for (const auto& e : s.events) events.add({e.name, u(e.records), u(e.payload_bytes)});
   events.add({"total", u(s.total.records), u(s.total.payload_bytes)});
   out << events.render();
+}
 
-  out << "\n";
+void print_rate_and_bytes(const Summary& s, std::ostream& out) {
   if (s.duration_s > 0) {
     out << "rate   " << render::format_fixed(s.records_per_s, 1) << " records/s, "
         << render::format_fixed(s.payload_mb_per_s, 3) << " MB/s of payload\n";
@@ -212,17 +215,23 @@ void print_text(const recording::RecordingReader& trace, const Summary& s, std::
       << s.batches << (s.batches == 1 ? " batch" : " batches") << ", raw) -> " << s.on_disk_bytes
       << " on disk (compressed), ratio " << render::format_fixed(s.ratio, 2) << "; files " << s.file_bytes
       << " bytes\n";
+}
 
-  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr && trailer->cpus_size() > 0) {
-    out << "\ncollector counters (trailer):\n";
-    render::Table c({"CPU", "samples", "sample bytes", "lost", "unwritable", "corrupt", "fill high water", "ring size",
-                     "wakeups", "passes"});
-    for (const auto& t : trailer->cpus()) {
-      c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.unwritable()), u(t.corrupt()),
-             u(t.fill_high_water()), u(t.ring_size()), u(t.wakeups()), u(t.passes())});
-    }
-    out << c.render();
+// The collector's own counters from the last trailer, when it has any.
+void print_collector_counters(const recording::RecordingReader& trace, std::ostream& out) {
+  const v1::TraceTrailer* trailer = trace.last_trailer();
+  if (trailer == nullptr || trailer->cpus_size() == 0) return;
+  out << "\ncollector counters (trailer):\n";
+  render::Table c({"CPU", "samples", "sample bytes", "lost", "unwritable", "corrupt", "fill high water", "ring size",
+                   "wakeups", "passes"});
+  for (const auto& t : trailer->cpus()) {
+    c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.unwritable()), u(t.corrupt()),
+           u(t.fill_high_water()), u(t.ring_size()), u(t.wakeups()), u(t.passes())});
   }
+  out << c.render();
+}
+
+void print_problems_and_damage(const recording::RecordingReader& trace, std::ostream& out) {
   if (!trace.problems().empty()) {
     out << "\nproblems:\n";
     for (const auto& p : trace.problems()) out << "  " << p << "\n";
@@ -238,16 +247,27 @@ void print_text(const recording::RecordingReader& trace, const Summary& s, std::
   }
 }
 
-void print_json(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
-  const v1::TraceHeader& h = trace.header();
-  auto str = [](const std::string& v) { return render::json_string(v); };
-  std::string o = "{";
-  o += "\"recording_id\":" + str(h.recording_id());
-  o += ",\"files\":[";
+void print_text(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
+  print_overview(trace, s, out);
+  out << "\n";
+  print_cpu_table(trace, s, out);
+  out << "\n";
+  print_event_table(s, out);
+  out << "\n";
+  print_rate_and_bytes(s, out);
+  print_collector_counters(trace, out);
+  print_problems_and_damage(trace, out);
+}
+
+std::string json_str(const std::string& v) { return render::json_string(v); }
+
+// The JSON arrays of print_json, one function each: "[...]".
+std::string json_files(const recording::RecordingReader& trace) {
+  std::string o = "[";
   for (std::size_t i = 0; i < trace.pieces().size(); ++i) {
     const auto& f = trace.pieces()[i];
     if (i != 0) o += ',';
-    o += "{\"path\":" + str(f.path) + ",\"piece\":" + u(f.header.piece()) + ",\"size\":" + u(f.file_size) +
+    o += "{\"path\":" + json_str(f.path) + ",\"piece\":" + u(f.header.piece()) + ",\"size\":" + u(f.file_size) +
          ",\"batches\":" + u(f.batches) + ",\"records\":" + u(f.records) + ",\"trailer\":";
     if (f.trailer) {
       o += "{\"batches\":" + u(f.trailer->batches()) + ",\"records\":" + u(f.trailer->records()) +
@@ -258,21 +278,11 @@ void print_json(const recording::RecordingReader& trace, const Summary& s, std::
     }
     o += "}";
   }
-  o += "]";
-  o += ",\"host\":" + str(h.host());
-  o += ",\"kernel\":" + str(h.kernel_release());
-  o += ",\"probes\":[";
-  for (int i = 0; i < h.probes_size(); ++i) o += (i ? "," : "") + str(h.probes(i));
-  o += "]";
-  o += ",\"clock\":" + str(render::clock_name(h.clock()));
-  o += ",\"recorded_cpus\":" + str(h.recorded_cpus());
-  if (s.total.records > 0) {
-    o += ",\"time\":{\"first_ns\":" + u(s.first_ns) + ",\"last_ns\":" + u(s.last_ns) +
-         ",\"duration_s\":" + render::format_fixed(s.duration_s, 9) + "}";
-  } else {
-    o += ",\"time\":null";
-  }
-  o += ",\"cpus\":[";
+  return o + "]";
+}
+
+std::string json_cpus(const Summary& s) {
+  std::string o = "[";
   bool first = true;
   for (const auto& [cpu, row] : s.cpus) {
     o += first ? "" : ",";
@@ -281,13 +291,66 @@ void print_json(const recording::RecordingReader& trace, const Summary& s, std::
          ",\"unwritable\":" + u(row.unwritable) + ",\"lost_collector\":" + u(row.lost_collector) +
          ",\"payload_bytes\":" + u(row.payload_bytes) + "}";
   }
-  o += "]";
-  o += ",\"events\":[";
+  return o + "]";
+}
+
+std::string json_events(const Summary& s) {
+  std::string o = "[";
   for (std::size_t i = 0; i < s.events.size(); ++i) {
-    o += (i ? "," : "") + std::string("{\"event\":") + str(s.events[i].name) + ",\"records\":" +
+    o += (i ? "," : "") + std::string("{\"event\":") + json_str(s.events[i].name) + ",\"records\":" +
          u(s.events[i].records) + ",\"payload_bytes\":" + u(s.events[i].payload_bytes) + "}";
   }
+  return o + "]";
+}
+
+// The collector's own counters from the last trailer: [] without one.
+std::string json_collector(const recording::RecordingReader& trace) {
+  std::string o = "[";
+  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+    for (int i = 0; i < trailer->cpus_size(); ++i) {
+      const auto& t = trailer->cpus(i);
+      o += (i ? "," : "") + std::string("{\"cpu\":") + u(t.cpu()) + ",\"samples\":" + u(t.samples()) +
+           ",\"sample_bytes\":" + u(t.sample_bytes()) + ",\"lost\":" + u(t.lost()) +
+           ",\"unwritable\":" + u(t.unwritable()) + ",\"unwritable_errno\":" + u(t.unwritable_errno()) +
+           ",\"corrupt\":" + u(t.corrupt()) +
+           ",\"fill_high_water\":" + u(t.fill_high_water()) + ",\"ring_size\":" + u(t.ring_size()) +
+           ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) + "}";
+    }
+  }
+  return o + "]";
+}
+
+std::string json_damage(const recording::RecordingReader& trace) {
+  std::string o = "[";
+  for (std::size_t i = 0; i < trace.damage().size(); ++i) {
+    const recording::Damage& d = trace.damage()[i];
+    o += (i ? "," : "") + std::string("{\"path\":") + json_str(d.path) + ",\"offset\":" + u(d.offset) +
+         ",\"kind\":" + (d.truncated ? "\"truncated\"" : "\"corrupt\"") + ",\"message\":" + json_str(d.message) +
+         ",\"resumed_at\":" + (d.resumed_at ? u(*d.resumed_at) : std::string("null")) + "}";
+  }
+  return o + "]";
+}
+
+void print_json(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
+  const v1::TraceHeader& h = trace.header();
+  std::string o = "{";
+  o += "\"recording_id\":" + json_str(h.recording_id());
+  o += ",\"files\":" + json_files(trace);
+  o += ",\"host\":" + json_str(h.host());
+  o += ",\"kernel\":" + json_str(h.kernel_release());
+  o += ",\"probes\":[";
+  for (int i = 0; i < h.probes_size(); ++i) o += (i ? "," : "") + json_str(h.probes(i));
   o += "]";
+  o += ",\"clock\":" + json_str(render::clock_name(h.clock()));
+  o += ",\"recorded_cpus\":" + json_str(h.recorded_cpus());
+  if (s.total.records > 0) {
+    o += ",\"time\":{\"first_ns\":" + u(s.first_ns) + ",\"last_ns\":" + u(s.last_ns) +
+         ",\"duration_s\":" + render::format_fixed(s.duration_s, 9) + "}";
+  } else {
+    o += ",\"time\":null";
+  }
+  o += ",\"cpus\":" + json_cpus(s);
+  o += ",\"events\":" + json_events(s);
   o += ",\"totals\":{\"records\":" + u(s.total.records) + ",\"batches\":" + u(s.batches) +
        ",\"lost_kernel\":" + u(s.total.lost_kernel) + ",\"unwritable\":" + u(s.total.unwritable) +
        ",\"lost_collector\":" + u(s.total.lost_collector) +
@@ -300,29 +363,11 @@ void print_json(const recording::RecordingReader& trace, const Summary& s, std::
        ",\"ratio\":" + render::format_fixed(s.ratio, 3) + "}";
   o += std::string(",\"ended_cleanly\":") + (trace.ended_cleanly() ? "true" : "false");
   o += ",\"problems\":[";
-  for (std::size_t i = 0; i < trace.problems().size(); ++i) o += (i ? "," : "") + str(trace.problems()[i]);
+  for (std::size_t i = 0; i < trace.problems().size(); ++i) o += (i ? "," : "") + json_str(trace.problems()[i]);
   o += "]";
-  o += ",\"collector\":[";
-  if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
-    for (int i = 0; i < trailer->cpus_size(); ++i) {
-      const auto& t = trailer->cpus(i);
-      o += (i ? "," : "") + std::string("{\"cpu\":") + u(t.cpu()) + ",\"samples\":" + u(t.samples()) +
-           ",\"sample_bytes\":" + u(t.sample_bytes()) + ",\"lost\":" + u(t.lost()) +
-           ",\"unwritable\":" + u(t.unwritable()) + ",\"unwritable_errno\":" + u(t.unwritable_errno()) +
-           ",\"corrupt\":" + u(t.corrupt()) +
-           ",\"fill_high_water\":" + u(t.fill_high_water()) + ",\"ring_size\":" + u(t.ring_size()) +
-           ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) + "}";
-    }
-  }
-  o += "]";
-  o += ",\"damage\":[";
-  for (std::size_t i = 0; i < trace.damage().size(); ++i) {
-    const recording::Damage& d = trace.damage()[i];
-    o += (i ? "," : "") + std::string("{\"path\":") + str(d.path) + ",\"offset\":" + u(d.offset) +
-         ",\"kind\":" + (d.truncated ? "\"truncated\"" : "\"corrupt\"") + ",\"message\":" + str(d.message) +
-         ",\"resumed_at\":" + (d.resumed_at ? u(*d.resumed_at) : std::string("null")) + "}";
-  }
-  o += "]}\n";
+  o += ",\"collector\":" + json_collector(trace);
+  o += ",\"damage\":" + json_damage(trace);
+  o += "}\n";
   out << o;
 }
 
