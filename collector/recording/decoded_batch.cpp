@@ -80,6 +80,26 @@ bool read_numbers(Wire& w, std::uint32_t wire_type, std::vector<T>& out, std::si
   return true;
 }
 
+// One LostNotice message; a bad varint marks `n` bad.
+LostEntry read_lost_notice(Wire& n) {
+  LostEntry e;
+  while (!n.done()) {
+    const std::uint64_t t = n.varint();
+    const auto f = static_cast<std::uint32_t>(t >> 3);
+    if ((t & 7) != 0) {
+      n.skip(static_cast<std::uint32_t>(t & 7));
+      continue;
+    }
+    const std::uint64_t v = n.varint();
+    if (f == kLostCpu) e.cpu = static_cast<std::uint32_t>(v);
+    else if (f == kLostCount) e.count = v;
+    else if (f == kLostTime) e.time_ns = v;
+    else if (f == kLostBefore) e.before = static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+    else if (f == kLostSource) e.from_collector = v == 1;
+  }
+  return e;
+}
+
 }  // namespace
 
 Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
@@ -92,32 +112,46 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
   sequence = first_time_ns = watermark_ns = 0;
   payloads_at_ = payloads_size_ = 0;
   std::uint64_t record_count = 0;
-  std::vector<std::uint64_t>& deltas = times;  // decoded in place into times below
+  bool over = false;
+  const bool valid = read_fields(max_records, record_count, over);
+  Status st = over ? Error("batch " + std::to_string(sequence) + ": holds more than " + std::to_string(max_records) +
+                           " records, the reader's limit per batch (--max-batch-records)")
+              : !valid ? Error("batch: not a valid Batch message")
+                       : resolve_columns(static_cast<std::size_t>(record_count));
+  if (!st) {
+    times.clear();
+    cpus.clear();
+    offsets.clear();
+    sizes.clear();
+    lost.clear();
+  }
+  return st;
+}
+
+// The wire loop: every known field into its column (times as the zigzag deltas they are sent as), unknown
+// ones skipped. Stops early, setting `over`, once a column would pass max_records. False on a bad message.
+bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_count, bool& over) {
   const auto* begin = reinterpret_cast<const unsigned char*>(message_.data());
   Wire w{begin, begin + message_.size()};
   const std::size_t limit = std::size_t{max_records} + 1;  // one past: "more than the limit" is known
-  bool over = false;
   while (!w.done() && !over) {
     const std::uint64_t tag = w.varint();
     const auto field = static_cast<std::uint32_t>(tag >> 3);
     const auto type = static_cast<std::uint32_t>(tag & 7);
-    if (w.bad || field == 0) {  // field number 0 is invalid in protobuf
-      w.bad = true;
-      break;
-    }
+    if (w.bad || field == 0) return false;  // field number 0 is invalid in protobuf
     switch (field) {
       case kSequence: if (type == 0) { sequence = w.varint(); continue; } break;
       case kFirstTime: if (type == 0) { first_time_ns = w.varint(); continue; } break;
       case kRecordCount:
         if (type == 0) {
           record_count = w.varint();
-          if (record_count > max_records) over = true;
+          over = record_count > max_records;
           continue;
         }
         break;
       case kWatermark: if (type == 0) { watermark_ns = w.varint(); continue; } break;
       case kTimeDeltas:
-        over = !read_numbers(w, type, deltas, limit, [](std::uint64_t v) { return static_cast<std::uint64_t>(unzigzag(v)); });
+        over = !read_numbers(w, type, times, limit, [](std::uint64_t v) { return static_cast<std::uint64_t>(unzigzag(v)); });
         continue;
       case kCpus:
         over = !read_numbers(w, type, cpus, limit, [](std::uint64_t v) { return static_cast<std::uint32_t>(v); });
@@ -138,24 +172,9 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
       case kLost:
         if (type == 2) {
           Wire n = w.sub();
-          LostEntry e;
-          while (!n.done()) {
-            const std::uint64_t t = n.varint();
-            const auto f = static_cast<std::uint32_t>(t >> 3);
-            if ((t & 7) != 0) {
-              n.skip(static_cast<std::uint32_t>(t & 7));
-              continue;
-            }
-            const std::uint64_t v = n.varint();
-            if (f == kLostCpu) e.cpu = static_cast<std::uint32_t>(v);
-            else if (f == kLostCount) e.count = v;
-            else if (f == kLostTime) e.time_ns = v;
-            else if (f == kLostBefore) e.before = static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
-            else if (f == kLostSource) e.from_collector = v == 1;
-          }
+          lost.push_back(read_lost_notice(n));
           if (n.bad) w.bad = true;
-          if (lost.size() >= limit) over = true;
-          lost.push_back(e);
+          over = lost.size() > limit - 1;
           continue;
         }
         break;
@@ -164,24 +183,17 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
     }
     w.skip(type);  // an unknown field, or a known one of an unexpected wire type
   }
-  auto fail = [&](std::string why) {
-    times.clear();
-    cpus.clear();
-    offsets.clear();
-    sizes.clear();
-    lost.clear();
-    return Error(std::move(why));
-  };
+  return !w.bad;
+}
+
+// Checks the columns against each other and turns them into what readers use: absolute times, payload
+// offsets, and each lost notice's place in time.
+Status DecodedBatch::resolve_columns(std::size_t n) {
   const std::string name = "batch " + std::to_string(sequence);
-  if (over) {
-    return fail(name + ": holds more than " + std::to_string(max_records) +
-                " records, the reader's limit per batch (--max-batch-records)");
-  }
-  if (w.bad) return fail("batch: not a valid Batch message");
-  const std::size_t n = static_cast<std::size_t>(record_count);
+  std::vector<std::uint64_t>& deltas = times;  // resolved in place
   if (deltas.size() != n || cpus.size() != n || sizes.size() != n) {
-    return fail(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
-                " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");
+    return Error(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
+                 " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");
   }
   offsets.resize(n);
   std::uint64_t time = first_time_ns;
@@ -191,13 +203,13 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
     times[i] = time;
     offsets[i] = static_cast<std::uint32_t>(offset);
     offset += sizes[i];
-    if (offset > payloads_size_) return fail(name + ": record sizes run past the payload bytes");
+    if (offset > payloads_size_) return Error(name + ": record sizes run past the payload bytes");
   }
   if (offset != payloads_size_) {
-    return fail(name + ": " + std::to_string(payloads_size_ - offset) + " payload bytes belong to no record");
+    return Error(name + ": " + std::to_string(payloads_size_ - offset) + " payload bytes belong to no record");
   }
   for (auto& l : lost) {
-    if (l.before > n) return fail(name + ": a lost notice points past the last record");
+    if (l.before > n) return Error(name + ": a lost notice points past the last record");
     l.sort_time_ns = l.time_ns;
     if (l.sort_time_ns == 0) {
       if (l.before < n) l.sort_time_ns = times[l.before];

@@ -65,6 +65,9 @@ class DecodedBatch {
   Status decode(std::string& message, std::uint32_t max_records);
 
  private:
+  bool read_fields(std::uint32_t max_records, std::uint64_t& record_count, bool& over);
+  Status resolve_columns(std::size_t record_count);
+
   std::string message_;
   std::size_t payloads_at_ = 0;
   std::size_t payloads_size_ = 0;
