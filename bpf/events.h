@@ -138,8 +138,9 @@ struct ps_tcp_event {
 	__s32 newstate;
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__u64 bytes_sent;       /* PS_TCP_CLOSE: bytes acknowledged by the peer (tcp_sock.bytes_acked); else 0 */
-	__u64 bytes_received;   /* PS_TCP_CLOSE: tcp_sock.bytes_received; else 0 */
+	__u64 bytes_sent;       /* PS_TCP_CLOSE: bytes the peer acknowledged (tcp_sock.bytes_acked); else 0 */
+	__u64 bytes_received;   /* PS_TCP_CLOSE: tcp_sock.bytes_received; else 0. Both count sequence space, as
+	                           tcplife shows them: a FIN is 1 byte, and so is the SYN of the side that connected */
 	__u64 duration_ns;      /* PS_TCP_CLOSE: since connect or accept (0 if that was not seen); else 0 */
 };
 

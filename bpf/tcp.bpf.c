@@ -21,14 +21,15 @@ PS_EVENT_LAYOUT(struct ps_tcp_event);
 #define PS_AF_INET 2
 #define PS_AF_INET6 10
 #define PS_IPPROTO_TCP 6
-#define PS_TCP_ESTABLISHED 1
-#define PS_TCP_SYN_SENT 2
-#define PS_TCP_SYN_RECV 3
-#define PS_TCP_FIN_WAIT1 4
-#define PS_TCP_CLOSE 7
-#define PS_TCP_CLOSE_WAIT 8
-#define PS_TCP_LAST_ACK 9
-#define PS_TCP_LISTEN 10
+/* TCP states (include/net/tcp_states.h); PS_TCP_* are the record's `what` (events.h). */
+#define PS_TCPS_ESTABLISHED 1
+#define PS_TCPS_SYN_SENT 2
+#define PS_TCPS_SYN_RECV 3
+#define PS_TCPS_FIN_WAIT1 4
+#define PS_TCPS_CLOSE 7
+#define PS_TCPS_CLOSE_WAIT 8
+#define PS_TCPS_LAST_ACK 9
+#define PS_TCPS_LISTEN 10
 
 /* Who owns a socket, and since when it is established. */
 struct ps_tcp_owner {
@@ -69,7 +70,7 @@ int ps_tcp(struct ps_inet_sock_set_state_ctx *ctx)
 	__u32 what = 0;
 	struct ps_tcp_owner *o = bpf_map_lookup_elem(&tcp_owner, &sk);
 
-	if (newstate == PS_TCP_SYN_SENT) {
+	if (newstate == PS_TCPS_SYN_SENT) {
 		/* connect(2): the caller's context. */
 		if (ps_skip_current())
 			return 0;
@@ -78,16 +79,16 @@ int ps_tcp(struct ps_inet_sock_set_state_ctx *ctx)
 		bpf_map_update_elem(&tcp_owner, &sk, &n, BPF_ANY);
 		return 0;
 	}
-	if (oldstate == PS_TCP_SYN_SENT && newstate == PS_TCP_ESTABLISHED) {
+	if (oldstate == PS_TCPS_SYN_SENT && newstate == PS_TCPS_ESTABLISHED) {
 		if (!o)
 			return 0;       /* connect not seen, or filtered out */
 		o->start_ns = bpf_ktime_get_ns();
 		what = PS_TCP_CONNECT;
-	} else if (oldstate == PS_TCP_SYN_SENT && newstate == PS_TCP_CLOSE) {
+	} else if (oldstate == PS_TCPS_SYN_SENT && newstate == PS_TCPS_CLOSE) {
 		if (!o)
 			return 0;
 		what = PS_TCP_CONNECT_FAILED;
-	} else if (oldstate == PS_TCP_SYN_RECV && newstate == PS_TCP_ESTABLISHED) {
+	} else if (oldstate == PS_TCPS_SYN_RECV && newstate == PS_TCPS_ESTABLISHED) {
 		if (ps_task_filters_on())
 			return 0;       /* no process to test them against */
 		struct ps_tcp_owner n = {.start_ns = bpf_ktime_get_ns()};
@@ -100,8 +101,8 @@ int ps_tcp(struct ps_inet_sock_set_state_ctx *ctx)
 		if (!o)
 			return 0;
 		what = PS_TCP_ACCEPT;
-	} else if ((oldstate == PS_TCP_ESTABLISHED && newstate == PS_TCP_FIN_WAIT1) ||
-		   (oldstate == PS_TCP_CLOSE_WAIT && newstate == PS_TCP_LAST_ACK)) {
+	} else if ((oldstate == PS_TCPS_ESTABLISHED && newstate == PS_TCPS_FIN_WAIT1) ||
+		   (oldstate == PS_TCPS_CLOSE_WAIT && newstate == PS_TCPS_LAST_ACK)) {
 		/* close(2) or shutdown(2) by the owner: an accepted socket learns who that is. */
 		if (o && o->pid == 0) {
 			if (ps_skip_current()) {
@@ -116,7 +117,7 @@ int ps_tcp(struct ps_inet_sock_set_state_ctx *ctx)
 			bpf_map_update_elem(&tcp_owner, &sk, &n, BPF_ANY);
 		}
 		return 0;
-	} else if (newstate == PS_TCP_CLOSE && oldstate != PS_TCP_LISTEN && oldstate != PS_TCP_SYN_RECV) {
+	} else if (newstate == PS_TCPS_CLOSE && oldstate != PS_TCPS_LISTEN && oldstate != PS_TCPS_SYN_RECV) {
 		if (!o)
 			return 0;
 		what = PS_TCP_CLOSE;
