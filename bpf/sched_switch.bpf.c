@@ -39,7 +39,7 @@ int BPF_PROG(ps_sched_switch, bool preempt, struct task_struct *prev, struct tas
 {
 	struct ps_sched_switch_event e;
 
-	if (ps_skip_tgid(BPF_CORE_READ(prev, tgid)) && ps_skip_tgid(BPF_CORE_READ(next, tgid)))
+	if (ps_skip_task(prev) && ps_skip_task(next))
 		return 0;
 	e.kind = PS_EVENT_SCHED_SWITCH;
 	e.prev_pid = BPF_CORE_READ(prev, pid);

@@ -37,8 +37,9 @@ int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ost
                          : f.type() == v1::Field::UNSIGNED ? "uint"
                          : f.type() == v1::Field::STRING   ? "string"
                                                            : "bytes";
-      out << "    " << std::left << std::setw(14) << f.name() << std::setw(7) << type << " offset " << std::setw(4)
-          << f.offset() << " size " << f.size();
+      // One space at least after the name: the longest built-in name (args_truncated) fills the column.
+      out << "    " << std::left << std::setw(15) << f.name() << " " << std::setw(7) << type << " offset "
+          << std::setw(4) << f.offset() << " size " << f.size();
       if (f.variable()) out << " (variable" << (f.length_field().empty() ? "" : ", length in " + f.length_field()) << ")";
       out << "\n";
     }

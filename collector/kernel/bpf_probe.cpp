@@ -11,10 +11,13 @@
 
 #include "events.h"
 #include "exec.skel.h"
+#include "exit.skel.h"
 #include "follow.skel.h"
+#include "fork.skel.h"
 #include "loadgen.skel.h"
 #include "openat.skel.h"
 #include "sched_switch.skel.h"
+#include "tcp.skel.h"
 
 namespace perfstream {
 namespace {
@@ -28,11 +31,33 @@ struct BuiltinProbeEntry {
 
 const std::vector<BuiltinProbeEntry>& builtin_entries() {
   static const std::vector<BuiltinProbeEntry> entries = {
-      {{"exec", "every successful execve: pid, ppid, uid, comm, filename", 1}, exec_bpf__elf_bytes},
-      {{"openat", "every openat(2) call: pid, tid, comm, dfd, flags, mode, path", 2}, openat_bpf__elf_bytes},
+      {{"exec",
+        "every execve(2)/execveat(2), failed ones too: pid, tid, ppid, uid, comm, ret (0 or -errno), "
+        "filename followed by argv (NUL-separated; args_count, args_truncated past 64 strings or 4096 bytes), "
+        "filename_err/args_err when unreadable",
+        PS_EVENT_EXEC},
+       exec_bpf__elf_bytes},
+      {{"openat",
+        "every openat(2), open(2) and openat2(2) call, at its return: pid, tid, comm, call, dfd, flags, mode, "
+        "resolve, ret (fd or -errno), path (read at exit; path_err when unreadable)",
+        PS_EVENT_OPENAT},
+       openat_bpf__elf_bytes},
       {{"sched_switch", "every context switch: the fields of sched:sched_switch", 3}, sched_switch_bpf__elf_bytes},
       {{"loadgen", "a benchmark producer: records of a set size when a set process makes a set syscall", 4},
        loadgen_bpf__elf_bytes},
+      {{"exit",
+        "every thread exit: pid, tid, ppid, comm, exit_status or signal (exit_code raw), process_exit (1: the "
+        "last thread, the process ends), lifetime_ns",
+        PS_EVENT_EXIT},
+       exit_bpf__elf_bytes},
+      {{"fork", "every new process or thread: parent_pid, parent_tid, child_pid, child_tid, uid, comm",
+        PS_EVENT_FORK},
+       fork_bpf__elf_bytes},
+      {{"tcp",
+        "TCP connect, accept, close and failed connect (sock:inet_sock_set_state): what, pid, comm, family, "
+        "saddr:sport, daddr:dport, old/new state; bytes sent/received and duration at close",
+        PS_EVENT_TCP},
+       tcp_bpf__elf_bytes},
   };
   return entries;
 }
@@ -42,8 +67,8 @@ bool is_dir(const char* path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Writes `value` over the .rodata variable `var`, if the object has one of that name and size.
-bool set_rodata_u32(bpf_object* object, const char* var, std::uint32_t value) {
+// Writes `bytes` over the .rodata variable `var`, if the object has one of that name and size.
+bool set_rodata(bpf_object* object, const char* var, const void* bytes, std::size_t length) {
   btf* object_btf = bpf_object__btf(object);
   if (object_btf == nullptr) return false;
   bpf_map* map = nullptr;
@@ -57,16 +82,60 @@ bool set_rodata_u32(bpf_object* object, const char* var, std::uint32_t value) {
     for (unsigned i = 0; i < btf_vlen(sec); ++i) {
       const btf_type* var_type = btf__type_by_id(object_btf, vars[i].type);
       if (std::strcmp(btf__name_by_offset(object_btf, var_type->name_off), var) != 0) continue;
-      if (vars[i].size != sizeof(value)) return false;
+      if (vars[i].size != length) return false;
       size_t size = 0;
       const void* initial = bpf_map__initial_value(map, &size);
-      if (initial == nullptr || vars[i].offset + sizeof(value) > size) return false;
+      if (initial == nullptr || vars[i].offset + length > size) return false;
       std::string data(static_cast<const char*>(initial), size);
-      std::memcpy(data.data() + vars[i].offset, &value, sizeof(value));
+      std::memcpy(data.data() + vars[i].offset, bytes, length);
       return bpf_map__set_initial_value(map, data.data(), data.size()) == 0;
     }
   }
   return false;
+}
+
+bool set_rodata_u32(bpf_object* object, const char* var, std::uint32_t value) {
+  return set_rodata(object, var, &value, sizeof(value));
+}
+
+// For a built-in probe: leaves out (autoload off) every tp/syscalls/ program whose tracepoint this kernel
+// lacks, such as open(2)'s on arm64. Other programs are needed: attaching them reports what is wrong.
+void skip_missing_syscall_tracepoints(bpf_object* object) {
+  (void)ensure_tracefs();  // best effort: without it nothing is left out, and attach reports the cause
+  const char* roots[] = {"/sys/kernel/tracing/events/", "/sys/kernel/debug/tracing/events/"};
+  const char* root = nullptr;
+  for (const char* r : roots) {
+    if (is_dir((std::string(r) + "syscalls").c_str())) root = r;
+    if (root != nullptr) break;
+  }
+  if (root == nullptr) return;  // no tracefs (ensure_tracefs could not mount it): attach will say
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, object) {
+    const std::string sec = bpf_program__section_name(prog);
+    const std::string prefix = "tp/syscalls/";
+    if (sec.rfind(prefix, 0) != 0) continue;
+    if (!is_dir((std::string(root) + "syscalls/" + sec.substr(prefix.size())).c_str())) {
+      bpf_program__set_autoload(prog, false);
+    }
+  }
+}
+
+// Fills one of the filter maps (ps_filter_tgids, ps_filter_tids) after load.
+Status fill_filter_map(bpf_object* object, const char* map_name, const std::vector<std::uint32_t>& ids,
+                       const std::string& what) {
+  bpf_map* map = bpf_object__find_map_by_name(object, map_name);
+  if (map == nullptr) return Error(what + ": has no " + map_name + " map");
+  if (ids.size() > bpf_map__max_entries(map)) {
+    return Error(what + ": " + std::to_string(ids.size()) + " ids to filter on, at most " +
+                 std::to_string(bpf_map__max_entries(map)));
+  }
+  const std::uint8_t one = 1;
+  for (std::uint32_t id : ids) {
+    if (bpf_map_update_elem(bpf_map__fd(map), &id, &one, BPF_ANY) != 0) {
+      return Error::from_errno(what + ": filling " + std::string(map_name), errno);
+    }
+  }
+  return {};
 }
 
 std::string log_tail(const std::string& log) {
@@ -119,6 +188,7 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load_builtin(const std::string& name
     if (probe->object_ == nullptr) {
       return Error::from_errno("opening built-in probe '" + name + "'", errno);
     }
+    skip_missing_syscall_tracepoints(probe->object_);
     return load(std::move(probe), options);
   }
   std::string known;
@@ -184,7 +254,43 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
       return Error::from_errno(what + ": sharing the perf event array with map '" + probe->events_map_name_ + "'", -err);
     }
   }
-  if (options.filter_tgid) set_rodata_u32(probe->object_, "filter_tgid", *options.filter_tgid);
+  std::vector<std::uint32_t> tgids = options.filter_tgids;
+  if (options.filter_tgid) tgids.push_back(*options.filter_tgid);
+  const bool has_filter_maps = bpf_object__find_map_by_name(probe->object_, "ps_filter_tgids") != nullptr &&
+                               bpf_object__find_map_by_name(probe->object_, "ps_filter_tids") != nullptr;
+  bool tgids_in_map = false, tids_in_map = false;
+  if (!tgids.empty()) {
+    if (has_filter_maps && set_rodata_u32(probe->object_, "filter_tgids_on", 1)) {
+      tgids_in_map = true;
+    } else if (tgids.size() != 1 || options.filter_tids.size() != 0 ||
+               !set_rodata_u32(probe->object_, "filter_tgid", tgids.front())) {
+      return Error(what + ": cannot filter by process (-p): no ps_filter_tgids map and filter_tgids_on");
+    }
+  }
+  if (!options.filter_tids.empty()) {
+    if (!has_filter_maps || !set_rodata_u32(probe->object_, "filter_tids_on", 1)) {
+      return Error(what + ": cannot filter by thread (-t): no ps_filter_tids map and filter_tids_on");
+    }
+    tids_in_map = true;
+  }
+  if (options.filter_uid) {
+    if (!set_rodata_u32(probe->object_, "filter_uid_on", 1) ||
+        !set_rodata_u32(probe->object_, "filter_uid", *options.filter_uid)) {
+      return Error(what + ": cannot filter by user (-u): no filter_uid_on and filter_uid");
+    }
+  }
+  if (options.filter_comm) {
+    char comm[16] = {};
+    if (options.filter_comm->empty() || options.filter_comm->size() >= sizeof(comm)) {
+      return Error(what + ": --comm '" + *options.filter_comm +
+                   "': a task's comm is 1 to 15 bytes (the kernel cuts longer names to their first 15)");
+    }
+    std::memcpy(comm, options.filter_comm->data(), options.filter_comm->size());
+    if (!set_rodata_u32(probe->object_, "filter_comm_on", 1) ||
+        !set_rodata(probe->object_, "filter_comm", comm, sizeof(comm))) {
+      return Error(what + ": cannot filter by command name (--comm): no filter_comm_on and filter_comm");
+    }
+  }
   if (options.ignore_tgid) set_rodata_u32(probe->object_, "ignore_tgid", *options.ignore_tgid);
   if (options.followed_map_fd >= 0) {
     bpf_map* followed = bpf_object__find_map_by_name(probe->object_, "ps_followed");
@@ -208,6 +314,15 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   }
   probe->log_.clear();
   probe->log_.shrink_to_fit();
+  // Before attach: no record is written before the filter holds every id.
+  if (tgids_in_map) {
+    if (auto st = fill_filter_map(probe->object_, "ps_filter_tgids", tgids, what); !st) return st.error();
+  }
+  if (tids_in_map) {
+    if (auto st = fill_filter_map(probe->object_, "ps_filter_tids", options.filter_tids, what); !st) {
+      return st.error();
+    }
+  }
 
   if (options.attach) {
     if (auto st = probe->attach(); !st) return st.error();
@@ -272,7 +387,7 @@ Result<std::vector<OutputFailures>> BpfProbe::output_failures() const {
   }
   out.reserve(values.size());
   for (const auto& v : values) {
-    out.push_back({v.ring_full, v.unwritable, static_cast<std::uint32_t>(v.last_errno)});
+    out.push_back({v.ring_full, v.unwritable, static_cast<std::uint32_t>(v.last_errno), v.state_full});
   }
   return out;
 }

@@ -3,9 +3,10 @@
 //
 // Loading. The object is opened, its perf event array is found (the map named by the caller, else the
 // one map of that type), and, when the caller passes a shared map fd, that map is replaced by the shared
-// one before load (bpf_map__reuse_fd), so that several probes write into one set of per-CPU rings. A
-// global `filter_tgid` in .rodata, when the object has one, is set before load. A load failure carries the
-// verifier's log. Every program is then attached.
+// one before load (bpf_map__reuse_fd), so that several probes write into one set of per-CPU rings. The
+// filters of ProbeOptions are set (.rodata before load, the tgid/tid maps after it), see there. A load
+// failure carries the verifier's log. Every program is then attached. A built-in probe's tp/ program whose
+// tracepoint this kernel does not have (sys_enter_open on arm64) is left out, not an error.
 //
 // Ownership: the probe owns the bpf_object and its links; destroying the probe detaches and unloads.
 // tp/ programs need tracefs; ensure_tracefs() mounts it when it is missing and we may.
@@ -39,11 +40,31 @@ const std::vector<BuiltinProbeInfo>& builtin_probes();
 // layout from the BTF in it (builtin_probe_schema).
 std::span<const char> builtin_probe_object(const std::string& name);
 
+// Which tasks a probe records, filtered in BPF (bpf/common.bpf.h). A task is recorded when it passes every
+// filter that is set:
+//   - filter_tgids / filter_tids (-p, -t): its tgid is one of filter_tgids or its tid one of filter_tids
+//     (either list may be empty; when both are, this filter is off). At most 1024 of each. filter_tgid is
+//     one more tgid for the list (the single -p of before).
+//   - filter_uid (-u): its real uid is this one.
+//   - filter_comm (--comm): its comm (the kernel's 15-character task name) is exactly this.
+//   - followed_map_fd (--follow): its tgid is in that ps_followed map.
+// ignore_tgid is never recorded. Events about two tasks test either: sched_switch records a switch when
+// prev or next passes; fork tests the parent; exec tests the caller at its enter and, for a successful
+// exec, also the new program (so --comm ls sees the exec that becomes ls). tcp tests the process that
+// connects or closes; an accepted connection (no process known) is recorded only when no task filter
+// (tgids, tids, comm, follow) is set, and its uid is the socket's owner.
+// A built-in probe applies every filter. An object loaded from a file that lacks the .rodata variables or
+// maps a filter needs is refused with an error naming the filter (it would record everything silently),
+// except filter_tgid alone, which sets an old-style `filter_tgid` variable when that is all it has.
 struct ProbeOptions {
   std::string map_name;                     // the perf event array; empty: the only one in the object
   int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
-  std::optional<std::uint32_t> filter_tgid; // sets .rodata filter_tgid, when the object has it
-  std::optional<std::uint32_t> ignore_tgid; // sets .rodata ignore_tgid (a process never traced), likewise
+  std::optional<std::uint32_t> filter_tgid; // one tgid, added to filter_tgids
+  std::vector<std::uint32_t> filter_tgids;  // -p: only these processes
+  std::vector<std::uint32_t> filter_tids;   // -t: only these threads
+  std::optional<std::uint32_t> filter_uid;  // -u: only tasks of this real uid
+  std::optional<std::string> filter_comm;   // --comm: only tasks of this comm (at most 15 bytes)
+  std::optional<std::uint32_t> ignore_tgid; // sets .rodata ignore_tgid (a process never traced), when present
   int followed_map_fd = -1;                 // when >= 0: --follow, with this ps_followed map shared
   bool attach = true;
 };
@@ -53,6 +74,7 @@ struct OutputFailures {
   std::uint64_t ring_full = 0;    // -ENOSPC: also reported by the kernel as lost
   std::uint64_t unwritable = 0;   // any other error: counted nowhere else
   std::uint32_t last_errno = 0;   // of the latest `unwritable` one
+  std::uint64_t state_full = 0;   // syscalls not recorded: their enter found the per-thread map full
 };
 
 class BpfProbe {

@@ -21,29 +21,47 @@ namespace {
 TEST(EventsLayout, Constants) {
   EXPECT_EQ(PS_COMM_LEN, 16);
   EXPECT_EQ(PS_PATH_MAX, 4096);
+  EXPECT_EQ(PS_ARGS_MAX, 4096);
+  EXPECT_EQ(PS_ARGC_MAX, 64);
   EXPECT_EQ(PS_LOADGEN_MAX, 16384);
   EXPECT_EQ(PS_EVENT_EXEC, 1);
   EXPECT_EQ(PS_EVENT_OPENAT, 2);
   EXPECT_EQ(PS_EVENT_SCHED_SWITCH, 3);
   EXPECT_EQ(PS_EVENT_LOADGEN, 4);
+  EXPECT_EQ(PS_EVENT_EXIT, 5);
+  EXPECT_EQ(PS_EVENT_FORK, 6);
+  EXPECT_EQ(PS_EVENT_TCP, 7);
+  EXPECT_EQ(PS_OPEN_OPENAT, 0);
+  EXPECT_EQ(PS_OPEN_OPEN, 1);
+  EXPECT_EQ(PS_OPEN_OPENAT2, 2);
+  EXPECT_EQ(PS_TCP_CONNECT, 1);
+  EXPECT_EQ(PS_TCP_ACCEPT, 2);
+  EXPECT_EQ(PS_TCP_CLOSE, 3);
+  EXPECT_EQ(PS_TCP_CONNECT_FAILED, 4);
 }
 
 TEST(EventsLayout, ExecEvent) {
-  EXPECT_EQ(sizeof(ps_exec_event), 4136u);
+  EXPECT_EQ(sizeof(ps_exec_event), 64u + 8192u);
   EXPECT_EQ(alignof(ps_exec_event), 4u);
   EXPECT_FIELD(ps_exec_event, kind, 0, 4);
   EXPECT_FIELD(ps_exec_event, pid, 4, 4);
-  EXPECT_FIELD(ps_exec_event, ppid, 8, 4);
-  EXPECT_FIELD(ps_exec_event, uid, 12, 4);
-  EXPECT_FIELD(ps_exec_event, comm, 16, 16);
-  EXPECT_FIELD(ps_exec_event, filename_len, 32, 4);
-  EXPECT_FIELD(ps_exec_event, reserved, 36, 4);
-  EXPECT_FIELD(ps_exec_event, filename, 40, 4096);
+  EXPECT_FIELD(ps_exec_event, tid, 8, 4);
+  EXPECT_FIELD(ps_exec_event, ppid, 12, 4);
+  EXPECT_FIELD(ps_exec_event, uid, 16, 4);
+  EXPECT_FIELD(ps_exec_event, ret, 20, 4);
+  EXPECT_FIELD(ps_exec_event, comm, 24, 16);
+  EXPECT_FIELD(ps_exec_event, args_count, 40, 4);
+  EXPECT_FIELD(ps_exec_event, args_truncated, 44, 4);
+  EXPECT_FIELD(ps_exec_event, filename_err, 48, 4);
+  EXPECT_FIELD(ps_exec_event, args_err, 52, 4);
+  EXPECT_FIELD(ps_exec_event, filename_len, 56, 4);
+  EXPECT_FIELD(ps_exec_event, reserved, 60, 4);
+  EXPECT_FIELD(ps_exec_event, filename, 64, 8192);
   EXPECT_EQ(PS_EXEC_HEADER_SIZE, offsetof(ps_exec_event, filename));
 }
 
 TEST(EventsLayout, OpenatEvent) {
-  EXPECT_EQ(sizeof(ps_openat_event), 4144u);
+  EXPECT_EQ(sizeof(ps_openat_event), 64u + 4096u);
   EXPECT_EQ(alignof(ps_openat_event), 4u);
   EXPECT_FIELD(ps_openat_event, kind, 0, 4);
   EXPECT_FIELD(ps_openat_event, pid, 4, 4);
@@ -52,10 +70,70 @@ TEST(EventsLayout, OpenatEvent) {
   EXPECT_FIELD(ps_openat_event, flags, 16, 4);
   EXPECT_FIELD(ps_openat_event, mode, 20, 4);
   EXPECT_FIELD(ps_openat_event, comm, 24, 16);
-  EXPECT_FIELD(ps_openat_event, path_len, 40, 4);
-  EXPECT_FIELD(ps_openat_event, reserved, 44, 4);
-  EXPECT_FIELD(ps_openat_event, path, 48, 4096);
+  EXPECT_FIELD(ps_openat_event, ret, 40, 4);
+  EXPECT_FIELD(ps_openat_event, path_err, 44, 4);
+  EXPECT_FIELD(ps_openat_event, call, 48, 4);
+  EXPECT_FIELD(ps_openat_event, resolve, 52, 4);
+  EXPECT_FIELD(ps_openat_event, path_len, 56, 4);
+  EXPECT_FIELD(ps_openat_event, reserved, 60, 4);
+  EXPECT_FIELD(ps_openat_event, path, 64, 4096);
   EXPECT_EQ(PS_OPENAT_HEADER_SIZE, offsetof(ps_openat_event, path));
+}
+
+TEST(EventsLayout, ExitEvent) {
+  EXPECT_EQ(sizeof(ps_exit_event), 56u);
+  EXPECT_EQ(alignof(ps_exit_event), 8u);
+  EXPECT_FIELD(ps_exit_event, kind, 0, 4);
+  EXPECT_FIELD(ps_exit_event, pid, 4, 4);
+  EXPECT_FIELD(ps_exit_event, tid, 8, 4);
+  EXPECT_FIELD(ps_exit_event, ppid, 12, 4);
+  EXPECT_FIELD(ps_exit_event, exit_code, 16, 4);
+  EXPECT_FIELD(ps_exit_event, exit_status, 20, 4);
+  EXPECT_FIELD(ps_exit_event, signal, 24, 4);
+  EXPECT_FIELD(ps_exit_event, process_exit, 28, 4);
+  EXPECT_FIELD(ps_exit_event, comm, 32, 16);
+  EXPECT_FIELD(ps_exit_event, lifetime_ns, 48, 8);
+}
+
+TEST(EventsLayout, ForkEvent) {
+  EXPECT_EQ(sizeof(ps_fork_event), 40u);
+  EXPECT_EQ(alignof(ps_fork_event), 4u);
+  EXPECT_FIELD(ps_fork_event, kind, 0, 4);
+  EXPECT_FIELD(ps_fork_event, parent_pid, 4, 4);
+  EXPECT_FIELD(ps_fork_event, parent_tid, 8, 4);
+  EXPECT_FIELD(ps_fork_event, child_pid, 12, 4);
+  EXPECT_FIELD(ps_fork_event, child_tid, 16, 4);
+  EXPECT_FIELD(ps_fork_event, uid, 20, 4);
+  EXPECT_FIELD(ps_fork_event, comm, 24, 16);
+}
+
+TEST(EventsLayout, TcpEvent) {
+  EXPECT_EQ(sizeof(ps_tcp_event), 112u);
+  EXPECT_EQ(alignof(ps_tcp_event), 8u);
+  EXPECT_FIELD(ps_tcp_event, kind, 0, 4);
+  EXPECT_FIELD(ps_tcp_event, pid, 4, 4);
+  EXPECT_FIELD(ps_tcp_event, tid, 8, 4);
+  EXPECT_FIELD(ps_tcp_event, uid, 12, 4);
+  EXPECT_FIELD(ps_tcp_event, comm, 16, 16);
+  EXPECT_FIELD(ps_tcp_event, what, 32, 4);
+  EXPECT_FIELD(ps_tcp_event, family, 36, 4);
+  EXPECT_FIELD(ps_tcp_event, sport, 40, 4);
+  EXPECT_FIELD(ps_tcp_event, dport, 44, 4);
+  EXPECT_FIELD(ps_tcp_event, oldstate, 48, 4);
+  EXPECT_FIELD(ps_tcp_event, newstate, 52, 4);
+  EXPECT_FIELD(ps_tcp_event, saddr, 56, 16);
+  EXPECT_FIELD(ps_tcp_event, daddr, 72, 16);
+  EXPECT_FIELD(ps_tcp_event, bytes_sent, 88, 8);
+  EXPECT_FIELD(ps_tcp_event, bytes_received, 96, 8);
+  EXPECT_FIELD(ps_tcp_event, duration_ns, 104, 8);
+}
+
+// Kept per thread from sys_enter to sys_exit in openat's and exec's maps.
+TEST(EventsLayout, SyscallArgs) {
+  EXPECT_EQ(sizeof(ps_syscall_args), 40u);
+  EXPECT_FIELD(ps_syscall_args, args, 0, 32);
+  EXPECT_FIELD(ps_syscall_args, call, 32, 4);
+  EXPECT_FIELD(ps_syscall_args, reserved, 36, 4);
 }
 
 TEST(EventsLayout, SchedSwitchEvent) {
@@ -102,11 +180,12 @@ TEST(EventsLayout, LoadgenStats) {
 
 // Read by the collector from every built-in probe's ps_output_failures per-CPU array.
 TEST(EventsLayout, OutputCounts) {
-  EXPECT_EQ(sizeof(ps_output_counts), 24u);
+  EXPECT_EQ(sizeof(ps_output_counts), 32u);
   EXPECT_FIELD(ps_output_counts, ring_full, 0, 8);
   EXPECT_FIELD(ps_output_counts, unwritable, 8, 8);
   EXPECT_FIELD(ps_output_counts, last_errno, 16, 4);
   EXPECT_FIELD(ps_output_counts, reserved, 20, 4);
+  EXPECT_FIELD(ps_output_counts, state_full, 24, 8);
 }
 
 }  // namespace

@@ -23,7 +23,6 @@
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/format/zstd_codec.hpp"
-#include "testing/builtin_schemas.hpp"
 #include "testing/temp_dir.hpp"
 
 namespace perfstream::cli {
@@ -168,9 +167,76 @@ std::string padded(std::string p) {
   return p;
 }
 
+// The recordings here are laid out as perfstream wrote openat and exec before issue 13 (48- and 40-byte
+// headers, no result, no argv): a trace file carries its own schemas, so such files must keep dumping exactly
+// as they did, whatever bpf/events.h says today.
+struct legacy_openat_event {
+  __u32 kind, pid, tid;
+  __s32 dfd, flags;
+  __u32 mode;
+  char comm[16];
+  __u32 path_len, reserved;
+  char path[4096];
+};
+constexpr std::size_t kLegacyOpenatHeader = 48;
+struct legacy_exec_event {
+  __u32 kind, pid, ppid, uid;
+  char comm[16];
+  __u32 filename_len, reserved;
+  char filename[4096];
+};
+constexpr std::size_t kLegacyExecHeader = 40;
+static_assert(offsetof(legacy_openat_event, path) == kLegacyOpenatHeader);
+static_assert(offsetof(legacy_exec_event, filename) == kLegacyExecHeader);
+
+v1::Field legacy_field(const std::string& name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size,
+                       const std::string& length_field = "") {
+  v1::Field f;
+  f.set_name(name);
+  f.set_type(type);
+  f.set_offset(offset);
+  f.set_size(size);
+  f.set_length_field(length_field);
+  f.set_variable(!length_field.empty());
+  return f;
+}
+
+// The schemas the recorder wrote for those layouts (as read from their BTF then).
+v1::EventSchema legacy_openat_schema() {
+  v1::EventSchema s;
+  s.set_name("openat");
+  s.set_kind(PS_EVENT_OPENAT);
+  s.set_type_name("ps_openat_event");
+  s.set_fixed_size(kLegacyOpenatHeader);
+  const auto U = v1::Field::UNSIGNED, S = v1::Field::SIGNED, T = v1::Field::STRING;
+  for (auto f : {legacy_field("kind", U, 0, 4), legacy_field("pid", U, 4, 4), legacy_field("tid", U, 8, 4),
+                 legacy_field("dfd", S, 12, 4), legacy_field("flags", S, 16, 4), legacy_field("mode", U, 20, 4),
+                 legacy_field("comm", T, 24, 16), legacy_field("path_len", U, 40, 4),
+                 legacy_field("reserved", U, 44, 4), legacy_field("path", T, 48, 4096, "path_len")}) {
+    *s.add_fields() = f;
+  }
+  return s;
+}
+
+v1::EventSchema legacy_exec_schema() {
+  v1::EventSchema s;
+  s.set_name("exec");
+  s.set_kind(PS_EVENT_EXEC);
+  s.set_type_name("ps_exec_event");
+  s.set_fixed_size(kLegacyExecHeader);
+  const auto U = v1::Field::UNSIGNED, T = v1::Field::STRING;
+  for (auto f : {legacy_field("kind", U, 0, 4), legacy_field("pid", U, 4, 4), legacy_field("ppid", U, 8, 4),
+                 legacy_field("uid", U, 12, 4), legacy_field("comm", T, 16, 16),
+                 legacy_field("filename_len", U, 32, 4), legacy_field("reserved", U, 36, 4),
+                 legacy_field("filename", T, 40, 4096, "filename_len")}) {
+    *s.add_fields() = f;
+  }
+  return s;
+}
+
 std::string openat_payload(std::uint32_t pid, std::uint32_t tid, std::int32_t dfd, std::int32_t flags,
                            std::uint32_t mode, const char* comm, const std::string& path) {
-  ps_openat_event e{};
+  legacy_openat_event e{};
   e.kind = PS_EVENT_OPENAT;
   e.pid = pid;
   e.tid = tid;
@@ -180,12 +246,12 @@ std::string openat_payload(std::uint32_t pid, std::uint32_t tid, std::int32_t df
   std::strncpy(e.comm, comm, sizeof(e.comm) - 1);
   std::memcpy(e.path, path.data(), path.size());
   e.path_len = static_cast<__u32>(path.size() + 1);
-  return padded(std::string(reinterpret_cast<const char*>(&e), PS_OPENAT_HEADER_SIZE + e.path_len));
+  return padded(std::string(reinterpret_cast<const char*>(&e), kLegacyOpenatHeader + e.path_len));
 }
 
 std::string exec_payload(std::uint32_t pid, std::uint32_t ppid, std::uint32_t uid, const char* comm,
                          const std::string& filename) {
-  ps_exec_event e{};
+  legacy_exec_event e{};
   e.kind = PS_EVENT_EXEC;
   e.pid = pid;
   e.ppid = ppid;
@@ -193,7 +259,7 @@ std::string exec_payload(std::uint32_t pid, std::uint32_t ppid, std::uint32_t ui
   std::strncpy(e.comm, comm, sizeof(e.comm) - 1);
   std::memcpy(e.filename, filename.data(), filename.size());
   e.filename_len = static_cast<__u32>(filename.size() + 1);
-  return padded(std::string(reinterpret_cast<const char*>(&e), PS_EXEC_HEADER_SIZE + e.filename_len));
+  return padded(std::string(reinterpret_cast<const char*>(&e), kLegacyExecHeader + e.filename_len));
 }
 
 std::span<const std::byte> bytes_of(const std::string& s) {
@@ -215,8 +281,8 @@ v1::TraceHeader dump_header(const std::string& recording_id) {
   h.add_probes("openat");
   h.add_probes("exec");
   h.set_recording_id(recording_id);
-  *h.add_events() = perfstream::testing::builtin_schema("openat", PS_EVENT_OPENAT);
-  *h.add_events() = perfstream::testing::builtin_schema("exec", PS_EVENT_EXEC);
+  *h.add_events() = legacy_openat_schema();
+  *h.add_events() = legacy_exec_schema();
   return h;
 }
 

@@ -318,7 +318,7 @@ TEST(SchemaFromBtf, OpenatObjectDescribesPsOpenatEvent) {
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_openat_event");
   EXPECT_EQ(s.fixed_size(), std::uint32_t{PS_OPENAT_HEADER_SIZE});
-  ASSERT_EQ(s.fields_size(), 10);
+  ASSERT_EQ(s.fields_size(), 14);
   using E = ps_openat_event;
   expect_field(s, 0, "kind", v1::Field::UNSIGNED, FIELD_AT(E, kind));
   expect_field(s, 1, "pid", v1::Field::UNSIGNED, FIELD_AT(E, pid));
@@ -327,9 +327,13 @@ TEST(SchemaFromBtf, OpenatObjectDescribesPsOpenatEvent) {
   expect_field(s, 4, "flags", v1::Field::SIGNED, FIELD_AT(E, flags));
   expect_field(s, 5, "mode", v1::Field::UNSIGNED, FIELD_AT(E, mode));
   expect_field(s, 6, "comm", v1::Field::STRING, FIELD_AT(E, comm));
-  expect_field(s, 7, "path_len", v1::Field::UNSIGNED, FIELD_AT(E, path_len));
-  expect_field(s, 8, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
-  expect_field(s, 9, "path", v1::Field::STRING, FIELD_AT(E, path), "path_len", true);
+  expect_field(s, 7, "ret", v1::Field::SIGNED, FIELD_AT(E, ret));
+  expect_field(s, 8, "path_err", v1::Field::SIGNED, FIELD_AT(E, path_err));
+  expect_field(s, 9, "call", v1::Field::UNSIGNED, FIELD_AT(E, call));
+  expect_field(s, 10, "resolve", v1::Field::UNSIGNED, FIELD_AT(E, resolve));
+  expect_field(s, 11, "path_len", v1::Field::UNSIGNED, FIELD_AT(E, path_len));
+  expect_field(s, 12, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
+  expect_field(s, 13, "path", v1::Field::STRING, FIELD_AT(E, path), "path_len", true);
   EXPECT_EQ(s.fields(6).size(), 16u);
 }
 
@@ -341,16 +345,22 @@ TEST(SchemaFromBtf, ExecObjectDescribesPsExecEvent) {
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_exec_event");
   EXPECT_EQ(s.fixed_size(), std::uint32_t{PS_EXEC_HEADER_SIZE});
-  ASSERT_EQ(s.fields_size(), 8);
+  ASSERT_EQ(s.fields_size(), 14);
   using E = ps_exec_event;
   expect_field(s, 0, "kind", v1::Field::UNSIGNED, FIELD_AT(E, kind));
   expect_field(s, 1, "pid", v1::Field::UNSIGNED, FIELD_AT(E, pid));
-  expect_field(s, 2, "ppid", v1::Field::UNSIGNED, FIELD_AT(E, ppid));
-  expect_field(s, 3, "uid", v1::Field::UNSIGNED, FIELD_AT(E, uid));
-  expect_field(s, 4, "comm", v1::Field::STRING, FIELD_AT(E, comm));
-  expect_field(s, 5, "filename_len", v1::Field::UNSIGNED, FIELD_AT(E, filename_len));
-  expect_field(s, 6, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
-  expect_field(s, 7, "filename", v1::Field::STRING, FIELD_AT(E, filename), "filename_len", true);
+  expect_field(s, 2, "tid", v1::Field::UNSIGNED, FIELD_AT(E, tid));
+  expect_field(s, 3, "ppid", v1::Field::UNSIGNED, FIELD_AT(E, ppid));
+  expect_field(s, 4, "uid", v1::Field::UNSIGNED, FIELD_AT(E, uid));
+  expect_field(s, 5, "ret", v1::Field::SIGNED, FIELD_AT(E, ret));
+  expect_field(s, 6, "comm", v1::Field::STRING, FIELD_AT(E, comm));
+  expect_field(s, 7, "args_count", v1::Field::UNSIGNED, FIELD_AT(E, args_count));
+  expect_field(s, 8, "args_truncated", v1::Field::UNSIGNED, FIELD_AT(E, args_truncated));
+  expect_field(s, 9, "filename_err", v1::Field::SIGNED, FIELD_AT(E, filename_err));
+  expect_field(s, 10, "args_err", v1::Field::SIGNED, FIELD_AT(E, args_err));
+  expect_field(s, 11, "filename_len", v1::Field::UNSIGNED, FIELD_AT(E, filename_len));
+  expect_field(s, 12, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
+  expect_field(s, 13, "filename", v1::Field::STRING, FIELD_AT(E, filename), "filename_len", true);
 }
 
 TEST(SchemaFromBtf, SchedSwitchObjectDescribesItsSignedFields) {
@@ -407,21 +417,23 @@ TEST(SchemaFromBtf, DecodesARecordLaidOutByEventsH) {
   e.flags = 0x80241;
   e.mode = 0644;
   std::memcpy(e.comm, "cat", 4);
+  e.ret = 3;
   std::memcpy(e.path, "/etc/hosts", 11);
   e.path_len = 11;
   // What the BPF program emits: the header and the used part of the path, padded to 8 by the kernel.
   std::string p(reinterpret_cast<const char*>(&e), PS_OPENAT_HEADER_SIZE + 11);
   p.resize((p.size() + 7) / 8 * 8, '\0');
   const auto v = decode_payload(s, span_of(p));
-  ASSERT_EQ(v.size(), 10u);
+  ASSERT_EQ(v.size(), 14u);
   EXPECT_EQ(v[1].unsigned_value, 1234u);
   EXPECT_EQ(v[2].unsigned_value, 1235u);
   EXPECT_EQ(v[3].signed_value, -100);
   EXPECT_EQ(v[4].signed_value, 0x80241);
   EXPECT_EQ(v[5].unsigned_value, 0644u);
   EXPECT_EQ(v[6].text, "cat");
-  EXPECT_EQ(v[7].unsigned_value, 11u);
-  EXPECT_EQ(v[9].text, "/etc/hosts");
+  EXPECT_EQ(v[7].signed_value, 3);
+  EXPECT_EQ(v[11].unsigned_value, 11u);
+  EXPECT_EQ(v[13].text, "/etc/hosts");
   for (const auto& f : v) EXPECT_FALSE(f.missing) << f.name;
 }
 

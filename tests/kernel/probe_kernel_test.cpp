@@ -108,8 +108,12 @@ TEST(ExecProbe, SeesBinTrueWithItsFilenameAndParent) {
     ++matches;
     EXPECT_EQ(e.ppid, static_cast<__u32>(getpid()));
     EXPECT_EQ(e.uid, getuid());
-    ASSERT_EQ(e.filename_len, sizeof("/bin/true"));
+    // The file name, then argv: just argv[0].
+    ASSERT_EQ(e.filename_len, sizeof("/bin/true") * 2);
     EXPECT_EQ(std::string(e.filename), "/bin/true");
+    EXPECT_EQ(std::string(e.filename + sizeof("/bin/true")), "/bin/true");
+    EXPECT_EQ(e.args_count, 1u);
+    EXPECT_EQ(e.ret, 0);
     EXPECT_EQ(c_string(e.comm, sizeof(e.comm)), "true");
     EXPECT_LT(r.raw.size(), PS_EXEC_HEADER_SIZE + e.filename_len + 8);
   }
