@@ -644,6 +644,11 @@ std::optional<int> CaptureRun::start() {
               (online ? candidates.intersect(*online) : candidates).to_string() + " " +
               output_->traits().destination + " (" + session_->array().geometry().describe(candidates.size()) + ")");
     log_.line(dropped_->describe());
+    for (const auto& info : builtin_probes()) {
+      if (!info.driven_by_bench || !session_->has_probe(info.name)) continue;
+      log_.line(std::string("probe ") + info.name + " records only what a driver asks of it through its maps (" +
+                "perfstream bench does); alone it records nothing");
+    }
   }
   return std::nullopt;
 }
@@ -708,7 +713,7 @@ std::string CaptureRun::status_line() {
   const std::uint64_t compressed = pipeline_.compressed_bytes.load();
   std::ostringstream line;
   line << "\r\033[K" << format_rate(rate) << "events/s | lost "
-       << total.lost + total.unwritable + pipeline_.dropped_records.load() << " | in " << format_mb(in) << " | "
+       << total.lost + total.unwritable + total.untracked + pipeline_.dropped_records.load() << " | in " << format_mb(in) << " | "
        << output_->status() << " | ratio " << std::fixed << std::setprecision(1)
        << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x";
   return line.str();
@@ -791,10 +796,13 @@ void CaptureRun::summarise() {
   std::ostringstream summary;
   summary << stop_reason_ << " after " << std::fixed << std::setprecision(1) << elapsed << " s: " << total.samples
           << " records (" << format_mb(total.sample_bytes) << ") from " << s.array().candidates().size()
-          << " CPUs, lost " << total.lost + total.unwritable << " in the kernel and "
+          << " CPUs, lost " << total.lost + total.unwritable + total.untracked << " in the kernel and "
           << pipeline_.dropped_records.load() << " in perfstream"
           << (total.unwritable > 0
                   ? " (" + std::to_string(total.unwritable) + " of the kernel's were never written: see below)"
+                  : std::string())
+          << (total.untracked > 0
+                  ? " (" + std::to_string(total.untracked) + " syscalls were not tracked: see below)"
                   : std::string())
           << "; " << output_->summary(pipeline_) << "; batches compressed " << std::setprecision(1)
           << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x";
@@ -825,6 +833,10 @@ void CaptureRun::report_per_cpu() {
     if (c.unwritable > 0) {
       log_.line(name + ": " + std::to_string(c.unwritable) + " records could not be written by the BPF programs (" +
                 render::unwritable_reason(c.unwritable_errno) + ")");
+    }
+    if (c.untracked > 0) {
+      log_.line(name + ": " + std::to_string(c.untracked) +
+                " syscalls were not recorded: the probes' map of syscalls in progress (one per thread) was full");
     }
     if (c.corrupt > 0) log_.line(name + " had " + std::to_string(c.corrupt) + " corrupt ring headers");
   }

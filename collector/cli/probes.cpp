@@ -23,6 +23,9 @@ int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ost
       continue;
     }
     out << info.name << ": " << info.description << "\n";
+    if (info.driven_by_bench) {
+      out << "  for perfstream bench: it records only what a driver asks of it through its loadgen_config map\n";
+    }
     auto schema = builtin_probe_schema(info.name);
     if (!schema) {
       err << "perfstream probes: " << schema.error().message() << "\n";

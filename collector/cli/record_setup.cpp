@@ -1,5 +1,6 @@
 #include "collector/cli/record_setup.hpp"
 
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 
 #include "collector/kernel/bpf_probe.hpp"
 #include "collector/util/clock.hpp"
+#include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
 namespace {
@@ -19,6 +21,28 @@ std::string random_id() {
   out << std::hex;
   for (int i = 0; i < 4; ++i) out << (rd() & 0xffff) << (i < 3 ? "-" : "");
   return out.str();
+}
+
+// The ids of -p or -t: each flag may be repeated and take a comma-separated list; every id must name a
+// live task now (a filter on a task that is gone records nothing, silently).
+Result<std::vector<std::uint32_t>> live_ids_from(const ArgParser& parser, const std::string& flag,
+                                                  const std::string& what) {
+  std::vector<std::uint32_t> ids;
+  for (const auto& value : parser.values(flag)) {
+    std::stringstream list(value);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      auto id = parse_count(flag, item);
+      if (!id) return id.error();
+      if (*id == 0 || *id > 0x3fffffff) return Error("--" + flag + " " + item + ": not a " + what + " id");
+      struct stat st {};
+      if (::stat(("/proc/" + item).c_str(), &st) != 0) {
+        return Error("--" + flag + " " + item + ": no such " + what + " (nothing would be recorded)");
+      }
+      ids.push_back(static_cast<std::uint32_t>(*id));
+    }
+  }
+  return ids;
 }
 
 }  // namespace
@@ -37,7 +61,10 @@ void add_capture_flags(ArgParser& parser) {
       .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M)")
       .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
       .option("flush-interval", 0, "TIME", "drain every ring at least this often (default 100ms)")
-      .option("pid", 'p', "PID", "only record this process (filtered in the BPF program)")
+      .option("pid", 'p', "PID[,PID...]", "only these processes (filtered in BPF); repeatable")
+      .option("tid", 't', "TID[,TID...]", "only these threads (filtered in BPF); repeatable")
+      .option("uid", 'u', "USER", "only tasks of this user, by name or number (filtered in BPF)")
+      .option("comm", 0, "NAME", "only tasks of this name, as ps -o comm shows it (filtered in BPF)")
       .option("threads", 0, "N", "reader threads (default 1)")
       .option("user", 0, "USER[:GROUP]", "after setup, run as USER (name or number), keeping only the capabilities the run needs")
       .flag("no-hotplug", 0, "only the CPUs online at start: keep no capability at all after setup")
@@ -74,7 +101,9 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
     for (const auto& info : builtin_probes()) known |= name == info.name;
     if (!known) {
       std::vector<std::string> names;
-      for (const auto& info : builtin_probes()) names.push_back(info.name);
+      for (const auto& info : builtin_probes()) {
+        if (!info.driven_by_bench) names.push_back(info.name);
+      }
       return fail(Error("unknown probe '" + name + "' (built-in probes: " + join(names, ", ") + ")"));
     }
   }
@@ -99,11 +128,22 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
     if (*ms == 0) return fail(Error("--flush-interval must be at least 1ms"));
     options.readers.flush_interval = std::chrono::milliseconds(*ms);
   }
-  if (auto v = parser.value("pid")) {
-    auto pid = parse_count("pid", *v);
-    if (!pid) return fail(pid.error());
-    if (*pid == 0 || *pid > 0x3fffffff) return fail(Error("--pid " + *v + ": not a process id"));
-    options.filter_tgid = static_cast<std::uint32_t>(*pid);
+  auto tgids = live_ids_from(parser, "pid", "process");
+  if (!tgids) return fail(tgids.error());
+  options.filter_tgids = std::move(*tgids);
+  auto tids = live_ids_from(parser, "tid", "thread");
+  if (!tids) return fail(tids.error());
+  options.filter_tids = std::move(*tids);
+  if (auto v = parser.value("uid")) {
+    auto user = resolve_user(*v);
+    if (!user) return fail(Error("-u " + *v + ": " + user.error().message()));
+    options.filter_uid = user->uid;
+  }
+  if (auto v = parser.value("comm")) {
+    if (v->empty() || v->size() > 15) {
+      return fail(Error("--comm '" + *v + "': a task name is 1 to 15 bytes (the kernel keeps no more)"));
+    }
+    options.filter_comm = *v;
   }
   if (parser.has("no-hotplug")) options.readers.hotplug_interval = std::chrono::milliseconds(0);
   if (auto v = parser.value("threads")) {
@@ -161,6 +201,7 @@ v1::TraceTrailer make_trace_trailer(CaptureSession& session) {
     out->set_passes(c.passes);
     out->set_unwritable(c.unwritable);
     out->set_unwritable_errno(c.unwritable_errno);
+    out->set_untracked_syscalls(c.untracked);
   }
   return t;
 }

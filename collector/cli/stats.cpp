@@ -190,9 +190,14 @@ void print_cpu_table(const recording::RecordingReader& trace, const Summary& s, 
   out << cpus.render();
   if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
     for (const auto& t : trailer->cpus()) {
-      if (t.unwritable() == 0) continue;
-      out << "CPU " << t.cpu() << ": " << t.unwritable() << " records could not be written by the BPF programs ("
-          << render::unwritable_reason(t.unwritable_errno()) << ")\n";
+      if (t.unwritable() > 0) {
+        out << "CPU " << t.cpu() << ": " << t.unwritable() << " records could not be written by the BPF programs ("
+            << render::unwritable_reason(t.unwritable_errno()) << ")\n";
+      }
+      if (t.untracked_syscalls() > 0) {
+        out << "CPU " << t.cpu() << ": " << t.untracked_syscalls()
+            << " syscalls were not recorded: the probes' map of syscalls in progress was full\n";
+      }
     }
   }
 }

@@ -43,7 +43,7 @@ const std::vector<BuiltinProbeEntry>& builtin_entries() {
         PS_EVENT_OPENAT},
        openat_bpf__elf_bytes},
       {{"sched_switch", "every context switch: the fields of sched:sched_switch", 3}, sched_switch_bpf__elf_bytes},
-      {{"loadgen", "a benchmark producer: records of a set size when a set process makes a set syscall", 4},
+      {{"loadgen", "a benchmark producer: records of a set size when a set process makes a set syscall", 4, true},
        loadgen_bpf__elf_bytes},
       {{"exit",
         "every thread exit: pid, tid, ppid, comm, exit_status or signal (exit_code raw), process_exit (1: the "

@@ -30,6 +30,9 @@ struct BuiltinProbeInfo {
   const char* name;
   const char* description;
   std::uint32_t event_kind;  // the ps_event_kind its records carry
+  // Records only what a driver asks of it through its maps (perfstream bench; tests): not a probe to offer
+  // to record and stream, where alone it records nothing.
+  bool driven_by_bench = false;
 };
 
 // perfstream's built-in probes, in a stable order.

@@ -15,7 +15,10 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   }
   ProbeOptions probe_options;
   probe_options.map_name = options.map_name;
-  probe_options.filter_tgid = options.filter_tgid;
+  probe_options.filter_tgids = options.filter_tgids;
+  probe_options.filter_tids = options.filter_tids;
+  probe_options.filter_uid = options.filter_uid;
+  probe_options.filter_comm = options.filter_comm;
   if (!options.trace_self) probe_options.ignore_tgid = static_cast<std::uint32_t>(getpid());
   probe_options.attach = false;  // attached once every CPU's ring is in the map, so nothing is lost at start
   if (options.follow_tgid) {
@@ -114,6 +117,7 @@ Status CaptureSession::read_output_failures() {
     for (std::size_t cpu = 0; cpu < failures->size() && cpu < sum.size(); ++cpu) {
       const OutputFailures& f = (*failures)[cpu];
       sum[cpu].unwritable += f.unwritable;
+      sum[cpu].state_full += f.state_full;
       if (f.last_errno != 0) sum[cpu].last_errno = f.last_errno;
     }
   }
@@ -121,8 +125,16 @@ Status CaptureSession::read_output_failures() {
     // The ENOSPC count (ring_full) is left out: the kernel reports those records as lost already.
     stats_->cpu(cpu).unwritable.store(sum[cpu].unwritable, std::memory_order_relaxed);
     stats_->cpu(cpu).unwritable_errno.store(sum[cpu].last_errno, std::memory_order_relaxed);
+    stats_->cpu(cpu).untracked.store(sum[cpu].state_full, std::memory_order_relaxed);
   }
   return {};
+}
+
+bool CaptureSession::has_probe(const std::string& name) const {
+  for (const auto& p : probes_) {
+    if (p->name() == name) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> CaptureSession::probe_names() const {

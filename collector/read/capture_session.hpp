@@ -35,7 +35,11 @@ struct CaptureOptions {
   std::vector<std::string> probes;        // built-in probe names
   std::string object_path;                // or one BPF object file
   std::string map_name;                   // its perf event array, when it has several
-  std::optional<std::uint32_t> filter_tgid;
+  // Which tasks are recorded, filtered in BPF: see ProbeOptions (kernel/bpf_probe.hpp).
+  std::vector<std::uint32_t> filter_tgids;  // -p
+  std::vector<std::uint32_t> filter_tids;   // -t
+  std::optional<std::uint32_t> filter_uid;  // -u
+  std::optional<std::string> filter_comm;   // --comm
   bool trace_self = false;                // by default the collector's own process is filtered out
   std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
@@ -63,6 +67,7 @@ class CaptureSession {
   // The layouts of the records, one per probe that declares one (built-ins always do).
   const std::vector<v1::EventSchema>& schemas() const { return schemas_; }
   std::vector<std::string> probe_names() const;
+  bool has_probe(const std::string& name) const;
 
  private:
   CaptureSession() = default;

@@ -25,6 +25,7 @@ CpuSnapshot RingStats::snapshot(unsigned cpu) const {
   s.ring_size = get(c.ring_size);
   s.unwritable = get(c.unwritable);
   s.unwritable_errno = get(c.unwritable_errno);
+  s.untracked = get(c.untracked);
   s.attached = get(c.attached) != 0;
   s.attach_count = get(c.attach_count);
   return s;
@@ -51,6 +52,7 @@ CpuSnapshot RingStats::total() const {
     t.ring_size += s.ring_size;
     t.unwritable += s.unwritable;
     if (s.unwritable_errno != 0) t.unwritable_errno = s.unwritable_errno;
+    t.untracked += s.untracked;
     t.attached = t.attached || s.attached;
     t.attach_count += s.attach_count;
   }

@@ -31,6 +31,7 @@ struct CpuCounters {
   // Set by the control thread (CaptureSession::read_output_failures), from the probes' own counters:
   std::atomic<std::uint64_t> unwritable{0};       // records the BPF programs could not write, ring not full
   std::atomic<std::uint32_t> unwritable_errno{0}; // the errno of the latest of those
+  std::atomic<std::uint64_t> untracked{0};        // syscalls not recorded: the probes' per-thread map was full
   std::atomic<std::uint32_t> attached{0};         // 1 while the CPU has a ring
   std::atomic<std::uint32_t> attach_count{0};     // rings opened for this CPU (more than 1 after hotplug)
 };
@@ -40,7 +41,7 @@ struct CpuSnapshot {
   unsigned cpu = 0;
   std::uint64_t samples = 0, sample_bytes = 0, ring_bytes = 0, lost = 0, lost_notices = 0, corrupt = 0,
                 corrupt_bytes = 0, malformed = 0, other_records = 0, wakeups = 0, passes = 0, fill_bytes = 0,
-                fill_high_water = 0, ring_size = 0, unwritable = 0;
+                fill_high_water = 0, ring_size = 0, unwritable = 0, untracked = 0;
   std::uint32_t unwritable_errno = 0;
   bool attached = false;
   std::uint32_t attach_count = 0;

@@ -222,6 +222,40 @@ TEST_F(RecordEndToEnd, ASecondRecorderOnTheSameFileIsRefusedAndTheFirstReadsBack
   EXPECT_EQ(stats.err, "") << "a whole recording, trailer and all";
 }
 
+TEST_F(RecordEndToEnd, PidListsKeepEveryNamedProcessAndOnlyThose) {
+  // Three processes open a file all along, in the shell itself (a redirection): -p A -p B,B records A and B.
+  auto opener = [] { return std::make_unique<Background>(std::vector<std::string>{
+                         "/bin/sh", "-c", "while :; do : < /etc/hostname; sleep 0.02; done"}); };
+  auto a = opener(), b = opener(), c = opener();
+  const std::set<std::string> named = {std::to_string(a->pid()), std::to_string(b->pid())};
+  const fs::path trace = dir_ / "pids.data";
+  RunResult rec = run({perfstream_binary(), "record", "--probe", "openat", "-q", "-o", trace.string(), "-p",
+                       std::to_string(a->pid()), "-p", std::to_string(b->pid()) + "," + std::to_string(b->pid()),
+                       "--duration", "1s"});
+  for (auto* p : {a.get(), b.get(), c.get()}) p->stop(SIGKILL);
+  if (rec.exit_status != 0 && rec.err.find("refused") != std::string::npos) GTEST_SKIP() << rec.err;
+  ASSERT_EQ(rec.exit_status, 0) << rec.err;
+  RunResult dump = run({perfstream_binary(), "dump", "--json", trace.string()});
+  ASSERT_EQ(dump.exit_status, 0) << dump.err;
+  std::set<std::string> pids;
+  const std::regex pid_re("\"pid\":([0-9]+)");
+  for (const auto& line : lines_of(dump.out)) {
+    std::smatch m;
+    if (std::regex_search(line, m, pid_re)) pids.insert(m[1].str());
+  }
+  EXPECT_EQ(pids, named) << dump.out;
+
+  RunResult gone = run({perfstream_binary(), "record", "--probe", "openat", "-p", "1,2000000000", "--duration", "1s"});
+  EXPECT_EQ(gone.exit_status, 2);
+  EXPECT_NE(gone.err.find("--pid 2000000000: not a process id"), std::string::npos) << gone.err;
+  RunResult missing = run({perfstream_binary(), "record", "--probe", "openat", "-p", "4194000", "--duration", "1s"});
+  EXPECT_EQ(missing.exit_status, 2);
+  EXPECT_NE(missing.err.find("--pid 4194000: no such process"), std::string::npos) << missing.err;
+  RunResult long_comm = run({perfstream_binary(), "record", "--probe", "openat", "--comm", "a-name-of-16-chr"});
+  EXPECT_EQ(long_comm.exit_status, 2);
+  EXPECT_NE(long_comm.err.find("a task name is 1 to 15 bytes"), std::string::npos) << long_comm.err;
+}
+
 TEST_F(RecordEndToEnd, UsageMistakesAreErrorsNotSilentDefaults) {
   RunResult zero = run({perfstream_binary(), "record", "--probe", "exec", "--duration", "0"});
   EXPECT_EQ(zero.exit_status, 2);
