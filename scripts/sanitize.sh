@@ -25,7 +25,7 @@ for suite in "${suites[@]}"; do
       echo "sanitize: ASan+UBSan build (build-asan/)" >&2
       bash scripts/asan-build.sh perfstream_unit_tests perfstream_kernel_tests perfstream_e2e_tests perfstream  # shared with fuzz.sh
       echo "sanitize: ASan+UBSan unit tests" >&2
-      build-asan/tests/perfstream_unit_tests --gtest_brief=1
+      for unit in build-asan/tests/perfstream_unit_*_tests; do "$unit" --gtest_brief=1; done
       if [ "$(id -u)" -eq 0 ]; then
         bash scripts/kernel-setup.sh
         echo "sanitize: ASan+UBSan kernel tests" >&2
@@ -43,10 +43,12 @@ for suite in "${suites[@]}"; do
         -DCMAKE_C_FLAGS_RELWITHDEBINFO="$flags" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" -DPERFSTREAM_BUILD_BENCH=OFF >/dev/null
       cmake --build build-tsan -j "$jobs" --target perfstream_unit_tests perfstream_kernel_tests
       echo "sanitize: TSan unit tests" >&2
-      # Not the mock-cluster tests: librdkafka (Debian's, not built with TSan) starts its threads with C11
+      # Not the mock-cluster tests (perfstream_unit_kafka_tests): librdkafka (Debian's, not built with TSan) starts its threads with C11
       # thrd_create, which TSan does not intercept, so TSan has no state for them and crashes on their
       # first intercepted call. Those tests run under ASan+UBSan above and in the plain ctest.
-      build-tsan/tests/perfstream_unit_tests --gtest_brief=1 --gtest_filter='-KafkaMock.*'
+      for unit in build-tsan/tests/perfstream_unit_*_tests; do
+        [ "$unit" = build-tsan/tests/perfstream_unit_kafka_tests ] || "$unit" --gtest_brief=1
+      done
       if [ "$(id -u)" -eq 0 ]; then
         bash scripts/kernel-setup.sh
         echo "sanitize: TSan kernel tests (reader threads on real rings)" >&2
