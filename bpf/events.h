@@ -52,7 +52,7 @@ enum ps_event_kind {
  *
  * `filename` holds NUL-terminated strings back to back: first the file name, then argv[0] .. argv[n-1]
  * (n = args_count). A reader that takes `filename` up to its first NUL sees the file name alone; its hint
- * argv tells dump to keep them all and show the list.
+ * path_argv tells dump to keep them all and show filename="/bin/echo" args=["echo","a b"].
  * filename_len counts every byte used, every NUL included. */
 struct ps_exec_event {
 	__u32 kind PS_HINT(hidden);             /* PS_EVENT_EXEC */
@@ -70,7 +70,7 @@ struct ps_exec_event {
 	__s32 args_err PS_HINT(errno);         /* 0, or the -errno of reading argv: the strings before the failure are kept */
 	__u32 filename_len PS_HINT(hidden);     /* bytes used in filename (file name and argv), NUL included */
 	__u32 reserved PS_HINT(hidden);
-	char filename[PS_PATH_MAX + PS_ARGS_MAX] PS_HINT(argv);
+	char filename[PS_PATH_MAX + PS_ARGS_MAX] PS_HINT(path_argv);
 };
 #define PS_EXEC_HEADER_SIZE 64
 

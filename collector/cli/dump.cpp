@@ -5,7 +5,8 @@
 //   12.000001000  [003]  openat  pid=42 tid=42 dfd=AT_FDCWD flags=O_WRONLY|O_CREAT|O_TRUNC mode=0644 comm="bash" path="/tmp/x"
 //   12.000002000  [001]  LOST 17 samples (kernel ring full)
 // Fields are shown as their schema's display hints say (field_display.hpp, docs/FORMAT.md "Display hints"):
-// O_RDONLY|O_CLOEXEC, 0644, ENOENT, S, 10.0.0.1:443, SIGKILL; fields hinted `hidden` (kind, padding,
+// O_RDONLY|O_CLOEXEC, 0644, ENOENT, S, 10.0.0.1:443, SIGKILL, exec's filename="/bin/echo" args=["echo","a b"];
+// fields hinted `hidden` (kind, padding,
 // lengths) and a port shown after its address are left out. A field without a hint prints as before hints
 // existed, so a recording made before them dumps as it always did: integers in decimal, except fields whose
 // name contains "flags" (hex, 0x...) or "mode" (octal, 0...); strings quoted (see render.hpp); byte arrays as
@@ -30,7 +31,7 @@
 // by their hint's rendering (flags=O_RDONLY|O_CLOEXEC, ret=ENOENT, prev_state=S, daddr=10.0.0.1 with or
 // without its port), byte arrays by their hex; < and > compare integers by value and strings byte by byte;
 // ~ looks for VALUE in a string, in an integer's decimal or hinted rendering (flags~O_CREAT), in argv's
-// words joined by spaces. A record without the field passes no filter on it, != included. A name in
+// words joined by spaces (exec's filename~"echo a b" searches the path and its argv). A record without the field passes no filter on it, != included. A name in
 // --event or --filter that no schema of the recording has is warned about.
 //
 // Reading goes through the reader library (collector/recording/): in time order, in bounded memory, one
@@ -42,12 +43,14 @@
 // Exit status: 0; 1 when a file cannot be read at all, has a corrupt frame and --skip-corrupt was not given
 // (everything before it is printed first), has missing, duplicated or reordered batches or totals that
 // disagree with its trailer, or when records came out of time order; 2 for bad usage. A cut is a warning.
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -250,7 +253,10 @@ bool filter_passes(const FieldFilter& f, const FieldDisplay& display, const std:
       if (!found) {
         std::string plain;
         switch (v.type) {
-          case v1::Field::STRING: plain = v.text; break;
+          case v1::Field::STRING:  // NUL-separated strings (argv) read as words separated by spaces
+            plain = v.text;
+            std::replace(plain.begin(), plain.end(), '\0', ' ');
+            break;
           case v1::Field::BYTES:
             render::append_hex(plain, v.text);
             found = v.text.find(f.value) != std::string::npos || plain.find(lower(f.value)) != std::string::npos;
@@ -384,12 +390,13 @@ class Dumper {
       if (!match) return;
     }
     std::vector<FieldValue>& values = values_;
-    if (schema != nullptr) {
-      decode_payload_into(*schema, r.payload, values);
+    const SchemaView* view = schema != nullptr ? &view_of(schema) : nullptr;
+    if (view != nullptr) {
+      decode_payload_into(view->guessed ? *view->guessed : *schema, r.payload, values);
     } else {
       values.clear();
     }
-    const FieldDisplay* display = schema != nullptr ? &display_of(schema) : nullptr;
+    const FieldDisplay* display = view != nullptr ? &view->display : nullptr;
     if (options_.pid && !field_matches(display, values, pid_filter_)) return;
     for (const auto& f : options_.filters) {
       if (!field_matches(display, values, f)) return;
@@ -449,22 +456,26 @@ class Dumper {
     buf_ += "]  ";
   }
 
-  // How a schema's fields are shown, worked out once per schema (with --guess-hints, from a copy that has the
-  // built-in probes' hints).
-  const FieldDisplay& display_of(const v1::EventSchema* schema) {
-    if (schema == last_schema_) return *last_display_;
-    auto it = displays_.find(schema);
-    if (it == displays_.end()) {
+  // How a schema's records are decoded and shown, worked out once per schema. With --guess-hints, from a copy
+  // that has the built-in probes' hints, which decodes too (an argv hint keeps a string's NULs).
+  struct SchemaView {
+    std::unique_ptr<v1::EventSchema> guessed;
+    FieldDisplay display;
+  };
+  const SchemaView& view_of(const v1::EventSchema* schema) {
+    if (schema == last_schema_) return *last_view_;
+    auto it = views_.find(schema);
+    if (it == views_.end()) {
+      std::unique_ptr<v1::EventSchema> guessed;
       if (options_.guess_hints) {
-        v1::EventSchema hinted = *schema;
-        hints::add_builtin_hints(hinted);
-        it = displays_.emplace(schema, FieldDisplay(hinted, options_.raw_fields)).first;
-      } else {
-        it = displays_.emplace(schema, FieldDisplay(*schema, options_.raw_fields)).first;
+        guessed = std::make_unique<v1::EventSchema>(*schema);
+        hints::add_builtin_hints(*guessed);
       }
+      FieldDisplay display(guessed ? *guessed : *schema, options_.raw_fields);
+      it = views_.emplace(schema, SchemaView{std::move(guessed), std::move(display)}).first;
     }
     last_schema_ = schema;
-    last_display_ = &it->second;
+    last_view_ = &it->second;
     return it->second;
   }
 
@@ -619,9 +630,9 @@ class Dumper {
   std::ostream& out_;
   bool live_;
   std::string buf_;
-  std::map<const v1::EventSchema*, FieldDisplay> displays_;
+  std::map<const v1::EventSchema*, SchemaView> views_;
   const v1::EventSchema* last_schema_ = nullptr;
-  const FieldDisplay* last_display_ = nullptr;
+  const SchemaView* last_view_ = nullptr;
   std::vector<FieldValue> values_;  // reused from record to record
   std::string scratch_;             // a filter's rendering of a value, reused
   std::optional<std::uint64_t> first_time_;  // of the first entry read, for --time relative

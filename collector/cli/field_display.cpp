@@ -22,7 +22,8 @@ bool fits(Hint hint, const v1::Field& f) {
   if (hints::hint_wants_integer(hint)) return is_integer(f.type());
   switch (hint) {
     case Hint::Ip: return f.type() == v1::Field::BYTES || (is_integer(f.type()) && f.size() == 4);
-    case Hint::Argv: return f.type() == v1::Field::BYTES || f.type() == v1::Field::STRING;
+    case Hint::Argv:
+    case Hint::PathArgv: return f.type() == v1::Field::BYTES || f.type() == v1::Field::STRING;
     default: return true;
   }
 }
@@ -173,6 +174,18 @@ void FieldDisplay::append_plain_text(std::string& out, const FieldValue& v, IntS
 }
 
 void FieldDisplay::append_text(std::string& out, const std::vector<FieldValue>& values, std::size_t i) const {
+  if (fields_[i].hint == Hint::PathArgv && !values[i].missing) {
+    // path="/bin/echo" args=["echo","a b"]: the path where the field is, argv as a field of its own
+    hints::split_argv(values[i].text, words_);
+    render::append_text_quoted(out, words_.empty() ? std::string_view() : words_[0]);
+    out += " args=[";
+    for (std::size_t w = 1; w < words_.size(); ++w) {
+      if (w != 1) out += ',';
+      render::append_text_quoted(out, words_[w]);
+    }
+    out += ']';
+    return;
+  }
   if (fields_[i].hint != Hint::None && show(out, values, i, true) != Shown::None) return;
   append_plain_text(out, values[i], fields_[i].style);
 }
@@ -184,11 +197,17 @@ void FieldDisplay::append_json(std::string& out, const std::vector<FieldValue>& 
     return;
   }
   const Plan& p = fields_[i];
-  if (p.hint == Hint::Argv) {
+  if (p.hint == Hint::Argv || p.hint == Hint::PathArgv) {
     hints::split_argv(v.text, words_);
+    std::size_t w = 0;
+    if (p.hint == Hint::PathArgv) {  // "filename":"/bin/echo","args":["echo","a b"]
+      render::append_json_string(out, words_.empty() ? std::string_view() : words_[0]);
+      out += ",\"args\":";
+      w = 1;
+    }
     out += '[';
-    for (std::size_t w = 0; w < words_.size(); ++w) {
-      if (w != 0) out += ',';
+    for (const std::size_t first = w; w < words_.size(); ++w) {
+      if (w != first) out += ',';
       render::append_json_string(out, words_[w]);
     }
     out += ']';
@@ -222,8 +241,12 @@ void FieldDisplay::append_json(std::string& out, const std::vector<FieldValue>& 
 bool FieldDisplay::append_shown(std::string& out, const std::vector<FieldValue>& values, std::size_t i) const {
   const Plan& p = fields_[i];
   if (values[i].missing) return false;
-  if (p.hint == Hint::Argv) {
+  if (p.hint == Hint::Argv || p.hint == Hint::PathArgv) {
     hints::split_argv(values[i].text, words_);
+    if (p.hint == Hint::PathArgv) {  // the field's own value is the path
+      if (!words_.empty()) out += words_[0];
+      return true;
+    }
     for (std::size_t w = 0; w < words_.size(); ++w) {
       if (w != 0) out += ' ';
       out += words_[w];
@@ -231,7 +254,7 @@ bool FieldDisplay::append_shown(std::string& out, const std::vector<FieldValue>&
     return true;
   }
   const std::size_t at = out.size();
-  if (p.hint != Hint::None && show(out, values, i, false) == Shown::Symbol) return true;
+  if (p.hint != Hint::None && show(out, values, i, false) != Shown::None) return true;
   out.resize(at);
   return false;
 }

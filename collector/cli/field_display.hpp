@@ -32,8 +32,8 @@ class FieldDisplay {
   // The value of field i as a JSON value (null when missing).
   void append_json(std::string& out, const std::vector<FieldValue>& values, std::size_t i) const;
   // The hint's rendering of field i without quotes, for --filter: "O_RDONLY|O_CLOEXEC", "ENOENT", "S",
-  // "10.0.0.1:443", argv words joined by spaces. False when the field has no hint that renders it (then a
-  // filter compares the value itself).
+  // "10.0.0.1:443", a wait status's exit code, argv words joined by spaces (path_argv: the path alone).
+  // False when the field has no hint that renders it (then a filter compares the value itself).
   bool append_shown(std::string& out, const std::vector<FieldValue>& values, std::size_t i) const;
 
  private:

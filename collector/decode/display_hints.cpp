@@ -14,7 +14,7 @@ struct Named {
   Hint hint;
 };
 
-constexpr std::array<Named, 16> kHints{{
+constexpr std::array<Named, 17> kHints{{
     {"hidden", Hint::Hidden},
     {"open_flags", Hint::OpenFlags},
     {"mode", Hint::Mode},
@@ -30,6 +30,7 @@ constexpr std::array<Named, 16> kHints{{
     {"duration_ns", Hint::DurationNs},
     {"hex", Hint::Hex},
     {"argv", Hint::Argv},
+    {"path_argv", Hint::PathArgv},
     {"", Hint::None},
 }};
 
@@ -316,7 +317,7 @@ constexpr BuiltinHint kBuiltinHints[] = {
     {"ps_exec_event", "args_err", "errno"},
     {"ps_exec_event", "filename_len", "hidden"},
     {"ps_exec_event", "reserved", "hidden"},
-    {"ps_exec_event", "filename", "argv"},  // before argv was kept it held one string: a list of one
+    {"ps_exec_event", "filename", "path_argv"},  // before argv was kept it held the path alone: no args
     {"ps_openat_event", "kind", "hidden"},
     {"ps_openat_event", "dfd", "dirfd"},
     {"ps_openat_event", "flags", "open_flags"},

@@ -195,8 +195,8 @@ void decode_payload_into(const v1::EventSchema& schema, std::span<const char> pa
           }
         }
         const char* p = payload.data() + f.offset();
-        // A string is text up to its first NUL, except a list of NUL-separated strings (hint argv).
-        if (f.type() == v1::Field::STRING && f.hint() != "argv") len = strnlen(p, len);
+        // A string is text up to its first NUL, except a list of NUL-separated strings (hints argv, path_argv).
+        if (f.type() == v1::Field::STRING && f.hint() != "argv" && f.hint() != "path_argv") len = strnlen(p, len);
         v.text.assign(p, len);
         break;
       }

@@ -10,7 +10,8 @@
 // bpf/events.h); they are copied as written, and what they mean is decode/display_hints.hpp's business.
 //
 // Decoding never reads past the payload: a field the payload does not reach is reported as missing. A STRING
-// ends at its first NUL, except one hinted "argv" (NUL-separated strings), which keeps all its used bytes.
+// ends at its first NUL, except one hinted "argv" or "path_argv" (NUL-separated strings), which keeps all its
+// used bytes.
 #pragma once
 
 #include <cstdint>

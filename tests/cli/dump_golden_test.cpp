@@ -21,7 +21,7 @@
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/format/zstd_codec.hpp"
-#include "testing/builtin_schemas.hpp"
+#include "collector/decode/payload_schema.hpp"
 #include "testing/temp_dir.hpp"
 
 namespace perfstream::cli {
@@ -39,8 +39,13 @@ std::string payload_of(const T& e, std::size_t size) {
 }
 
 std::string openat(std::uint32_t pid, std::int32_t dfd, std::uint32_t flags, std::uint32_t mode, const char* comm,
-                   const std::string& path, bool readable = true) {
+                   const std::string& path, bool readable = true, std::int32_t ret = 3, std::uint32_t call = 0,
+                   std::uint32_t resolve = 0) {
   ps_openat_event e{};
+  e.ret = ret;
+  e.path_err = readable ? 0 : -14;  // EFAULT
+  e.call = call;
+  e.resolve = resolve;
   e.kind = PS_EVENT_OPENAT;
   e.pid = pid;
   e.tid = pid + 1;
@@ -53,16 +58,73 @@ std::string openat(std::uint32_t pid, std::int32_t dfd, std::uint32_t flags, std
   return payload_of(e, PS_OPENAT_HEADER_SIZE + e.path_len);
 }
 
-std::string exec(std::uint32_t pid, std::uint32_t ppid, std::uint32_t uid, const char* comm, const std::string& file) {
+// `strings`: the file name, then argv, each ending in NUL.
+std::string exec(std::uint32_t pid, std::uint32_t ppid, std::uint32_t uid, const char* comm, const std::string& strings,
+                 std::uint32_t args, std::int32_t ret = 0, std::uint32_t truncated = 0, std::int32_t args_err = 0) {
   ps_exec_event e{};
   e.kind = PS_EVENT_EXEC;
   e.pid = pid;
+  e.tid = pid;
   e.ppid = ppid;
   e.uid = uid;
+  e.ret = ret;
+  e.args_count = args;
+  e.args_truncated = truncated;
+  e.args_err = args_err;
   std::strncpy(e.comm, comm, sizeof(e.comm) - 1);
-  std::memcpy(e.filename, file.data(), file.size());
-  e.filename_len = static_cast<__u32>(file.size() + 1);
+  std::memcpy(e.filename, strings.data(), strings.size());
+  e.filename_len = static_cast<__u32>(strings.size());
   return payload_of(e, PS_EXEC_HEADER_SIZE + e.filename_len);
+}
+
+std::string exit_record(std::uint32_t pid, std::uint32_t code, std::uint32_t process_exit, std::uint64_t lifetime) {
+  ps_exit_event e{};
+  e.kind = PS_EVENT_EXIT;
+  e.pid = pid;
+  e.tid = pid;
+  e.ppid = 1;
+  e.exit_code = code;
+  e.exit_status = (code >> 8) & 0xff;
+  e.signal = code & 0x7f;
+  e.process_exit = process_exit;
+  std::strncpy(e.comm, "job", sizeof(e.comm) - 1);
+  e.lifetime_ns = lifetime;
+  return payload_of(e, sizeof(e));
+}
+
+std::string fork_record(std::uint32_t parent, std::uint32_t child_pid, std::uint32_t child_tid) {
+  ps_fork_event e{};
+  e.kind = PS_EVENT_FORK;
+  e.parent_pid = parent;
+  e.parent_tid = parent;
+  e.child_pid = child_pid;
+  e.child_tid = child_tid;
+  e.uid = 1000;
+  std::strncpy(e.comm, "bash", sizeof(e.comm) - 1);
+  return payload_of(e, sizeof(e));
+}
+
+std::string tcp_record(std::uint32_t what, std::uint32_t family, const std::string& saddr, std::uint32_t sport,
+                       const std::string& daddr, std::uint32_t dport, std::int32_t oldstate, std::int32_t newstate,
+                       std::uint64_t sent, std::uint64_t received, std::uint64_t duration) {
+  ps_tcp_event e{};
+  e.kind = PS_EVENT_TCP;
+  e.pid = what == 2 ? 0 : 500;
+  e.tid = e.pid;
+  e.uid = 1000;
+  std::strncpy(e.comm, what == 2 ? "" : "curl", sizeof(e.comm) - 1);
+  e.what = what;
+  e.family = family;
+  e.sport = sport;
+  e.dport = dport;
+  e.oldstate = oldstate;
+  e.newstate = newstate;
+  std::memcpy(e.saddr, saddr.data(), std::min<std::size_t>(16, saddr.size()));
+  std::memcpy(e.daddr, daddr.data(), std::min<std::size_t>(16, daddr.size()));
+  e.bytes_sent = sent;
+  e.bytes_received = received;
+  e.duration_ns = duration;
+  return payload_of(e, sizeof(e));
 }
 
 std::string sched_switch(std::int32_t prev_pid, std::int64_t prev_state, const char* prev_comm, std::int32_t next_pid,
@@ -90,6 +152,12 @@ std::string loadgen(std::uint64_t seq, std::uint32_t cpu, std::uint32_t pid, con
   return payload_of(e, PS_LOADGEN_HEADER_SIZE + bytes.size());
 }
 
+// A literal with NULs inside, all of it (not up to its first NUL, and not its implicit last one).
+template <std::size_t N>
+std::string nuls(const char (&s)[N]) {
+  return std::string(s, N - 1);
+}
+
 struct Entry {
   std::uint64_t time_ns;
   std::uint32_t cpu;
@@ -110,11 +178,19 @@ std::vector<Entry> entries() {
   add(1, openat(101, -100, 0x241, 0644, "bash", "/tmp/out.txt"));
   add(0, openat(102, 3, 020200002, 0600, "mktemp", "/tmp"));
   add(1, openat(103, -100, 0x40000002 | 0x800 | 0x10000, 04755, "odd", "/opt/a b\xff"));
-  add(0, openat(104, 7, 0x3, 0, "bad", "", false));
+  add(0, openat(104, 7, 0x3, 0, "bad", "", false, -14));
   add(1, openat(105, -100, 0x101000 | 0x100000 | 0x4000, 01777, "sync", "/var/log/x"));
-  // exec
-  add(0, exec(200, 100, 1000, "ls", "/usr/bin/ls"));
-  add(1, exec(201, 1, 0, "sh", "/bin/sh"));
+  // openat results: cat /nonexistent, a permission error, an errno past the table; open(2); openat2 with
+  // RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH
+  add(0, openat(106, -100, 0, 0, "cat", "/nonexistent", true, -2));
+  add(1, openat(107, -100, 0x241, 0600, "sh", "/root/x", true, -13, 1));
+  add(0, openat(108, 5, 0x10000, 0, "odd", "d", true, -9999, 2, 0x0c));
+  // exec: sh -c 'echo a b "c d"', a failed exec, a cut argv, an argv that could not be read
+  add(0, exec(200, 100, 1000, "sh", nuls("/bin/sh\0sh\0-c\0echo a b \"c d\"\0"), 3));
+  add(1, exec(201, 200, 1000, "echo", nuls("/bin/echo\0echo\0a\0b\0c d\0"), 4));
+  add(0, exec(202, 100, 0, "bash", nuls("/nonexistent\0/nonexistent\0"), 1, -2));
+  add(1, exec(203, 100, 0, "xargs", nuls("/bin/rm\0rm\0-f\0a\0"), 4, 0, 1));
+  add(0, exec(204, 100, 0, "bash", nuls("/bin/ls\0ls\0"), 1, 0, 0, -14));
   // sched_switch: every state letter, preempted, two bits at once, bits the kernel does not report
   const std::int64_t states[] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 0x100, 3, 0x200, 0x301, -1};
   std::int32_t pid = 300;
@@ -122,6 +198,25 @@ std::vector<Entry> entries() {
     add(static_cast<std::uint32_t>(pid % 2), sched_switch(pid, s, "worker", 0, "swapper/0"));
     ++pid;
   }
+  // exit: code 3, killed by SIGKILL, a segfault with a core, one thread of a process, a stop no exit has
+  add(0, exit_record(600, 3 << 8, 1, 1'500'000'000));
+  add(1, exit_record(601, 9, 1, 250'000));
+  add(0, exit_record(602, 11 | 0x80, 1, 3'000'000'000));
+  add(1, exit_record(603, 0, 0, 42));
+  add(0, exit_record(604, 0x7f, 1, 0));
+  // fork: a process, a thread
+  add(1, fork_record(700, 701, 701));
+  add(0, fork_record(700, 700, 702));
+  // tcp: a v4 connect, an accept on v6 loopback, a close with bytes and duration, a failed connect, a state
+  // and family no table names
+  const std::string v4a("\x0a\x00\x00\x01", 4), v4b("\x0a\x00\x00\x02", 4);
+  std::string lo6(16, '\0');
+  lo6[15] = 1;
+  add(1, tcp_record(1, 2, v4a, 40000, v4b, 443, 2, 1, 0, 0, 0));
+  add(0, tcp_record(2, 10, lo6, 8080, lo6, 51000, 3, 1, 0, 0, 0));
+  add(1, tcp_record(3, 2, v4a, 40000, v4b, 443, 1, 7, 1536, 3 * 1048576 + 104858, 2'500'000'000));
+  add(0, tcp_record(4, 2, v4a, 40001, std::string("\x7f\x00\x00\x01", 4), 9, 2, 7, 0, 0, 0));
+  add(1, tcp_record(1, 3, std::string(16, '\x01'), 1, std::string(16, '\x02'), 2, 99, 0, 0, 0, 0));
   out.push_back(Entry{t, 0, ""});  // a loss between records
   t += 1000;
   // loadgen
@@ -273,12 +368,11 @@ v1::TraceHeader header(bool with_hints) {
   h.set_start_time_ns(1'000'000'000);
   h.set_start_realtime_ns(1'700'000'000'000'000'000ull);  // 2023-11-14T22:13:20Z
   h.set_recording_id("golden");
-  const std::pair<const char*, std::uint32_t> probes[] = {
-      {"exec", PS_EVENT_EXEC}, {"openat", PS_EVENT_OPENAT}, {"sched_switch", PS_EVENT_SCHED_SWITCH},
-      {"loadgen", PS_EVENT_LOADGEN}};
-  for (const auto& [name, kind] : probes) {
+  for (const char* name : {"exec", "openat", "sched_switch", "loadgen", "exit", "fork", "tcp"}) {
     h.add_probes(name);
-    v1::EventSchema s = perfstream::testing::builtin_schema(name, kind);
+    auto built = builtin_probe_schema(name);
+    if (!built) throw std::runtime_error(built.error().message());
+    v1::EventSchema s = *built;
     if (!with_hints) {
       for (auto& f : *s.mutable_fields()) {
         f.clear_hint();
@@ -430,27 +524,39 @@ TEST_F(DumpGolden, FiltersMatchWhatTheHintsShow) {
     for (char c : r.out) n += c == '\n';
     return n - 1;  // the loss line stays in every output
   };
-  EXPECT_EQ(lines({"--filter", "flags=O_RDONLY|O_CLOEXEC"}), 1u);
-  EXPECT_EQ(lines({"--filter", "flags~O_CREAT"}), 1u);
-  EXPECT_EQ(lines({"--filter", "flags~O_RDWR"}), 2u);
-  EXPECT_EQ(lines({"--filter", "flags=0x241"}), 1u);  // the number still works
-  EXPECT_EQ(lines({"--filter", "dfd=AT_FDCWD"}), 4u);
-  EXPECT_EQ(lines({"--filter", "dfd!=AT_FDCWD"}), 2u);
-  EXPECT_EQ(lines({"--filter", "mode=04755"}), 1u);
-  EXPECT_EQ(lines({"--filter", "prev_state=S"}), 1u);
-  EXPECT_EQ(lines({"--filter", "prev_state~+"}), 3u);
-  EXPECT_EQ(lines({"--filter", "ret=ENOENT"}), 1u);
-  EXPECT_EQ(lines({"--filter", "ret<0"}), 3u);
-  EXPECT_EQ(lines({"--filter", "ret>=0"}), 1u);
-  EXPECT_EQ(lines({"--filter", "sig=SIGKILL"}), 1u);
-  EXPECT_EQ(lines({"--filter", "daddr=10.0.0.2:443"}), 1u);
-  EXPECT_EQ(lines({"--filter", "daddr=10.0.0.2"}), 1u);   // without its port
-  EXPECT_EQ(lines({"--filter", "saddr=::1"}), 1u);
-  EXPECT_EQ(lines({"--filter", "saddr~[::1]"}), 1u);
-  EXPECT_EQ(lines({"--filter", "state=ESTABLISHED"}), 1u);
-  EXPECT_EQ(lines({"--filter", "argv~a b"}), 1u);
-  EXPECT_EQ(lines({"--filter", "argv~echo"}), 2u);
-  EXPECT_EQ(lines({"--filter", "path_len>12"}), 1u);       // hidden fields filter all the same
+  const std::string o = "openat", h = "hinted";
+  auto in = [&](const std::string& event, const std::string& filter) { return lines({"--event", event, "--filter", filter}); };
+  EXPECT_EQ(in(o, "flags=O_RDONLY|O_CLOEXEC"), 1u);
+  EXPECT_EQ(in(o, "flags~O_CREAT"), 2u);
+  EXPECT_EQ(in(o, "flags~O_RDWR"), 2u);
+  EXPECT_EQ(in(o, "flags=0x241"), 2u);  // the number still works
+  EXPECT_EQ(in(o, "dfd=AT_FDCWD"), 6u);
+  EXPECT_EQ(in(o, "dfd!=AT_FDCWD"), 3u);
+  EXPECT_EQ(in(o, "mode=04755"), 1u);
+  EXPECT_EQ(in(o, "ret=ENOENT"), 1u);
+  EXPECT_EQ(in(o, "ret<0"), 4u);        // opensnoop -x
+  EXPECT_EQ(in(o, "ret>=0"), 5u);
+  EXPECT_EQ(in(o, "path_len>12"), 2u);  // hidden fields filter all the same
+  EXPECT_EQ(in("sched_switch", "prev_state=S"), 1u);
+  EXPECT_EQ(in("sched_switch", "prev_state~+"), 3u);
+  EXPECT_EQ(in("exec", "filename~echo a b"), 2u);  // the path and argv, as words
+  EXPECT_EQ(in("exec", "filename=/bin/echo"), 1u);  // the path alone
+  EXPECT_EQ(in("exec", "ret!=0"), 1u);
+  EXPECT_EQ(in("exit", "exit_code=3"), 1u);      // the exit code a wait status shows
+  EXPECT_EQ(in("exit", "exit_code=SIGKILL"), 1u);
+  EXPECT_EQ(in("exit", "signal=SIGSEGV"), 1u);
+  EXPECT_EQ(in("tcp", "daddr=10.0.0.2"), 2u);    // without its port
+  EXPECT_EQ(in("tcp", "daddr=10.0.0.2:443"), 2u);
+  EXPECT_EQ(in("tcp", "newstate=CLOSE"), 2u);
+  EXPECT_EQ(in("tcp", "saddr~::1"), 1u);
+  EXPECT_EQ(in(h, "ret=ENOENT"), 1u);
+  EXPECT_EQ(in(h, "ret<0"), 3u);
+  EXPECT_EQ(in(h, "sig=SIGKILL"), 1u);
+  EXPECT_EQ(in(h, "saddr=::1"), 1u);
+  EXPECT_EQ(in(h, "saddr~[::1]"), 1u);
+  EXPECT_EQ(in(h, "state=ESTABLISHED"), 1u);
+  EXPECT_EQ(in(h, "argv~a b"), 1u);
+  EXPECT_EQ(in(h, "argv~echo"), 2u);
 }
 
 // A recording from before hints: its schemas carry none, and dump prints it exactly as it did then (the

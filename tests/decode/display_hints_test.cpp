@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,7 @@ TEST(DisplayHints, NamesParseAndUnknownNamesAreKeptApart) {
   EXPECT_EQ(parse_hint(""), Hint::None);
   EXPECT_EQ(parse_hint("open_flags"), Hint::OpenFlags);
   EXPECT_EQ(parse_hint("argv"), Hint::Argv);
+  EXPECT_EQ(parse_hint("path_argv"), Hint::PathArgv);
   EXPECT_EQ(parse_hint("hidden"), Hint::Hidden);
   EXPECT_EQ(parse_hint("colour"), Hint::Unknown);
   EXPECT_EQ(parse_hint("Open_Flags"), Hint::Unknown);
@@ -223,22 +225,38 @@ TEST(DisplayHints, BuiltInSchemasCarryTheirTags) {
   EXPECT_EQ(hint_of(openat, "path_len"), "hidden");
   EXPECT_EQ(hint_of(openat, "pid"), "");
   EXPECT_EQ(hint_of(perfstream::testing::builtin_schema("sched_switch", 3), "prev_state"), "task_state");
+  auto tcp = builtin_probe_schema("tcp");
+  ASSERT_TRUE(tcp) << tcp.error().message();
+  for (const auto& f : tcp->fields()) {
+    if (f.name() != "daddr") continue;
+    EXPECT_EQ(f.hint(), "ip");
+    EXPECT_EQ(f.hint_args().at("port"), "dport");
+    EXPECT_EQ(f.hint_args().at("family"), "family");
+  }
 }
 
 // Every entry of the table for old recordings is what today's struct says, so that an old recording with
 // --guess-hints reads as a new one.
 TEST(DisplayHints, TableForOldRecordingsAgreesWithTheTags) {
-  const std::pair<const char*, std::uint32_t> probes[] = {{"exec", 1}, {"openat", 2}, {"sched_switch", 3}, {"loadgen", 4}};
-  for (const auto& [name, kind] : probes) {
-    const v1::EventSchema today = perfstream::testing::builtin_schema(name, kind);
+  for (const char* name : {"exec", "openat", "sched_switch", "loadgen", "exit", "fork", "tcp"}) {
+    auto built = builtin_probe_schema(name);
+    ASSERT_TRUE(built) << built.error().message();
+    const v1::EventSchema today = *built;
     v1::EventSchema old = today;
-    for (auto& f : *old.mutable_fields()) f.clear_hint();
+    for (auto& f : *old.mutable_fields()) {
+      f.clear_hint();
+      f.clear_hint_args();
+    }
     add_builtin_hints(old);
     for (int i = 0; i < today.fields_size(); ++i) {
       const BuiltinHint* h = builtin_hint(today.type_name(), today.fields(i).name());
       if (h == nullptr) continue;
       EXPECT_EQ(today.fields(i).hint(), h->hint) << name << "." << today.fields(i).name();
       EXPECT_EQ(old.fields(i).hint(), today.fields(i).hint()) << name << "." << today.fields(i).name();
+      using Args = std::map<std::string, std::string>;
+      const Args old_args(old.fields(i).hint_args().begin(), old.fields(i).hint_args().end());
+      const Args today_args(today.fields(i).hint_args().begin(), today.fields(i).hint_args().end());
+      EXPECT_EQ(old_args, today_args) << name << "." << today.fields(i).name();
     }
   }
 }
