@@ -6,10 +6,27 @@
  *  - variable-length records end in a byte array and the BPF program emits only the bytes it filled: the
  *    header up to the array plus the array's used length, which the record also carries in a `*_len` field.
  *    The kernel pads each sample to 8 bytes; that padding is never data: readers use the length fields.
+ *  - a member may carry a display hint, PS_HINT(name), and the hint's parameters, PS_HINT_ARG(key, field):
+ *    BTF decl tags ("perfstream:hint=open_flags", "perfstream:hint.port=dport") that the collector copies
+ *    into the trace header's schema (Field.hint, Field.hint_args) so dump shows O_RDONLY|O_CLOEXEC, ENOENT,
+ *    S, 10.0.0.1:443. The hints and what they mean are listed in docs/FORMAT.md ("Display hints"). Any BPF
+ *    object's record struct may use them. Tags change no layout; outside BPF (the C++ side) they are empty.
  * No includes: the includer provides __u8/__u32/__u64 (linux/types.h or vmlinux_min.h).
  */
 #ifndef PERFSTREAM_BPF_EVENTS_H
 #define PERFSTREAM_BPF_EVENTS_H
+
+/* btf_decl_tag needs clang 14; an older clang builds the same layout without hints. */
+#if defined(__bpf__) && defined(__has_attribute)
+#if __has_attribute(btf_decl_tag)
+#define PS_HINT(name) __attribute__((btf_decl_tag("perfstream:hint=" #name)))
+#define PS_HINT_ARG(key, field) __attribute__((btf_decl_tag("perfstream:hint." #key "=" #field)))
+#endif
+#endif
+#ifndef PS_HINT
+#define PS_HINT(name)
+#define PS_HINT_ARG(key, field)
+#endif
 
 #define PS_COMM_LEN 16
 #define PS_PATH_MAX 4096        /* bytes of a path kept, NUL included */
@@ -34,25 +51,26 @@ enum ps_event_kind {
  * sys_enter (per thread) and read then, when the kernel has faulted them in.
  *
  * `filename` holds NUL-terminated strings back to back: first the file name, then argv[0] .. argv[n-1]
- * (n = args_count). A reader that takes `filename` up to its first NUL sees the file name alone.
+ * (n = args_count). A reader that takes `filename` up to its first NUL sees the file name alone; its hint
+ * path_argv tells dump to keep them all and show filename="/bin/echo" args=["echo","a b"].
  * filename_len counts every byte used, every NUL included. */
 struct ps_exec_event {
-	__u32 kind;             /* PS_EVENT_EXEC */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_EXEC */
 	__u32 pid;              /* tgid */
 	__u32 tid;              /* the thread that called execve (after a successful exec, the process has only
 	                           this one thread and its tid is pid) */
 	__u32 ppid;             /* tgid of the real parent */
 	__u32 uid;              /* real uid (after a successful exec: of the new credentials) */
-	__s32 ret;              /* 0: the new program runs; else -errno (-ENOENT, -EACCES, ...) */
+	__s32 ret PS_HINT(errno);              /* 0: the new program runs; else -errno (-ENOENT, -EACCES, ...) */
 	char comm[PS_COMM_LEN]; /* after a successful exec: the new comm; after a failed one: the caller's */
 	__u32 args_count;       /* argv strings in `filename` after the file name */
 	__u32 args_truncated;   /* 1: argv had more strings (PS_ARGC_MAX) or bytes (PS_ARGS_MAX) than were kept;
 	                           the last string kept may be cut short (it still ends in a NUL) */
-	__s32 filename_err;     /* 0, or the -errno of reading the file name: it is then the empty string */
-	__s32 args_err;         /* 0, or the -errno of reading argv: the strings before the failure are kept */
-	__u32 filename_len;     /* bytes used in filename (file name and argv), NUL included */
-	__u32 reserved;
-	char filename[PS_PATH_MAX + PS_ARGS_MAX];
+	__s32 filename_err PS_HINT(errno);     /* 0, or the -errno of reading the file name: it is then the empty string */
+	__s32 args_err PS_HINT(errno);         /* 0, or the -errno of reading argv: the strings before the failure are kept */
+	__u32 filename_len PS_HINT(hidden);     /* bytes used in filename (file name and argv), NUL included */
+	__u32 reserved PS_HINT(hidden);
+	char filename[PS_PATH_MAX + PS_ARGS_MAX] PS_HINT(path_argv);
 };
 #define PS_EXEC_HEADER_SIZE 64
 
@@ -67,19 +85,19 @@ enum ps_open_call {
  * (per thread), the path is read at sys_exit, when the kernel has faulted its page in; a call whose enter
  * was not seen (the probe attached during it, or the per-thread map was full) is not recorded. */
 struct ps_openat_event {
-	__u32 kind;             /* PS_EVENT_OPENAT */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_OPENAT */
 	__u32 pid;              /* tgid */
 	__u32 tid;
-	__s32 dfd;
-	__s32 flags;
-	__u32 mode;
+	__s32 dfd PS_HINT(dirfd);
+	__s32 flags PS_HINT(open_flags);
+	__u32 mode PS_HINT(mode);
 	char comm[PS_COMM_LEN];
-	__s32 ret;              /* the new fd, or -errno */
-	__s32 path_err;         /* 0, or the -errno of reading the path (path is then empty, path_len 0) */
+	__s32 ret PS_HINT(errno);              /* the new fd, or -errno */
+	__s32 path_err PS_HINT(errno);         /* 0, or the -errno of reading the path (path is then empty, path_len 0) */
 	__u32 call;             /* enum ps_open_call */
-	__u32 resolve;          /* openat2's RESOLVE_* flags; 0 for the others */
-	__u32 path_len;         /* bytes used in path, NUL included; 0 when path_err says why */
-	__u32 reserved;
+	__u32 resolve PS_HINT(hex);          /* openat2's RESOLVE_* flags; 0 for the others */
+	__u32 path_len PS_HINT(hidden);         /* bytes used in path, NUL included; 0 when path_err says why */
+	__u32 reserved PS_HINT(hidden);
 	char path[PS_PATH_MAX];
 };
 #define PS_OPENAT_HEADER_SIZE 64
@@ -88,21 +106,21 @@ struct ps_openat_event {
  * size. The status is the kernel's exit_code: exit status (exit(3) or returning from main) or the signal
  * that killed it. */
 struct ps_exit_event {
-	__u32 kind;             /* PS_EVENT_EXIT */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_EXIT */
 	__u32 pid;              /* tgid */
 	__u32 tid;
 	__u32 ppid;             /* tgid of the real parent */
-	__u32 exit_code;        /* the kernel's raw code, as wait(2) reports it */
+	__u32 exit_code PS_HINT(wait_status);        /* the kernel's raw code, as wait(2) reports it */
 	__u32 exit_status;      /* (exit_code >> 8) & 0xff: the status passed to exit; 0 when killed */
-	__u32 signal;           /* exit_code & 0x7f: the signal that killed it, 0 when it exited */
+	__u32 signal PS_HINT(signal);           /* exit_code & 0x7f: the signal that killed it, 0 when it exited */
 	__u32 process_exit;     /* 1: the last thread of the process (the process exits); 0: one thread */
 	char comm[PS_COMM_LEN];
-	__u64 lifetime_ns;      /* since the thread started; for a process exit, since the process started */
+	__u64 lifetime_ns PS_HINT(duration_ns);      /* since the thread started; for a process exit, since the process started */
 };
 
 /* tp_btf/sched_process_fork: a new process or thread. Fixed size. A new thread has child_pid == parent_pid. */
 struct ps_fork_event {
-	__u32 kind;             /* PS_EVENT_FORK */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_FORK */
 	__u32 parent_pid;       /* tgid of the forking process */
 	__u32 parent_tid;       /* the thread that forked */
 	__u32 child_pid;        /* tgid of the child: a new one, or parent_pid for a new thread */
@@ -125,23 +143,23 @@ enum ps_tcp_what {
  * accepted connection the one that closed it (the kernel completes the handshake before accept(2), out of
  * any process): pid 0 when not known. */
 struct ps_tcp_event {
-	__u32 kind;             /* PS_EVENT_TCP */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_TCP */
 	__u32 pid;              /* tgid; 0: not known */
 	__u32 tid;
 	__u32 uid;              /* the process's real uid, or the socket's owner (sk_uid) when pid is 0 */
 	char comm[PS_COMM_LEN];
 	__u32 what;             /* enum ps_tcp_what */
-	__u32 family;           /* AF_INET (2) or AF_INET6 (10) */
+	__u32 family PS_HINT(address_family);           /* AF_INET (2) or AF_INET6 (10) */
 	__u32 sport;
 	__u32 dport;
-	__s32 oldstate;         /* TCP_* states of the transition (1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 7 CLOSE, ...) */
-	__s32 newstate;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u64 bytes_sent;       /* PS_TCP_CLOSE: bytes the peer acknowledged (tcp_sock.bytes_acked); else 0 */
-	__u64 bytes_received;   /* PS_TCP_CLOSE: tcp_sock.bytes_received; else 0. Both count sequence space, as
+	__s32 oldstate PS_HINT(tcp_state);         /* TCP_* states of the transition (1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 7 CLOSE, ...) */
+	__s32 newstate PS_HINT(tcp_state);
+	__u8 saddr[16] PS_HINT(ip) PS_HINT_ARG(port, sport) PS_HINT_ARG(family, family);
+	__u8 daddr[16] PS_HINT(ip) PS_HINT_ARG(port, dport) PS_HINT_ARG(family, family);
+	__u64 bytes_sent PS_HINT(bytes);       /* PS_TCP_CLOSE: bytes the peer acknowledged (tcp_sock.bytes_acked); else 0 */
+	__u64 bytes_received PS_HINT(bytes);   /* PS_TCP_CLOSE: tcp_sock.bytes_received; else 0. Both count sequence space, as
 	                           tcplife shows them: a FIN is 1 byte, and so is the SYN of the side that connected */
-	__u64 duration_ns;      /* PS_TCP_CLOSE: since connect or accept (0 if that was not seen); else 0 */
+	__u64 duration_ns PS_HINT(duration_ns);      /* PS_TCP_CLOSE: since connect or accept (0 if that was not seen); else 0 */
 };
 
 /* Per-thread state of a syscall in flight, kept from sys_enter to sys_exit (openat, exec). */
@@ -153,13 +171,13 @@ struct ps_syscall_args {
 
 /* tp_btf/sched_switch: the fields of the sched:sched_switch tracepoint. Fixed size. */
 struct ps_sched_switch_event {
-	__u32 kind;             /* PS_EVENT_SCHED_SWITCH */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_SCHED_SWITCH */
 	__s32 prev_pid;
 	__s32 prev_prio;
 	__s32 next_pid;
 	__s32 next_prio;
-	__u32 reserved;
-	__s64 prev_state;       /* as the tracepoint reports it: a TASK_REPORT bit, or TASK_REPORT_MAX if preempted */
+	__u32 reserved PS_HINT(hidden);
+	__s64 prev_state PS_HINT(task_state);       /* as the tracepoint reports it: a TASK_REPORT bit, or TASK_REPORT_MAX if preempted */
 	char prev_comm[PS_COMM_LEN];
 	char next_comm[PS_COMM_LEN];
 };
@@ -167,8 +185,8 @@ struct ps_sched_switch_event {
 /* raw_tp/sys_enter, filtered to one syscall made by one process: a producer for benchmarks and loss tests.
  * `seq` counts emit attempts per CPU (from 0), so a reader can tell exactly which records are missing. */
 struct ps_loadgen_event {
-	__u32 kind;             /* PS_EVENT_LOADGEN */
-	__u32 payload_len;      /* bytes of payload emitted after this header */
+	__u32 kind PS_HINT(hidden);             /* PS_EVENT_LOADGEN */
+	__u32 payload_len PS_HINT(hidden);      /* bytes of payload emitted after this header */
 	__u64 seq;              /* per-CPU sequence number of this emit attempt */
 	__u32 cpu;
 	__u32 pid;

@@ -44,6 +44,7 @@ int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ost
       out << "    " << std::left << std::setw(15) << f.name() << " " << std::setw(7) << type << " offset "
           << std::setw(4) << f.offset() << " size " << f.size();
       if (f.variable()) out << " (variable" << (f.length_field().empty() ? "" : ", length in " + f.length_field()) << ")";
+      if (!f.hint().empty()) out << ", shown as " << f.hint();  // docs/FORMAT.md, "Display hints"
       out << "\n";
     }
   }

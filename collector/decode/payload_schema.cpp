@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 
 #include <cstring>
+#include <string_view>
 
 namespace perfstream {
 namespace {
@@ -36,6 +37,32 @@ bool is_char(const btf* b, const btf_type* t) {
   if (!btf_is_int(t) || t->size != 1) return false;
   const std::string n = name_of(b, t);
   return n == "char" || n == "signed char" || n == "unsigned char" || (btf_int_encoding(t) & BTF_INT_CHAR) != 0;
+}
+
+constexpr std::string_view kHintTag = "perfstream:hint=";
+constexpr std::string_view kHintArgTag = "perfstream:hint.";
+
+// Display hints are BTF decl tags on the struct's members (PS_HINT and PS_HINT_ARG in bpf/events.h):
+// "perfstream:hint=NAME" and "perfstream:hint.KEY=FIELD". Other tags are someone else's and are skipped.
+void copy_hints(const btf* b, std::uint32_t struct_id, v1::EventSchema& schema) {
+  const std::uint32_t count = btf__type_cnt(b);
+  for (std::uint32_t id = 1; id < count; ++id) {
+    const btf_type* t = btf__type_by_id(b, id);
+    if (t == nullptr || !btf_is_decl_tag(t) || t->type != struct_id) continue;
+    const std::int32_t member = btf_decl_tag(t)->component_idx;
+    if (member < 0 || member >= schema.fields_size()) continue;  // -1: a tag on the struct itself
+    const char* name = btf__name_by_offset(b, t->name_off);
+    const std::string_view tag = name == nullptr ? "" : name;
+    v1::Field* field = schema.mutable_fields(member);
+    if (tag.substr(0, kHintTag.size()) == kHintTag) {
+      field->set_hint(std::string(tag.substr(kHintTag.size())));
+    } else if (tag.substr(0, kHintArgTag.size()) == kHintArgTag) {
+      const std::string_view arg = tag.substr(kHintArgTag.size());
+      const std::size_t eq = arg.find('=');
+      if (eq == std::string_view::npos || eq == 0) continue;
+      (*field->mutable_hint_args())[std::string(arg.substr(0, eq))] = std::string(arg.substr(eq + 1));
+    }
+  }
 }
 
 }  // namespace
@@ -96,6 +123,7 @@ Result<v1::EventSchema> schema_from_btf(const btf* b, const std::string& type_na
     }
     *schema.add_fields() = field;
   }
+  copy_hints(b, static_cast<std::uint32_t>(id), schema);
   return schema;
 }
 
@@ -167,7 +195,8 @@ void decode_payload_into(const v1::EventSchema& schema, std::span<const char> pa
           }
         }
         const char* p = payload.data() + f.offset();
-        if (f.type() == v1::Field::STRING) len = strnlen(p, len);
+        // A string is text up to its first NUL, except a list of NUL-separated strings (hints argv, path_argv).
+        if (f.type() == v1::Field::STRING && f.hint() != "argv" && f.hint() != "path_argv") len = strnlen(p, len);
         v.text.assign(p, len);
         break;
       }

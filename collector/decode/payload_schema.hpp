@@ -5,9 +5,13 @@
 // a pointer to it (PS_EVENT_LAYOUT in bpf/common.bpf.h), or the caller names the struct. Members become
 // fields: integers and enums SIGNED or UNSIGNED by their encoding, char arrays STRING, other arrays BYTES.
 // The last member, when it is an array with a sibling member named `<array>_len`, is variable: the payload
-// may end inside it, and `<array>_len` says how many of its bytes are used.
+// may end inside it, and `<array>_len` says how many of its bytes are used. A member's display hint and
+// its parameters come from BTF decl tags "perfstream:hint=NAME" and "perfstream:hint.KEY=FIELD" (PS_HINT in
+// bpf/events.h); they are copied as written, and what they mean is decode/display_hints.hpp's business.
 //
-// Decoding never reads past the payload: a field the payload does not reach is reported as missing.
+// Decoding never reads past the payload: a field the payload does not reach is reported as missing. A STRING
+// ends at its first NUL, except one hinted "argv" or "path_argv" (NUL-separated strings), which keeps all its
+// used bytes.
 #pragma once
 
 #include <cstdint>

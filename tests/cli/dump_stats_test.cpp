@@ -281,6 +281,9 @@ v1::TraceHeader dump_header(const std::string& recording_id) {
   h.add_probes("openat");
   h.add_probes("exec");
   h.set_recording_id(recording_id);
+  // The layouts of before argv and results, with no display hints: these tests pin that a recording made
+  // before hints dumps exactly as it did then (the lines below are that output). Hints have their own golden
+  // files (dump_golden_test.cpp).
   *h.add_events() = legacy_openat_schema();
   *h.add_events() = legacy_exec_schema();
   return h;
@@ -515,6 +518,48 @@ TEST_F(Dump, FieldFilterComparesStringsAndIntegers) {
   EXPECT_EQ(dump({"--filter=uid=1000", "-C2", path_}).out, joined_lines({kLineB}));
 }
 
+TEST_F(Dump, FieldFilterOperatorsCompareAndSearch) {
+  // != keeps records that have the field and a different value; records without it pass no filter on it.
+  EXPECT_EQ(dump({"--filter", "comm!=sh", "-C", "1-3", path_}).out, joined_lines({kLineB, kLineG}));
+  EXPECT_EQ(dump({"--filter", "uid!=0", path_}).out, joined_lines({kLineB, kLineK, kLineL}));
+  // < > <= >= on integers by value, signed fields signed; in any base.
+  EXPECT_EQ(dump({"--filter", "pid<300", "-C", "0-2", path_}).out, joined_lines({kLineA, kLineB, kLineK, kLineC, kLineL}));
+  EXPECT_EQ(dump({"--filter", "pid>300", path_}).out, joined_lines({kLineK, kLineL, kLineG}));
+  EXPECT_EQ(dump({"--filter", "pid>=300", "--filter", "pid<=0x12c", path_}).out,
+            joined_lines({kLineD, kLineK, kLineF, kLineL}));
+  EXPECT_EQ(dump({"--filter", "dfd<0", "-C", "0", path_}).out, joined_lines({kLineA, kLineK, kLineC, kLineL}));
+  EXPECT_EQ(dump({"--filter", "dfd>-101", "--filter", "dfd<3", "-C", "1-2", path_}).out, joined_lines({kLineG}));
+  // ~ and !~: a substring of a string, of an integer's decimal.
+  EXPECT_EQ(dump({"--filter", "path~/etc/", path_}).out, joined_lines({kLineK, kLineC, kLineL, kLineG}));
+  EXPECT_EQ(dump({"--filter", "path!~/etc/", "-C", "0-2", path_}).out, joined_lines({kLineA, kLineD, kLineK, kLineL}));
+  EXPECT_EQ(dump({"--filter", "filename~bin/s", path_}).out, joined_lines({kLineK, kLineF, kLineL}));
+  EXPECT_EQ(dump({"--filter", "tid~40", path_}).out, joined_lines({kLineK, kLineL, kLineG}));
+  // Strings compare byte by byte.
+  EXPECT_EQ(dump({"--filter", "comm<c", "-C", "0-2", path_}).out, joined_lines({kLineA, kLineK, kLineL}));
+}
+
+TEST_F(Dump, OrderedFilterWithAValueThatIsNoNumberIsAUsageError) {
+  const CommandRun r = dump({"--filter", "pid<abc", path_});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "perfstream dump: --filter 'pid<abc': pid is an integer in event openat, and 'abc' is no number "
+                   "(decimal, 0x hex or 0 octal)\n");
+}
+
+TEST_F(Dump, EventNameNoSchemaHasWarns) {
+  const CommandRun r = dump({"--event", "opnat", path_});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, joined_lines({kLineK, kLineL}));
+  EXPECT_EQ(r.err, "perfstream dump: warning: --event opnat: no event of this trace has that name (it has: openat, exec)\n");
+}
+
+TEST_F(Dump, FieldFilterOnAFieldTheChosenEventsLackWarns) {
+  const CommandRun r = dump({"--event", "exec", "--filter", "path~x", path_});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, joined_lines({kLineK, kLineL}));
+  EXPECT_EQ(r.err, "perfstream dump: warning: --filter path: no event chosen with --event has that field\n");
+}
+
 TEST_F(Dump, FieldFilterThatMatchesNothingPrintsOnlyLosses) {
   const CommandRun r = dump({"--filter", "pid=abc", path_});
   EXPECT_EQ(r.status, 0);
@@ -532,7 +577,7 @@ TEST_F(Dump, FilterWithoutEqualsIsAUsageError) {
   const CommandRun r = dump({"--filter", "comm", path_});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "perfstream dump: --filter 'comm': expected FIELD=VALUE\n");
+  EXPECT_EQ(r.err, "perfstream dump: --filter 'comm': expected FIELD OP VALUE, OP one of = != < <= > >= ~ !~\n");
 }
 
 TEST_F(Dump, BadCpuListIsAUsageError) {

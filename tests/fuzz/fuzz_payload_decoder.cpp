@@ -2,14 +2,43 @@
 // may carry any schema. Input: u8 schema count (1-3) | per schema: u32 kind, u8 field count (0-7), per field:
 // u8 type, u32 offset, u32 size, u8 length field (index, 0xff none) | payload bytes.
 // Invariants: a field the payload does not reach is missing; STRING/BYTES text is never longer than the
-// payload nor the field; integers are read only from whole fields of 1-8 bytes.
+// payload nor the field; integers are read only from whole fields of 1-8 bytes. Every decoded value also goes
+// through every display hint renderer (decode/display_hints.hpp), which must take any value.
 #include <string>
 
+#include "collector/decode/display_hints.hpp"
 #include "collector/decode/payload_schema.hpp"
 #include "fuzz/fuzz_input.hpp"
 
 using namespace perfstream;
 using perfstream::fuzz::FuzzInput;
+
+namespace {
+
+std::uint64_t render_every_hint(const FieldValue& v, std::uint32_t size) {
+  namespace h = perfstream::hints;
+  std::string out;
+  const std::int64_t sv = h::sign_extend(v.unsigned_value, size);
+  h::append_open_flags(out, static_cast<std::uint32_t>(v.unsigned_value));
+  h::append_mode(out, v.unsigned_value);
+  h::append_task_state(out, sv);
+  h::append_signal(out, sv);
+  h::append_wait_signal(out, v.unsigned_value);
+  h::append_bytes(out, v.unsigned_value);
+  h::append_duration(out, sv);
+  const char* names[] = {h::errno_name(-sv), h::errno_name(sv), h::tcp_state_name(sv), h::address_family_name(sv)};
+  for (const char* n : names) out += n != nullptr ? n : "";
+  h::append_ip(out, v.text, v.unsigned_value & 0xffff);
+  h::append_ip(out, h::int_bytes(v.unsigned_value, size), std::nullopt);
+  std::vector<std::string_view> words;
+  h::split_argv(v.text, words);
+  std::size_t total = 0;
+  for (auto w : words) total += w.size();
+  FUZZ_CHECK(total + (words.empty() ? 0 : words.size() - 1) <= v.text.size());
+  return out.size() + total;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzInput in(data, size);
@@ -55,6 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(f.size() >= 1 && f.size() <= 8 && std::uint64_t{f.offset()} + f.size() <= payload.size());
       }
       sum += v.unsigned_value + v.text.size();
+      sum += render_every_hint(v, f.size());
     }
   }
   perfstream::fuzz::keep(sum);
