@@ -25,6 +25,7 @@ BatchWorker::~BatchWorker() { finish(); }
 BatchWorker::Producer BatchWorker::add_producer() {
   std::lock_guard<std::mutex> lock(mutex_);
   producers_.push_back(std::make_unique<std::atomic<std::uint64_t>>(0));
+  flush_requests_.push_back(std::make_unique<std::atomic<bool>>(false));
   return producers_.size() - 1;
 }
 
@@ -40,6 +41,11 @@ void BatchWorker::retire(Producer producer) {
   not_empty_.notify_one();
 }
 
+bool BatchWorker::flush_requested(Producer producer) {
+  std::atomic<bool>& asked = *flush_requests_[producer];
+  return asked.load(std::memory_order_relaxed) && asked.exchange(false, std::memory_order_acq_rel);
+}
+
 std::uint64_t BatchWorker::least_watermark() const {
   std::uint64_t least = kRetired;
   for (const auto& p : producers_) least = std::min(least, p->load(std::memory_order_acquire));
@@ -48,15 +54,25 @@ std::uint64_t BatchWorker::least_watermark() const {
 
 void BatchWorker::submit(Producer producer, const EncodedBatch& batch, std::string& encoded,
                          std::uint64_t watermark) {
-  advance(producer, watermark);
   std::unique_lock<std::mutex> lock(mutex_);
   not_full_.wait(lock, [this] { return queue_.size() < options_.max_queued || finishing_; });
   Job job;
   job.batch = batch;
   job.batch.compressed.clear();
   job.encoded.swap(encoded);
-  // Under the mutex: every batch holding a record below this value was queued before this one.
+  // The producer's promise covers the records of this batch, so it is published only now, under the mutex
+  // and with the batch about to be queued: published before (while this producer waited for room in a
+  // full queue), another producer's batch could be stamped with it and written first, and a reader would
+  // release records past this batch's before reading them. Under the mutex: every batch holding a record
+  // below the stamp was queued before this one.
+  advance(producer, watermark);
   stamped_watermark_ = std::max(stamped_watermark_, least_watermark());
+  if (batch.records > 0) submitted_max_time_ = std::max(submitted_max_time_, batch.max_time_ns);
+  const auto lag = static_cast<std::uint64_t>(std::chrono::nanoseconds(options_.max_watermark_lag).count());
+  for (std::size_t p = 0; p < producers_.size(); ++p) {
+    const std::uint64_t mark = producers_[p]->load(std::memory_order_acquire);
+    if (mark != kRetired && mark + lag < submitted_max_time_) flush_requests_[p]->store(true, std::memory_order_relaxed);
+  }
   job.watermark = stamped_watermark_;
   if (!spare_.empty()) {
     encoded.swap(spare_.back());

@@ -12,10 +12,15 @@
 // in which batches reach the sink:
 //   - sequence: 0, 1, 2, ... in write order (loss-only and watermark-only batches included);
 //   - watermark (Batch.watermark_ns): each producer (a reader thread's batcher) tells the worker, with every
-//     submit and with advance(), a time below which it will submit nothing more. A batch takes the least of
+//     submit and with advance(), a time below which it will submit nothing more (a submit publishes its
+//     value only once its batch is in the queue). A batch takes the least of
 //     those values over all producers, as they stood when it was submitted: everything below it was
 //     submitted earlier, and the queue is first in, first out. A producer that has not reported yet holds
 //     the watermark at 0; a retired one no longer holds it back. Stamped watermarks never go down.
+//   - a producer whose watermark lags the latest record submitted by more than `max_watermark_lag` (a quiet
+//     reader thread whose open batch waits for its age while a busy one submits batch after batch) is asked
+//     to close its open batch early (flush_requested()): what readers must hold to merge the recording in
+//     time order stays about max_watermark_lag of records, not a whole batch age of the busiest CPU's.
 //   - when nothing has been submitted for `idle_interval`, records at or above the last written watermark
 //     have been written, and the producers' watermark has moved past the latest of them, the worker writes
 //     an empty batch that carries the new watermark, so that a live reader can show those records without
@@ -46,6 +51,7 @@ namespace perfstream {
 struct BatchWorkerOptions {
   std::size_t max_queued = 4;
   std::chrono::milliseconds idle_interval{100};  // see "when nothing has been submitted" above
+  std::chrono::milliseconds max_watermark_lag{200};  // see "a producer whose watermark lags" above
 };
 
 class BatchWorker {
@@ -69,6 +75,9 @@ class BatchWorker {
   void advance(Producer producer, std::uint64_t watermark);
   // The producer submits nothing more.
   void retire(Producer producer);
+  // True once after other producers submitted records more than max_watermark_lag past this producer's
+  // watermark: it should close its open batch now. Lock-free.
+  bool flush_requested(Producer producer);
   // Returns once every batch submitted before the call has been written (or refused). For tests and for
   // callers that need the sink's answer before going on.
   void wait_idle();
@@ -102,7 +111,9 @@ class BatchWorker {
   std::vector<std::string> spare_;
   // One slot per producer; slots never move (advance() writes them without the mutex).
   std::vector<std::unique_ptr<std::atomic<std::uint64_t>>> producers_;
+  std::vector<std::unique_ptr<std::atomic<bool>>> flush_requests_;  // one per producer, likewise
   std::uint64_t stamped_watermark_ = 0;  // the highest watermark queued so far
+  std::uint64_t submitted_max_time_ = 0; // the latest record time submitted so far
   bool finishing_ = false;
   bool delivering_ = false;
   std::optional<Error> first_error_;

@@ -75,8 +75,11 @@ void BatchingConsumer::on_stop() {
   worker_.retire(producer_);
 }
 
+// Old enough, or holding the recording's watermark back while other reader threads write far ahead of it
+// (BatchWorker: max_watermark_lag).
 void BatchingConsumer::close_if_aged() {
-  if (!encoder_.empty() && std::chrono::steady_clock::now() - opened_ >= limits_.max_age) close_batch();
+  const bool asked = worker_.flush_requested(producer_);
+  if (!encoder_.empty() && (asked || std::chrono::steady_clock::now() - opened_ >= limits_.max_age)) close_batch();
 }
 
 void BatchingConsumer::close_batch() {

@@ -1370,6 +1370,56 @@ TEST(BatchingConsumer, TheWatermarkIsTheLeastPromiseOfEveryReaderAndNeverGoesDow
   }
 }
 
+// A quiet reader thread's open batch holds the watermark at its first record. When a busy one writes more
+// than max_watermark_lag past it, the quiet one is asked to close its batch at its next pass, not after a
+// whole batch age: a reader merging the recording would otherwise hold the busy CPU's records that long.
+TEST(BatchingConsumer, AQuietReaderHoldingTheWatermarkBackIsAskedToCloseItsBatchEarly) {
+  TestSink sink;
+  PipelineCounters counters;
+  BatchWorkerOptions worker_options;
+  worker_options.idle_interval = std::chrono::hours(1);
+  worker_options.max_watermark_lag = std::chrono::milliseconds(200);
+  BatchWorker worker(compressor(), sink, counters, worker_options);
+  BatchLimits busy_limits;
+  busy_limits.max_records = 1;  // every record is a batch
+  BatchLimits quiet_limits;
+  quiet_limits.max_age = std::chrono::hours(1);  // only a request closes the quiet one's batch
+  BatchingConsumer quiet(quiet_limits, worker), busy(busy_limits, worker);
+  quiet.on_ring_opened(0);
+  busy.on_ring_opened(1);
+  std::string payload = "x";
+  auto record = [&](BatchingConsumer& c, unsigned cpu, std::uint64_t time) {
+    c.on_pass_begin(cpu);
+    SampleView v;
+    v.time = time;
+    v.cpu = cpu;
+    v.raw = bytes_of(payload);
+    c.on_sample(cpu, v);
+    c.on_pass_end(cpu);
+  };
+  // Records a second old, as if the readers had fallen behind: passes now promise up to now - margin.
+  const std::uint64_t t0 = monotonic_now() - 1'000'000'000;
+  record(quiet, 0, t0);  // stays in the quiet one's open batch
+  record(busy, 1, t0 + 100'000'000);
+  worker.wait_idle();
+  EXPECT_FALSE(worker.flush_requested(0)) << "100 ms ahead is within the lag allowed";
+  EXPECT_EQ(sink.batches.size(), 1u);
+  record(busy, 1, t0 + 300'000'000);
+  worker.wait_idle();
+  ASSERT_EQ(sink.batches.size(), 2u);
+  EXPECT_EQ(sink.batches[1].record_count(), 1u);
+  quiet.on_tick();  // the quiet reader's next flush: it closes its batch, the request is taken
+  worker.wait_idle();
+  ASSERT_EQ(sink.batches.size(), 3u);
+  EXPECT_EQ(sink.batches[2].time_deltas(0), static_cast<std::int64_t>(0)) << "the quiet one's record";
+  EXPECT_EQ(sink.batches[2].first_time_ns(), t0);
+  EXPECT_FALSE(worker.flush_requested(0)) << "asked once";
+  EXPECT_FALSE(worker.flush_requested(1)) << "the busy one is never asked";
+  quiet.on_stop();
+  busy.on_stop();
+  worker.finish();
+}
+
 // A record written above the watermark of its batch would wait in a live reader for the next batch; when
 // none comes, the worker writes an empty batch that carries the watermark past it.
 TEST(BatchingConsumer, AnIdleWorkerMovesTheWatermarkPastWhatItWrote) {
