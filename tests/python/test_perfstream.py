@@ -36,7 +36,8 @@ def dump_json(*paths, check=True):
     p = subprocess.run([BINARY, "dump", "--json", *paths], capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError("dump exited %d: %s" % (p.returncode, p.stderr))
-    return [json.loads(line) for line in p.stdout.splitlines()], p
+    # Split on "\n" only: valid UTF-8 such as U+0085 or U+2028 passes through raw, and str.splitlines splits there.
+    return [json.loads(line) for line in p.stdout.split("\n") if line], p
 
 
 def _plain(v):
@@ -160,7 +161,8 @@ class CraftedRecordings(DumpComparison):
         self.assertEqual(package_lines(perfstream.read(io.BytesIO(data))), by_path)
         with open(path, "rb") as f:
             p = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
-            self.assertEqual(package_lines(perfstream.read(p.stdout)), by_path)
+            with p.stdout:
+                self.assertEqual(package_lines(perfstream.read(p.stdout)), by_path)
             p.wait()
 
     def test_a_repeated_batch_is_read_once(self):
@@ -349,7 +351,8 @@ class RealRecordings(DumpComparison):
                                          "--duration", "1s", "-q", "-o", path],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(20):  # execs and opens while it records
-                subprocess.run(["sh", "-c", "cat /etc/hostname /nonexistent-%d 2>/dev/null; true" % i])
+                subprocess.run(["sh", "-c", "cat /etc/hostname /nonexistent-%d 2>/dev/null; true" % i],
+                               stdout=subprocess.DEVNULL)
             out, err = rec_proc.communicate(timeout=60)
             if rec_proc.returncode != 0:
                 refused = re.search(r"(Operation not permitted|Permission denied|bpf|BPF|verifier)", err)
