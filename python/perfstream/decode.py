@@ -24,6 +24,7 @@ import numpy as np
 SIGNED, UNSIGNED, STRING, BYTES = 1, 2, 3, 4
 
 _WIDE_FIELD = 256  # string/bytes fields wider than this are decoded record by record (paths, argv)
+PAD = 512  # zero bytes the caller appends to a batch's payloads: fixed-width gathers never run past them
 
 
 def _latin1_fallback(err):
@@ -128,34 +129,55 @@ def _hex_of(b):
     return b.hex()
 
 
+def _ints(rows, size, signed):
+    """Little-endian integers of `size` bytes from the (n, size) uint8 `rows`: int64 sign-extended, or uint64."""
+    if size in (1, 2, 4, 8):
+        v = np.ascontiguousarray(rows).view(("<i%d" if signed else "<u%d") % size).reshape(-1)
+        return v.astype(np.int64 if signed else np.uint64)
+    out = np.zeros(rows.shape[0], np.uint64)
+    for k in range(size):
+        out |= rows[:, k].astype(np.uint64) << np.uint64(8 * k)
+    if signed:
+        bits = np.uint64(size * 8)
+        neg = (out >> (bits - np.uint64(1))) & np.uint64(1) == 1
+        out = np.where(neg, out | (~np.uint64(0) << bits), out)
+        return out.view(np.int64)
+    return out
+
+
 def decode_columns(schema, blob, offsets, sizes):
-    """{field name: (values, missing mask or None)} for the records at offsets/sizes in blob (padded).
-    Integers come as int64 (SIGNED) or uint64 (UNSIGNED); strings and bytes as object arrays (None missing)."""
+    """{field name: (values, missing mask or None)} for the records at offsets/sizes in blob (padded by PAD
+    zero bytes). Integers come as int64 (SIGNED) or uint64 (UNSIGNED); strings and bytes as object arrays
+    (None where missing)."""
     n = offsets.size
     fields = list(schema.fields)
-    out = {}
-    readable = {}  # name -> list of (uint values, present mask), for length fields
+    # One gather of the fixed part (every integer and narrow array field), sliced per field below.
+    width = 1
+    for f in fields:
+        if f.type in (SIGNED, UNSIGNED) and 1 <= f.size <= 8:
+            width = max(width, f.offset + f.size)
+        elif f.type in (STRING, BYTES) and f.size <= _WIDE_FIELD:
+            width = max(width, f.offset + max(f.size, 1))
+    shared = _gather_rows(blob, offsets, width) if width <= PAD else None
+
+    def field_rows(offset, size):
+        if shared is not None and offset + size <= width:
+            return shared[:, offset:offset + size]
+        return _gather_rows(blob, offsets + offset, size)
 
     def read_uint(f):
         if f.size == 0 or f.size > 8:
-            return None, np.zeros(n, bool)
-        present = f.offset + f.size <= sizes
-        return _gather_uint(blob, offsets + f.offset, f.size), present
+            return None, None
+        return _ints(field_rows(f.offset, f.size), f.size, False), f.offset + f.size <= sizes
 
+    out = {}
     for f in fields:
         if f.type in (SIGNED, UNSIGNED):
-            raw, present = read_uint(f)
-            if raw is None:
+            if f.size == 0 or f.size > 8:
                 out[f.name] = (np.full(n, None, object), np.ones(n, bool))
                 continue
-            if f.type == SIGNED:
-                if f.size < 8:
-                    bits = np.uint64(f.size * 8)
-                    neg = (raw >> (bits - np.uint64(1))) & np.uint64(1) == 1
-                    raw = np.where(neg, raw | (~np.uint64(0) << bits), raw)
-                vals = raw.view(np.int64)
-            else:
-                vals = raw
+            vals = _ints(field_rows(f.offset, f.size), f.size, f.type == SIGNED)
+            present = f.offset + f.size <= sizes
             out[f.name] = (vals, None if present.all() else ~present)
         elif f.type in (STRING, BYTES):
             present = f.offset <= sizes
@@ -164,21 +186,25 @@ def decode_columns(schema, blob, offsets, sizes):
                 for g in fields:
                     if g.name != f.length_field:
                         continue
-                    if g.name not in readable:
-                        readable[g.name] = []
                     used, ok = read_uint(g)
                     if used is None:
                         continue
                     capped = np.minimum(used, np.uint64(1 << 62)).astype(np.int64)
                     lens = np.where(ok, np.minimum(lens, capped), lens)
-            convert = _text_of if f.type == STRING else _hex_of
             if f.size <= _WIDE_FIELD:
-                rows = _gather_rows(blob, offsets + f.offset, max(int(f.size), 1)).copy()
-                rows[np.arange(rows.shape[1])[None, :] >= lens[:, None]] = 0
+                w = max(int(f.size), 1)
+                rows = field_rows(f.offset, w).copy()
                 if f.type == STRING:
-                    rows[np.logical_or.accumulate(rows == 0, axis=1)] = 0
+                    z = rows == 0
+                    lens = np.minimum(lens, np.where(z.any(axis=1), z.argmax(axis=1), w))
+                    convert = decode_text
+                else:
+                    convert = _hex_of
+                if not (lens == w).all():
+                    rows[np.arange(w)[None, :] >= lens[:, None]] = 0
                 vals = _dedupe_decode(rows, lens, convert)
             else:
+                convert = _text_of if f.type == STRING else _hex_of
                 vals = np.empty(n, object)
                 raw = blob.data
                 starts = (offsets + f.offset).tolist()

@@ -30,11 +30,10 @@ import pandas as pd
 
 from . import perfstream_pb2 as pb
 from .batch import MAX_BATCH_RECORDS, Batch, BatchError
-from .decode import decode_columns, event_name, raw_hex, select_schemas
+from .decode import PAD, decode_columns, event_name, raw_hex, select_schemas
 from .frames import (BATCH, HEADER, MAX_MESSAGE_BYTES, TRAILER, CorruptFrameError, FrameReader,
                      RecordingError, TruncatedError)
 
-_PAD = 512  # zero bytes after the payloads, so fixed-width gathers never run past the end
 
 
 class Piece:
@@ -180,7 +179,12 @@ class BatchStream:
             if not self._sequence_ok(batch.sequence, "%s at byte %d" % (reader.path, offset)):
                 continue
             if len(batch):
-                cpus, counts = np.unique(batch.cpus, return_counts=True)
+                if int(batch.cpus.max()) < 4096:
+                    counts = np.bincount(batch.cpus)
+                    cpus = np.flatnonzero(counts)
+                    counts = counts[cpus]
+                else:
+                    cpus, counts = np.unique(batch.cpus, return_counts=True)
                 for c, k in zip(cpus.tolist(), counts.tolist()):
                     self._cpu_records[c] = self._cpu_records.get(c, 0) + k
             for lost in batch.lost:
@@ -297,10 +301,10 @@ class Recording:
     @staticmethod
     def _decode_batch(batch, header, ids, groups, selection_cache):
         blob = np.frombuffer(batch.message, np.uint8)[batch.payload_base:batch.payload_base + batch.payload_size]
-        blob = np.concatenate([blob, np.zeros(_PAD, np.uint8)])
+        blob = np.concatenate([blob, np.zeros(PAD, np.uint8)])
         schemas = list(header.events)
         which = select_schemas(schemas, blob, batch.offsets, batch.sizes)
-        present = np.unique(which)
+        present = np.flatnonzero(np.bincount(which + 1)) - 1
         for si in present.tolist():
             mask = which == si if present.size > 1 else slice(None)
             offsets, sizes = batch.offsets[mask], batch.sizes[mask]
