@@ -370,5 +370,24 @@ class RealRecordings(DumpComparison):
             shutil.rmtree(d)
 
 
+@unittest.skipUnless(os.access(MAKE_RECORDING, os.X_OK), "no perfstream_make_recording binary")
+class FormatPageExample(unittest.TestCase):
+    """docs/FORMAT.md's Python example runs as written, on a recording named as it says."""
+
+    def test_the_example_runs(self):
+        page = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "FORMAT.md")).read()
+        example = page.split("`example.py`:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+        d = tempfile.mkdtemp(prefix="perfstream-py-")
+        try:
+            _make_recording(os.path.join(d, "perfstream.data"), "--records", "5000", "--lost-every", "500")
+            with open(os.path.join(d, "example.py"), "w") as f:
+                f.write(example)
+            p = subprocess.run(["/usr/bin/python3", "example.py"], cwd=d, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("sched_switch", p.stdout)
+        finally:
+            shutil.rmtree(d)
+
+
 if __name__ == "__main__":
     unittest.main()
