@@ -6,8 +6,9 @@
     df = rec["sched_switch"]                     # one DataFrame per event type: time_ns, cpu, every field
     rec.lost                                     # lost notices: time_ns, cpu, lost, source, ...
 
-The DataFrames hold what `perfstream dump --json` prints, in its order: their index ("seq") is each
-record's place in the recording's time order, shared with rec.lost, so
+The DataFrames hold the values `perfstream dump --json --raw-fields` prints, as recorded (display hints
+such as O_RDONLY or ENOENT are in rec.header's schemas, Field.hint, and are not applied), in dump's order:
+their index ("seq") is each record's place in the recording's time order, shared with rec.lost, so
 pandas.concat([*rec.events.values(), rec.lost]).sort_index() lists everything as dump does.
 """
 from .batch import Batch, BatchError, LostNotice

@@ -1,4 +1,4 @@
-"""Payloads decoded by their EventSchema into numpy columns, with the rules of `perfstream dump --json`
+"""Payloads decoded by their EventSchema into numpy columns, with the rules of `perfstream dump --json --raw-fields`
 (collector/decode/payload_schema.cpp, collector/cli/dump.cpp); docs/FORMAT.md states them for readers:
 
   Schema selection (per piece, from that piece's header): when the header has exactly one schema and its
@@ -13,7 +13,8 @@
   and when `length_field` is set, for each field of that name (in order) whose value can be read as an
   integer (1..8 bytes inside the payload, read zero-extended whatever its type), len = min(len, value):
   a negative length field is a huge unsigned number and so does not shorten. STRING: up to the first NUL
-  within len; bytes that are not valid UTF-8 become the code point of the same value (U+0080..U+00FF), as
+  within len (all len bytes, NULs included, for a STRING hinted argv or path_argv: the only hints that change
+  decoding); bytes that are not valid UTF-8 become the code point of the same value (U+0080..U+00FF), as
   dump writes them (\\u00XX). BYTES: lower-case hex of the len bytes. Any other field type: missing.
 """
 import codecs
@@ -191,20 +192,20 @@ def decode_columns(schema, blob, offsets, sizes):
                         continue
                     capped = np.minimum(used, np.uint64(1 << 62)).astype(np.int64)
                     lens = np.where(ok, np.minimum(lens, capped), lens)
+            # A list of NUL-separated strings (hint argv or path_argv) keeps its NULs, as payload_schema.cpp does.
+            keeps_nuls = f.type == STRING and f.hint in ("argv", "path_argv")
             if f.size <= _WIDE_FIELD:
                 w = max(int(f.size), 1)
                 rows = field_rows(f.offset, w).copy()
-                if f.type == STRING:
+                convert = decode_text if f.type == STRING else _hex_of
+                if f.type == STRING and not keeps_nuls:
                     z = rows == 0
                     lens = np.minimum(lens, np.where(z.any(axis=1), z.argmax(axis=1), w))
-                    convert = decode_text
-                else:
-                    convert = _hex_of
                 if not (lens == w).all():
                     rows[np.arange(w)[None, :] >= lens[:, None]] = 0
                 vals = _dedupe_decode(rows, lens, convert)
             else:
-                convert = _text_of if f.type == STRING else _hex_of
+                convert = (decode_text if keeps_nuls else _text_of) if f.type == STRING else _hex_of
                 vals = np.empty(n, object)
                 raw = blob.data
                 starts = (offsets + f.offset).tolist()

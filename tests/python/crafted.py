@@ -63,7 +63,8 @@ def odd_header():
     a.fields.add(name="blob", type=BYTES, offset=23, size=6)
     a.fields.add(name="data_len", type=SIGNED, offset=29, size=2)
     a.fields.add(name="far", type=UNSIGNED, offset=4000, size=8)
-    a.fields.add(name="data", type=STRING, offset=31, size=40, length_field="data_len", variable=True)
+    a.fields.add(name="data", type=STRING, offset=31, size=40, length_field="data_len", variable=True,
+                 hint="argv")  # keeps its NULs
     b = h.events.add(kind=2, name="", type_name="ps_beta")
     b.fields.add(name="kind", type=UNSIGNED, offset=0, size=4)
     b.fields.add(name="v", type=SIGNED, offset=4, size=8)
@@ -72,7 +73,9 @@ def odd_header():
     h.events.add(kind=2, name="shadowed", type_name="ps_shadowed")  # a duplicate kind: never chosen
     c = h.events.add(kind=3, name="", type_name="")  # no name at all: "unknown", with fields
     c.fields.add(name="kind", type=UNSIGNED, offset=0, size=4)
-    c.fields.add(name="x", type=SIGNED, offset=4, size=4)
+    c.fields.add(name="x", type=SIGNED, offset=4, size=4, hint="errno")  # a hint that changes nothing
+    c.fields.add(name="words", type=STRING, offset=8, size=300, hint="path_argv")  # wide, keeps its NULs
+    c.fields.add(name="word", type=STRING, offset=8, size=300)  # wide, up to its NUL
     return h
 
 

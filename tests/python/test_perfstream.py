@@ -1,4 +1,4 @@
-"""The perfstream Python package against `perfstream dump --json` on the same recordings: crafted ones
+"""The perfstream Python package against `perfstream dump --json --raw-fields` on the same recordings: crafted ones
 (every decoding rule of docs/FORMAT.md), synthetic ones (perfstream_make_recording: CPUs, reader threads,
 ties, lost notices, rotation) and real ones (perfstream record, skipped only where the kernel refuses BPF),
 plus damaged files: a cut short file and corrupt frames raise an exception naming the file and the offset.
@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 import zlib
 
@@ -33,7 +34,8 @@ MAKE_RECORDING = os.environ.get("PERFSTREAM_MAKE_RECORDING", "build/tests/perfst
 
 
 def dump_json(*paths, check=True):
-    p = subprocess.run([BINARY, "dump", "--json", *paths], capture_output=True, text=True)
+    # --raw-fields: the values as recorded, which the package gives (dump --json alone renders display hints).
+    p = subprocess.run([BINARY, "dump", "--json", "--raw-fields", *paths], capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError("dump exited %d: %s" % (p.returncode, p.stderr))
     # Split on "\n" only: valid UTF-8 such as U+0085 or U+2028 passes through raw, and str.splitlines splits there.
@@ -350,9 +352,12 @@ class RealRecordings(DumpComparison):
             rec_proc = subprocess.Popen([BINARY, "record", "--probe", "exec,openat,sched_switch", "-a",
                                          "--duration", "1s", "-q", "-o", path],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(20):  # execs and opens while it records
+            i = 0
+            while rec_proc.poll() is None and i < 2000:  # execs and opens for as long as it records
                 subprocess.run(["sh", "-c", "cat /etc/hostname /nonexistent-%d 2>/dev/null; true" % i],
                                stdout=subprocess.DEVNULL)
+                time.sleep(0.02)
+                i += 1
             out, err = rec_proc.communicate(timeout=60)
             if rec_proc.returncode != 0:
                 refused = re.search(r"(Operation not permitted|Permission denied|bpf|BPF|verifier)", err)
@@ -375,7 +380,8 @@ class FormatPageExample(unittest.TestCase):
     """docs/FORMAT.md's Python example runs as written, on a recording named as it says."""
 
     def test_the_example_runs(self):
-        page = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "FORMAT.md")).read()
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "FORMAT.md")) as f:
+            page = f.read()
         example = page.split("`example.py`:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
         d = tempfile.mkdtemp(prefix="perfstream-py-")
         try:
