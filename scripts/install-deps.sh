@@ -14,6 +14,7 @@ packages=(
   librdkafka-dev                    # stream --to kafka://, sink --from kafka:// (and the mock cluster the tests use)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps util-linux kmod
+  python3-protobuf python3-zstandard python3-numpy python3-pandas  # the Python package (python/perfstream) and its tests
   e2fsprogs                         # mkfs.ext4: the test of a file system turning read-only
   linux-perf                        # perf: the workload and the baseline of scripts/read-bench.sh
 )
