@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* follow: keeps ps_followed equal to a command and its descendants, for --follow. It emits no records: a
- * fork of a followed process adds the child, and the exit of a followed process removes it. The collector
+ * fork of a followed process adds the child, and a followed process is removed once it is freed. The collector
  * seeds the map with the command before releasing it, and attaches this before any probe. */
 #include "common.bpf.h"
 
@@ -16,7 +16,9 @@ int BPF_PROG(ps_follow_fork, struct task_struct *parent, struct task_struct *chi
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
+/* At sched_process_free, not sched_process_exit: the exit probe runs on sched_process_exit too, after
+ * this program (attached first), and must still find the process followed to record its exit. */
+SEC("tp_btf/sched_process_free")
 int BPF_PROG(ps_follow_exit, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);

@@ -712,12 +712,8 @@ int check_names(const DumpOptions& options, const v1::TraceHeader& header, std::
   return 0;
 }
 
-}  // namespace
-
-int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  ArgParser parser = make_parser();
-  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
-  DumpOptions options;
+// The flags into `options`; on bad usage, says why on `err` and gives exit status 2.
+std::optional<int> dump_options_from(const ArgParser& parser, DumpOptions& options, std::ostream& err) {
   options.json = parser.has("json");
   options.header = parser.has("header");
   options.raw_fields = parser.has("raw-fields");
@@ -782,6 +778,16 @@ int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostre
       return 2;
     }
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int run_dump(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  ArgParser parser = make_parser();
+  if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
+  DumpOptions options;
+  if (auto exit_status = dump_options_from(parser, options, err)) return *exit_status;
   options.read.note = [&err](const std::string& line) { err << "perfstream dump: " << line << "\n"; };
 
   auto reader = recording::RecordingReader::open(options.files, options.read);

@@ -224,12 +224,14 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load_file(const std::string& path, c
   return load(std::move(probe), options);
 }
 
-Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe, const ProbeOptions& options) {
-  const std::string what = "probe '" + probe->name_ + "'";
+namespace {
+
+// The perf event array the probe writes to: the one named, else the object's only one.
+Result<bpf_map*> find_events_map(bpf_object* object, const ProbeOptions& options, const std::string& what) {
   bpf_map* events = nullptr;
   int perf_arrays = 0;
   bpf_map* map = nullptr;
-  bpf_object__for_each_map(map, probe->object_) {
+  bpf_object__for_each_map(map, object) {
     if (!options.map_name.empty()) {
       if (options.map_name == bpf_map__name(map)) events = map;
     } else if (bpf_map__type(map) == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
@@ -248,34 +250,39 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   if (bpf_map__type(events) != BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
     return Error(what + ": map '" + options.map_name + "' is not a BPF_MAP_TYPE_PERF_EVENT_ARRAY");
   }
-  probe->events_map_name_ = bpf_map__name(events);
-  if (options.shared_map_fd >= 0) {
-    if (int err = bpf_map__reuse_fd(events, options.shared_map_fd); err != 0) {
-      return Error::from_errno(what + ": sharing the perf event array with map '" + probe->events_map_name_ + "'", -err);
-    }
-  }
+  return events;
+}
+
+// The ids that go into the filter maps once the object is loaded (the maps exist only then).
+struct FilterMapContents {
+  std::vector<std::uint32_t> tgids;  // empty: the tgid filter is off or set in .rodata
+  std::vector<std::uint32_t> tids;
+};
+
+// Sets the filters' .rodata switches and values (before load), refusing an object that lacks what a
+// filter needs rather than recording everything.
+Result<FilterMapContents> set_filters(bpf_object* object, const ProbeOptions& options, const std::string& what) {
+  FilterMapContents maps;
   std::vector<std::uint32_t> tgids = options.filter_tgids;
   if (options.filter_tgid) tgids.push_back(*options.filter_tgid);
-  const bool has_filter_maps = bpf_object__find_map_by_name(probe->object_, "ps_filter_tgids") != nullptr &&
-                               bpf_object__find_map_by_name(probe->object_, "ps_filter_tids") != nullptr;
-  bool tgids_in_map = false, tids_in_map = false;
+  const bool has_filter_maps = bpf_object__find_map_by_name(object, "ps_filter_tgids") != nullptr &&
+                               bpf_object__find_map_by_name(object, "ps_filter_tids") != nullptr;
   if (!tgids.empty()) {
-    if (has_filter_maps && set_rodata_u32(probe->object_, "filter_tgids_on", 1)) {
-      tgids_in_map = true;
+    if (has_filter_maps && set_rodata_u32(object, "filter_tgids_on", 1)) {
+      maps.tgids = tgids;
     } else if (tgids.size() != 1 || options.filter_tids.size() != 0 ||
-               !set_rodata_u32(probe->object_, "filter_tgid", tgids.front())) {
+               !set_rodata_u32(object, "filter_tgid", tgids.front())) {
       return Error(what + ": cannot filter by process (-p): no ps_filter_tgids map and filter_tgids_on");
     }
   }
   if (!options.filter_tids.empty()) {
-    if (!has_filter_maps || !set_rodata_u32(probe->object_, "filter_tids_on", 1)) {
+    if (!has_filter_maps || !set_rodata_u32(object, "filter_tids_on", 1)) {
       return Error(what + ": cannot filter by thread (-t): no ps_filter_tids map and filter_tids_on");
     }
-    tids_in_map = true;
+    maps.tids = options.filter_tids;
   }
   if (options.filter_uid) {
-    if (!set_rodata_u32(probe->object_, "filter_uid_on", 1) ||
-        !set_rodata_u32(probe->object_, "filter_uid", *options.filter_uid)) {
+    if (!set_rodata_u32(object, "filter_uid_on", 1) || !set_rodata_u32(object, "filter_uid", *options.filter_uid)) {
       return Error(what + ": cannot filter by user (-u): no filter_uid_on and filter_uid");
     }
   }
@@ -286,22 +293,37 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
                    "': a task's comm is 1 to 15 bytes (the kernel cuts longer names to their first 15)");
     }
     std::memcpy(comm, options.filter_comm->data(), options.filter_comm->size());
-    if (!set_rodata_u32(probe->object_, "filter_comm_on", 1) ||
-        !set_rodata(probe->object_, "filter_comm", comm, sizeof(comm))) {
+    if (!set_rodata_u32(object, "filter_comm_on", 1) || !set_rodata(object, "filter_comm", comm, sizeof(comm))) {
       return Error(what + ": cannot filter by command name (--comm): no filter_comm_on and filter_comm");
     }
   }
-  if (options.ignore_tgid) set_rodata_u32(probe->object_, "ignore_tgid", *options.ignore_tgid);
+  if (options.ignore_tgid) set_rodata_u32(object, "ignore_tgid", *options.ignore_tgid);
   if (options.followed_map_fd >= 0) {
-    bpf_map* followed = bpf_object__find_map_by_name(probe->object_, "ps_followed");
-    if (followed == nullptr || !set_rodata_u32(probe->object_, "follow_mode", 1)) {
+    bpf_map* followed = bpf_object__find_map_by_name(object, "ps_followed");
+    if (followed == nullptr || !set_rodata_u32(object, "follow_mode", 1)) {
       return Error(what + ": --follow needs the object to check ps_followed (built-in probes do)");
     }
     if (int err = bpf_map__reuse_fd(followed, options.followed_map_fd); err != 0) {
       return Error::from_errno(what + ": sharing the ps_followed map", -err);
     }
   }
+  return maps;
+}
 
+}  // namespace
+
+Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe, const ProbeOptions& options) {
+  const std::string what = "probe '" + probe->name_ + "'";
+  auto events = find_events_map(probe->object_, options, what);
+  if (!events) return events.error();
+  probe->events_map_name_ = bpf_map__name(*events);
+  if (options.shared_map_fd >= 0) {
+    if (int err = bpf_map__reuse_fd(*events, options.shared_map_fd); err != 0) {
+      return Error::from_errno(what + ": sharing the perf event array with map '" + probe->events_map_name_ + "'", -err);
+    }
+  }
+  auto filter_maps = set_filters(probe->object_, options, what);
+  if (!filter_maps) return filter_maps.error();
 
   if (int err = bpf_object__load(probe->object_); err != 0) {
     std::string log(probe->log_.c_str());
@@ -315,15 +337,12 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   probe->log_.clear();
   probe->log_.shrink_to_fit();
   // Before attach: no record is written before the filter holds every id.
-  if (tgids_in_map) {
-    if (auto st = fill_filter_map(probe->object_, "ps_filter_tgids", tgids, what); !st) return st.error();
+  if (!filter_maps->tgids.empty()) {
+    if (auto st = fill_filter_map(probe->object_, "ps_filter_tgids", filter_maps->tgids, what); !st) return st.error();
   }
-  if (tids_in_map) {
-    if (auto st = fill_filter_map(probe->object_, "ps_filter_tids", options.filter_tids, what); !st) {
-      return st.error();
-    }
+  if (!filter_maps->tids.empty()) {
+    if (auto st = fill_filter_map(probe->object_, "ps_filter_tids", filter_maps->tids, what); !st) return st.error();
   }
-
   if (options.attach) {
     if (auto st = probe->attach(); !st) return st.error();
   }

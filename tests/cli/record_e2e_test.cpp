@@ -196,6 +196,13 @@ TEST_F(RecordEndToEnd, TheCommandsExitStatusPassesThroughAndACommandThatCannotSt
   EXPECT_EQ(bytes_of(dir_ / "status.data.old"), earlier);
   RunResult killed = record({"/bin/sh", "-c", "kill -9 $$"});
   EXPECT_EQ(killed.exit_status, 128 + SIGKILL) << killed.err;
+
+  // The command's own exit is recorded too: following it ends only after its exit record is written.
+  RunResult exited = run({perfstream_binary(), "record", "--probe", "exit", "-q", "-o", trace.string(), "--",
+                          "/bin/sh", "-c", "exit 3"});
+  EXPECT_EQ(exited.exit_status, 3) << exited.err;
+  RunResult exits = run({perfstream_binary(), "dump", "--json", "--raw-fields", trace.string()});
+  EXPECT_NE(exits.out.find("\"exit_status\":3"), std::string::npos) << exits.out;
   RunResult dump = run({perfstream_binary(), "dump", trace.string()});
   EXPECT_EQ(dump.exit_status, 0) << dump.err;
 }
