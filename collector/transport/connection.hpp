@@ -56,6 +56,11 @@ class Connection {
   void async_read(const Buffers& buffers, Handler&& handler) {
     std::visit([&](auto& s) { asio::async_read(deref(s), buffers, std::forward<Handler>(handler)); }, stream_);
   }
+  // Reads what has arrived, at least one byte and at most the buffers' size.
+  template <typename Buffers, typename Handler>
+  void async_read_some(const Buffers& buffers, Handler&& handler) {
+    std::visit([&](auto& s) { deref(s).async_read_some(buffers, std::forward<Handler>(handler)); }, stream_);
+  }
   // Closes the underlying socket (no TLS close_notify: peers must not rely on it). Pending operations end
   // with operation_aborted.
   void close() {

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <deque>
+#include <utility>
 
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/zstd_codec.hpp"
@@ -32,10 +33,14 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     read_header();
   }
 
+  // Only a session that never closed, destroyed with the server's io_context, still holds memory here.
+  ~Session() { server_.budget_->give_back(std::exchange(reserved_, 0), false); }
+
   void close_quietly() {
     closed_ = true;
     timer_.cancel();
     conn_->close();
+    release_payload();
   }
 
  private:
@@ -48,6 +53,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_header() {
+    release_payload();
     auto self = shared_from_this();
     conn_->async_read(asio::buffer(header_), [self](const boost::system::error_code& ec, std::size_t) {
       if (self->closed_) return;
@@ -63,15 +69,78 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       auto h = parse_frame_header(std::span<const char>(self->header_.data(), self->header_.size()), &why,
                                   FrameContext::Stream, self->server_.options_.max_frame);
       if (!h) return self->drop("bad frame at byte " + std::to_string(self->offset_) + ": " + why);
-      self->payload_.resize(h->payload_length);
-      self->conn_->async_read(asio::buffer(self->payload_), [self, type = h->type](const boost::system::error_code& ec2,
-                                                                                  std::size_t) {
-        if (self->closed_) return;
-        if (ec2) return self->drop("reading a frame: " + ec2.message());
-        self->offset_ += kFrameHeaderSize + self->payload_.size();
-        self->on_frame(type);
-      });
+      if (!self->collector_) {
+        if (h->type != FrameType::Hello) return self->drop("the first frame is not a hello");
+        if (h->payload_length > kMaxHelloPayload) {
+          return self->drop("a hello of " + std::to_string(h->payload_length) + " bytes, over the limit of " +
+                            std::to_string(kMaxHelloPayload));
+        }
+      }
+      self->frame_type_ = h->type;
+      self->frame_length_ = h->payload_length;
+      self->reserve_and_read();
     });
+  }
+
+  // What a frame of `length` bytes takes from the budget: its buffer, and while the buffer grows, the old
+  // one too for the moment of the copy (at most half the frame: see grow_to).
+  static std::size_t budget_for(std::size_t length) {
+    return length <= kReadChunk ? length : length + (length + 1) / 2;
+  }
+
+  // Takes the frame's share of the budget before reading any of it, or, after the hello, waits for it
+  // without reading (back-pressure); a hello never waits (take_anyway). Taken whole, so that a frame once
+  // begun can always be finished: buffers that each hold part of a frame never wait on one another.
+  void reserve_and_read() {
+    if (closed_) return;
+    const std::size_t need = budget_for(frame_length_);
+    if (!collector_) {
+      server_.budget_->take_anyway(need);
+    } else {
+      auto self = shared_from_this();
+      auto wake = [self] { asio::post(self->conn_executor(), [self] { self->reserve_and_read(); }); };
+      if (!server_.budget_->take_or_wait(need, std::move(wake))) return;
+    }
+    reserved_ = need;
+    read_payload();
+  }
+
+  // Reads the payload as it arrives, the buffer growing at most a chunk ahead of what was received.
+  void read_payload() {
+    if (payload_.size() == frame_length_) {
+      offset_ += kFrameHeaderSize + payload_.size();
+      return on_frame(frame_type_);
+    }
+    const std::size_t at = payload_.size();
+    const std::size_t want = std::min<std::size_t>(frame_length_, at + kReadChunk);
+    if (want > payload_.capacity()) grow_to(want);
+    payload_.resize(want);  // within the capacity: no allocation
+    auto self = shared_from_this();
+    conn_->async_read_some(asio::buffer(payload_.data() + at, want - at),
+                           [self, at](const boost::system::error_code& ec, std::size_t n) {
+                             if (self->closed_) return;
+                             self->payload_.resize(at + n);
+                             if (ec) return self->drop("reading a frame: " + ec.message());
+                             self->read_payload();
+                           });
+  }
+
+  // Gives the buffer the capacity for `want` bytes: the smallest of frame_length_ halved k times (rounding
+  // up) that holds them. The sizes a buffer goes through are then ..., L/4, L/2, L: the copy from the old
+  // buffer to the new never holds more than 1.5 L, what budget_for took.
+  void grow_to(std::size_t want) {
+    std::size_t target = frame_length_;
+    while (target > want && (target + 1) / 2 >= want) target = (target + 1) / 2;
+    std::string grown;
+    grown.reserve(target);  // from empty: libstdc++ allocates exactly `target` (above its small-string size)
+    grown.append(payload_);
+    payload_.swap(grown);
+  }
+
+  // Frees the frame's buffer and gives its share back to the budget.
+  void release_payload() {
+    std::string().swap(payload_);
+    server_.budget_->give_back(std::exchange(reserved_, 0));
   }
 
   void on_frame(FrameType type) {
@@ -166,6 +235,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     timer_.cancel();
     conn_->close();
+    release_payload();
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
     server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
@@ -177,7 +247,10 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer timer_;
   ZstdDecompressor decompressor_;
   std::array<char, kFrameHeaderSize> header_{};
-  std::string payload_;
+  std::string payload_;       // the frame's bytes received so far
+  std::size_t reserved_ = 0;  // taken from the budget for this frame (budget_for)
+  FrameType frame_type_ = FrameType::Batch;
+  std::size_t frame_length_ = 0;  // what the frame's header declares
   std::string message_;
   std::deque<std::string> outbox_;
   std::shared_ptr<Recording> collector_;
@@ -190,6 +263,10 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
 Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& options) {
   std::unique_ptr<SinkServer> server(new SinkServer());
   server->options_ = options;
+  std::size_t& budget = server->options_.max_memory;
+  if (budget == 0) budget = default_frame_memory_budget();
+  budget = std::max<std::size_t>(budget, 2 * std::size_t{options.max_frame});
+  server->budget_ = std::make_unique<FrameBudget>(budget);
   if (options.listen.empty()) return Error("sink: nothing to listen on (--listen tcp://127.0.0.1:PORT or unix:/PATH)");
   auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
@@ -242,6 +319,8 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
 
 SinkServer::~SinkServer() {
   stop();
+  // Waiting sessions are owned by their wake-ups: they go now, while io_ (their sockets' and timers') lives.
+  budget_->cancel_waiting();
   // The store leaves unfinished recordings resumable when it goes.
 }
 
@@ -324,6 +403,8 @@ std::vector<CollectorSummary> SinkServer::summaries() const {
 }
 
 std::uint64_t SinkServer::refused_peers() const { return refused_.load(); }
+
+FrameBudget::Stats SinkServer::frame_memory() const { return budget_->stats(); }
 
 void SinkServer::log(const std::string& line) const {
   if (options_.store.log) options_.store.log->line(line);

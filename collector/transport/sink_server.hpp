@@ -11,6 +11,17 @@
 // garbage, a huge length, a zstd bomb or nothing at all is disconnected and logged, and nobody else waits
 // on it. A newer connection of the same collector takes over from an older one (a half-open leftover).
 //
+// Memory: a frame's buffer grows as its bytes arrive (kReadChunk at a time, the capacity doubling), never
+// to the length its header declares; before a hello only a hello of kMaxHelloPayload bytes is accepted.
+// Compressed frames in flight, all connections together, are bounded by max_memory (a FrameBudget,
+// frame_budget.hpp). After the hello, a frame's share (its length, and half again for the copies while its
+// buffer grows) is taken from the budget when its header arrives, before any of it is read: a connection
+// whose share is not there stops reading its socket until memory is given back, so TCP flow control holds
+// its peer back. Taking the share whole means a frame once begun can always be finished; shares taken
+// chunk by chunk could leave every connection holding half a frame and waiting for the others. A frame's
+// share goes back once the frame is handled. A peer that stalls mid-frame keeps its share until
+// idle_timeout drops it, and other collectors' frames wait meanwhile (as in Kafka).
+//
 // Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
 #pragma once
 
@@ -27,6 +38,7 @@
 #include "collector/format/trace_writer.hpp"
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
+#include "collector/transport/frame_budget.hpp"
 #include "collector/transport/recording_store.hpp"
 #include "collector/util/result.hpp"
 
@@ -37,6 +49,9 @@ struct SinkOptions {
   RecordingStoreOptions store;  // the directory, rotation, and the log the sink writes to as well
   TlsOptions tls;
   std::uint32_t max_frame = 16u << 20;
+  // Compressed frames in flight, all connections together; 0: default_frame_memory_budget(). Raised to
+  // twice max_frame when smaller, so one connection alone can always finish a frame.
+  std::size_t max_memory = 0;
   std::size_t max_batch = 64u << 20;
   std::chrono::milliseconds hello_timeout{10000};
   std::chrono::milliseconds idle_timeout{120000};
@@ -60,6 +75,11 @@ class SinkServer {
   void stop();
   std::vector<CollectorSummary> summaries() const;
   std::uint64_t refused_peers() const;
+  // The frame memory budget: its limit, what is held now, the peak, how often a connection waited.
+  FrameBudget::Stats frame_memory() const;
+
+  // How much of a frame a connection reads at a time, and so the most it holds beyond what it received.
+  static constexpr std::size_t kReadChunk = 64u << 10;
 
  private:
   class Session;
@@ -71,6 +91,7 @@ class SinkServer {
   void log(const std::string& line) const;
 
   SinkOptions options_;
+  std::unique_ptr<FrameBudget> budget_;  // before io_: sessions give back to it as io_'s handlers go
   asio::io_context io_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;

@@ -17,7 +17,10 @@
 // exactly once. Acks are cumulative: `through` is the lowest sequence not yet stored.
 // Limits the sink enforces: a frame header must arrive within the idle timeout, a payload may not exceed
 // max_frame, a batch may not decompress past max_batch (no zstd bombs), and frames must come in the order
-// above; a peer that breaks any of them is disconnected, and nobody else notices.
+// above; a peer that breaks any of them is disconnected, and nobody else notices. Before its hello is
+// accepted a peer may send only the hello, of at most kMaxHelloPayload bytes: what a peer can make the sink
+// hold before it has said who it is stays small. The sink holds a frame's bytes as they arrive, never what
+// a header declares.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,10 @@
 namespace perfstream {
 
 constexpr std::uint32_t kStreamProtocolVersion = 1;
+// The largest hello a sink accepts. A hello is the collector id and the TraceHeader (host, CPUs, probes,
+// each event's schema, the recorded command): 1-3 KB with the built-in probes; 64 KiB leaves room for a
+// large BPF object's schemas and a long command line.
+constexpr std::uint32_t kMaxHelloPayload = 64u << 10;
 
 // Header + unencoded payload of a control message.
 std::string encode_control_frame(FrameType type, const google::protobuf::MessageLite& message);

@@ -22,6 +22,7 @@
 #include "collector/transport/sink_server.hpp"
 #include "collector/transport/stream_client.hpp"
 #include "collector/transport/stream_protocol.hpp"
+#include "testing/raw_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -30,6 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::LogLines;
+using testing::RawPeer;
 using testing::StoredRecording;
 using testing::SyntheticSource;
 using testing::TempDir;
@@ -134,86 +136,6 @@ std::string zero_bomb(std::size_t size, bool declare_size) {
   ZSTD_freeCCtx(cctx);
   return out;
 }
-
-// A blocking peer on a raw socket, speaking (or not) the protocol byte by byte.
-class RawPeer {
- public:
-  static RawPeer tcp(std::uint16_t port) {
-    RawPeer p(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(p.fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-    }
-    return p;
-  }
-  RawPeer(RawPeer&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  ~RawPeer() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  // False once the sink has closed the connection (a reset or a broken pipe).
-  bool send(const std::string& bytes) {
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      done += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  // The next frame from the sink; nullopt on end of stream, an error or the timeout.
-  std::optional<std::pair<FrameType, std::string>> read_frame(std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::string header(kFrameHeaderSize, '\0');
-    if (!read_exact(header.data(), header.size(), deadline)) return std::nullopt;
-    std::string why;
-    auto h = parse_frame_header(std::span<const char>(header.data(), header.size()), &why, FrameContext::Stream);
-    if (!h) throw std::runtime_error("the sink sent a bad frame: " + why);
-    std::string payload(h->payload_length, '\0');
-    if (!read_exact(payload.data(), payload.size(), deadline)) return std::nullopt;
-    return std::make_pair(h->type, payload);
-  }
-
-  // True when the sink closes the connection (end of stream or a reset) within `timeout`, whatever it
-  // sent before.
-  bool closed_within(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    char buf[4096];
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return true;
-    }
-  }
-
- private:
-  explicit RawPeer(int fd) : fd_(fd) {
-    if (fd_ < 0) throw std::runtime_error("socket");
-  }
-  bool read_exact(char* out, std::size_t size, std::chrono::steady_clock::time_point deadline) {
-    std::size_t done = 0;
-    while (done < size) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      const ssize_t n = ::recv(fd_, out + done, size - done, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      done += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  int fd_ = -1;
-};
 
 // --- the sink alone ---------------------------------------------------------------------------------------
 
