@@ -16,8 +16,13 @@ namespace perfstream {
 
 class SinkServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(SinkServer& server, std::unique_ptr<Connection> conn, asio::any_io_executor executor)
-      : server_(server), conn_(std::move(conn)), timer_(executor), decompressor_(*ZstdDecompressor::create()) {}
+  // `address`: the peer's slot, taken by admit() and given back when this session closes.
+  Session(SinkServer& server, std::unique_ptr<Connection> conn, asio::any_io_executor executor, std::string address)
+      : server_(server),
+        conn_(std::move(conn)),
+        timer_(executor),
+        decompressor_(*ZstdDecompressor::create()),
+        address_(std::move(address)) {}
 
   void start() {
     server_.log("peer " + conn_->peer() + " connected");
@@ -34,13 +39,17 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   // Only a session that never closed, destroyed with the server's io_context, still holds memory here.
-  ~Session() { server_.budget_->give_back(std::exchange(reserved_, 0), false); }
+  ~Session() {
+    server_.budget_->give_back(std::exchange(reserved_, 0), false);
+    release_slot();
+  }
 
   void close_quietly() {
     closed_ = true;
     timer_.cancel();
     conn_->close();
     release_payload();
+    release_slot();
   }
 
  private:
@@ -135,6 +144,10 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     grown.reserve(target);  // from empty: libstdc++ allocates exactly `target` (above its small-string size)
     grown.append(payload_);
     payload_.swap(grown);
+  }
+
+  void release_slot() {
+    if (std::exchange(slot_held_, false)) server_.release_slot(address_);
   }
 
   // Frees the frame's buffer and gives its share back to the budget.
@@ -236,6 +249,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     timer_.cancel();
     conn_->close();
     release_payload();
+    release_slot();
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
     server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
@@ -258,6 +272,8 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   std::uint64_t duplicates_ = 0;
   bool closed_ = false;
   bool closing_after_write_ = false;
+  const std::string address_;
+  bool slot_held_ = true;
 };
 
 Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& options) {
@@ -331,7 +347,12 @@ void SinkServer::accept_tcp(std::size_t index) {
     if (!ec) {
       boost::system::error_code pec;
       auto remote = socket.remote_endpoint(pec);
-      std::string peer = pec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
+      const std::string address = pec ? "?" : remote.address().to_string();
+      const std::string peer = pec ? "?" : address + ":" + std::to_string(remote.port());
+      if (!admit(address, peer)) {
+        socket.close(pec);
+        return accept_tcp(index);
+      }
       auto executor = socket.get_executor();
       std::unique_ptr<Connection> conn;
       if (tls_) {
@@ -339,7 +360,7 @@ void SinkServer::accept_tcp(std::size_t index) {
       } else {
         conn = std::make_unique<Connection>(std::move(socket), peer);
       }
-      std::make_shared<Session>(*this, std::move(conn), executor)->start();
+      std::make_shared<Session>(*this, std::move(conn), executor, address)->start();
     } else {
       log("accepting on " + bound_[index].to_string() + ": " + ec.message());
     }
@@ -355,7 +376,12 @@ void SinkServer::accept_unix(std::size_t index) {
       auto executor = socket.get_executor();
       static std::atomic<std::uint64_t> counter{0};
       const std::string peer = "unix#" + std::to_string(++counter);
-      std::make_shared<Session>(*this, std::make_unique<Connection>(std::move(socket), peer), executor)->start();
+      if (!admit("", peer)) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        return accept_unix(index);
+      }
+      std::make_shared<Session>(*this, std::make_unique<Connection>(std::move(socket), peer), executor, "")->start();
     }
     accept_unix(index);
   });
@@ -405,6 +431,49 @@ std::vector<CollectorSummary> SinkServer::summaries() const {
 std::uint64_t SinkServer::refused_peers() const { return refused_.load(); }
 
 FrameBudget::Stats SinkServer::frame_memory() const { return budget_->stats(); }
+
+std::size_t SinkServer::open_connections() const {
+  std::lock_guard<std::mutex> lock(slots_mutex_);
+  return open_connections_;
+}
+
+std::uint64_t SinkServer::connections_over_limit() const { return over_limit_.load(); }
+
+bool SinkServer::admit(const std::string& address, const std::string& peer) {
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(slots_mutex_);
+    const auto it = open_per_address_.find(address);
+    const std::size_t from_address = it == open_per_address_.end() ? 0 : it->second;
+    if (open_connections_ >= options_.max_connections) {
+      why = std::to_string(open_connections_) + " connections open (--max-connections " +
+            std::to_string(options_.max_connections) + ")";
+    } else if (!address.empty() && from_address >= options_.max_connections_per_peer) {
+      why = std::to_string(from_address) + " connections open from " + address +
+            " (--max-connections-per-peer " + std::to_string(options_.max_connections_per_peer) + ")";
+    } else {
+      ++open_connections_;
+      if (!address.empty()) ++open_per_address_[address];
+      return true;
+    }
+  }
+  ++over_limit_;
+  // One line per interval for each limit, however many peers hit it: the rest are counted in its summary.
+  const bool total = why.find("--max-connections ") != std::string::npos;
+  if (options_.store.log) {
+    options_.store.log->limited(total ? "sink connection limit" : "sink per-peer connection limit",
+                                "peer " + peer + " refused at once: " + why);
+  }
+  return false;
+}
+
+void SinkServer::release_slot(const std::string& address) {
+  std::lock_guard<std::mutex> lock(slots_mutex_);
+  --open_connections_;
+  if (address.empty()) return;
+  auto it = open_per_address_.find(address);
+  if (it != open_per_address_.end() && --it->second == 0) open_per_address_.erase(it);
+}
 
 void SinkServer::log(const std::string& line) const {
   if (options_.store.log) options_.store.log->line(line);

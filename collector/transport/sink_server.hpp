@@ -25,6 +25,7 @@
 // Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -55,6 +56,10 @@ struct SinkOptions {
   std::size_t max_batch = 64u << 20;
   std::chrono::milliseconds hello_timeout{10000};
   std::chrono::milliseconds idle_timeout{120000};
+  // Open connections: all together, and from one peer address (TCP; unix sockets count only in the total).
+  // A connection past either is closed as soon as it is accepted, and logged rate-limited (Log::limited).
+  std::size_t max_connections = 1024;
+  std::size_t max_connections_per_peer = 64;
   unsigned threads = 2;
   bool allow_remote = false;  // bind non-loopback addresses only when told
 };
@@ -77,6 +82,9 @@ class SinkServer {
   std::uint64_t refused_peers() const;
   // The frame memory budget: its limit, what is held now, the peak, how often a connection waited.
   FrameBudget::Stats frame_memory() const;
+  // Connections open now, and those closed at accept for a connection limit.
+  std::size_t open_connections() const;
+  std::uint64_t connections_over_limit() const;
 
   // How much of a frame a connection reads at a time, and so the most it holds beyond what it received.
   static constexpr std::size_t kReadChunk = 64u << 10;
@@ -89,9 +97,19 @@ class SinkServer {
   // Makes `session` the one connection of collector `id`; returns the one it replaces, if any.
   std::shared_ptr<Session> take_over(const std::string& id, const std::shared_ptr<Session>& session);
   void log(const std::string& line) const;
+  // Takes a connection slot for `address` ("" for a unix socket), or closes the connection and logs why not
+  // (rate-limited). True when admitted.
+  bool admit(const std::string& address, const std::string& peer);
+  void release_slot(const std::string& address);
 
   SinkOptions options_;
   std::unique_ptr<FrameBudget> budget_;  // before io_: sessions give back to it as io_'s handlers go
+  // Open connections, total and per TCP peer address; before io_, as the budget. A Session holds its slot
+  // from accept until it closes.
+  mutable std::mutex slots_mutex_;
+  std::size_t open_connections_ = 0;
+  std::map<std::string, std::size_t> open_per_address_;
+  std::atomic<std::uint64_t> over_limit_{0};
   asio::io_context io_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;

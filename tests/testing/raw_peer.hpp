@@ -23,8 +23,17 @@ namespace perfstream::testing {
 
 class RawPeer {
  public:
-  static RawPeer tcp(std::uint16_t port) {
+  // From `source` (host byte order; another 127.x.y.z address makes another peer address), or any.
+  static RawPeer tcp(std::uint16_t port, std::uint32_t source = INADDR_ANY) {
     RawPeer p(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (source != INADDR_ANY) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      from.sin_addr.s_addr = htonl(source);
+      if (::bind(p.fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) {
+        throw std::runtime_error(std::string("bind: ") + std::strerror(errno));
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

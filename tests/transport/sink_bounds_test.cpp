@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +141,7 @@ TEST(SinkBounds, HeadersDeclaringHugeFramesBeforeHelloHoldNoMemory) {
   SinkOptions options = tcp_sink_options(dir.file("sink"), log);
   options.max_frame = kMaxFramePayload;  // the largest a sink takes: 64 MiB
   options.hello_timeout = 20s;           // the stallers stay for the whole test
+  options.max_connections_per_peer = 1000;  // every peer here is 127.0.0.1
   auto sink = start_sink(options);
   const std::uint16_t port = sink->bound()[0].port;
   HonestCollector honest(sink->bound()[0], dir.file("spool"), 150);
@@ -185,6 +187,7 @@ TEST(SinkBounds, FramesStalledAfterHelloStayWithinTheBudgetAndWaitForIt) {
   options.max_frame = 16 * kMiB;
   options.max_memory = 48 * kMiB;
   options.idle_timeout = 30s;  // the stallers stay until the test lets them go
+  options.max_connections_per_peer = 1000;  // every peer here is 127.0.0.1
   auto sink = start_sink(options);
   const std::uint16_t port = sink->bound()[0].port;
   HonestCollector honest(sink->bound()[0], dir.file("spool"), 150);
@@ -242,6 +245,67 @@ TEST(SinkBounds, TheBudgetIsAtLeastTwoFrames) {
   auto by_default = SinkServer::create(options);
   ASSERT_TRUE(by_default) << by_default.error().message();
   EXPECT_EQ((*by_default)->frame_memory().limit, std::max(default_frame_memory_budget(), 32 * kMiB));
+}
+
+TEST(SinkBounds, ConnectionsPastTheLimitsAreClosedAtOnceWithOneLogLinePerInterval) {
+  TempDir dir;
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  Log log([&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mutex);
+    lines.push_back(line);
+  }, Log::Options{300ms, {}});
+  auto count = [&](const std::string& needle) {
+    std::lock_guard<std::mutex> lock(mutex);
+    return std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(needle) != l.npos; });
+  };
+  SinkOptions options;
+  options.listen.push_back(*Endpoint::parse("tcp://127.0.0.1:0"));
+  options.store.dir = dir.file("sink");
+  options.store.log = &log;
+  options.max_connections = 20;
+  options.max_connections_per_peer = 8;
+  options.hello_timeout = 20s;
+  auto sink = start_sink(options);
+  const std::uint16_t port = sink->bound()[0].port;
+  HonestCollector honest(sink->bound()[0], dir.file("spool"), 100);  // one of 127.0.0.1's 8
+  ASSERT_TRUE(wait_until([&] { return sink->open_connections() == 1; }, 5s));
+
+  constexpr std::uint32_t kLocal1 = 0x7f000001, kLocal2 = 0x7f000002, kLocal3 = 0x7f000003;
+  std::vector<RawPeer> kept;
+  for (int i = 0; i < 7; ++i) kept.push_back(RawPeer::tcp(port, kLocal1));
+  ASSERT_TRUE(wait_until([&] { return sink->open_connections() == 8; }, 5s)) << sink->open_connections();
+  for (int i = 0; i < 30; ++i) {
+    RawPeer p = RawPeer::tcp(port, kLocal1);
+    EXPECT_TRUE(p.closed_within(2s)) << "past the per-peer limit: " << i;
+  }
+  // Other addresses still get in, up to the total.
+  for (int i = 0; i < 8; ++i) kept.push_back(RawPeer::tcp(port, kLocal2));
+  for (int i = 0; i < 4; ++i) kept.push_back(RawPeer::tcp(port, kLocal3));
+  ASSERT_TRUE(wait_until([&] { return sink->open_connections() == 20; }, 5s)) << sink->open_connections();
+  for (int i = 0; i < 10; ++i) {
+    RawPeer p = RawPeer::tcp(port, 0x7f000004);
+    EXPECT_TRUE(p.closed_within(2s)) << "past the total: " << i;
+  }
+  for (auto& p : kept) EXPECT_FALSE(p.closed_within(50ms)) << "admitted connections stay";
+  EXPECT_EQ(sink->connections_over_limit(), 40u);
+
+  // One line per limit so far; after the interval, one summary each with the count of the rest.
+  EXPECT_EQ(count("refused at once: 8 connections open from 127.0.0.1 (--max-connections-per-peer 8)"), 1);
+  EXPECT_EQ(count("refused at once: 20 connections open (--max-connections 20)"), 1);
+  std::this_thread::sleep_for(400ms);
+  log.flush();
+  EXPECT_EQ(count("(29 more like this suppressed in the last 300 ms)"), 1);
+  EXPECT_EQ(count("(9 more like this suppressed in the last 300 ms)"), 1);
+  EXPECT_EQ(count("refused at once"), 4);
+
+  // Slots come back as connections go.
+  kept.clear();
+  ASSERT_TRUE(wait_until([&] { return sink->open_connections() == 1; }, 5s)) << sink->open_connections();
+  RawPeer again = RawPeer::tcp(port, kLocal1);
+  EXPECT_FALSE(again.closed_within(200ms));
+  LogLines unused;
+  honest.finish_and_check(*sink, unused);
 }
 
 }  // namespace
