@@ -73,6 +73,11 @@ ArgParser sink_flags() {
       .option("rotate-time", 0, "TIME", "start a new file per collector after this long")
       .option("max-frame", 0, "SIZE", "largest compressed batch accepted (default 16M)")
       .option("max-batch", 0, "SIZE", "largest decompressed batch accepted (default 64M)")
+      .option("max-memory", 0, "SIZE",
+              "compressed frames in flight, all collectors together; past it the sink stops reading "
+              "(default 1/8 of RAM, at most 1G; at least twice --max-frame)")
+      .option("max-connections", 0, "N", "connections open at once; more are closed at once (default 1024)")
+      .option("max-connections-per-peer", 0, "N", "connections open at once from one address (default 64)")
       .option("idle-timeout", 0, "TIME", "disconnect a collector silent this long (default 2m)")
       .option("threads", 0, "N", "serving threads (default 2)")
       .option("status-interval", 0, "TIME", "print each collector's progress this often (default 10s; 0: never)")
@@ -109,6 +114,7 @@ Status read_limits(const ArgParser& parser, SinkSettings& s) {
   Status st = apply_flag(parser, "rotate-size", parse_bytes, [&](std::uint64_t b) { o.store.rotate_bytes = b; });
   if (st) st = apply_flag(parser, "max-frame", parse_bytes, [&](std::uint64_t b) { o.max_frame = static_cast<std::uint32_t>(std::min<std::uint64_t>(b, 64u << 20)); });
   if (st) st = apply_flag(parser, "max-batch", parse_bytes, [&](std::uint64_t b) { o.max_batch = b; });
+  if (st) st = apply_flag(parser, "max-memory", parse_bytes, [&](std::uint64_t b) { o.max_memory = b; });
   if (st) st = apply_flag(parser, "rotate-time", parse_duration_ms, [&](std::uint64_t ms) { o.store.rotate_time = std::chrono::seconds(ms / 1000); });
   if (st) st = apply_flag(parser, "idle-timeout", parse_duration_ms, [&](std::uint64_t ms) { o.idle_timeout = std::chrono::milliseconds(ms); });
   if (st) st = apply_flag(parser, "status-interval", parse_duration_ms, [&](std::uint64_t ms) { s.status_ms = ms; });
@@ -167,6 +173,15 @@ Result<SinkSettings> sink_settings_from(const ArgParser& parser) {
   if (!dir) return Error("where to write? -d DIR");
   s.options.store.dir = *dir;
   if (auto st = read_limits(parser, s); !st) return st.error();
+  for (auto [flag, limit] : {std::pair{"max-connections", &s.options.max_connections},
+                             std::pair{"max-connections-per-peer", &s.options.max_connections_per_peer}}) {
+    if (auto v = parser.value(flag)) {
+      auto n = parse_count(flag, *v);
+      if (!n) return n.error();
+      if (*n == 0) return Error(std::string("--") + flag + ": at least 1");
+      *limit = static_cast<std::size_t>(*n);
+    }
+  }
   if (auto v = parser.value("threads")) {
     auto n = parse_count("threads", *v);
     if (!n || *n == 0 || *n > 64) return Error("--threads: between 1 and 64");
@@ -351,6 +366,7 @@ void SinkCommand::arm_status_timer() {
   status_timer_.expires_after(std::chrono::milliseconds(settings_.status_ms));
   status_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopping_) return;
+    log_.flush();  // the summaries of rate-limited lines (refused connections) whose interval has ended
     if (server_) {
       log_listener_status();
     } else {
