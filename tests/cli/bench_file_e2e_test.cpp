@@ -2,6 +2,7 @@
 // start times, host), a trailer with the collector's counters, so that dump and stats read it back like a
 // recording of record's: loadgen records with their fields by name, never "unknown". Needs root; skips
 // only when the kernel refuses BPF.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
