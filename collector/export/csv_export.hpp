@@ -1,9 +1,11 @@
 // CsvExporter: one event type of a recording as CSV (RFC 4180), in time order, streaming.
 //
 // The first line names the columns: time_ns, cpu, then the event's fields in its schema's order (from the
-// first piece whose header has the event). Then one line per record of that event: integers in decimal
-// (as `dump --json` prints them), strings as they are (up to their first NUL), bytes as lower-case hex, a
-// field the payload does not reach as an empty cell. A cell holding a comma, a double quote, CR or LF is
+// first piece whose header has the event). Then one line per record of that event, with the values as
+// recorded, as `dump --json --raw-fields` prints them (no display hints, so a column keeps its type: ret is
+// -2, not ENOENT): integers in decimal, strings as decoded (up to their first NUL; a field hinted argv or
+// path_argv keeps its NUL-separated strings), bytes as lower-case hex, a field the payload does not reach
+// as an empty cell. A cell holding a comma, a double quote, CR or LF is
 // quoted, with its double quotes doubled; lines end in CRLF, as RFC 4180 says. Lost notices are not rows
 // (stats and dump report them).
 #pragma once

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "collector/decode/display_hints.hpp"
+
 namespace perfstream::exporter {
 namespace {
 
@@ -71,7 +73,12 @@ const PerfettoExporter::SchemaInfo& PerfettoExporter::info(const v1::EventSchema
   if (t == "ps_exec_event") s.role = Role::kExec;
   if (t == "ps_fork_event") s.role = Role::kFork;
   if (t == "ps_exit_event") s.role = Role::kExit;
-  for (int i = 0; i < schema->fields_size(); ++i) s.index.emplace(schema->fields(i).name(), i);
+  for (int i = 0; i < schema->fields_size(); ++i) {
+    const auto& f = schema->fields(i);
+    s.index.emplace(f.name(), i);
+    if (f.hint() == "argv") s.argv_fields.insert(f.name());
+    if (f.hint() == "path_argv") s.path_argv_fields.insert(f.name());
+  }
   return s;
 }
 
@@ -201,7 +208,7 @@ void PerfettoExporter::process_events(const SchemaInfo& s, const v1::EventSchema
       p.uid = static_cast<std::int32_t>(sval(s, "uid"));
       p.cmdline = exec_argv(schema, e.payload(), static_cast<std::uint64_t>(sval(s, "filename_len")),
                             static_cast<std::uint64_t>(sval(s, "args_count")));
-      if (p.cmdline.empty()) p.cmdline = {text(s, "filename")};
+      if (p.cmdline.empty()) p.cmdline = {text(s, "filename").c_str()};  // the path, up to its NUL
       processes_seen_.insert(pid);
       threads_seen_.insert(tid);
       writer_.process_tree(ts, {p}, {{tid, pid, comm}});
@@ -220,8 +227,33 @@ void PerfettoExporter::process_events(const SchemaInfo& s, const v1::EventSchema
   }
 }
 
+// A field hinted argv (a list of strings) or path_argv (a path, then argv): the words, as an array; for
+// path_argv the field keeps the path and the rest follow as `args`, as dump shows them.
+bool PerfettoExporter::list_hint(const SchemaInfo& s, const std::string& field) const {
+  return s.argv_fields.count(field) != 0 || s.path_argv_fields.count(field) != 0;
+}
+
+void PerfettoExporter::split_words(const std::string& text, Annotation& a) {
+  std::vector<std::string_view> words;
+  hints::split_argv(text, words);
+  const SchemaInfo* s = current_;
+  if (s != nullptr && s->path_argv_fields.count(a.name)) {
+    a.string_value = words.empty() ? std::string() : std::string(words.front());
+    Annotation args;
+    args.name = "args";
+    args.kind = Annotation::Kind::kStringArray;
+    for (std::size_t i = 1; i < words.size(); ++i) args.strings.emplace_back(words[i]);
+    pending_.push_back(std::move(args));
+    return;
+  }
+  a.kind = Annotation::Kind::kStringArray;
+  a.string_value.clear();
+  for (auto w : words) a.strings.emplace_back(w);
+}
+
 void PerfettoExporter::instant(const SchemaInfo& s, const recording::TimeOrderedReader::Entry& e) {
   annotations_.clear();
+  current_ = &s;
   for (const FieldValue& v : values_) {
     if (v.missing) continue;
     Annotation a;
@@ -238,6 +270,7 @@ void PerfettoExporter::instant(const SchemaInfo& s, const recording::TimeOrdered
       case v1::Field::STRING:
         a.kind = Annotation::Kind::kString;
         a.string_value = v.text;
+        if (list_hint(s, v.name)) split_words(v.text, a);  // NUL-separated strings (exec's file name and argv)
         break;
       default:
         a.kind = Annotation::Kind::kString;
@@ -245,6 +278,8 @@ void PerfettoExporter::instant(const SchemaInfo& s, const recording::TimeOrdered
         break;
     }
     annotations_.push_back(std::move(a));
+    for (auto& p : pending_) annotations_.push_back(std::move(p));
+    pending_.clear();
   }
   if (values_.empty()) {  // no schema fits: the raw payload
     Annotation a;

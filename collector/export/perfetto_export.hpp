@@ -65,6 +65,7 @@ class PerfettoExporter {
     Role role = Role::kGeneric;
     std::string name;
     std::map<std::string, int> index;
+    std::set<std::string> argv_fields, path_argv_fields;  // STRING fields holding NUL-separated strings
     int at(const std::string& field) const;
   };
   const SchemaInfo& info(const v1::EventSchema* schema);
@@ -76,6 +77,8 @@ class PerfettoExporter {
   void note_task(std::uint64_t ts, std::int32_t pid, std::int32_t tid, const std::string& comm);
   std::int64_t sval(const SchemaInfo& s, const char* field, std::int64_t otherwise = 0) const;
   std::string text(const SchemaInfo& s, const char* field) const;
+  bool list_hint(const SchemaInfo& s, const std::string& field) const;
+  void split_words(const std::string& text, Annotation& a);
 
   recording::RecordingReader& reader_;
   PerfettoExportOptions options_;
@@ -85,6 +88,8 @@ class PerfettoExporter {
   SchemaInfo unknown_;
   std::vector<FieldValue> values_;  // reused from record to record
   std::vector<Annotation> annotations_;
+  std::vector<Annotation> pending_;  // annotations a field adds after itself (path_argv's args)
+  const SchemaInfo* current_ = nullptr;
   std::set<std::int32_t> processes_seen_;
   std::set<std::int32_t> threads_seen_;
   PerfettoExportSummary summary_;

@@ -76,7 +76,7 @@ constexpr std::uint32_t kDebugAnnotations = 4, kType = 9, kTrackUuid = 11, kCate
 constexpr std::uint64_t kTypeInstant = 3;
 }  // namespace tevent
 namespace annot {                         // trace/track_event/debug_annotation.proto, DebugAnnotation
-constexpr std::uint32_t kUintValue = 3, kIntValue = 4, kStringValue = 6, kName = 10;
+constexpr std::uint32_t kUintValue = 3, kIntValue = 4, kStringValue = 6, kName = 10, kArrayValues = 12;
 }
 
 // Sequences: ftrace bundles on one, process tree and track events on another (Perfetto keeps track events'
@@ -324,6 +324,13 @@ ProtoMessage instant_event(std::uint64_t track, const std::string& name, const s
       case Annotation::Kind::kInt: d.int64(annot::kIntValue, a.int_value); break;
       case Annotation::Kind::kUint: d.varint(annot::kUintValue, a.uint_value); break;
       case Annotation::Kind::kString: d.string(annot::kStringValue, a.string_value); break;
+      case Annotation::Kind::kStringArray:
+        for (const auto& word : a.strings) {
+          ProtoMessage w;
+          w.string(annot::kStringValue, word);
+          d.message(annot::kArrayValues, w);
+        }
+        break;
     }
     e.message(tevent::kDebugAnnotations, d);
   }

@@ -73,13 +73,14 @@ struct SchedSwitch {
   std::string next_comm;
 };
 
-// One debug annotation of an instant: a name and an integer, unsigned or string value.
+// One debug annotation of an instant: a name and an integer, unsigned, string or list-of-strings value.
 struct Annotation {
-  enum class Kind { kInt, kUint, kString } kind = Kind::kInt;
+  enum class Kind { kInt, kUint, kString, kStringArray } kind = Kind::kInt;
   std::string name;
   std::int64_t int_value = 0;
   std::uint64_t uint_value = 0;
   std::string string_value;
+  std::vector<std::string> strings;  // kStringArray
 };
 
 struct ProcessInfo {

@@ -44,7 +44,7 @@ TEST(BenchFileEndToEnd, FileModeRecordingReadsBackLikeARecording) {
     if (line.find("\"lost\"") != std::string::npos) continue;
     ++records;
     loadgen += line.find("\"event\":\"loadgen\"") != std::string::npos && line.find("\"seq\":") != std::string::npos &&
-               line.find("\"payload_len\":") != std::string::npos;
+               line.find("\"payload\":\"") != std::string::npos;
     unknown += line.find("unknown") != std::string::npos;
   }
   EXPECT_GT(records, 100u) << dump.out.substr(0, 2000);

@@ -16,6 +16,7 @@
 #include <map>
 #include <thread>
 
+#include "collector/decode/display_hints.hpp"
 #include "collector/decode/payload_schema.hpp"
 #include "collector/recording/recording_reader.hpp"
 #include "testing/kernel_fixture.hpp"
@@ -122,8 +123,26 @@ TEST(ExportEndToEnd, PerfettoTraceOfARealRecordingHoldsEverySwitchProcessAndEven
       ASSERT_NE(schema, nullptr);
       decode_payload_into(*schema, payload, values);
       RefRecord r{rb.batch.times[i], rb.batch.cpus[i], schema->name(), {}, {}};
-      for (const auto& v : values) {
+      for (std::size_t k = 0; k < values.size(); ++k) {
+        const FieldValue& v = values[k];
         if (v.missing) continue;
+        const std::string& hint = schema->fields(static_cast<int>(k)).hint();
+        if (v.type == v1::Field::STRING && (hint == "argv" || hint == "path_argv")) {
+          std::vector<std::string_view> words;
+          hints::split_argv(v.text, words);
+          std::string list = "[";
+          for (std::size_t w = hint == "path_argv" ? 1 : 0; w < words.size(); ++w) {
+            list += (list.size() > 1 ? " " : "") + std::string(words[w]);
+          }
+          list += "]";
+          if (hint == "path_argv") {
+            r.fields[v.name] = words.empty() ? std::string() : std::string(words.front());
+            r.fields["args"] = list;
+          } else {
+            r.fields[v.name] = list;
+          }
+          continue;
+        }
         switch (v.type) {
           case v1::Field::SIGNED: r.fields[v.name] = std::to_string(v.signed_value); r.ints[v.name] = v.signed_value; break;
           case v1::Field::UNSIGNED:
@@ -195,7 +214,8 @@ TEST(ExportEndToEnd, PerfettoTraceOfARealRecordingHoldsEverySwitchProcessAndEven
       EXPECT_GT(m.processes.at(pid).cmdline_size(), 0);
       EXPECT_FALSE(m.processes.at(pid).cmdline(0).empty()) << "process " << pid << " has no name";
     }
-    if (r.event == "exec" && r.fields.at("filename") == "/bin/true" && r.ints.at("ret") == 0) {
+    if (r.event == "exec" && r.fields.at("filename") == "/bin/true" && r.ints.at("ret") == 0 &&
+        r.fields.at("args") == "[/bin/true a b]") {
       const auto& p = m.processes.at(static_cast<std::int32_t>(r.ints.at("pid")));
       cat_exec = p.cmdline_size() == 3 && p.cmdline(1) == "a" && p.cmdline(2) == "b";
     }

@@ -3,7 +3,7 @@
 // probes' structs written through the real trace writer, exported and parsed back with the protobuf library
 // and Perfetto's schema (perfetto_trace_subset.proto); a corrupt recording is an error naming the offset,
 // never a crash. CSV: RFC 4180 quoting, and every built-in probe's CSV read by Python's csv module back to
-// `dump --json`'s values; jsonl is dump --json.
+// `dump --json --raw-fields`'s values (the values as recorded); jsonl is dump --json.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <linux/types.h>
@@ -365,6 +365,7 @@ TEST(PerfettoExporter, SyntheticRecordingOfEveryBuiltInProbe) {
   EXPECT_EQ(open.args.at("comm"), "cat");
   EXPECT_EQ(m.thread_of(open.track), std::make_pair(std::int64_t{200}, std::int64_t{200}));
   EXPECT_EQ(m.instants[1].args.at("filename"), "/bin/cat");
+  EXPECT_EQ(m.instants[1].args.at("args"), "[cat /etc/hostname]");  // filename is hinted path_argv
   EXPECT_EQ(m.instants[5].args.at("daddr"), "7f000001000000000000000000000000");
   EXPECT_EQ(m.instants[8].args.at("ret"), "-2");
   const auto& lost = m.instants[4];
@@ -455,7 +456,7 @@ TEST(CsvCell, QuotedOnlyWhenRfc4180NeedsIt) {
   EXPECT_EQ(line, "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",");
 }
 
-// Compares every CSV to dump --json, reading both with Python's csv and json modules.
+// Compares every CSV to dump --json --raw-fields, reading both with Python's csv and json modules.
 constexpr const char* kCompareScript = R"PY(
 import csv, json, sys
 dump_path, rest = sys.argv[1], sys.argv[2:]
@@ -477,7 +478,7 @@ for pair in rest:
     print(event, len(rows), 'rows match')
 )PY";
 
-TEST(CsvExport, EveryBuiltInProbeReadsBackWithPythonsCsvToDumpJsonValues) {
+TEST(CsvExport, EveryBuiltInProbeReadsBackWithPythonsCsvToDumpJsonRawValues) {
   TempDir dir;
   const std::string path = dir.file("rec.data");
   write_recording(path, {{
@@ -491,7 +492,7 @@ TEST(CsvExport, EveryBuiltInProbeReadsBackWithPythonsCsvToDumpJsonValues) {
       {3'100, 0, openat_payload(200, "cat", "/etc/passwd", -2)},
   }});
   std::ostringstream out, err;
-  ASSERT_EQ(cli::run_dump({"--json", path}, out, err), 0) << err.str();
+  ASSERT_EQ(cli::run_dump({"--json", "--raw-fields", path}, out, err), 0) << err.str();
   perfstream::testing::write_file(dir.file("dump.jsonl"), out.str());
   std::string pairs;
   for (const char* event : {"sched_switch", "fork", "exec", "openat", "tcp", "exit"}) {

@@ -40,7 +40,7 @@ struct PfInstant {
   std::uint64_t ts = 0;
   std::string name;
   std::uint64_t track = 0;
-  std::map<std::string, std::string> args;  // every value as text
+  std::map<std::string, std::string> args;  // every value as text; arrays as [a b c]
   std::uint32_t sequence_flags = 0;
 };
 
@@ -74,7 +74,11 @@ inline std::string annotation_text(const perfetto::protos::DebugAnnotation& a) {
   if (a.has_uint_value()) return std::to_string(a.uint_value());
   if (a.has_string_value()) return a.string_value();
   if (a.has_bool_value()) return a.bool_value() ? "true" : "false";
-  return "?";
+  {  // otherwise an array (of strings): its values joined by spaces, in brackets
+    std::string out = "[";
+    for (const auto& v : a.array_values()) out += (out.size() > 1 ? " " : "") + annotation_text(v);
+    return out + "]";
+  }
 }
 
 inline PfModel parse_perfetto(const std::string& bytes) {
