@@ -288,7 +288,7 @@ void PerfettoExporter::instant(const SchemaInfo& s, const recording::TimeOrdered
     append_hex(a.string_value, std::string_view(e.payload().data(), e.payload().size()));
     annotations_.push_back(std::move(a));
   }
-  annotations_.push_back(Annotation{Annotation::Kind::kUint, "cpu", 0, e.cpu, {}});
+  annotations_.push_back(Annotation{Annotation::Kind::kUint, "cpu", 0, e.cpu, {}, {}});
   // The thread the event happened in: a fork in its parent.
   const bool fork = s.role == Role::kFork;
   const auto pid = static_cast<std::int32_t>(sval(s, fork ? "parent_pid" : "pid"));
@@ -309,9 +309,9 @@ void PerfettoExporter::lost(const recording::TimeOrderedReader::Entry& e) {
   ++summary_.lost_notices;
   writer_.lost_events(l.cpu);
   std::vector<Annotation> a;
-  a.push_back(Annotation{Annotation::Kind::kUint, "count", 0, l.count, {}});
-  a.push_back(Annotation{Annotation::Kind::kString, "source", 0, 0, l.from_collector ? "collector" : "kernel"});
-  a.push_back(Annotation{Annotation::Kind::kUint, "cpu", 0, l.cpu, {}});
+  a.push_back(Annotation{Annotation::Kind::kUint, "count", 0, l.count, {}, {}});
+  a.push_back(Annotation{Annotation::Kind::kString, "source", 0, 0, l.from_collector ? "collector" : "kernel", {}});
+  a.push_back(Annotation{Annotation::Kind::kUint, "cpu", 0, l.cpu, {}, {}});
   writer_.named_instant(l.sort_time_ns, "CPU " + std::to_string(l.cpu) + ": lost records",
                         "lost " + std::to_string(l.count) + " records", a);
 }

@@ -131,8 +131,8 @@ TEST(PerfettoTraceWriter, ClockSnapshotPairsTheRecordingClockWithRealtime) {
 TEST(PerfettoTraceWriter, InstantsGoOnThreadTracksDescribedOnceAndTheSequenceStartsCleared) {
   std::ostringstream out;
   PerfettoTraceWriter w(out);
-  std::vector<Annotation> a = {Annotation{Annotation::Kind::kInt, "ret", -2, 0, {}},
-                               Annotation{Annotation::Kind::kString, "path", 0, 0, "/etc/passwd"}};
+  std::vector<Annotation> a = {Annotation{Annotation::Kind::kInt, "ret", -2, 0, {}, {}},
+                               Annotation{Annotation::Kind::kString, "path", 0, 0, "/etc/passwd", {}}};
   w.thread_instant(100, 10, 11, "cat", "openat", a);
   w.thread_instant(200, 10, 11, "cat", "openat", a);
   w.named_instant(300, "CPU 1: lost records", "lost 5 records", {});
