@@ -28,6 +28,7 @@
 #include "collector/cli/load_producer.hpp"
 #include "collector/cli/commands.hpp"
 #include "collector/cli/options.hpp"
+#include "collector/cli/record_setup.hpp"
 #include "collector/cli/render.hpp"
 #include "collector/format/batching_consumer.hpp"
 #include "collector/format/trace_writer.hpp"
@@ -213,10 +214,9 @@ Status PerfstreamRun::open_output() {
   if (cfg_.mode != "file") return {};
   TraceWriterOptions wo;
   wo.path = cfg_.output;
-  v1::TraceHeader header;
-  header.set_format_version(1);
-  header.add_probes("loadgen");
-  auto writer = TraceFileWriter::create(wo, header);
+  // The header record writes (loadgen's schema, clock and start times, host, CPUs, ring): the file reads
+  // back like a recording, with fields by name, not as "unknown" payloads.
+  auto writer = TraceFileWriter::create(wo, make_trace_header(*session_, {}));
   if (!writer) return writer.error();
   writer_ = std::move(*writer);
   return {};
@@ -247,7 +247,7 @@ void PerfstreamRun::drain() {
   session_->stop();  // the final drain is part of the collector's work
   worker_->finish();
   cpu_after_ns_ = bench::LoadProducer::process_cpu_ns();
-  if (writer_) (void)writer_->close(v1::TraceTrailer());
+  if (writer_) (void)writer_->close(make_trace_trailer(*session_));  // the collector's counters, as record's
 }
 
 void PerfstreamRun::summarise(RunResult& r) {

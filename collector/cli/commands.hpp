@@ -14,6 +14,7 @@ int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostr
 int run_stream(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_sink(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_bench(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_export(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_probes(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace perfstream::cli

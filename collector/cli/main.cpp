@@ -14,6 +14,7 @@ void usage(std::ostream& out) {
          "  record   capture BPF output into a compressed trace file (perfstream record --probe exec)\n"
          "  dump     print the records of a trace file, in time order (--json for one object per line)\n"
          "  stats    counts per CPU and event, loss, time span, rates, bytes raw and compressed\n"
+         "  export   a recording as a Perfetto trace (--to perfetto), for ui.perfetto.dev\n"
          "  probes   the built-in probes and their fields\n"
          "  stream   capture like record, and send the batches to a sink (acknowledged, spooled, TLS)\n"
          "  sink     receive streams from many collectors into one trace file each\n"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (command == "record") return perfstream::cli::run_record(args, std::cout, std::cerr);
     if (command == "dump") return perfstream::cli::run_dump(args, std::cout, std::cerr);
     if (command == "stats") return perfstream::cli::run_stats(args, std::cout, std::cerr);
+    if (command == "export") return perfstream::cli::run_export(args, std::cout, std::cerr);
     if (command == "stream") return perfstream::cli::run_stream(args, std::cout, std::cerr);
     if (command == "sink") return perfstream::cli::run_sink(args, std::cout, std::cerr);
     if (command == "bench") return perfstream::cli::run_bench(args, std::cout, std::cerr);
