@@ -343,7 +343,7 @@ std::vector<std::string> hinted_records() {
   return {
       hinted({3, 0, 3 << 8, 1, 2, std::string("\x0a\x00\x00\x01", 4), std::string("\x0a\x00\x00\x02", 4), 40000, 443,
               512, 1'500'000'000, std::string("echo\0a b\0\0c\0", 12)}),
-      hinted({-2, 9, 9, 10, 10, loopback6, loopback6, 8080, 0, 1536, 0, std::string("sh\0-c\0echo \"hi\"\0", 18)}),
+      hinted({-2, 9, 9, 10, 10, loopback6, loopback6, 8080, 0, 1536, 0, std::string("sh\0-c\0echo \"hi\"\0", 17)}),
       hinted({-13, 11, 11 | 0x80, 7, 10, v6({0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}), loopback6, 1, 2,
               3 * 1048576 + 104858, -100, std::string("cut argu", 8)}),
       hinted({-9999, 77, 0x7f, 99, 3, std::string(16, '\x01'), std::string(16, '\x02'), 5, 6, 0, 42, ""}),
