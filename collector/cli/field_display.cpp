@@ -1,5 +1,7 @@
 #include "collector/cli/field_display.hpp"
 
+#include <cstdint>
+
 #include "collector/cli/render.hpp"
 
 namespace perfstream::cli {
@@ -96,7 +98,8 @@ FieldDisplay::Shown FieldDisplay::show(std::string& s, const std::vector<FieldVa
       s += "AT_FDCWD";
       return Shown::Symbol;
     case Hint::Errno:
-      if (const char* name = sv < 0 ? hints::errno_name(-sv) : nullptr) {
+      // INT64_MIN has no positive counterpart: it is no errno, and negating it would overflow.
+      if (const char* name = sv < 0 && sv != INT64_MIN ? hints::errno_name(-sv) : nullptr) {
         s += name;
         return Shown::Symbol;
       }

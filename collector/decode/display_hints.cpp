@@ -166,6 +166,7 @@ void append_mode(std::string& out, std::uint64_t mode) {
 
 const char* errno_name(std::int64_t number) {
   if (const char* name = lookup(kErrnoNames, number)) return name;
+  if (number < kKernelErrnoFirst) return nullptr;  // and no subtraction that could overflow
   return lookup(kKernelErrnoNames, number - kKernelErrnoFirst);
 }
 

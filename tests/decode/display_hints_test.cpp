@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -102,6 +104,10 @@ TEST(DisplayHints, ErrnoNamesAndNumbersPastTheTable) {
   EXPECT_EQ(errno_name(520), nullptr);
   EXPECT_EQ(errno_name(4095), nullptr);
   EXPECT_EQ(errno_name(-2), nullptr);
+  // Found by fuzz_payload_decoder: the kernel table's offset must not be taken from a number far below it.
+  EXPECT_EQ(errno_name(INT64_MIN + 134), nullptr);
+  EXPECT_EQ(errno_name(INT64_MIN), nullptr);
+  EXPECT_EQ(errno_name(INT64_MAX), nullptr);
 }
 
 TEST(DisplayHints, TaskStateAsTheTracepointPrintsIt) {

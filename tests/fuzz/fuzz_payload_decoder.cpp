@@ -4,6 +4,7 @@
 // Invariants: a field the payload does not reach is missing; STRING/BYTES text is never longer than the
 // payload nor the field; integers are read only from whole fields of 1-8 bytes. Every decoded value also goes
 // through every display hint renderer (decode/display_hints.hpp), which must take any value.
+#include <cstdint>
 #include <string>
 
 #include "collector/decode/display_hints.hpp"
@@ -26,7 +27,8 @@ std::uint64_t render_every_hint(const FieldValue& v, std::uint32_t size) {
   h::append_wait_signal(out, v.unsigned_value);
   h::append_bytes(out, v.unsigned_value);
   h::append_duration(out, sv);
-  const char* names[] = {h::errno_name(-sv), h::errno_name(sv), h::tcp_state_name(sv), h::address_family_name(sv)};
+  const std::int64_t negated = sv == INT64_MIN ? 0 : -sv;
+  const char* names[] = {h::errno_name(negated), h::errno_name(sv), h::tcp_state_name(sv), h::address_family_name(sv)};
   for (const char* n : names) out += n != nullptr ? n : "";
   h::append_ip(out, v.text, v.unsigned_value & 0xffff);
   h::append_ip(out, h::int_bytes(v.unsigned_value, size), std::nullopt);
