@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "collector/util/text.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream::cli::render {
@@ -115,11 +116,7 @@ inline std::string json_string(std::string_view s) {
 }
 
 // Integers without a format string: dump prints millions of them.
-inline void append_number(std::string& out, std::uint64_t v, int base = 10) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, base);
-  out.append(buf, end);
-}
+using perfstream::append_number;
 
 inline void append_signed(std::string& out, std::int64_t v) {
   char buf[24];
@@ -128,17 +125,7 @@ inline void append_signed(std::string& out, std::int64_t v) {
 }
 
 // "<seconds>.<9-digit nanoseconds>".
-inline void append_time(std::string& out, std::uint64_t ns) {
-  append_number(out, ns / 1000000000ull);
-  char frac[10];
-  std::uint64_t f = ns % 1000000000ull;
-  for (int i = 9; i >= 1; --i) {
-    frac[i] = static_cast<char>('0' + f % 10);
-    f /= 10;
-  }
-  frac[0] = '.';
-  out.append(frac, 10);
-}
+inline void append_time(std::string& out, std::uint64_t ns) { append_seconds(out, ns); }
 
 inline std::string format_time(std::uint64_t ns) {
   std::string out;

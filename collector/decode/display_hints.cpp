@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "collector/util/text.hpp"
+
 namespace perfstream::hints {
 namespace {
 
@@ -34,15 +36,10 @@ constexpr std::array<Named, 17> kHints{{
     {"", Hint::None},
 }};
 
-void append_uint(std::string& out, std::uint64_t v, int base = 10) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, base);
-  out.append(buf, end);
-}
 
 void append_hex(std::string& out, std::uint64_t v) {
   out += "0x";
-  append_uint(out, v, 16);
+  append_number(out, v, 16);
 }
 
 // The asm-generic values (include/uapi/asm-generic/fcntl.h). A name with two bits (O_SYNC, O_TMPFILE)
@@ -161,7 +158,7 @@ void append_open_flags(std::string& out, std::uint32_t flags) {
 
 void append_mode(std::string& out, std::uint64_t mode) {
   out += '0';
-  if (mode != 0) append_uint(out, mode, 8);
+  if (mode != 0) append_number(out, mode, 8);
 }
 
 const char* errno_name(std::int64_t number) {
@@ -200,7 +197,7 @@ bool append_signal(std::string& out, std::int64_t signal) {
   out += "SIGRTMIN";
   if (signal > 32) {
     out += '+';
-    append_uint(out, static_cast<std::uint64_t>(signal - 32));
+    append_number(out, static_cast<std::uint64_t>(signal - 32));
   }
   return true;
 }
@@ -237,7 +234,7 @@ bool append_ip(std::string& out, std::string_view address, std::optional<std::ui
   out += text;
   if (port) {
     out += v6 ? "]:" : ":";
-    append_uint(out, *port);
+    append_number(out, *port);
   }
   return true;
 }
@@ -250,7 +247,7 @@ std::string int_bytes(std::uint64_t raw, std::uint32_t size) {
 
 void append_bytes(std::string& out, std::uint64_t bytes) {
   if (bytes < 1024) {
-    append_uint(out, bytes);
+    append_number(out, bytes);
     out += 'B';
     return;
   }
@@ -269,9 +266,9 @@ void append_bytes(std::string& out, std::uint64_t bytes) {
     ++w;
     tenths = 0;
   }
-  append_uint(out, w);
+  append_number(out, w);
   out += '.';
-  append_uint(out, tenths);
+  append_number(out, tenths);
   out += kUnits[unit];
 }
 
@@ -281,15 +278,7 @@ void append_duration(std::string& out, std::int64_t ns) {
     out += '-';
     v = 0 - v;
   }
-  append_uint(out, v / 1000000000ull);
-  char frac[10];
-  std::uint64_t f = v % 1000000000ull;
-  for (int i = 9; i >= 1; --i) {
-    frac[i] = static_cast<char>('0' + f % 10);
-    f /= 10;
-  }
-  frac[0] = '.';
-  out.append(frac, 10);
+  append_seconds(out, v);
   out += 's';
 }
 
