@@ -161,10 +161,13 @@ inline const char* field_type_name(v1::Field::Type type) {
   }
 }
 
-// Columns padded to their widest cell: the first column left-aligned, the others right-aligned.
+// Columns padded to their widest cell: the first `left_columns` left-aligned (names), the others
+// right-aligned (numbers).
 class Table {
  public:
-  explicit Table(std::vector<std::string> heading) { rows_.push_back(std::move(heading)); }
+  explicit Table(std::vector<std::string> heading, std::size_t left_columns = 1) : left_columns_(left_columns) {
+    rows_.push_back(std::move(heading));
+  }
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
 
   std::string render(const std::string& indent = "") const {
@@ -178,8 +181,8 @@ class Table {
       std::string line = indent;
       for (std::size_t c = 0; c < row.size(); ++c) {
         const std::string pad(width[c] - row[c].size(), ' ');
-        if (c == 0) {
-          line += row[c] + pad;
+        if (c < left_columns_) {
+          line += (c == 0 ? "" : "  ") + row[c] + pad;
         } else {
           line += "  " + pad + row[c];
         }
@@ -191,6 +194,7 @@ class Table {
   }
 
  private:
+  std::size_t left_columns_;
   std::vector<std::vector<std::string>> rows_;
 };
 

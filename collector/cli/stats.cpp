@@ -9,10 +9,14 @@
 // Reading: batch by batch in file order through the reader library (no time order is needed to count), so
 // memory does not grow with the recording; "-" reads standard input; a rotated recording is read from its
 // first file on.
+// --by KEY[,KEY] prints, instead of the summary, records and payload bytes per distinct value of the keys
+// ("event", "cpu" or any field of the recording's events; cli/value_counts.hpp), most records first, as
+// `perf report --sort comm` does; --top N keeps the first N rows and sums the rest into one "other" row.
 // Exit status as for dump: 0; 1 for an unreadable file, a corrupt frame without --skip-corrupt, or
 // sequence and totals problems; 2 usage.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -21,6 +25,7 @@
 #include "collector/cli/options.hpp"
 #include "collector/cli/render.hpp"
 #include "collector/cli/recording_report.hpp"
+#include "collector/cli/value_counts.hpp"
 #include "collector/decode/payload_schema.hpp"
 
 namespace perfstream::cli {
@@ -52,8 +57,8 @@ struct Summary {
   double ratio = 0;
 };
 
-// Reads the whole recording, batch by batch, into the summary.
-Summary summarize(recording::RecordingReader& reader) {
+// Reads the whole recording, batch by batch, into the summary, and into `by` when given.
+Summary summarize(recording::RecordingReader& reader, ValueCounts* by) {
   Summary s;
   const auto& schemas = reader.header().events();
   std::map<std::string, std::size_t> event_index;
@@ -88,7 +93,9 @@ Summary summarize(recording::RecordingReader& reader) {
       }
       const std::span<const char> payload = b.payload(i);
       row->payload_bytes += payload.size();
-      EventRow& event = s.events[row_of(schema_for_payload(piece_schemas, payload))];
+      const v1::EventSchema* schema = schema_for_payload(piece_schemas, payload);
+      EventRow& event = s.events[row_of(schema)];
+      if (by != nullptr) by->add(schema, event.name, b.cpus[i], payload);
       ++event.records;
       event.payload_bytes += payload.size();
       const std::uint64_t t = b.times[i];
@@ -376,11 +383,109 @@ void print_json(const recording::RecordingReader& trace, const Summary& s, std::
   out << o;
 }
 
+std::string percent(std::uint64_t part, std::uint64_t whole) {
+  return whole == 0 ? std::string("-") : render::format_fixed(100.0 * static_cast<double>(part) / static_cast<double>(whole), 2);
+}
+
+// The rows past --top, summed.
+struct OtherRows {
+  std::uint64_t values = 0, records = 0, payload_bytes = 0;
+};
+
+OtherRows keep_top(std::vector<ValueCounts::Row>& rows, std::uint64_t top) {
+  OtherRows other;
+  if (top == 0 || rows.size() <= top) return other;
+  for (std::size_t i = top; i < rows.size(); ++i) {
+    ++other.values;
+    other.records += rows[i].records;
+    other.payload_bytes += rows[i].payload_bytes;
+  }
+  rows.resize(top);
+  return other;
+}
+
+void print_value_counts_text(const ValueCounts& by, std::uint64_t top, const Summary& s, std::ostream& out) {
+  std::vector<ValueCounts::Row> rows = by.sorted();
+  const OtherRows other = keep_top(rows, top);
+  std::vector<std::string> heading = by.keys();
+  heading.insert(heading.end(), {"records", "%", "payload bytes"});
+  render::Table table(std::move(heading), by.keys().size());
+  const std::size_t blanks = by.keys().size() - 1;
+  auto add = [&](std::vector<std::string> cells, std::uint64_t records, std::uint64_t bytes) {
+    cells.insert(cells.end(), {u(records), percent(records, s.total.records), u(bytes)});
+    table.add(std::move(cells));
+  };
+  for (const auto& row : rows) add(row.text, row.records, row.payload_bytes);
+  auto label = [&](std::string first) {
+    std::vector<std::string> cells{std::move(first)};
+    cells.resize(blanks + 1);
+    return cells;
+  };
+  if (other.values > 0) {
+    add(label("other (" + u(other.values) + (other.values == 1 ? " value)" : " values)")), other.records,
+        other.payload_bytes);
+  }
+  add(label("total"), s.total.records, s.total.payload_bytes);
+  out << table.render();
+}
+
+void print_value_counts_json(const ValueCounts& by, std::uint64_t top, const Summary& s, std::ostream& out) {
+  std::vector<ValueCounts::Row> rows = by.sorted();
+  const OtherRows other = keep_top(rows, top);
+  std::string o = "{\"by\":[";
+  for (std::size_t k = 0; k < by.keys().size(); ++k) o += (k ? "," : "") + json_str(by.keys()[k]);
+  o += "],\"rows\":[";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    o += i ? ",{" : "{";
+    for (std::size_t k = 0; k < by.keys().size(); ++k) o += json_str(by.keys()[k]) + ":" + rows[i].json[k] + ",";
+    o += "\"records\":" + u(rows[i].records) + ",\"payload_bytes\":" + u(rows[i].payload_bytes) + "}";
+  }
+  o += "],\"other\":";
+  o += other.values == 0 ? std::string("null")
+                         : "{\"values\":" + u(other.values) + ",\"records\":" + u(other.records) +
+                               ",\"payload_bytes\":" + u(other.payload_bytes) + "}";
+  o += ",\"total\":{\"records\":" + u(s.total.records) + ",\"payload_bytes\":" + u(s.total.payload_bytes) + "}}\n";
+  out << o;
+}
+
+// The --by keys, checked against the recording's events: an error names a key no event has, and the keys
+// there are.
+Result<std::vector<std::string>> by_keys(const std::string& text, const v1::TraceHeader& header) {
+  std::vector<std::string> keys;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', start);
+    keys.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::vector<std::string> known = {"event", "cpu"};
+  for (const auto& schema : header.events()) {
+    for (const auto& field : schema.fields()) {
+      if (std::find(known.begin(), known.end(), field.name()) == known.end()) known.push_back(field.name());
+    }
+  }
+  for (const auto& key : keys) {
+    if (key.empty()) return Error("--by '" + text + "': an empty key (expected KEY[,KEY...])");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      return Error("--by " + key + ": no event of this recording has that field (keys: " + list + ")");
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   ArgParser parser("stats", "perfstream stats [flags] FILE...");
-  parser.flag("json", 0, "one JSON object").flag("help", 'h', "show this help");
+  parser.flag("json", 0, "one JSON object")
+      .option("by", 0, "KEY[,KEY]",
+              "records and payload bytes per value of event, cpu or any field (comm, pid, path...), instead of "
+              "the summary")
+      .option("top", 0, "N", "with --by: the N rows with the most records, the rest summed as other")
+      .flag("help", 'h', "show this help");
   add_reading_flags(parser);
   if (auto exit_status = parser.parse_or_exit(args, out, err)) return *exit_status;
   std::vector<std::string> files = parser.positionals();
@@ -391,14 +496,41 @@ int run_stats(const std::vector<std::string>& args, std::ostream& out, std::ostr
   }
   recording::RecordingOptions read;
   if (!reading_options(parser, "stats", read, err)) return 2;
+  std::uint64_t top = 0;
+  if (auto t = parser.value("top")) {
+    if (!parser.has("by")) {
+      err << "perfstream stats: --top needs --by\n";
+      return 2;
+    }
+    auto n = parse_count("--top", *t);
+    if (!n || *n == 0) {
+      err << "perfstream stats: " << (n ? "--top '" + *t + "': expected a count of at least 1" : n.error().message())
+          << "\n";
+      return 2;
+    }
+    top = *n;
+  }
   read.note = [&err](const std::string& line) { err << "perfstream stats: " << line << "\n"; };
   auto reader = recording::RecordingReader::open(files, read);
   if (!reader) {
     err << "perfstream stats: " << reader.error().message() << "\n";
     return 1;
   }
-  const Summary summary = summarize(**reader);
-  if (parser.has("json")) {
+  std::optional<ValueCounts> by;
+  if (auto text = parser.value("by")) {
+    auto keys = by_keys(*text, (*reader)->header());
+    if (!keys) {
+      err << "perfstream stats: " << keys.error().message() << "\n";
+      return 2;
+    }
+    by.emplace(std::move(*keys));
+  }
+  const Summary summary = summarize(**reader, by ? &*by : nullptr);
+  if (by && parser.has("json")) {
+    print_value_counts_json(*by, top, summary, out);
+  } else if (by) {
+    print_value_counts_text(*by, top, summary, out);
+  } else if (parser.has("json")) {
     print_json(**reader, summary, out);
   } else {
     print_text(**reader, summary, out);

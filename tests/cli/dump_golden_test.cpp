@@ -500,6 +500,16 @@ TEST_F(DumpGolden, HeaderListsTheHints) {
                 dir_.path());
 }
 
+// stats --by counts a hinted field under the hint's rendering, as dump shows and --filter matches it.
+TEST_F(DumpGolden, StatsByCountsUnderWhatTheHintsShow) {
+  std::ostringstream out, err;
+  EXPECT_EQ(run_stats({"--by", "event,ret", hinted_}, out, err), 0) << err.str();
+  expect_golden("stats-by.txt", DumpRun{0, out.str(), err.str()});
+  std::ostringstream json, json_err;
+  EXPECT_EQ(run_stats({"--by", "flags,comm", "--json", every_}, json, json_err), 0) << json_err.str();
+  expect_golden("stats-by.json", DumpRun{0, json.str(), json_err.str()});
+}
+
 TEST_F(DumpGolden, WallAndRelativeTimes) {
   expect_golden("time-wall.txt", dump({"--time", "wall", "--event", "exec", hinted_}));
   expect_golden("time-wall.json", dump({"--time", "wall", "--json", "--event", "exec", hinted_}));

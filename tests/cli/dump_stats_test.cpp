@@ -1053,6 +1053,81 @@ TEST_F(Stats, UsageErrors) {
   EXPECT_EQ(not_trace.err, "perfstream stats: /dev/null: not a perfstream trace (shorter than the 16-byte file header)\n");
 }
 
+// --by counts records and payload bytes per value, most records first; ties by bytes, then by value. The
+// unknown record has no comm: it counts under "-" (null in JSON). The total is the summary's.
+TEST_F(Stats, ByCountsRecordsAndBytesPerValue) {
+  const CommandRun r = stats({"--by", "comm", path_});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out,
+            "comm   records       %  payload bytes\n"
+            "ls           2   28.57            128\n"
+            "sh           2   28.57            112\n"
+            "bash         1   14.29             64\n"
+            "cat          1   14.29             64\n"
+            "-            1   14.29              8\n"
+            "total        7  100.00            376\n");
+}
+
+TEST_F(Stats, ByTwoKeysWithTopSumsTheRestAsOther) {
+  const CommandRun r = stats({"--by", "event,cpu", "--top", "2", path_});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out,
+            "event             cpu  records       %  payload bytes\n"
+            "openat            0          2   28.57            136\n"
+            "openat            1          1   14.29             64\n"
+            "other (4 values)             4   57.14            176\n"
+            "total                        7  100.00            376\n");
+  const CommandRun json = stats({"--json", "--by", "event,cpu", "--top", "2", path_});
+  EXPECT_EQ(json.status, 0);
+  EXPECT_TRUE(JsonChecker::valid(json.out)) << json.out;
+  EXPECT_EQ(json.out,
+            R"({"by":["event","cpu"],"rows":[{"event":"openat","cpu":0,"records":2,"payload_bytes":136},)"
+            R"({"event":"openat","cpu":1,"records":1,"payload_bytes":64}],)"
+            R"("other":{"values":4,"records":4,"payload_bytes":176},"total":{"records":7,"payload_bytes":376}})"
+            "\n");
+  const CommandRun all = stats({"--json", "--by", "comm", path_});
+  EXPECT_NE(all.out.find(R"({"comm":null,"records":1,"payload_bytes":8}],"other":null,)"), std::string::npos)
+      << all.out;
+}
+
+// Values show as dump shows them: a string with a quote or an odd byte quoted and escaped, flags without a
+// hint in hex; a field only some events have leaves the others under "-".
+TEST_F(Stats, ByShowsValuesAsDumpDoes) {
+  const CommandRun r = stats({"--by", "path", path_});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out,
+            "path                records       %  payload bytes\n"
+            "-                         3   42.86            112\n"
+            "/etc/ld.so.cache          1   14.29             72\n"
+            "/etc/hosts                1   14.29             64\n"
+            "\"/tmp/a\\\"b\\nc\\xff\"        1   14.29             64\n"
+            "/tmp/out.txt              1   14.29             64\n"
+            "total                     7  100.00            376\n");
+  const CommandRun flags = stats({"--by", "flags", path_});
+  EXPECT_EQ(flags.out,
+            "flags    records       %  payload bytes\n"
+            "-              3   42.86            112\n"
+            "0x0            2   28.57            128\n"
+            "0x80000        1   14.29             72\n"
+            "0x241          1   14.29             64\n"
+            "total          7  100.00            376\n");
+}
+
+TEST_F(Stats, ByAndTopUsageErrors) {
+  const CommandRun unknown = stats({"--by", "comm,nope", path_});
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_EQ(unknown.err,
+            "perfstream stats: --by nope: no event of this recording has that field (keys: event, cpu, kind, pid, "
+            "tid, dfd, flags, mode, comm, path_len, reserved, path, ppid, uid, filename_len, filename)\n");
+  EXPECT_EQ(stats({"--by", "comm,", path_}).err,
+            "perfstream stats: --by 'comm,': an empty key (expected KEY[,KEY...])\n");
+  EXPECT_EQ(stats({"--top", "3", path_}).err, "perfstream stats: --top needs --by\n");
+  const CommandRun zero = stats({"--by", "comm", "--top", "0", path_});
+  EXPECT_EQ(zero.status, 2);
+  EXPECT_EQ(zero.err, "perfstream stats: --top '0': expected a count of at least 1\n");
+}
+
 // --- The reader library ------------------------------------------------------------------------------------
 
 using RecordingLibrary = DumpStatsTest;
