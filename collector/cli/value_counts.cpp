@@ -15,7 +15,9 @@ bool needs_quotes(const std::string& quoted) {
 
 }  // namespace
 
-ValueCounts::ValueCounts(std::vector<std::string> keys) : keys_(std::move(keys)) {}
+ValueCounts::ValueCounts(std::vector<std::string> keys) : keys_(std::move(keys)) {
+  for (const auto& key : keys_) needs_fields_ = needs_fields_ || (key != "event" && key != "cpu");
+}
 
 const ValueCounts::SchemaPlan& ValueCounts::plan_of(const v1::EventSchema* schema) {
   auto it = plans_.find(schema);
@@ -36,7 +38,7 @@ const ValueCounts::SchemaPlan& ValueCounts::plan_of(const v1::EventSchema* schem
 void ValueCounts::add(const v1::EventSchema* schema, const std::string& event, std::uint32_t cpu,
                       std::span<const char> payload) {
   const SchemaPlan* plan = nullptr;
-  if (schema != nullptr) {
+  if (schema != nullptr && needs_fields_) {
     plan = &plan_of(schema);
     decode_payload_into(*schema, payload, values_);
   }

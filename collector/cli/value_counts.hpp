@@ -52,6 +52,7 @@ class ValueCounts {
   const SchemaPlan& plan_of(const v1::EventSchema* schema);
 
   std::vector<std::string> keys_;
+  bool needs_fields_ = false;  // a key names a field: payloads are decoded (not for event and cpu alone)
   std::map<const v1::EventSchema*, SchemaPlan> plans_;
   std::unordered_map<std::string, Row> rows_;  // by the keys' JSON renderings joined by '\n'
   std::vector<FieldValue> values_;             // scratch, reused for every record
