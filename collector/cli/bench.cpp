@@ -8,10 +8,13 @@
 // ring in the map: the rate of this kernel with nothing to deliver (the ceiling).
 // --compare runs bench/libbpf_baseline (libbpf's perf_buffer with its defaults and with a watermark, and
 // the BPF ring buffer with libbpf's ring_buffer) on the same load, alternating with perfstream's runs.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -20,6 +23,9 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+
+#include <cerrno>
+#include <cstring>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -43,6 +49,63 @@ extern "C" {
 namespace perfstream::cli {
 namespace {
 
+// How busy the machine was with work other than the bench's own during one run: CPU time the whole machine
+// spent in user and system mode (/proc/stat) less the CPU time of this process and of its children reaped
+// meanwhile (the producer, the libbpf baseline: getrusage). Interrupts are left out of both. A run during
+// which other processes took more than a tenth of a CPU is flagged: its rates are not comparable.
+struct MachineLoad {
+  double wall_s = 0;
+  double other_cpu_s = 0;
+  double load_average = -1;  // one-minute load average at the run's start, -1 unknown
+
+  double other_cpu_share() const { return wall_s > 0 ? other_cpu_s / wall_s : 0; }  // in CPUs
+  bool busy() const { return other_cpu_share() > 0.10; }
+};
+
+// Measures MachineLoad between its construction and finish().
+class MachineLoadProbe {
+ public:
+  MachineLoadProbe() : start_(now()), machine_busy_(machine_busy_s()), own_(own_cpu_s()) {
+    if (std::FILE* f = std::fopen("/proc/loadavg", "r"); f != nullptr) {
+      if (std::fscanf(f, "%lf", &load_average_) != 1) load_average_ = -1;
+      std::fclose(f);
+    }
+  }
+  MachineLoad finish() const {
+    MachineLoad m;
+    m.wall_s = std::chrono::duration<double>(now() - start_).count();
+    m.other_cpu_s = std::max(0.0, (machine_busy_s() - machine_busy_) - (own_cpu_s() - own_));
+    m.load_average = load_average_;
+    return m;
+  }
+
+ private:
+  static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+  // user + nice + system of every CPU, in seconds.
+  static double machine_busy_s() {
+    std::FILE* f = std::fopen("/proc/stat", "r");
+    if (f == nullptr) return 0;
+    unsigned long long user = 0, nice = 0, system = 0;
+    const int n = std::fscanf(f, "cpu %llu %llu %llu", &user, &nice, &system);
+    std::fclose(f);
+    return n == 3 ? static_cast<double>(user + nice + system) / static_cast<double>(sysconf(_SC_CLK_TCK)) : 0;
+  }
+  static double own_cpu_s() {
+    auto seconds = [](const rusage& u) {
+      return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    };
+    rusage self{}, children{};
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    return seconds(self) + seconds(children);
+  }
+
+  std::chrono::steady_clock::time_point start_;
+  double machine_busy_;
+  double own_;
+  double load_average_ = -1;
+};
+
 struct RunResult {
   std::string impl;          // perfstream-count, libbpf-default, ...
   std::uint32_t size = 0;
@@ -52,6 +115,7 @@ struct RunResult {
   std::uint64_t emitted = 0, failed = 0, delivered = 0, delivered_bytes = 0, lost = 0;
   double collector_cpu_s = 0;
   std::int64_t wakeups = -1;
+  MachineLoad machine;       // what else ran on the machine during the run
   std::string error;
 
   double delivered_per_s() const { return duration_s > 0 ? delivered / duration_s : 0; }
@@ -269,16 +333,20 @@ RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceil
   r.impl = "perfstream-" + cfg.mode;
   r.size = size;
   r.ceiling_calls_per_s = ceiling;
-  PerfstreamRun run(cfg, size, log);
-  Status st = run.setup();
-  if (st) st = run.start();
-  if (!st) {
-    r.error = st.error().message();
-    return r;
-  }
-  run.run();
-  run.drain();
-  run.summarise(r);
+  const MachineLoadProbe machine;
+  {
+    PerfstreamRun run(cfg, size, log);
+    Status st = run.setup();
+    if (st) st = run.start();
+    if (!st) {
+      r.error = st.error().message();
+      return r;
+    }
+    run.run();
+    run.drain();
+    run.summarise(r);
+  }  // the producer reaped, so that its CPU time counts as the bench's own
+  r.machine = machine.finish();
   return r;
 }
 
@@ -290,19 +358,29 @@ double json_number(const std::string& line, const std::string& key) {
   return std::strtod(line.c_str() + at + needle.size(), nullptr);
 }
 
-std::string baseline_path(const std::string& given) {
-  if (!given.empty()) return given;
+// The libbpf baseline program: --baseline as given, else the one next to this perfstream (installed side by
+// side) or in the build tree's bench/ beside collector/. Checked before any run, so a missing one is an error
+// at once, not after the first perfstream run.
+Result<std::string> find_baseline(const std::string& given) {
+  if (!given.empty()) {
+    if (access(given.c_str(), X_OK) != 0) {
+      return Error("--baseline " + given + ": " + std::strerror(errno) + " (expected the perfstream-libbpf-baseline program)");
+    }
+    return given;
+  }
   char self[4096] = {};
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    std::string dir(self, static_cast<std::size_t>(n));
-    dir = dir.substr(0, dir.rfind('/'));
-    for (const std::string& candidate : {dir + "/../bench/perfstream-libbpf-baseline", dir + "/perfstream-libbpf-baseline"}) {
-      struct stat st {};
-      if (stat(candidate.c_str(), &st) == 0) return candidate;
-    }
+  if (n <= 0) return Error("--compare: cannot tell where perfstream is (/proc/self/exe); give --baseline PATH");
+  std::string dir(self, static_cast<std::size_t>(n));
+  dir = dir.substr(0, dir.rfind('/'));
+  const std::vector<std::string> candidates = {dir + "/perfstream-libbpf-baseline",
+                                               dir + "/../bench/perfstream-libbpf-baseline"};
+  for (const std::string& candidate : candidates) {
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return "perfstream-libbpf-baseline";
+  return Error("--compare runs perfstream-libbpf-baseline, which is not next to perfstream (looked for " +
+               candidates[0] + " and " + candidates[1] +
+               "): build it (cmake --build build --target perfstream-libbpf-baseline) or give --baseline PATH");
 }
 
 RunResult run_baseline(const std::string& binary, const std::string& mode, const BenchConfig& cfg, std::uint32_t size,
@@ -317,6 +395,7 @@ RunResult run_baseline(const std::string& binary, const std::string& mode, const
       << cfg.duration_ms << " --pages " << ring_pages;
   if (cfg.wakeup) cmd << " --wakeup-bytes " << cfg.wakeup;
   cmd << " 2>&1";
+  const MachineLoadProbe machine;
   FILE* pipe = popen(cmd.str().c_str(), "r");
   if (pipe == nullptr) {
     r.error = "cannot run " + binary;
@@ -326,6 +405,7 @@ RunResult run_baseline(const std::string& binary, const std::string& mode, const
   char buf[4096];
   while (std::fgets(buf, sizeof(buf), pipe) != nullptr) output += buf;
   const int status = pclose(pipe);
+  r.machine = machine.finish();
   std::string line;
   std::istringstream lines(output);
   std::string json;
@@ -360,11 +440,13 @@ std::string rate(double v) {
   return fmt(v, 0);
 }
 
+// Each run, in the order it ran. "unwritable" is what the BPF side could not write (loadgen's failed
+// emits: a full ring, or none); "other CPU" is the share of a CPU other processes took during the run.
 void print_table(const std::vector<RunResult>& runs, std::ostream& out) {
   out << std::left << std::setw(22) << "implementation" << std::right << std::setw(6) << "size" << std::setw(12)
       << "ceiling/s" << std::setw(12) << "producer/s" << std::setw(13) << "delivered/s" << std::setw(9) << "MB/s"
-      << std::setw(12) << "lost" << std::setw(8) << "lost%" << std::setw(11) << "CPU ns/rec" << std::setw(11)
-      << "wakeups/s" << "\n";
+      << std::setw(11) << "lost" << std::setw(12) << "unwritable" << std::setw(8) << "lost%" << std::setw(11)
+      << "CPU ns/rec" << std::setw(11) << "wakeups/s" << std::setw(11) << "other CPU" << "\n";
   for (const auto& r : runs) {
     if (!r.error.empty()) {
       out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << "  error: " << r.error << "\n";
@@ -372,31 +454,119 @@ void print_table(const std::vector<RunResult>& runs, std::ostream& out) {
     }
     out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << std::setw(12)
         << rate(r.ceiling_calls_per_s) << std::setw(12) << rate(r.producer_calls_per_s) << std::setw(13)
-        << rate(r.delivered_per_s()) << std::setw(9) << fmt(r.mb_per_s()) << std::setw(12) << r.lost << std::setw(8)
-        << fmt(r.lost_pct(), 2) << std::setw(11) << fmt(r.cpu_ns_per_record(), 0) << std::setw(11)
-        << (r.wakeups >= 0 ? rate(r.duration_s > 0 ? r.wakeups / r.duration_s : 0) : std::string("-")) << "\n";
+        << rate(r.delivered_per_s()) << std::setw(9) << fmt(r.mb_per_s()) << std::setw(11) << r.lost << std::setw(12)
+        << r.failed << std::setw(8) << fmt(r.lost_pct(), 2) << std::setw(11) << fmt(r.cpu_ns_per_record(), 0)
+        << std::setw(11)
+        << (r.wakeups >= 0 ? rate(r.duration_s > 0 ? r.wakeups / r.duration_s : 0) : std::string("-"))
+        << std::setw(10) << fmt(100 * r.machine.other_cpu_share(), 0) << "%" << (r.machine.busy() ? " busy" : "")
+        << "\n";
   }
 }
 
-void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, std::ostream& out) {
-  std::map<std::uint32_t, const RunResult*> mine;
+// One implementation at one size over its --repeat runs: min, median and max of a figure.
+struct Spread {
+  double min = 0, median = 0, max = 0;
+};
+
+Spread spread_of(std::vector<double> values) {
+  Spread s;
+  if (values.empty()) return s;
+  std::sort(values.begin(), values.end());
+  s.min = values.front();
+  s.max = values.back();
+  const std::size_t n = values.size();
+  s.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  return s;
+}
+
+// The runs of each implementation and size without an error, in the order the table lists them.
+std::vector<std::pair<std::string, std::vector<const RunResult*>>> group_runs(const std::vector<RunResult>& runs) {
+  std::vector<std::pair<std::string, std::vector<const RunResult*>>> groups;
   for (const auto& r : runs) {
-    if (r.impl == ours && r.error.empty()) mine[r.size] = &r;
+    if (!r.error.empty()) continue;
+    const std::string key = r.impl + " " + std::to_string(r.size);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == key; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {key, {}});
+    it->second.push_back(&r);
+  }
+  return groups;
+}
+
+template <typename Figure>
+Spread spread(const std::vector<const RunResult*>& runs, Figure figure) {
+  std::vector<double> values;
+  for (const auto* r : runs) values.push_back(figure(*r));
+  return spread_of(std::move(values));
+}
+
+// With --repeat: the spread of each implementation's runs at each size, so a difference can be told from
+// the noise between runs.
+void print_spread(const std::vector<RunResult>& runs, unsigned repeat, std::ostream& out) {
+  if (repeat < 2) return;
+  out << "\nspread over " << repeat << " runs (min / median / max):\n";
+  out << std::left << std::setw(22) << "implementation" << std::right << std::setw(6) << "size" << std::setw(30)
+      << "delivered/s" << std::setw(20) << "CPU ns/rec" << std::setw(24) << "lost%" << "\n";
+  for (const auto& [key, group] : group_runs(runs)) {
+    const Spread d = spread(group, [](const RunResult& r) { return r.delivered_per_s(); });
+    const Spread c = spread(group, [](const RunResult& r) { return r.cpu_ns_per_record(); });
+    const Spread l = spread(group, [](const RunResult& r) { return r.lost_pct(); });
+    out << std::left << std::setw(22) << group.front()->impl << std::right << std::setw(6) << group.front()->size
+        << std::setw(30) << (rate(d.min) + " / " + rate(d.median) + " / " + rate(d.max)) << std::setw(20)
+        << (fmt(c.min, 0) + " / " + fmt(c.median, 0) + " / " + fmt(c.max, 0)) << std::setw(24)
+        << (fmt(l.min, 2) + " / " + fmt(l.median, 2) + " / " + fmt(l.max, 2)) << "\n";
+  }
+}
+
+// Ours over each other implementation at the same size, from the medians of their runs.
+void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, std::ostream& out) {
+  const auto groups = group_runs(runs);
+  std::map<std::uint32_t, const std::vector<const RunResult*>*> mine;
+  for (const auto& [key, group] : groups) {
+    if (group.front()->impl == ours) mine[group.front()->size] = &group;
   }
   bool header = false;
-  for (const auto& r : runs) {
-    if (r.impl == ours || !r.error.empty() || mine.count(r.size) == 0 || r.delivered_per_s() <= 0) continue;
+  for (const auto& [key, group] : groups) {
+    const RunResult& first = *group.front();
+    if (first.impl == ours || mine.count(first.size) == 0) continue;
+    const auto& m = *mine[first.size];
+    auto median = [](const std::vector<const RunResult*>& g, auto figure) { return spread(g, figure).median; };
+    auto delivered = [](const RunResult& r) { return r.delivered_per_s(); };
+    auto producer = [](const RunResult& r) { return r.producer_calls_per_s; };
+    auto cpu = [](const RunResult& r) { return r.cpu_ns_per_record(); };
+    if (median(group, delivered) <= 0) continue;
     if (!header) {
-      out << "\nratios (" << ours << " / other, same size, same invocation):\n";
+      out << "\nratios (" << ours << " / other, same size, same invocation" << (m.size() > 1 ? ", medians" : "")
+          << "):\n";
       header = true;
     }
-    const RunResult& m = *mine[r.size];
-    out << "  " << std::left << std::setw(20) << r.impl << std::right << std::setw(6) << r.size << "  delivered x"
-        << fmt(m.delivered_per_s() / r.delivered_per_s(), 2) << "  producer x"
-        << fmt(r.producer_calls_per_s > 0 ? m.producer_calls_per_s / r.producer_calls_per_s : 0, 2)
-        << "  CPU per record x" << fmt(r.cpu_ns_per_record() > 0 ? m.cpu_ns_per_record() / r.cpu_ns_per_record() : 0, 2)
-        << "\n";
+    auto ratio = [&](auto figure) {
+      const double theirs = median(group, figure);
+      return fmt(theirs > 0 ? median(m, figure) / theirs : 0, 2);
+    };
+    out << "  " << std::left << std::setw(20) << first.impl << std::right << std::setw(6) << first.size
+        << "  delivered x" << ratio(delivered) << "  producer x" << ratio(producer) << "  CPU per record x"
+        << ratio(cpu) << "\n";
   }
+}
+
+// A warning under the table when other processes took CPU during some runs: those runs' rates are not
+// comparable with the others'.
+void print_busy_warning(const std::vector<RunResult>& runs, std::ostream& out) {
+  std::size_t busy = 0, measured = 0;
+  double worst = 0, load = -1;
+  for (const auto& r : runs) {
+    if (!r.error.empty()) continue;
+    ++measured;
+    load = std::max(load, r.machine.load_average);
+    if (!r.machine.busy()) continue;
+    ++busy;
+    worst = std::max(worst, r.machine.other_cpu_share());
+  }
+  if (busy == 0) return;
+  out << "\nwarning: the machine was busy during " << busy << " of " << measured
+      << " runs (marked busy: other processes took up to " << fmt(100 * worst, 0) << "% of a CPU";
+  if (load >= 0) out << "; load average up to " << fmt(load, 2) << " at a run's start";
+  out << "): their figures are not comparable; run again on an idle machine\n";
 }
 
 void print_json(const std::vector<RunResult>& runs, const BenchConfig& cfg, std::ostream& out) {
@@ -414,12 +584,35 @@ void print_json(const std::vector<RunResult>& runs, const BenchConfig& cfg, std:
         << ",\"failed\":" << r.failed << ",\"delivered\":" << r.delivered << ",\"delivered_bytes\":" << r.delivered_bytes
         << ",\"delivered_per_s\":" << r.delivered_per_s() << ",\"lost\":" << r.lost << ",\"lost_pct\":" << r.lost_pct()
         << ",\"collector_cpu_s\":" << r.collector_cpu_s << ",\"cpu_ns_per_record\":" << r.cpu_ns_per_record()
-        << ",\"wakeups\":" << r.wakeups << "}";
+        << ",\"unwritable\":" << r.failed << ",\"wakeups\":" << r.wakeups
+        << ",\"other_cpu_share\":" << r.machine.other_cpu_share() << ",\"busy\":" << (r.machine.busy() ? "true" : "false")
+        << ",\"load_average\":" << r.machine.load_average << "}";
   }
   out << "]}\n";
 }
 
-// Two charts side by side: delivered records/s and collector CPU ns per record, against record size (log2).
+// Axis ticks at round values: a step of 1, 2, 2.5 or 5 times a power of ten, about `count` of them from 0
+// to at least `max`. Returns the step; the axis ends at the first multiple of it at or above max.
+double round_step(double max, int count) {
+  if (max <= 0) return 1;
+  const double rough = max / count;
+  const double power = std::pow(10.0, std::floor(std::log10(rough)));
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+    if (m * power >= rough) return m * power;
+  }
+  return 10 * power;
+}
+
+// A tick's label: rates with k and M, others with as many decimals as the step needs.
+std::string tick_label(double v, double step, bool is_rate) {
+  if (is_rate && v >= 1e6) return fmt(v / 1e6, step >= 1e6 ? 0 : (step >= 1e5 ? 1 : 2)) + " M";
+  if (is_rate && v >= 1e3) return fmt(v / 1e3, step >= 1e3 ? 0 : 1) + " k";
+  return fmt(v, step >= 1 ? 0 : (step >= 0.1 ? 1 : 2));
+}
+
+// Three charts side by side against record size (log2 axis): delivered records/s, collector CPU ns per
+// record and lost %. Each implementation is a line through the medians of its runs at each size, with every
+// run a dot, so the spread of --repeat shows.
 std::string svg_plot(const std::vector<RunResult>& runs) {
   std::map<std::string, std::vector<const RunResult*>> series;
   std::vector<std::uint32_t> sizes;
@@ -431,52 +624,64 @@ std::string svg_plot(const std::vector<RunResult>& runs) {
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
-  const int W = 460, H = 320, L = 70, B = 40, T = 30, gap = 40;
+  const int W = 420, H = 320, L = 78, B = 40, T = 30, gap = 30;
   std::ostringstream svg;
-  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << 2 * W + gap << "' height='" << H + 60
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << 3 * W + 2 * gap << "' height='" << H + 60
       << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
-  auto chart = [&](int x0, const std::string& title, auto value) {
+  auto chart = [&](int x0, const std::string& title, const std::string& unit, bool is_rate, auto value) {
     double ymax = 0;
     for (const auto& [name, rs] : series)
       for (const auto* r : rs) ymax = std::max(ymax, value(*r));
-    if (ymax <= 0) ymax = 1;
+    const double step = round_step(ymax > 0 ? ymax : 1, 4);
+    const double top = std::max(step, std::ceil(ymax / step - 1e-9) * step);
     const double lo = std::log2(std::max<double>(1, sizes.empty() ? 1 : sizes.front()));
     const double hi = std::log2(std::max<double>(2, sizes.empty() ? 2 : sizes.back()));
     auto px = [&](double size) {
       return x0 + L + (hi > lo ? (std::log2(size) - lo) / (hi - lo) : 0.5) * (W - L - 20);
     };
-    auto py = [&](double v) { return T + (H - T - B) * (1 - v / ymax); };
+    auto py = [&](double v) { return T + (H - T - B) * (1 - v / top); };
     svg << "<text x='" << x0 + W / 2 << "' y='18' text-anchor='middle' font-weight='bold'>" << title << "</text>\n";
     svg << "<line x1='" << x0 + L << "' y1='" << H - B << "' x2='" << x0 + W - 20 << "' y2='" << H - B
         << "' stroke='black'/><line x1='" << x0 + L << "' y1='" << T << "' x2='" << x0 + L << "' y2='" << H - B
         << "' stroke='black'/>\n";
-    for (int i = 0; i <= 4; ++i) {
-      const double v = ymax * i / 4;
-      svg << "<text x='" << x0 + L - 5 << "' y='" << py(v) + 4 << "' text-anchor='end'>" << rate(v) << "</text>\n";
+    for (double v = 0; v <= top + step / 2; v += step) {
+      svg << "<line x1='" << x0 + L - 4 << "' y1='" << py(v) << "' x2='" << x0 + W - 20 << "' y2='" << py(v)
+          << "' stroke='#ddd'/><text x='" << x0 + L - 6 << "' y='" << py(v) + 4 << "' text-anchor='end'>"
+          << tick_label(v, step, is_rate) << "</text>\n";
     }
+    svg << "<text transform='translate(" << x0 + 14 << "," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>"
+        << unit << "</text>\n";
     for (auto s : sizes) {
       svg << "<text x='" << px(s) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << s << "</text>\n";
     }
-    svg << "<text x='" << x0 + W / 2 << "' y='" << H - 5 << "' text-anchor='middle'>record size (bytes)</text>\n";
+    svg << "<text x='" << x0 + L + (W - L - 20) / 2 << "' y='" << H - 5
+        << "' text-anchor='middle'>record size (bytes, log scale)</text>\n";
     int c = 0;
     for (const auto& [name, rs] : series) {
-      std::vector<const RunResult*> sorted = rs;
-      std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->size < b->size; });
       svg << "<polyline fill='none' stroke-width='2' stroke='" << colors[c % 6] << "' points='";
-      for (const auto* r : sorted) svg << px(r->size) << "," << py(value(*r)) << " ";
+      for (auto size : sizes) {
+        std::vector<const RunResult*> at;
+        for (const auto* r : rs) {
+          if (r->size == size) at.push_back(r);
+        }
+        if (!at.empty()) svg << px(size) << "," << py(spread(at, value).median) << " ";
+      }
       svg << "'/>\n";
-      for (const auto* r : sorted) {
+      for (const auto* r : rs) {
         svg << "<circle r='3' fill='" << colors[c % 6] << "' cx='" << px(r->size) << "' cy='" << py(value(*r)) << "'/>\n";
       }
       ++c;
     }
   };
-  chart(0, "delivered records/s", [](const RunResult& r) { return r.delivered_per_s(); });
-  chart(W + gap, "collector CPU ns per record", [](const RunResult& r) { return r.cpu_ns_per_record(); });
+  chart(0, "delivered", "records per second", true, [](const RunResult& r) { return r.delivered_per_s(); });
+  chart(W + gap, "collector CPU per record", "ns of CPU per record", false,
+        [](const RunResult& r) { return r.cpu_ns_per_record(); });
+  chart(2 * (W + gap), "lost", "% of records attempted", false,
+        [](const RunResult& r) { return r.lost_pct(); });
   int c = 0;
   for (const auto& [name, rs] : series) {
-    svg << "<rect x='" << 20 + c * 170 << "' y='" << H + 28 << "' width='12' height='12' fill='" << colors[c % 6]
-        << "'/><text x='" << 36 + c * 170 << "' y='" << H + 39 << "'>" << name << "</text>\n";
+    svg << "<rect x='" << 20 + c * 190 << "' y='" << H + 28 << "' width='12' height='12' fill='" << colors[c % 6]
+        << "'/><text x='" << 36 + c * 190 << "' y='" << H + 39 << "'>" << name << "</text>\n";
     ++c;
   }
   svg << "</svg>\n";
@@ -631,7 +836,11 @@ Result<BenchSettings> bench_settings_from(const ArgParser& parser) {
   auto geometry = plan_ring_geometry(s.cfg.ring, s.cfg.wakeup, s.online_cpus, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
   if (!geometry) return geometry.error();
   s.geometry = *geometry;
-  s.baseline = baseline_path(parser.value("baseline").value_or(""));
+  if (!s.baselines.empty()) {
+    auto baseline = find_baseline(parser.value("baseline").value_or(""));
+    if (!baseline) return baseline.error();
+    s.baseline = std::move(*baseline);
+  }
   s.json = parser.has("json");
   s.plot = parser.value("plot");
   return s;
@@ -695,7 +904,9 @@ void BenchCommand::summarise() {
        << CpuSet(cfg.collector_cpus).to_string() << ", " << cfg.duration_ms << " ms per run, ring "
        << settings_.geometry.describe(settings_.online_cpus) << ", mode " << cfg.mode << "\n\n";
   print_table(runs_, out_);
+  print_spread(runs_, settings_.repeat, out_);
   print_ratios(runs_, "perfstream-" + cfg.mode, out_);
+  print_busy_warning(runs_, out_);
 }
 
 Status BenchCommand::plot() const {

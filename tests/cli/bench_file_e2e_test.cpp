@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <csignal>
+
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
 #include "testing/subprocess.hpp"
+#include "testing/temp_dir.hpp"
 
 namespace perfstream::testing {
 namespace {
@@ -57,6 +61,105 @@ TEST(BenchFileEndToEnd, FileModeRecordingReadsBackLikeARecording) {
   EXPECT_NE(stats.out.find("cleanly"), std::string::npos) << stats.out;
   std::error_code ec;
   fs::remove_all(dir, ec);
+}
+
+bool kernel_refuses(const RunResult& r) {
+  return r.exit_status != 0 && (r.err.find("refused") != std::string::npos ||
+                                r.err.find("Operation not permitted") != std::string::npos);
+}
+
+// --compare needs the libbpf baseline: a perfstream with none beside it says so before running anything,
+// naming where it looked, instead of failing after its own first run.
+TEST(BenchCompare, MissingBaselineIsAnErrorAtOnce) {
+  const fs::path dir = fs::temp_directory_path() / ("perfstream-bench-alone-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path alone = dir / "perfstream";
+  fs::copy_file(perfstream_binary(), alone, fs::copy_options::overwrite_existing);
+  const RunResult r = run({alone.string(), "bench", "--compare", "libbpf", "--duration", "10s"});
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "perfstream bench: --compare runs perfstream-libbpf-baseline, which is not next to perfstream "
+                   "(looked for " + dir.string() + "/perfstream-libbpf-baseline and " + dir.string() +
+                   "/../bench/perfstream-libbpf-baseline): build it (cmake --build build --target "
+                   "perfstream-libbpf-baseline) or give --baseline PATH\n");
+  const RunResult given = run({perfstream_binary(), "bench", "--compare", "ringbuf", "--baseline", (dir / "nope").string()});
+  EXPECT_EQ(given.exit_status, 2);
+  EXPECT_EQ(given.err, "perfstream bench: --baseline " + (dir / "nope").string() +
+                           ": No such file or directory (expected the perfstream-libbpf-baseline program)\n");
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// Numbers in a text, in order: "1.5 k" is 1500.
+std::vector<double> tick_values(const std::string& svg, const std::string& chart_title) {
+  std::vector<double> values;
+  const auto from = svg.find(">" + chart_title + "<");
+  const auto to = svg.find("font-weight='bold'", from + 1);
+  std::size_t at = from;
+  while ((at = svg.find("text-anchor='end'>", at + 1)) != std::string::npos && at < to) {
+    const std::size_t start = at + std::string("text-anchor='end'>").size();
+    const std::string label = svg.substr(start, svg.find('<', start) - start);
+    double v = std::stod(label);
+    if (label.find(" k") != std::string::npos) v *= 1e3;
+    if (label.find(" M") != std::string::npos) v *= 1e6;
+    values.push_back(v);
+  }
+  return values;
+}
+
+// --repeat: every run in the table with what the BPF side could not write and how busy the machine was, the
+// spread of each implementation's runs, ratios of medians; --plot: three charts with labelled axes whose
+// ticks are round values, evenly spaced from 0.
+TEST(BenchCompare, RepeatShowsTheSpreadAndThePlotHasRoundTicks) {
+  const fs::path dir = fs::temp_directory_path() / ("perfstream-bench-repeat-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path plot = dir / "bench.svg";
+  const RunResult r = run({perfstream_binary(), "bench", "--sizes", "64", "--duration", "200ms", "--repeat", "2",
+                           "--compare", "libbpf", "--plot", plot.string()});
+  if (kernel_refuses(r)) GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
+  ASSERT_EQ(r.exit_status, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("lost  unwritable   lost% CPU ns/rec  wakeups/s  other CPU\n"), std::string::npos) << r.out;
+  for (const char* impl : {"perfstream-count ", "libbpf-default ", "libbpf-watermark "}) {
+    std::size_t at = 0, n = 0;
+    while ((at = r.out.find(std::string("\n") + impl, at + 1)) != std::string::npos) ++n;
+    EXPECT_EQ(n, 3u) << impl << ": 2 runs in the table, 1 line in the spread\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("spread over 2 runs (min / median / max):\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ratios (perfstream-count / other, same size, same invocation, medians):\n"), std::string::npos)
+      << r.out;
+  const std::string svg = read_file(plot.string());
+  for (const char* label : {">delivered<", ">collector CPU per record<", ">lost<", ">records per second<",
+                            ">ns of CPU per record<", ">% of records attempted<", ">record size (bytes, log scale)<"}) {
+    EXPECT_NE(svg.find(label), std::string::npos) << label;
+  }
+  for (const char* chart : {"delivered", "collector CPU per record", "lost"}) {
+    const std::vector<double> ticks = tick_values(svg, chart);
+    ASSERT_GE(ticks.size(), 2u) << chart;
+    EXPECT_EQ(ticks.front(), 0) << chart;
+    const double step = ticks[1];
+    const double mantissa = step / std::pow(10.0, std::floor(std::log10(step)));
+    bool round = false;
+    for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) round = round || std::abs(mantissa - m) < 1e-9;
+    EXPECT_TRUE(round) << chart << ": step " << step;
+    for (std::size_t i = 0; i < ticks.size(); ++i) EXPECT_NEAR(ticks[i], step * i, step * 1e-6) << chart;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// Another process taking CPU during a run marks the run busy and the table ends with a warning, so a figure
+// measured on a loaded machine is not quoted as if it were not.
+TEST(BenchCompare, AnotherProcessTakingCpuMarksTheRunsBusy) {
+  Background spinner({"/bin/sh", "-c", "while :; do :; done"});
+  const RunResult r = run({perfstream_binary(), "bench", "--sizes", "64", "--duration", "300ms"});
+  spinner.stop(SIGKILL);
+  if (kernel_refuses(r)) GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
+  ASSERT_EQ(r.exit_status, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("% busy\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nwarning: the machine was busy during 1 of 1 runs (marked busy: other processes took up to "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("): their figures are not comparable; run again on an idle machine\n"), std::string::npos);
 }
 
 }  // namespace
