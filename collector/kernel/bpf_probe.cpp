@@ -324,6 +324,11 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   }
   auto filter_maps = set_filters(probe->object_, options, what);
   if (!filter_maps) return filter_maps.error();
+  if (!options.global_settings.empty()) {
+    auto globals = BpfGlobals::of(probe->object_, probe->name_);
+    if (!globals) return globals.error();
+    if (auto st = globals->set_all(options.global_settings); !st) return st.error();
+  }
 
   if (int err = bpf_object__load(probe->object_); err != 0) {
     std::string log(probe->log_.c_str());

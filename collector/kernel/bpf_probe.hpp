@@ -4,7 +4,8 @@
 // Loading. The object is opened, its perf event array is found (the map named by the caller, else the
 // one map of that type), and, when the caller passes a shared map fd, that map is replaced by the shared
 // one before load (bpf_map__reuse_fd), so that several probes write into one set of per-CPU rings. The
-// filters of ProbeOptions are set (.rodata before load, the tgid/tid maps after it), see there. A load
+// filters of ProbeOptions are set (.rodata before load, the tgid/tid maps after it), see there, then the
+// user's --set globals (BpfGlobals). A load
 // failure carries the verifier's log. Every program is then attached. A built-in probe's tp/ program whose
 // tracepoint this kernel does not have (sys_enter_open on arm64) is left out, not an error.
 //
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "collector/kernel/bpf_globals.hpp"
 #include "collector/util/result.hpp"
 
 struct bpf_object;
@@ -69,6 +71,9 @@ struct ProbeOptions {
   std::optional<std::string> filter_comm;   // --comm: only tasks of this comm (at most 15 bytes)
   std::optional<std::uint32_t> ignore_tgid; // sets .rodata ignore_tgid (a process never traced), when present
   int followed_map_fd = -1;                 // when >= 0: --follow, with this ps_followed map shared
+  // --set: globals written before load, after the filters above (so an explicit setting wins); see
+  // kernel/bpf_globals.hpp for the values they take. An unknown name or a bad value fails the load.
+  std::vector<GlobalSetting> global_settings;
   bool attach = true;
 };
 
