@@ -617,6 +617,13 @@ class Dumper {
           for (const auto& [key, value] : sorted_args(f)) args += (args.empty() ? "" : ",") + str(key) + ":" + str(value);
           o += ",\"hint_args\":{" + args + "}";
         }
+        if (f.enumerators_size() > 0) {
+          std::string names;
+          for (const auto& e : f.enumerators()) {
+            names += (names.empty() ? "" : ",") + str(e.name()) + ":" + std::to_string(e.value());
+          }
+          o += ",\"enumerators\":{" + names + "}";
+        }
         o += "}";
       }
       o += "]}";

@@ -48,6 +48,7 @@ FieldDisplay::FieldDisplay(const v1::EventSchema& schema, bool raw) {
     p.hint = hints::parse_hint(f.hint());
     if (!fits(p.hint, f)) p.hint = Hint::Unknown;
     if (p.hint == Hint::Hidden) p.hidden_text = p.hidden_json = true;
+    if (p.hint == Hint::Enum) p.field = &f;
     if (p.hint == Hint::Ip) {
       if (auto it = f.hint_args().find("port"); it != f.hint_args().end()) p.port = field_index(schema, it->second);
       if (auto it = f.hint_args().find("family"); it != f.hint_args().end()) p.family = field_index(schema, it->second);
@@ -140,6 +141,15 @@ FieldDisplay::Shown FieldDisplay::show(std::string& s, const std::vector<FieldVa
       return Shown::Symbol;
     case Hint::Ip:
       return address(s, values, i) ? Shown::Symbol : Shown::None;
+    case Hint::Enum: {
+      const std::int64_t value = v.type == v1::Field::SIGNED ? sv : static_cast<std::int64_t>(v.unsigned_value);
+      for (const auto& e : p.field->enumerators()) {
+        if (e.value() != value) continue;
+        s += e.name();
+        return Shown::Symbol;
+      }
+      return Shown::None;
+    }
     case Hint::Argv: {
       if (!text) return Shown::None;  // JSON: an array, written by append_json
       hints::split_argv(v.text, words_);

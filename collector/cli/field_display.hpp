@@ -44,6 +44,7 @@ class FieldDisplay {
     std::uint32_t size = 0;
     int port = -1;    // Ip: the field whose value follows the address
     int family = -1;  // Ip on a 16-byte array: the field with AF_INET (2, address in the first 4 bytes) or not
+    const v1::Field* field = nullptr;  // Enum: the schema's field, with its enumerators
     bool hidden_text = false;
     bool hidden_json = false;
   };

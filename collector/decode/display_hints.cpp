@@ -16,7 +16,7 @@ struct Named {
   Hint hint;
 };
 
-constexpr std::array<Named, 17> kHints{{
+constexpr std::array<Named, 18> kHints{{
     {"hidden", Hint::Hidden},
     {"open_flags", Hint::OpenFlags},
     {"mode", Hint::Mode},
@@ -31,6 +31,7 @@ constexpr std::array<Named, 17> kHints{{
     {"bytes", Hint::Bytes},
     {"duration_ns", Hint::DurationNs},
     {"hex", Hint::Hex},
+    {"enum", Hint::Enum},
     {"argv", Hint::Argv},
     {"path_argv", Hint::PathArgv},
     {"", Hint::None},
@@ -125,6 +126,7 @@ bool hint_wants_integer(Hint hint) {
     case Hint::Bytes:
     case Hint::DurationNs:
     case Hint::Hex:
+    case Hint::Enum:
       return true;
     default:
       return false;

@@ -41,6 +41,7 @@ enum class Hint : std::uint8_t {
   Hex,            // an integer in hex: 0x1f
   Argv,           // NUL-separated strings: ["echo","a b"] in text, an array of strings in JSON
   PathArgv,       // a path, then argv, NUL-separated: the field is the path, and `args` follows with argv
+  Enum,           // a C enum: the enumerator's name (v1::Field.enumerators) for a value one has
 };
 
 // The hint a schema names; "" is None, a name this reader does not know is Unknown.

@@ -3,7 +3,9 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 namespace perfstream {
@@ -44,16 +46,20 @@ constexpr std::string_view kHintArgTag = "perfstream:hint.";
 
 // Display hints are BTF decl tags on the struct's members (PS_HINT and PS_HINT_ARG in bpf/events.h):
 // "perfstream:hint=NAME" and "perfstream:hint.KEY=FIELD". Other tags are someone else's and are skipped.
-void copy_hints(const btf* b, std::uint32_t struct_id, v1::EventSchema& schema) {
+// A tag names a top-level member; it applies when that member is one field (a nested struct's members carry
+// their own tags on their own struct, which a flattened schema does not look at).
+void copy_hints(const btf* b, std::uint32_t struct_id, const std::vector<int>& first_field,
+                const std::vector<int>& field_count, v1::EventSchema& schema) {
   const std::uint32_t count = btf__type_cnt(b);
   for (std::uint32_t id = 1; id < count; ++id) {
     const btf_type* t = btf__type_by_id(b, id);
     if (t == nullptr || !btf_is_decl_tag(t) || t->type != struct_id) continue;
     const std::int32_t member = btf_decl_tag(t)->component_idx;
-    if (member < 0 || member >= schema.fields_size()) continue;  // -1: a tag on the struct itself
+    if (member < 0 || static_cast<std::size_t>(member) >= first_field.size()) continue;  // -1: on the struct
+    if (field_count[member] != 1) continue;
     const char* name = btf__name_by_offset(b, t->name_off);
     const std::string_view tag = name == nullptr ? "" : name;
-    v1::Field* field = schema.mutable_fields(member);
+    v1::Field* field = schema.mutable_fields(first_field[member]);
     if (tag.substr(0, kHintTag.size()) == kHintTag) {
       field->set_hint(std::string(tag.substr(kHintTag.size())));
     } else if (tag.substr(0, kHintArgTag.size()) == kHintArgTag) {
@@ -65,10 +71,143 @@ void copy_hints(const btf* b, std::uint32_t struct_id, v1::EventSchema& schema) 
   }
 }
 
+// StructFlattener: turns one struct of a BTF into the flat field list of a schema (docs/FORMAT.md, "Any
+// struct as a record"). Nested structs become dotted names (`fname.pathes`), an anonymous struct's members
+// keep their own names, arrays of char are STRING, arrays of other 1-byte integers BYTES, other arrays one
+// field per element (`callers[0]`, `a[1].x`, `m[0][1]`) up to kMaxArrayElements elements and BYTES beyond,
+// unions BYTES (an anonymous one named after its first member), enums SIGNED with hint "enum" and their
+// enumerators, pointers UNSIGNED 8 bytes, floats BYTES. Bit-fields are refused: no field type holds them.
+class StructFlattener {
+ public:
+  static constexpr std::uint64_t kMaxArrayElements = 16;
+  static constexpr int kMaxDepth = 16;
+  static constexpr int kMaxFields = 4096;
+
+  StructFlattener(const btf* b, std::string type_name, v1::EventSchema& schema)
+      : btf_(b), type_name_(std::move(type_name)), schema_(schema) {}
+
+  Status add_members(const btf_type* st, const std::string& prefix, std::uint32_t base, int depth) {
+    if (depth > kMaxDepth) return Error("struct " + type_name_ + ": nested deeper than " + std::to_string(kMaxDepth));
+    const btf_member* members = btf_members(st);
+    for (unsigned i = 0; i < btf_vlen(st); ++i) {
+      const std::string name = btf__name_by_offset(btf_, members[i].name_off);
+      if (btf_member_bitfield_size(st, i) != 0) {
+        return Error("struct " + type_name_ + ": bit-field '" + prefix + name + "' is not supported in record layouts");
+      }
+      const std::uint32_t offset = base + btf_member_bit_offset(st, i) / 8;
+      if (name.empty()) {  // an anonymous struct or union: C reaches its members by their own names
+        const btf_type* t = resolve(btf_, members[i].type);
+        if (t != nullptr && btf_is_struct(t)) {
+          if (auto st2 = add_members(t, prefix, offset, depth + 1); !st2) return st2;
+          continue;
+        }
+        if (t != nullptr && btf_is_union(t) && btf_vlen(t) > 0) {
+          const std::string first = btf__name_by_offset(btf_, btf_members(t)[0].name_off);
+          if (auto st2 = add_value(members[i].type, prefix + first, offset, depth + 1); !st2) return st2;
+          continue;
+        }
+      }
+      if (auto st2 = add_value(members[i].type, prefix + name, offset, depth + 1); !st2) return st2;
+    }
+    return {};
+  }
+
+  Status add_value(std::uint32_t type_id, const std::string& name, std::uint32_t offset, int depth) {
+    if (schema_.fields_size() >= kMaxFields) {
+      return Error("struct " + type_name_ + ": more than " + std::to_string(kMaxFields) + " fields once flattened");
+    }
+    const btf_type* t = resolve(btf_, type_id);
+    if (t == nullptr) return Error("struct " + type_name_ + ": member '" + name + "' has no type");
+    v1::Field field;
+    field.set_name(name);
+    field.set_offset(offset);
+    if (btf_is_int(t)) {
+      field.set_type((btf_int_encoding(t) & BTF_INT_SIGNED) ? v1::Field::SIGNED : v1::Field::UNSIGNED);
+      field.set_size(t->size);
+    } else if (btf_is_enum(t) || btf_is_enum64(t)) {
+      field.set_type(v1::Field::SIGNED);
+      field.set_size(t->size);
+      add_enumerators(t, field);
+    } else if (btf_is_ptr(t)) {
+      field.set_type(v1::Field::UNSIGNED);
+      field.set_size(8);
+    } else if (btf_is_struct(t)) {
+      return add_members(t, name + ".", offset, depth);
+    } else if (btf_is_array(t)) {
+      const struct btf_array* arr = btf_array(t);
+      const std::int64_t elem_size = btf__resolve_size(btf_, arr->type);
+      if (elem_size < 0) return Error("struct " + type_name_ + ": array '" + name + "' of unknown size");
+      const btf_type* declared = unqualified(btf_, arr->type);
+      const btf_type* elem = resolve(btf_, arr->type);
+      const bool text = declared != nullptr && is_char(btf_, declared);
+      const bool bytes = elem != nullptr && btf_is_int(elem) && elem->size == 1;
+      if (!text && !bytes && elem_size > 0 && elements_of(t) <= kMaxArrayElements) {
+        for (std::uint32_t k = 0; k < arr->nelems; ++k) {
+          const std::string element = name + "[" + std::to_string(k) + "]";
+          const std::uint32_t at = offset + static_cast<std::uint32_t>(k * elem_size);
+          if (auto st = add_value(arr->type, element, at, depth + 1); !st) return st;
+        }
+        return {};
+      }
+      field.set_type(text ? v1::Field::STRING : v1::Field::BYTES);
+      field.set_size(static_cast<std::uint32_t>(elem_size * arr->nelems));
+    } else {  // unions, floats
+      field.set_type(v1::Field::BYTES);
+      const std::int64_t size = btf__resolve_size(btf_, type_id);
+      field.set_size(size > 0 ? static_cast<std::uint32_t>(size) : 0);
+    }
+    *schema_.add_fields() = std::move(field);
+    return {};
+  }
+
+ private:
+  // Elements of an array counted through its nested arrays: int m[4][8] has 32.
+  std::uint64_t elements_of(const btf_type* t) const {
+    std::uint64_t n = 1;
+    while (t != nullptr && btf_is_array(t) && n <= kMaxArrayElements) {
+      n *= btf_array(t)->nelems;
+      t = resolve(btf_, btf_array(t)->type);
+    }
+    return n;
+  }
+
+  void add_enumerators(const btf_type* t, v1::Field& field) const {
+    field.set_hint("enum");
+    if (btf_is_enum(t)) {
+      const struct btf_enum* e = btf_enum(t);
+      for (unsigned i = 0; i < btf_vlen(t); ++i) {
+        v1::Enumerator* out = field.add_enumerators();
+        out->set_name(btf__name_by_offset(btf_, e[i].name_off));
+        // The field is SIGNED: a value is read sign-extended from the enum's size.
+        out->set_value(static_cast<std::int32_t>(e[i].val));
+      }
+    } else {
+      const struct btf_enum64* e = btf_enum64(t);
+      for (unsigned i = 0; i < btf_vlen(t); ++i) {
+        v1::Enumerator* out = field.add_enumerators();
+        out->set_name(btf__name_by_offset(btf_, e[i].name_off));
+        out->set_value(static_cast<std::int64_t>(btf_enum64_value(&e[i])));
+      }
+    }
+  }
+
+  const btf* btf_;
+  std::string type_name_;
+  v1::EventSchema& schema_;
+};
+
 }  // namespace
 
 Result<v1::EventSchema> schema_from_btf(const btf* b, const std::string& type_name) {
-  const std::int32_t id = btf__find_by_name_kind(b, type_name.c_str(), BTF_KIND_STRUCT);
+  std::int32_t id = btf__find_by_name_kind(b, type_name.c_str(), BTF_KIND_STRUCT);
+  if (id < 0) {  // a typedef of a struct (`typedef struct {...} event_t`) names it as well
+    const std::int32_t alias = btf__find_by_name_kind(b, type_name.c_str(), BTF_KIND_TYPEDEF);
+    std::uint32_t target = 0;
+    if (alias >= 0) {
+      const btf_type* t = resolve(b, static_cast<std::uint32_t>(alias), &target);
+      if (t != nullptr && btf_is_struct(t)) id = static_cast<std::int32_t>(target);
+    }
+  }
   if (id < 0) return Error("BTF has no struct named '" + type_name + "'");
   const btf_type* st = btf__type_by_id(b, id);
   v1::EventSchema schema;
@@ -79,51 +218,46 @@ Result<v1::EventSchema> schema_from_btf(const btf* b, const std::string& type_na
   std::vector<std::string> names;
   for (unsigned i = 0; i < n; ++i) names.push_back(btf__name_by_offset(b, members[i].name_off));
 
+  // Member by member, so that each top-level member's first field is known (decl tags name members).
+  StructFlattener flattener(b, type_name, schema);
+  std::vector<int> first_field(n, -1);
+  std::vector<int> field_count(n, 0);
   for (unsigned i = 0; i < n; ++i) {
-    const btf_member& m = members[i];
     if (btf_member_bitfield_size(st, i) != 0) {
       return Error("struct " + type_name + ": bit-field '" + names[i] + "' is not supported in record layouts");
     }
-    v1::Field field;
-    field.set_name(names[i]);
-    field.set_offset(btf_member_bit_offset(st, i) / 8);
-    const btf_type* t = resolve(b, m.type);
-    if (t == nullptr) return Error("struct " + type_name + ": member '" + names[i] + "' has no type");
-    if (btf_is_int(t)) {
-      field.set_type((btf_int_encoding(t) & BTF_INT_SIGNED) ? v1::Field::SIGNED : v1::Field::UNSIGNED);
-      field.set_size(t->size);
-    } else if (btf_is_enum(t)) {
-      field.set_type(v1::Field::SIGNED);
-      field.set_size(t->size);
-    } else if (btf_is_array(t)) {
-      const struct btf_array* arr = btf_array(t);
-      const btf_type* elem = resolve(b, arr->type);
-      const std::int64_t elem_size = btf__resolve_size(b, arr->type);
-      if (elem == nullptr || elem_size <= 0) return Error("struct " + type_name + ": array '" + names[i] + "' of unknown size");
-      const btf_type* declared = unqualified(b, arr->type);
-      field.set_type(declared != nullptr && is_char(b, declared) ? v1::Field::STRING : v1::Field::BYTES);
-      field.set_size(static_cast<std::uint32_t>(elem_size * arr->nelems));
-      // A trailing array is variable-length when the struct says how much of it is used.
-      if (i + 1 == n) {
-        for (const auto& other : names) {
-          if (other == names[i] + "_len") {
-            field.set_length_field(other);
-            field.set_variable(true);
-            schema.set_fixed_size(field.offset());
-          }
-        }
+    first_field[i] = schema.fields_size();
+    const std::uint32_t offset = btf_member_bit_offset(st, i) / 8;
+    Status added;
+    if (names[i].empty()) {  // an anonymous member: flattened like a nested one with no prefix
+      const btf_type* t = resolve(b, members[i].type);
+      if (t != nullptr && btf_is_struct(t)) {
+        added = flattener.add_members(t, "", offset, 1);
+      } else if (t != nullptr && btf_is_union(t) && btf_vlen(t) > 0) {
+        added = flattener.add_value(members[i].type, btf__name_by_offset(b, btf_members(t)[0].name_off), offset, 1);
+      } else {
+        added = flattener.add_value(members[i].type, "", offset, 1);
       }
-    } else if (btf_is_ptr(t)) {
-      field.set_type(v1::Field::UNSIGNED);
-      field.set_size(8);
     } else {
-      field.set_type(v1::Field::BYTES);
-      const std::int64_t size = btf__resolve_size(b, m.type);
-      field.set_size(size > 0 ? static_cast<std::uint32_t>(size) : 0);
+      added = flattener.add_value(members[i].type, names[i], offset, 1);
     }
-    *schema.add_fields() = field;
+    if (!added) return added.error();
+    field_count[i] = schema.fields_size() - first_field[i];
   }
-  copy_hints(b, static_cast<std::uint32_t>(id), schema);
+  // A trailing array is variable-length when the struct says how much of it is used.
+  if (n > 0 && field_count[n - 1] == 1) {
+    v1::Field* last = schema.mutable_fields(first_field[n - 1]);
+    const bool array = last->type() == v1::Field::STRING || last->type() == v1::Field::BYTES;
+    const btf_type* t = resolve(b, members[n - 1].type);
+    for (const auto& other : names) {
+      if (array && t != nullptr && btf_is_array(t) && other == names[n - 1] + "_len") {
+        last->set_length_field(other);
+        last->set_variable(true);
+        schema.set_fixed_size(last->offset());
+      }
+    }
+  }
+  copy_hints(b, static_cast<std::uint32_t>(id), first_field, field_count, schema);
   return schema;
 }
 
@@ -139,6 +273,34 @@ Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object) {
   auto schema = schema_from_btf(b, name_of(b, st));
   if (!schema) return schema.error();
   return std::optional<v1::EventSchema>(std::move(*schema));
+}
+
+Result<v1::EventSchema> schema_of_event_type(bpf_object* object, const std::string& object_name,
+                                             const std::string& type_name, const std::string& btf_path) {
+  const btf* own = bpf_object__btf(object);
+  const bool in_object = own != nullptr && (btf__find_by_name_kind(own, type_name.c_str(), BTF_KIND_STRUCT) >= 0 ||
+                                            btf__find_by_name_kind(own, type_name.c_str(), BTF_KIND_TYPEDEF) >= 0);
+  if (in_object) {
+    auto schema = schema_from_btf(own, type_name);
+    if (schema) return schema;
+    if (btf_path.empty()) return schema.error().with_context(object_name);
+  }
+  if (btf_path.empty()) {
+    return Error("--event-type " + type_name + ": " + object_name + " has no struct " + type_name +
+                 " in its BTF (clang leaves out a struct used only as a stack variable); give --btf FILE with it, "
+                 "such as what clang -g -c makes of the header that declares it");
+  }
+  std::unique_ptr<btf, void (*)(btf*)> other(btf__parse(btf_path.c_str(), nullptr), btf__free);
+  if (other == nullptr) {
+    return Error::from_errno("--btf " + btf_path + ": reading its BTF", errno,
+                             "give an object built with clang -g or a raw BTF file");
+  }
+  auto schema = schema_from_btf(other.get(), type_name);
+  if (!schema) {
+    return Error("--event-type " + type_name + ": neither " + object_name + " nor --btf " + btf_path +
+                 " has it: " + schema.error().message());
+  }
+  return schema;
 }
 
 std::vector<FieldValue> decode_payload(const v1::EventSchema& schema, std::span<const char> payload) {

@@ -2,8 +2,11 @@
 // payload is turned into named values with such a schema.
 //
 // Finding the layout: a BPF object names its record struct with a global `ps_event_layout` whose type is
-// a pointer to it (PS_EVENT_LAYOUT in bpf/common.bpf.h), or the caller names the struct. Members become
-// fields: integers and enums SIGNED or UNSIGNED by their encoding, char arrays STRING, other arrays BYTES.
+// a pointer to it (PS_EVENT_LAYOUT in bpf/common.bpf.h), or the caller names the struct (--event-type),
+// which another BTF may hold (--btf). Members become fields: integers SIGNED or UNSIGNED by their encoding,
+// enums SIGNED with hint "enum" and their enumerators, char arrays STRING, arrays of other 1-byte integers
+// BYTES; nested structs and small arrays are flattened to dotted and indexed names (`fname.pathes`,
+// `callers[0]`), see StructFlattener in payload_schema.cpp and docs/FORMAT.md for the exact rule.
 // The last member, when it is an array with a sibling member named `<array>_len`, is variable: the payload
 // may end inside it, and `<array>_len` says how many of its bytes are used. A member's display hint and
 // its parameters come from BTF decl tags "perfstream:hint=NAME" and "perfstream:hint.KEY=FIELD" (PS_HINT in
@@ -31,6 +34,12 @@ namespace perfstream {
 
 // The schema of `type_name` (a struct) in `btf`.
 Result<v1::EventSchema> schema_from_btf(const btf* btf, const std::string& type_name);
+
+// The schema of the struct (or typedef of a struct) `type_name` (--event-type): from the object's own BTF,
+// else, when the object lacks it, from the BTF in `btf_path` (--btf: an ELF object built with clang -g, or
+// a raw BTF file); "" looks nowhere else. Errors name the object, the file and what to do.
+Result<v1::EventSchema> schema_of_event_type(bpf_object* object, const std::string& object_name,
+                                             const std::string& type_name, const std::string& btf_path);
 
 // The schema an object declares with ps_event_layout; nullopt when it declares none.
 Result<std::optional<v1::EventSchema>> schema_of_object(bpf_object* object);
