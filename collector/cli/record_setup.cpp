@@ -57,6 +57,9 @@ void add_capture_flags(ArgParser& parser) {
   parser.option("probe", 0, "NAME", "built-in probe to load; repeat or comma-separate for several (see perfstream probes)")
       .option("object", 0, "FILE", "load this BPF object file instead of built-in probes")
       .option("map", 0, "NAME", "the object's perf event array map, when it has several")
+      .option("set", 0, "NAME=VALUE", "with --object: set the object's global NAME before load; repeatable (perfstream probes --object FILE lists them)")
+      .option("event-type", 0, "STRUCT", "with --object: its records are this struct (from the object's BTF, else --btf)")
+      .option("btf", 0, "FILE", "with --event-type: where the struct is when the object lacks it (clang -g -c of its header, or raw BTF)")
       .option("cpus", 'C', "LIST", "CPUs to record, like 0-3,6 (default: all; offline ones join when they come online)")
       .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M)")
       .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
@@ -92,6 +95,23 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
   options.map_name = parser.value("map").value_or("");
   if (!options.object_path.empty() && !options.probes.empty()) {
     return fail(Error("--probe and --object cannot be combined"));
+  }
+  for (const auto& text : parser.values("set")) {
+    auto parsed = parse_global_setting(text);
+    if (!parsed) return fail(parsed.error());
+    options.global_settings.push_back(std::move(*parsed));
+  }
+  options.event_type = parser.value("event-type").value_or("");
+  options.event_btf_path = parser.value("btf").value_or("");
+  if (options.object_path.empty()) {
+    for (const char* flag : {"set", "event-type", "btf"}) {
+      if (parser.has(flag)) {
+        return fail(Error(std::string("--") + flag + " needs --object FILE (built-in probes set their own globals and know their records)"));
+      }
+    }
+  }
+  if (!options.event_btf_path.empty() && options.event_type.empty()) {
+    return fail(Error("--btf " + options.event_btf_path + " needs --event-type STRUCT: the struct to take from it"));
   }
   if (options.object_path.empty() && options.probes.empty()) {
     return fail(Error("nothing to record: give --probe NAME (perfstream probes lists them) or --object FILE"));

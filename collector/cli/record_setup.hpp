@@ -11,7 +11,7 @@
 
 namespace perfstream::cli {
 
-// --probe, --object, --map, -C/--cpus, -m/--pages, --wakeup, --flush-interval, -p/--pid, --threads.
+// --probe, --object, --map, --set, --event-type, --btf, -C/--cpus, -m/--pages, --wakeup, --flush-interval, -p/--pid, --threads.
 void add_capture_flags(ArgParser& parser);
 Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::string& command);
 

@@ -15,6 +15,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   }
   ProbeOptions probe_options;
   probe_options.map_name = options.map_name;
+  probe_options.global_settings = options.global_settings;
   probe_options.filter_tgids = options.filter_tgids;
   probe_options.filter_tids = options.filter_tids;
   probe_options.filter_uid = options.filter_uid;
@@ -36,7 +37,14 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   }
 
   auto add_schema = [&](BpfProbe& probe, std::uint32_t kind, const std::string& name) -> Status {
-    auto schema = schema_of_object(probe.object());
+    Result<std::optional<v1::EventSchema>> schema = std::optional<v1::EventSchema>();
+    if (options.event_type.empty()) {
+      schema = schema_of_object(probe.object());
+    } else if (auto named = schema_of_event_type(probe.object(), name, options.event_type, options.event_btf_path)) {
+      schema = std::optional<v1::EventSchema>(std::move(*named));
+    } else {
+      return named.error();
+    }
     if (!schema) return schema.error().with_context("reading the record layout of " + name);
     if (!*schema) return {};
     (*schema)->set_kind(kind);

@@ -35,6 +35,11 @@ struct CaptureOptions {
   std::vector<std::string> probes;        // built-in probe names
   std::string object_path;                // or one BPF object file
   std::string map_name;                   // its perf event array, when it has several
+  std::vector<GlobalSetting> global_settings;  // --set: the object's globals, written before load
+  // --event-type: the struct its records are, from the object's BTF or else from event_btf_path (--btf);
+  // empty: the struct the object declares with ps_event_layout, if any.
+  std::string event_type;
+  std::string event_btf_path;
   // Which tasks are recorded, filtered in BPF: see ProbeOptions (kernel/bpf_probe.hpp).
   std::vector<std::uint32_t> filter_tgids;  // -p
   std::vector<std::uint32_t> filter_tids;   // -t
