@@ -88,28 +88,29 @@ class StructFlattener {
 
   Status add_members(const btf_type* st, const std::string& prefix, std::uint32_t base, int depth) {
     if (depth > kMaxDepth) return Error("struct " + type_name_ + ": nested deeper than " + std::to_string(kMaxDepth));
-    const btf_member* members = btf_members(st);
     for (unsigned i = 0; i < btf_vlen(st); ++i) {
-      const std::string name = btf__name_by_offset(btf_, members[i].name_off);
-      if (btf_member_bitfield_size(st, i) != 0) {
-        return Error("struct " + type_name_ + ": bit-field '" + prefix + name + "' is not supported in record layouts");
-      }
-      const std::uint32_t offset = base + btf_member_bit_offset(st, i) / 8;
-      if (name.empty()) {  // an anonymous struct or union: C reaches its members by their own names
-        const btf_type* t = resolve(btf_, members[i].type);
-        if (t != nullptr && btf_is_struct(t)) {
-          if (auto st2 = add_members(t, prefix, offset, depth + 1); !st2) return st2;
-          continue;
-        }
-        if (t != nullptr && btf_is_union(t) && btf_vlen(t) > 0) {
-          const std::string first = btf__name_by_offset(btf_, btf_members(t)[0].name_off);
-          if (auto st2 = add_value(members[i].type, prefix + first, offset, depth + 1); !st2) return st2;
-          continue;
-        }
-      }
-      if (auto st2 = add_value(members[i].type, prefix + name, offset, depth + 1); !st2) return st2;
+      if (auto added = add_member(st, i, prefix, base, depth); !added) return added;
     }
     return {};
+  }
+
+  // Member i of the struct `st` that lies at `base`, its name after `prefix`.
+  Status add_member(const btf_type* st, unsigned i, const std::string& prefix, std::uint32_t base, int depth) {
+    const btf_member& member = btf_members(st)[i];
+    const std::string name = btf__name_by_offset(btf_, member.name_off);
+    if (btf_member_bitfield_size(st, i) != 0) {
+      return Error("struct " + type_name_ + ": bit-field '" + prefix + name + "' is not supported in record layouts");
+    }
+    const std::uint32_t offset = base + btf_member_bit_offset(st, i) / 8;
+    if (name.empty()) {  // an anonymous struct or union: C reaches its members by their own names
+      const btf_type* t = resolve(btf_, member.type);
+      if (t != nullptr && btf_is_struct(t)) return add_members(t, prefix, offset, depth + 1);
+      if (t != nullptr && btf_is_union(t) && btf_vlen(t) > 0) {
+        const std::string first = btf__name_by_offset(btf_, btf_members(t)[0].name_off);
+        return add_value(member.type, prefix + first, offset, depth + 1);
+      }
+    }
+    return add_value(member.type, prefix + name, offset, depth + 1);
   }
 
   Status add_value(std::uint32_t type_id, const std::string& name, std::uint32_t offset, int depth) {
@@ -223,25 +224,8 @@ Result<v1::EventSchema> schema_from_btf(const btf* b, const std::string& type_na
   std::vector<int> first_field(n, -1);
   std::vector<int> field_count(n, 0);
   for (unsigned i = 0; i < n; ++i) {
-    if (btf_member_bitfield_size(st, i) != 0) {
-      return Error("struct " + type_name + ": bit-field '" + names[i] + "' is not supported in record layouts");
-    }
     first_field[i] = schema.fields_size();
-    const std::uint32_t offset = btf_member_bit_offset(st, i) / 8;
-    Status added;
-    if (names[i].empty()) {  // an anonymous member: flattened like a nested one with no prefix
-      const btf_type* t = resolve(b, members[i].type);
-      if (t != nullptr && btf_is_struct(t)) {
-        added = flattener.add_members(t, "", offset, 1);
-      } else if (t != nullptr && btf_is_union(t) && btf_vlen(t) > 0) {
-        added = flattener.add_value(members[i].type, btf__name_by_offset(b, btf_members(t)[0].name_off), offset, 1);
-      } else {
-        added = flattener.add_value(members[i].type, "", offset, 1);
-      }
-    } else {
-      added = flattener.add_value(members[i].type, names[i], offset, 1);
-    }
-    if (!added) return added.error();
+    if (auto added = flattener.add_member(st, i, "", 0, 0); !added) return added.error();
     field_count[i] = schema.fields_size() - first_field[i];
   }
   // A trailing array is variable-length when the struct says how much of it is used.
