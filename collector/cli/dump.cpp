@@ -273,10 +273,14 @@ bool filter_passes(const FieldFilter& f, const FieldDisplay& display, const std:
   return false;
 }
 
-// FIELD OP VALUE: the field is a name (letters, digits, _), OP the longest operator that follows it.
+// FIELD OP VALUE: the field is a name (letters, digits, _, and the . [ ] of flattened names such as
+// fname.pathes and callers[0]), OP the longest operator that follows it.
 std::optional<FieldFilter> parse_filter(const std::string& text) {
   std::size_t n = 0;
-  while (n < text.size() && (std::isalnum(static_cast<unsigned char>(text[n])) != 0 || text[n] == '_')) ++n;
+  auto in_name = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '[' || c == ']';
+  };
+  while (n < text.size() && in_name(text[n])) ++n;
   if (n == 0) return std::nullopt;
   static constexpr std::pair<std::string_view, FilterOp> kOps[] = {
       {"!=", FilterOp::Ne}, {"!~", FilterOp::NotContains}, {"<=", FilterOp::Le}, {">=", FilterOp::Ge},

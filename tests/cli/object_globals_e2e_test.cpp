@@ -153,6 +153,13 @@ TEST_F(ObjectGlobalsEndToEnd, SetFilterRecordsExactlyThatProcessWithNamedFieldsF
     EXPECT_NE(records[i].find(expected), std::string::npos) << records[i] << "\nexpected: " << expected;
     EXPECT_NE(records[i].find("\"event\":\"" + kObject + "\""), std::string::npos) << records[i];
   }
+  // Flattened names and enum names work in dump's filters as any field's do.
+  RunResult filtered = run({perfstream_binary(), "dump", "--json", "--filter", "fname.pathes~missing-3", "--filter",
+                            "outcome=SNOOP_FAILED", "--filter", "args[0]=-100", trace.string()});
+  ASSERT_EQ(filtered.exit_status, 0) << filtered.err;
+  const auto one = record_lines(filtered.out);
+  ASSERT_EQ(one.size(), 1u) << filtered.out;
+  EXPECT_EQ(one[0], records[3]);
 }
 
 TEST_F(ObjectGlobalsEndToEnd, TargUidDefaultRecordsOnlyRootUntilSetToInvalidUid) {
