@@ -45,7 +45,7 @@ std::optional<std::string> OpenFileLimiter::victim() const {
 std::vector<std::string> OpenFileLimiter::idle_before(Clock::time_point cutoff) const {
   std::vector<std::string> out;
   for (const auto& idle : idle_) {
-    if (idle.since >= cutoff) break;
+    if (idle.since > cutoff) break;
     out.push_back(idle.id);
   }
   return out;

@@ -7,7 +7,7 @@
 // (none); idle files are kept in the order they became idle, so:
 //   - victim() is the file idle for longest: the one to close when the cap is reached. A file in use is
 //     never named: when every open file is in use there is no victim, and the owner refuses the newcomer;
-//   - idle_before(t) are the files idle since before t, longest first: those an idle timeout closes.
+//   - idle_before(t) are the files idle since t or before, longest first: those an idle timeout closes.
 // A file opened without a connection (a trailer written by the sink itself) is idle from the start.
 // With capacity 0 there is no cap (full() is never true), but idleness is still tracked.
 //
@@ -43,7 +43,7 @@ class OpenFileLimiter {
   bool full() const { return capacity_ != 0 && files_.size() >= capacity_; }
   // The idle file to close to make room: idle for longest; nullopt when every open file is in use.
   std::optional<std::string> victim() const;
-  // The files idle since before `cutoff`, idle for longest first.
+  // The files idle since `cutoff` or before, idle for longest first.
   std::vector<std::string> idle_before(Clock::time_point cutoff) const;
 
   std::size_t capacity() const { return capacity_; }
