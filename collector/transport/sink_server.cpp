@@ -262,6 +262,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       server_.log(line);
     } else {
       server_.options_.store.log->limited(log_key, line);
+      quiet_close_ = true;  // its refusal line is rate-limited: so is its leaving, by saying nothing
     }
     closing_after_write_ = true;
     send(encode_control_frame(FrameType::Refusal, refusal));
@@ -294,6 +295,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     release_payload();
     release_slot();
     release_recording();
+    if (quiet_close_ && !is_error) return;
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
     server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
@@ -316,6 +318,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   std::uint64_t duplicates_ = 0;
   bool closed_ = false;
   bool closing_after_write_ = false;
+  bool quiet_close_ = false;  // refused with a rate-limited line: the closing is not logged
   const std::string address_;
   bool slot_held_ = true;
   bool connected_ = false;  // to collector_, by store_->connect(); until release_recording()

@@ -947,7 +947,7 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
                    R"("unwritable_errno":95,)"),
             std::string::npos)
       << o;
-  EXPECT_NE(o.find(R"("trailer":{"batches":3,"records":7,"end_time_ns":1000008000,"rotated":false})"),
+  EXPECT_NE(o.find(R"("trailer":{"batches":3,"records":7,"end_time_ns":1000008000,"rotated":false,"expired_after_ns":0})"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find(R"("damage":[])"), std::string::npos);
