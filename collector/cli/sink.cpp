@@ -323,8 +323,10 @@ Status SinkCommand::setup_listener() {
   if (options.store.files.idle_close.count() == 0 && !settings_.idle_file_timeout_given) {
     options.store.files.idle_close = std::chrono::minutes(1);
   }
-  log_.line("recording files: at most " + std::to_string(max_open) + " open, closed after " +
-            std::to_string(options.store.files.idle_close.count()) + " ms without a connection" +
+  const auto idle = options.store.files.idle_close.count();
+  log_.line("recording files: at most " + std::to_string(max_open) + " open, " +
+            (idle ? "closed after " + std::to_string(idle) + " ms without a connection"
+                  : "closed without a connection only for room") +
             (options.store.files.expire.count() ? ", recordings expire after " +
                                                       std::to_string(options.store.files.expire.count()) +
                                                       " ms without one"

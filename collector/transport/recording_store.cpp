@@ -149,6 +149,7 @@ void RecordingStore::disconnect(const std::shared_ptr<Recording>& recording) {
 Status RecordingStore::finish(const std::shared_ptr<Recording>& recording, const v1::TraceTrailer& trailer) {
   std::lock_guard<std::mutex> lock(mutex_);
   files_.closed(recording->id_);
+  recording->header_.Clear();  // kept only to reopen its file: a finished recording's never is
   return recording->finish(trailer);
 }
 
@@ -208,11 +209,13 @@ Result<std::shared_ptr<Recording>> RecordingStore::open_locked(const std::string
   auto it = recordings_.find(id);
   if (it != recordings_.end()) {
     Recording& r = *it->second;
-    bool closed;
+    bool closed, expired;
     {
       std::lock_guard<std::mutex> rlock(r.mutex_);
       closed = r.file_closed();
+      expired = r.expired_;
     }
+    if (expired) return expired_error(r);
     if (closed) {
       if (connections) r.connections_ += connections;  // opened in use: no idle moment in between
       Status reopened = reopen_locked(r);
@@ -283,8 +286,8 @@ Result<std::shared_ptr<Recording>> RecordingStore::open_locked(const std::string
     r->expired_ = r->finished_ && expired_trailer;
   }
   if (r->expired_) {
-    return Error("collector " + id + ": its recording " + r->path_ + " expired (the sink closed it after --expire " +
-                 "without a connection); start a new recording", ETIMEDOUT);
+    recordings_[id] = r;  // known from now on: its next hello is refused without a scan
+    return expired_error(*r);
   }
   if (r->finished_) {
     log("collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
@@ -308,7 +311,13 @@ Result<std::shared_ptr<Recording>> RecordingStore::open_locked(const std::string
   return r;
 }
 
-void RecordingStore::expire_locked(Recording& r, std::chrono::steady_clock::time_point now) {
+Error RecordingStore::expired_error(const Recording& r) {
+  return Error("collector " + r.id_ + ": its recording " + r.path_ + " expired (the sink ended it after --expire " +
+                   "without a connection); start a new recording",
+               ETIMEDOUT);
+}
+
+bool RecordingStore::expire_locked(Recording& r, std::chrono::steady_clock::time_point now) {
   bool closed;
   {
     std::lock_guard<std::mutex> rlock(r.mutex_);
@@ -316,8 +325,9 @@ void RecordingStore::expire_locked(Recording& r, std::chrono::steady_clock::time
   }
   if (closed) {
     if (auto reopened = reopen_locked(r); !reopened) {
-      log("collector " + r.id_ + ": cannot expire its recording yet: " + reopened.error().message());
-      return;
+      // Tried again at the next sweep: said once per interval.
+      if (options_.log) options_.log->limited("store expiry", "cannot expire yet: " + reopened.error().message());
+      return false;
     }
   }
   v1::TraceTrailer trailer;
@@ -331,6 +341,7 @@ void RecordingStore::expire_locked(Recording& r, std::chrono::steady_clock::time
   }
   ++stats_.expired;
   if (!finished) log("collector " + r.id_ + ": expiring its recording: " + finished.error().message());
+  return true;
 }
 
 std::vector<RecordingSummary> RecordingStore::sweep() {
@@ -338,20 +349,18 @@ std::vector<RecordingSummary> RecordingStore::sweep() {
   const auto at = now();
   std::vector<RecordingSummary> expired;
   if (options_.files.expire.count() > 0) {
-    for (auto it = recordings_.begin(); it != recordings_.end();) {
-      Recording& r = *it->second;
+    for (auto& [id, recording] : recordings_) {
+      Recording& r = *recording;
       bool finished;
       {
         std::lock_guard<std::mutex> rlock(r.mutex_);
         finished = r.finished_;
       }
-      if (finished || r.connections_ != 0 || at - r.idle_since_ < options_.files.expire) {
-        ++it;
-        continue;
+      if (finished || r.connections_ != 0 || at - r.idle_since_ < options_.files.expire) continue;
+      if (expire_locked(r, at)) {
+        expired.push_back(r.summary());
+        r.header_.Clear();  // kept only to reopen its file, which is ended now
       }
-      expire_locked(r, at);
-      expired.push_back(r.summary());
-      it = recordings_.erase(it);  // a long-running sink does not keep every collector it ever saw
     }
   }
   if (options_.files.idle_close.count() > 0) {

@@ -16,8 +16,8 @@
 // (next_sequence, the sequences above it), so duplicates are still dropped exactly. A reopened file keeps
 // the header it was created with (not the new hello's) and its rotate_time counts from the reopening.
 // Expiry: sweep() finishes a recording without a connection for files.expire with a trailer whose
-// expired_after_ns says how long it had been alone, and forgets it; its collector's next connect() is
-// refused (the recording on disk is finished), also after a restart, which finds that trailer.
+// expired_after_ns says how long it had been alone; its collector's next connect() is refused (the
+// recording on disk is finished), also after a restart, which finds that trailer.
 //
 // Threads: any. The store's map has its own lock and each recording its own, so recordings are written
 // in parallel; a recording's files are scanned under the store's lock, once, on first use. Lock order:
@@ -144,7 +144,7 @@ class RecordingStore {
   const std::string& dir() const { return options_.dir; }
 
   // Closes the files idle past files.idle_close and expires the recordings alone past files.expire, at
-  // the store's clock; returns the summaries of those it expired (forgotten by the store from now on).
+  // the store's clock; returns the summaries of those it expired.
   std::vector<RecordingSummary> sweep();
 
   struct FileStats {
@@ -170,7 +170,8 @@ class RecordingStore {
   Status make_room_locked(const std::string& for_id);
   void close_file_locked(Recording& r);
   Status reopen_locked(Recording& r);
-  void expire_locked(Recording& r, std::chrono::steady_clock::time_point now);
+  bool expire_locked(Recording& r, std::chrono::steady_clock::time_point now);  // false: not yet (no room)
+  static Error expired_error(const Recording& r);
 
   RecordingStoreOptions options_;
   mutable std::mutex mutex_;  // guards the fields below, and each Recording's store-guarded fields

@@ -229,7 +229,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     if (admission == CollectorIdsPerPeer::Admission::Refused) {
       ++server_.collectors_over_limit_;
       refuse("collector " + id + ": " + address_ + " has " + std::to_string(server_.collector_ids_->cap()) +
-                 " other collectors' recordings open on this sink (--max-collectors-per-peer " +
+                 " collectors with unfinished recordings on this sink (--max-collectors-per-peer " +
                  std::to_string(server_.collector_ids_->cap()) + ")",
              "sink per-peer collector limit");
       return false;

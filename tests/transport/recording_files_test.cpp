@@ -235,7 +235,8 @@ TEST(RecordingFiles, ARecordingAloneLongerThanExpireGetsATrailerThatSaysSoAndIts
   EXPECT_TRUE(expired[0].expired);
   EXPECT_TRUE(expired[0].finished);
   EXPECT_EQ(expired[0].batches, 7u);
-  EXPECT_EQ(store->find("gone"), nullptr) << "forgotten";
+  ASSERT_NE(store->find("gone"), nullptr);
+  EXPECT_TRUE(store->find("gone")->summary().expired);
   EXPECT_EQ(store->file_stats().expired, 1u);
   EXPECT_EQ(store->file_stats().open, 0u);
 

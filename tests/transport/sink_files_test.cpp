@@ -195,7 +195,7 @@ TEST(SinkFiles, TwoThousandCollectorIdsFromOnePeerStopAtItsCapWithOneLogLinePerI
   }
   EXPECT_EQ(welcomed, 64u);
   EXPECT_EQ(refused, std::size_t{kIds - 64});
-  EXPECT_EQ(reason, "collector attacker-1999: 127.0.0.2 has 64 other collectors' recordings open on this sink "
+  EXPECT_EQ(reason, "collector attacker-1999: 127.0.0.2 has 64 collectors with unfinished recordings on this sink "
                     "(--max-collectors-per-peer 64)");
   EXPECT_EQ(sink->collectors_over_limit(), std::uint64_t{kIds - 64});
   EXPECT_EQ(open_files_under(dir.file("sink")), 64u);
