@@ -126,6 +126,8 @@ TEST(SinkFilesEndToEnd, TwoThousandCollectorIdsKeepTheSinksDescriptorsAtTheCap) 
   SyntheticSource source(9, 24);
   for (std::uint64_t s = 0; s < 200; ++s) ASSERT_TRUE(client->write_batch(source.batch(s)));
   ASSERT_TRUE(finished_in_time(client->finish(v1::TraceTrailer(), 20s)));
+  // The trailer is sent, not yet stored: the sink writes it when it reads it.
+  EXPECT_TRUE(wait_until([&] { return read_recording(dir.file("sink/honest.data")).trailers.size() == 1; }, 10s));
   const RunResult r = sink.stop(SIGTERM);
   EXPECT_EQ(r.exit_status, 0) << r.err;
   const StoredRecording stored = read_recording(dir.file("sink/honest.data"));
