@@ -1,6 +1,7 @@
 // perfstream sink: receive streams from many collectors and write each to its own trace file.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/signal_set.hpp>
@@ -20,6 +21,7 @@
 #include "collector/kafka/kafka_sink.hpp"
 #include "collector/transport/sink_server.hpp"
 #include "collector/util/log.hpp"
+#include "collector/util/open_file_limit.hpp"
 #include "collector/util/privileges.hpp"
 
 namespace perfstream::cli {
@@ -58,6 +60,8 @@ struct SinkSettings {
   std::optional<KafkaSinkOptions> kafka;  // --from kafka://: consume instead of listening
   std::uint64_t status_ms = 10000;        // 0: no status lines
   std::optional<RunAsUser> user;          // --user: who the sink becomes once set up
+  bool max_open_files_given = false;      // else derived from the open-file limit at setup
+  bool idle_file_timeout_given = false;   // else 1 minute (0 given: never)
   bool quiet = false;                     // -q
 };
 
@@ -78,6 +82,16 @@ ArgParser sink_flags() {
               "(default 1/8 of RAM, at most 1G; at least twice --max-frame)")
       .option("max-connections", 0, "N", "connections open at once; more are closed at once (default 1024)")
       .option("max-connections-per-peer", 0, "N", "connections open at once from one address (default 64)")
+      .option("max-open-files", 0, "N",
+              "recording files open at once; at the cap the one idle longest is closed (reopened when its "
+              "collector is back); default: the open-file limit less --max-connections and 64")
+      .option("idle-file-timeout", 0, "TIME", "close a recording's file this long without a connection (default 1m)")
+      .option("max-collectors-per-peer", 0, "N",
+              "distinct collector ids with unfinished recordings from one address; new ones past it are "
+              "refused (default 256)")
+      .option("expire", 0, "TIME",
+              "finish a recording whose collector has been gone this long, with a trailer that says so "
+              "(default: never)")
       .option("idle-timeout", 0, "TIME", "disconnect a collector silent this long (default 2m)")
       .option("threads", 0, "N", "serving threads (default 2)")
       .option("status-interval", 0, "TIME", "print each collector's progress this often (default 10s; 0: never)")
@@ -118,6 +132,8 @@ Status read_limits(const ArgParser& parser, SinkSettings& s) {
   if (st) st = apply_flag(parser, "rotate-time", parse_duration_ms, [&](std::uint64_t ms) { o.store.rotate_time = std::chrono::seconds(ms / 1000); });
   if (st) st = apply_flag(parser, "idle-timeout", parse_duration_ms, [&](std::uint64_t ms) { o.idle_timeout = std::chrono::milliseconds(ms); });
   if (st) st = apply_flag(parser, "status-interval", parse_duration_ms, [&](std::uint64_t ms) { s.status_ms = ms; });
+  if (st) st = apply_flag(parser, "idle-file-timeout", parse_duration_ms, [&](std::uint64_t ms) { o.store.files.idle_close = std::chrono::milliseconds(ms); });
+  if (st) st = apply_flag(parser, "expire", parse_duration_ms, [&](std::uint64_t ms) { o.store.files.expire = std::chrono::milliseconds(ms); });
   return st;
 }
 
@@ -149,6 +165,8 @@ Result<KafkaSinkOptions> kafka_settings_from(const ArgParser& parser, const std:
     return Error("--tls-* are for --listen; for Kafka use -X security.protocol=SSL -X ssl.ca.location=... (README: Kafka)");
   }
   kafka.store = options.store;
+  // The file limits follow the connections of --listen; a Kafka sink keeps each recording's file open.
+  kafka.store.files = {};
   kafka.max_batch = options.max_batch;
   return kafka;
 }
@@ -174,7 +192,9 @@ Result<SinkSettings> sink_settings_from(const ArgParser& parser) {
   s.options.store.dir = *dir;
   if (auto st = read_limits(parser, s); !st) return st.error();
   for (auto [flag, limit] : {std::pair{"max-connections", &s.options.max_connections},
-                             std::pair{"max-connections-per-peer", &s.options.max_connections_per_peer}}) {
+                             std::pair{"max-connections-per-peer", &s.options.max_connections_per_peer},
+                             std::pair{"max-open-files", &s.options.store.files.max_open},
+                             std::pair{"max-collectors-per-peer", &s.options.max_collectors_per_peer}}) {
     if (auto v = parser.value(flag)) {
       auto n = parse_count(flag, *v);
       if (!n) return n.error();
@@ -187,6 +207,8 @@ Result<SinkSettings> sink_settings_from(const ArgParser& parser) {
     if (!n || *n == 0 || *n > 64) return Error("--threads: between 1 and 64");
     s.options.threads = static_cast<unsigned>(*n);
   }
+  s.max_open_files_given = parser.value("max-open-files").has_value();
+  s.idle_file_timeout_given = parser.value("idle-file-timeout").has_value();
   s.options.allow_remote = parser.has("allow-remote");
   s.options.tls.cert_file = parser.value("tls-cert").value_or("");
   s.options.tls.key_file = parser.value("tls-key").value_or("");
@@ -278,6 +300,37 @@ Status SinkCommand::setup() {
 Status SinkCommand::setup_listener() {
   SinkOptions options = settings_.options;
   options.store.log = &log_;
+  // Sockets and recording files are both descriptors: take all the kernel allows this process, then
+  // keep the recordings' files within what the connections leave.
+  std::uint64_t nofile = 1024;
+  if (auto limit = raise_open_file_limit()) {
+    log_.line(limit->describe());
+    nofile = limit->soft;
+  } else {
+    log_.line(limit.error().message() + "; going on with the limit as it is");
+    rlimit now{};
+    if (::getrlimit(RLIMIT_NOFILE, &now) == 0) nofile = now.rlim_cur;
+  }
+  auto& max_open = options.store.files.max_open;
+  const std::size_t fits = SinkServer::default_max_open_files(nofile, options.max_connections);
+  if (!settings_.max_open_files_given) {
+    max_open = fits;
+  } else if (max_open > fits) {
+    log_.line("--max-open-files " + std::to_string(max_open) + " with --max-connections " +
+              std::to_string(options.max_connections) + " may pass the open-file limit " + std::to_string(nofile) +
+              " (at most " + std::to_string(fits) + " fit)");
+  }
+  if (options.store.files.idle_close.count() == 0 && !settings_.idle_file_timeout_given) {
+    options.store.files.idle_close = std::chrono::minutes(1);
+  }
+  const auto idle = options.store.files.idle_close.count();
+  log_.line("recording files: at most " + std::to_string(max_open) + " open, " +
+            (idle ? "closed after " + std::to_string(idle) + " ms without a connection"
+                  : "closed without a connection only for room") +
+            (options.store.files.expire.count() ? ", recordings expire after " +
+                                                      std::to_string(options.store.files.expire.count()) +
+                                                      " ms without one"
+                                                : ""));
   auto server = SinkServer::create(options);
   if (!server) return server.error();
   server_ = std::move(*server);
@@ -378,6 +431,14 @@ void SinkCommand::arm_status_timer() {
 
 void SinkCommand::log_listener_status() {
   const auto now = std::chrono::steady_clock::now();
+  const auto files = server_->files();
+  if (files.closed_idle + files.closed_for_room + files.refused_full + server_->collectors_over_limit() > 0) {
+    log_.line("recording files: " + std::to_string(files.open) + " open of " + std::to_string(files.limit) + " (" +
+              std::to_string(files.idle) + " idle); closed " + std::to_string(files.closed_idle) + " idle and " +
+              std::to_string(files.closed_for_room) + " for room, reopened " + std::to_string(files.reopened) +
+              "; refused " + std::to_string(files.refused_full) + " collectors at the cap and " +
+              std::to_string(server_->collectors_over_limit()) + " past --max-collectors-per-peer");
+  }
   for (const auto& c : server_->summaries()) {
     if (!c.connected && c.finished) continue;
     const std::string rate = rates_[c.id].since_last(c.records, c.compressed_bytes, now);

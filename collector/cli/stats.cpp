@@ -27,6 +27,7 @@
 #include "collector/cli/recording_report.hpp"
 #include "collector/cli/value_counts.hpp"
 #include "collector/decode/payload_schema.hpp"
+#include "collector/util/text.hpp"
 
 namespace perfstream::cli {
 namespace {
@@ -150,6 +151,12 @@ std::string ending(const recording::RecordingReader& reader) {
   if (!last.trailer) return "no trailer: the recording did not end cleanly (stopped hard, or still being written)";
   if (last.trailer->rotated()) {
     return "continues in piece " + std::to_string(last.header.piece() + 1) + ", which was not read";
+  }
+  if (last.trailer->expired_after_ns() != 0) {
+    std::string gone;
+    append_seconds(gone, last.trailer->expired_after_ns());
+    return "expired: the sink ended it after its collector had been gone " + gone +
+           " s (sink --expire); the collector never sent its own trailer";
   }
   if (!reader.problems().empty()) {
     return "with a trailer, but not cleanly: " + std::to_string(reader.problems().size()) +
@@ -284,7 +291,7 @@ std::string json_files(const recording::RecordingReader& trace) {
     if (f.trailer) {
       o += "{\"batches\":" + u(f.trailer->batches()) + ",\"records\":" + u(f.trailer->records()) +
            ",\"end_time_ns\":" + u(f.trailer->end_time_ns()) + ",\"rotated\":" + (f.trailer->rotated() ? "true" : "false") +
-           "}";
+           ",\"expired_after_ns\":" + u(f.trailer->expired_after_ns()) + "}";
     } else {
       o += "null";
     }

@@ -233,6 +233,11 @@ Status TraceFileWriter::close(v1::TraceTrailer trailer) {
   return {};
 }
 
+TraceFileWriter::Position TraceFileWriter::position() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Position{piece_, piece_bytes_, piece_batches_, piece_records_};
+}
+
 void TraceFileWriter::abandon() {
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;

@@ -76,6 +76,16 @@ class TraceFileWriter : public BatchSink {
   // the file it opened before; the pieces that follow are created by that user). Not someone else's file.
   Status give_to(uid_t uid, gid_t gid);
 
+  // Where the open piece ends: the resume_* of TraceWriterOptions that go on from here with a new writer
+  // after abandon() (a sink closing an idle recording's file, to reopen it when its collector is back).
+  struct Position {
+    std::uint32_t piece = 0;
+    std::uint64_t offset = 0;  // the end of its last complete frame
+    std::uint64_t batches = 0;
+    std::uint64_t records = 0;
+  };
+  Position position() const;
+
   std::uint64_t bytes_written() const;    // over every piece
   std::uint64_t batches_written() const;
   std::uint32_t pieces() const;

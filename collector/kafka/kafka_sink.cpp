@@ -295,7 +295,7 @@ class KafkaSink::Consumer {
       if (!decompressor_.decompress(value_, 1 << 20, message_) || !trailer.ParseFromString(message_)) {
         return reject(msg, "the trailer does not decode");
       }
-      if (auto st = recording->finish(trailer); !st) return fail(st.error().message());
+      if (auto st = store_.finish(recording, trailer); !st) return fail(st.error().message());
       ++trailers;
       const auto s = recording->summary();
       log("collector " + s.id + " finished: " + s.describe());

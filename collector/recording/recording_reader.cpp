@@ -6,6 +6,8 @@
 #include <chrono>
 #include <thread>
 
+#include "collector/util/text.hpp"
+
 namespace perfstream::recording {
 namespace {
 
@@ -189,6 +191,12 @@ bool RecordingReader::handle_frame(ReadOutcome& outcome, ReadBatch& out) {
           current_.reset();
         }
         return false;
+      }
+      if (trailer.expired_after_ns() != 0 && options_.note) {
+        std::string gone;
+        append_seconds(gone, trailer.expired_after_ns());
+        options_.note(info.path + ": the sink ended this recording, its collector gone for " + gone +
+                      " s (sink --expire): the collector never sent its own trailer");
       }
       info.trailer = std::move(trailer);
       // Followed, the trailer is the last frame: nothing more will be written after it.

@@ -1,5 +1,6 @@
 #include "collector/transport/recording_store.hpp"
 
+#include <cerrno>
 #include <filesystem>
 
 #include "collector/format/frame.hpp"
@@ -23,7 +24,8 @@ std::string file_safe_id(const std::string& id) {
 
 std::string RecordingSummary::describe() const {
   return std::to_string(batches) + " batches, " + std::to_string(records) + " records in " + file +
-         (finished ? "" : " (not finished: no trailer yet)") + ", lost " + std::to_string(lost_kernel) +
+         (expired ? " (expired: closed by the sink, its collector gone past --expire)"
+                  : finished ? "" : " (not finished: no trailer yet)") + ", lost " + std::to_string(lost_kernel) +
          " in its kernel and " + std::to_string(lost_collector) + " in its spool";
 }
 
@@ -52,6 +54,7 @@ Result<Recording::Stored> Recording::store(std::string& compressed, const v1::Ba
     return Stored::Duplicate;
   }
   if (finished_) return Error("recording " + id_ + ": batch " + std::to_string(batch.sequence()) + " after the trailer");
+  if (!writer_) return Error("recording " + id_ + ": its file " + path_ + " is closed (no live connection)");
   EncodedBatch encoded;
   encoded.sequence = batch.sequence();
   encoded.records = batch.record_count();
@@ -89,6 +92,7 @@ RecordingSummary Recording::summary() const {
   s.host = host_;
   s.file = path_;
   s.finished = finished_;
+  s.expired = expired_;
   s.batches = batches_;
   s.records = records_;
   s.compressed_bytes = compressed_bytes_;
@@ -100,8 +104,7 @@ RecordingSummary Recording::summary() const {
 }
 
 Result<std::unique_ptr<RecordingStore>> RecordingStore::open(const RecordingStoreOptions& options) {
-  std::unique_ptr<RecordingStore> store(new RecordingStore());
-  store->options_ = options;
+  std::unique_ptr<RecordingStore> store(new RecordingStore(options));
   std::error_code ec;
   fs::create_directories(options.dir, ec);
   if (ec) return Error("sink: creating " + options.dir + ": " + ec.message());
@@ -127,8 +130,110 @@ std::shared_ptr<Recording> RecordingStore::find(const std::string& id) const {
 
 Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& id, const v1::TraceHeader& header) {
   std::lock_guard<std::mutex> lock(mutex_);
+  return open_locked(id, header, 0);
+}
+
+Result<std::shared_ptr<Recording>> RecordingStore::connect(const std::string& id, const v1::TraceHeader& header) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return open_locked(id, header, 1);
+}
+
+void RecordingStore::disconnect(const std::shared_ptr<Recording>& recording) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (recording->connections_ == 0) return;
+  const auto at = now();
+  if (--recording->connections_ == 0) recording->idle_since_ = at;
+  files_.detach(recording->id_, at);
+}
+
+Status RecordingStore::finish(const std::shared_ptr<Recording>& recording, const v1::TraceTrailer& trailer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  files_.closed(recording->id_);
+  recording->header_.Clear();  // kept only to reopen its file: a finished recording's never is
+  return recording->finish(trailer);
+}
+
+std::chrono::steady_clock::time_point RecordingStore::now() const {
+  return options_.now ? options_.now() : std::chrono::steady_clock::now();
+}
+
+Status RecordingStore::make_room_locked(const std::string& for_id) {
+  while (files_.full()) {
+    auto victim = files_.victim();
+    if (!victim) {
+      ++stats_.refused_full;
+      return Error("no file for collector " + for_id + ": all " + std::to_string(files_.open_files()) +
+                       " recording files the sink may keep open (--max-open-files " +
+                       std::to_string(files_.capacity()) + ") have a live connection",
+                   EMFILE);
+    }
+    ++stats_.closed_for_room;
+    close_file_locked(*recordings_.at(*victim));
+  }
+  return {};
+}
+
+void RecordingStore::close_file_locked(Recording& r) {
+  files_.closed(r.id_);
+  std::lock_guard<std::mutex> rlock(r.mutex_);
+  if (!r.writer_) return;
+  r.position_ = r.writer_->position();
+  // No trailer: the file ends after its last complete frame, and reopen_locked goes on from there.
+  r.writer_->abandon();
+  r.writer_.reset();
+}
+
+Status RecordingStore::reopen_locked(Recording& r) {
+  if (auto room = make_room_locked(r.id_); !room) return room;
+  std::lock_guard<std::mutex> rlock(r.mutex_);
+  if (!r.file_closed()) return {};
+  TraceWriterOptions wo;
+  wo.path = r.path_;
+  wo.rotate_bytes = options_.rotate_bytes;
+  wo.rotate_time = options_.rotate_time;
+  wo.resume_piece = r.position_.piece;
+  wo.resume_offset = r.position_.offset;
+  wo.resume_batches = r.position_.batches;
+  wo.resume_records = r.position_.records;
+  auto writer = TraceFileWriter::create(wo, r.header_);
+  if (!writer) return writer.error().with_context("collector " + r.id_ + ": reopening its recording");
+  r.writer_ = std::move(*writer);
+  ++stats_.reopened;
+  files_.opened(r.id_, r.connections_, now());
+  return {};
+}
+
+Result<std::shared_ptr<Recording>> RecordingStore::open_locked(const std::string& id, const v1::TraceHeader& header,
+                                                               unsigned connections) {
+  const auto at = now();
   auto it = recordings_.find(id);
-  if (it != recordings_.end()) return it->second;
+  if (it != recordings_.end()) {
+    Recording& r = *it->second;
+    bool closed, expired;
+    {
+      std::lock_guard<std::mutex> rlock(r.mutex_);
+      closed = r.file_closed();
+      expired = r.expired_;
+    }
+    if (expired) return expired_error(r);
+    if (closed) {
+      if (connections) r.connections_ += connections;  // opened in use: no idle moment in between
+      Status reopened = reopen_locked(r);
+      if (!reopened) {
+        r.connections_ -= connections;
+        return reopened.error();
+      }
+    } else if (connections) {
+      r.connections_ += connections;
+      // A finished recording has no file open to attach to.
+      if (files_.is_open(id)) files_.attach(id);
+    }
+    return it->second;
+  }
+  if (files_.full() && !files_.victim()) {
+    // Refused before the files are scanned: a collector the sink cannot take costs it nothing.
+    if (auto room = make_room_locked(id); !room) return room.error();
+  }
 
   auto r = std::make_shared<Recording>();
   r->id_ = id;
@@ -152,7 +257,7 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
     }
     std::uint64_t good = (*reader)->offset();
     std::uint64_t batches = 0, records = 0;
-    bool trailer = false, final_trailer = false;
+    bool trailer = false, final_trailer = false, expired_trailer = false;
     for (;;) {
       ReadOutcome outcome = (*reader)->next();
       if (outcome.status != ReadStatus::Frame) break;
@@ -167,6 +272,7 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
         trailer = true;
         v1::TraceTrailer t;
         final_trailer = t.ParseFromString(outcome.message) && !t.rotated();
+        expired_trailer = final_trailer && t.expired_after_ns() != 0;
       }
       good = (*reader)->offset();
     }
@@ -177,6 +283,11 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
     // A recording that ended (its last piece has a trailer that is not a rotation's): nothing more is
     // written; batches sent again are duplicates, a trailer sent again is ignored.
     r->finished_ = trailer && final_trailer && !fs::exists(r->path_ + "." + std::to_string(piece + 1));
+    r->expired_ = r->finished_ && expired_trailer;
+  }
+  if (r->expired_) {
+    recordings_[id] = r;  // known from now on: its next hello is refused without a scan
+    return expired_error(*r);
   }
   if (r->finished_) {
     log("collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
@@ -184,6 +295,7 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
     recordings_[id] = r;
     return r;
   }
+  if (auto room = make_room_locked(id); !room) return room.error();
   if (wo.resume_piece) {
     log("collector " + id + ": resuming " + r->path_ + " with " + std::to_string(r->batches_) +
         " batches already stored");
@@ -191,8 +303,82 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
   auto writer = TraceFileWriter::create(wo, header);
   if (!writer) return writer.error();
   r->writer_ = std::move(*writer);
+  r->header_ = header;
+  r->connections_ = connections;
+  r->idle_since_ = at;
+  files_.opened(id, connections, at);
   recordings_[id] = r;
   return r;
+}
+
+Error RecordingStore::expired_error(const Recording& r) {
+  return Error("collector " + r.id_ + ": its recording " + r.path_ + " expired (the sink ended it after --expire " +
+                   "without a connection); start a new recording",
+               ETIMEDOUT);
+}
+
+bool RecordingStore::expire_locked(Recording& r, std::chrono::steady_clock::time_point now) {
+  bool closed;
+  {
+    std::lock_guard<std::mutex> rlock(r.mutex_);
+    closed = r.file_closed();
+  }
+  if (closed) {
+    if (auto reopened = reopen_locked(r); !reopened) {
+      // Tried again at the next sweep: said once per interval.
+      if (options_.log) options_.log->limited("store expiry", "cannot expire yet: " + reopened.error().message());
+      return false;
+    }
+  }
+  v1::TraceTrailer trailer;
+  trailer.set_expired_after_ns(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - r.idle_since_).count()));
+  files_.closed(r.id_);
+  Status finished = r.finish(trailer);
+  {
+    std::lock_guard<std::mutex> rlock(r.mutex_);
+    r.expired_ = r.finished_;
+  }
+  ++stats_.expired;
+  if (!finished) log("collector " + r.id_ + ": expiring its recording: " + finished.error().message());
+  return true;
+}
+
+std::vector<RecordingSummary> RecordingStore::sweep() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto at = now();
+  std::vector<RecordingSummary> expired;
+  if (options_.files.expire.count() > 0) {
+    for (auto& [id, recording] : recordings_) {
+      Recording& r = *recording;
+      bool finished;
+      {
+        std::lock_guard<std::mutex> rlock(r.mutex_);
+        finished = r.finished_;
+      }
+      if (finished || r.connections_ != 0 || at - r.idle_since_ < options_.files.expire) continue;
+      if (expire_locked(r, at)) {
+        expired.push_back(r.summary());
+        r.header_.Clear();  // kept only to reopen its file, which is ended now
+      }
+    }
+  }
+  if (options_.files.idle_close.count() > 0) {
+    for (const auto& id : files_.idle_before(at - options_.files.idle_close)) {
+      ++stats_.closed_idle;
+      close_file_locked(*recordings_.at(id));
+    }
+  }
+  return expired;
+}
+
+RecordingStore::FileStats RecordingStore::file_stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  FileStats s = stats_;
+  s.limit = files_.capacity();
+  s.open = files_.open_files();
+  s.idle = files_.idle_files();
+  return s;
 }
 
 std::vector<RecordingSummary> RecordingStore::summaries() const {

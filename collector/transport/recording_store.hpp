@@ -7,8 +7,21 @@
 // files (a sink restart) scans them on first use, cuts a half-written last frame, and carries on in the
 // same file; next_sequence() tells the sender where to resume.
 //
+// Open files: a recording's file is open while a collector is connected to it. One without a live
+// connection (connect() ... disconnect()) is idle; sweep() closes an idle file after files.idle_close, and
+// when files.max_open files are open, opening one more first closes the file idle for longest (an
+// OpenFileLimiter keeps the order). A file with a live connection is never closed for room: when every
+// open file has one, connect() fails with EMFILE and says so. A closed file is reopened where it ended
+// (TraceFileWriter::Position) when its collector connects again; what is stored stays in memory meanwhile
+// (next_sequence, the sequences above it), so duplicates are still dropped exactly. A reopened file keeps
+// the header it was created with (not the new hello's) and its rotate_time counts from the reopening.
+// Expiry: sweep() finishes a recording without a connection for files.expire with a trailer whose
+// expired_after_ns says how long it had been alone; its collector's next connect() is refused (the
+// recording on disk is finished), also after a restart, which finds that trailer.
+//
 // Threads: any. The store's map has its own lock and each recording its own, so recordings are written
-// in parallel; a recording's files are scanned under the store's lock, once, on first use.
+// in parallel; a recording's files are scanned under the store's lock, once, on first use. Lock order:
+// the store's, then a recording's. Files are opened, closed and reopened under both.
 #pragma once
 
 #include <chrono>
@@ -22,6 +35,7 @@
 #include <vector>
 
 #include "collector/format/trace_writer.hpp"
+#include "collector/transport/open_file_limiter.hpp"
 #include "collector/util/log.hpp"
 #include "collector/util/result.hpp"
 #include "perfstream.pb.h"
@@ -30,18 +44,28 @@ namespace perfstream {
 
 // Where a sink writes its recordings, when it starts a new piece of one, and where it logs (a sink logs
 // its own lines there too: SinkOptions and KafkaSinkOptions hold one of these).
+// How many recording files a store keeps open, and when it closes them by itself (all 0: never).
+struct RecordingFileLimits {
+  std::size_t max_open = 0;                  // files open at once; 0: no cap
+  std::chrono::milliseconds idle_close{0};   // close a file this long without a connection (sweep())
+  std::chrono::milliseconds expire{0};       // finish a recording this long without a connection (sweep())
+};
+
 struct RecordingStoreOptions {
   std::string dir;
   std::uint64_t rotate_bytes = 0;
   std::chrono::seconds rotate_time{0};
   Log* log = nullptr;  // not owned; null: nothing is logged
+  RecordingFileLimits files;
+  std::function<std::chrono::steady_clock::time_point()> now;  // empty: steady_clock::now (tests: a fake)
 };
 
 struct RecordingSummary {
   std::string id;
   std::string host;
   std::string file;
-  bool finished = false;             // the trailer arrived
+  bool finished = false;             // the trailer arrived (or the sink expired it)
+  bool expired = false;              // the sink finished it: no connection for --expire
   std::uint64_t batches = 0;         // stored
   std::uint64_t records = 0;
   std::uint64_t compressed_bytes = 0;  // the stored batches as written: compressed, without frame headers
@@ -73,6 +97,7 @@ class Recording {
 
  private:
   friend class RecordingStore;
+  bool file_closed() const { return !writer_ && !finished_; }  // mutex held
   bool has(std::uint64_t seq) const { return seq < next_ || above_.count(seq) != 0; }
   void mark(std::uint64_t seq);
   void count(const v1::Batch& batch, std::uint64_t compressed_bytes);
@@ -87,6 +112,13 @@ class Recording {
   std::uint64_t batches_ = 0, records_ = 0, compressed_bytes_ = 0, duplicates_ = 0, lost_kernel_ = 0,
                 lost_collector_ = 0;
   bool finished_ = false;
+  bool expired_ = false;
+  // While its file is closed by the store: where it ended, to go on from there.
+  TraceFileWriter::Position position_;
+  // Guarded by the store's mutex, not this one.
+  v1::TraceHeader header_;  // what its files were created with: a reopened file goes on with it
+  unsigned connections_ = 0;
+  std::chrono::steady_clock::time_point idle_since_;  // when connections_ last became 0
 };
 
 class RecordingStore {
@@ -98,18 +130,54 @@ class RecordingStore {
 
   // The recording of collector `id`, opened (or resumed from disk) on first use with `header`.
   Result<std::shared_ptr<Recording>> recording(const std::string& id, const v1::TraceHeader& header);
+  // The same for a live connection of the collector: its file is open (reopened if closed), and it stays
+  // open until disconnect(). Fails with EMFILE when the file cap is reached and every open file has a live
+  // connection, and when the recording expired (see the top).
+  Result<std::shared_ptr<Recording>> connect(const std::string& id, const v1::TraceHeader& header);
+  // Ends a connection that connect() made; the last one makes the recording idle.
+  void disconnect(const std::shared_ptr<Recording>& recording);
+  // Recording::finish, and the file no longer counts as open.
+  Status finish(const std::shared_ptr<Recording>& recording, const v1::TraceTrailer& trailer);
   // The recording of `id` if it is open already; nullptr otherwise.
   std::shared_ptr<Recording> find(const std::string& id) const;
   std::vector<RecordingSummary> summaries() const;
   const std::string& dir() const { return options_.dir; }
 
+  // Closes the files idle past files.idle_close and expires the recordings alone past files.expire, at
+  // the store's clock; returns the summaries of those it expired.
+  std::vector<RecordingSummary> sweep();
+
+  struct FileStats {
+    std::size_t limit = 0;            // files.max_open (0: none)
+    std::size_t open = 0;             // recordings' files open now
+    std::size_t idle = 0;             // of them, without a live connection
+    std::uint64_t closed_idle = 0;    // closed by sweep() after files.idle_close
+    std::uint64_t closed_for_room = 0;  // closed at the cap for another collector
+    std::uint64_t reopened = 0;
+    std::uint64_t expired = 0;
+    std::uint64_t refused_full = 0;   // connect() refused: every open file had a live connection
+  };
+  FileStats file_stats() const;
+
  private:
-  RecordingStore() = default;
+  explicit RecordingStore(const RecordingStoreOptions& options)
+      : options_(options), files_(options.files.max_open) {}
   void log(const std::string& line) const;
+  std::chrono::steady_clock::time_point now() const;
+  // All with mutex_ held.
+  Result<std::shared_ptr<Recording>> open_locked(const std::string& id, const v1::TraceHeader& header,
+                                                 unsigned connections);
+  Status make_room_locked(const std::string& for_id);
+  void close_file_locked(Recording& r);
+  Status reopen_locked(Recording& r);
+  bool expire_locked(Recording& r, std::chrono::steady_clock::time_point now);  // false: not yet (no room)
+  static Error expired_error(const Recording& r);
 
   RecordingStoreOptions options_;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards the fields below, and each Recording's store-guarded fields
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
+  OpenFileLimiter files_;
+  FileStats stats_;  // the counters; limit, open and idle come from files_
 };
 
 // A collector id as a file name: letters, digits, '.', '-', '_' are kept. An id that had to be changed

@@ -4,6 +4,8 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <deque>
 #include <utility>
 
@@ -42,6 +44,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   ~Session() {
     server_.budget_->give_back(std::exchange(reserved_, 0), false);
     release_slot();
+    release_recording();
   }
 
   void close_quietly() {
@@ -50,6 +53,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     conn_->close();
     release_payload();
     release_slot();
+    release_recording();
   }
 
  private:
@@ -166,9 +170,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
                       std::to_string(kStreamProtocolVersion));
       }
       if (hello.collector_id().empty()) return refuse("the hello has no collector id");
-      auto recording = server_.store_->recording(hello.collector_id(), hello.header());
-      if (!recording) return refuse(recording.error().message());
-      collector_ = *recording;
+      if (!open_recording(hello)) return;
       if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
         asio::post(old->conn_executor(), [old] { old->close_quietly(); });
       }
@@ -188,7 +190,10 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
       if (!decompressor_.decompress(payload_, 1 << 20, message) || !trailer.ParseFromString(message)) {
         return drop("the trailer does not decode");
       }
-      if (auto st = collector_->finish(trailer); !st) return drop("closing the recording: " + st.error().message());
+      if (auto st = server_.store_->finish(collector_, trailer); !st) {
+        return drop("closing the recording: " + st.error().message());
+      }
+      server_.collector_ids_->release(collector_->id());
       const auto summary = collector_->summary();
       server_.log("collector " + summary.id + " finished: " + summary.describe());
     } else {
@@ -215,11 +220,50 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     return {};
   }
 
-  void refuse(const std::string& reason) {
+  // The hello's recording, connected (its file open until this session goes), or a refusal: the peer
+  // address brought too many collector ids, the file cap is reached with every file in use, the
+  // recording expired, or its file cannot be opened. False when refused.
+  bool open_recording(const v1::StreamHello& hello) {
+    const std::string& id = hello.collector_id();
+    const auto admission = server_.collector_ids_->admit(address_, id);
+    if (admission == CollectorIdsPerPeer::Admission::Refused) {
+      ++server_.collectors_over_limit_;
+      refuse("collector " + id + ": " + address_ + " has " + std::to_string(server_.collector_ids_->cap()) +
+                 " collectors with unfinished recordings on this sink (--max-collectors-per-peer " +
+                 std::to_string(server_.collector_ids_->cap()) + ")",
+             "sink per-peer collector limit");
+      return false;
+    }
+    auto recording = server_.store_->connect(id, hello.header());
+    if (!recording) {
+      // A collector refused here keeps no place of its address's.
+      if (admission == CollectorIdsPerPeer::Admission::Charged) server_.collector_ids_->release(id);
+      const int err = recording.error().errnum();
+      refuse(recording.error().message(), err == EMFILE ? "sink open-file limit" : err == ETIMEDOUT ? "sink expired" : "");
+      return false;
+    }
+    collector_ = *recording;
+    connected_ = true;
+    if (collector_->summary().finished) server_.collector_ids_->release(id);  // it holds nothing open
+    return true;
+  }
+
+  void release_recording() {
+    if (std::exchange(connected_, false)) server_.store_->disconnect(collector_);
+  }
+
+  // `log_key`: the line is rate-limited under that key (Log::limited), for refusals a peer can repeat.
+  void refuse(const std::string& reason, const std::string& log_key = "") {
     v1::StreamRefusal refusal;
     refusal.set_reason(reason);
     ++server_.refused_;
-    server_.log("peer " + conn_->peer() + " refused: " + reason);
+    const std::string line = "peer " + conn_->peer() + " refused: " + reason;
+    if (log_key.empty() || !server_.options_.store.log) {
+      server_.log(line);
+    } else {
+      server_.options_.store.log->limited(log_key, line);
+      quiet_close_ = true;  // its refusal line is rate-limited: so is its leaving, by saying nothing
+    }
     closing_after_write_ = true;
     send(encode_control_frame(FrameType::Refusal, refusal));
   }
@@ -250,6 +294,8 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     conn_->close();
     release_payload();
     release_slot();
+    release_recording();
+    if (quiet_close_ && !is_error) return;
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
     server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
@@ -272,8 +318,10 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   std::uint64_t duplicates_ = 0;
   bool closed_ = false;
   bool closing_after_write_ = false;
+  bool quiet_close_ = false;  // refused with a rate-limited line: the closing is not logged
   const std::string address_;
   bool slot_held_ = true;
+  bool connected_ = false;  // to collector_, by store_->connect(); until release_recording()
 };
 
 Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& options) {
@@ -287,6 +335,18 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   server->store_ = std::move(*store);
+  server->collector_ids_ = std::make_unique<CollectorIdsPerPeer>(options.max_collectors_per_peer);
+  server->sweep_timer_ = std::make_unique<asio::steady_timer>(server->io_);
+  // A few sweeps per the shortest period, so a file closes within a quarter of its idle time late.
+  const auto& files = options.store.files;
+  std::chrono::milliseconds shortest{0};
+  for (auto period : {files.idle_close, files.expire}) {
+    if (period.count() > 0 && (shortest.count() == 0 || period < shortest)) shortest = period;
+  }
+  if (shortest.count() > 0) {
+    server->sweep_interval_ = std::clamp<std::chrono::milliseconds>(shortest / 4, std::chrono::milliseconds(20),
+                                                                    std::chrono::milliseconds(5000));
+  }
   if (options.tls.enabled()) {
     auto ctx = make_tls_context(options.tls, true);
     if (!ctx) return ctx.error();
@@ -330,6 +390,7 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   }
   for (std::size_t i = 0; i < server->tcp_acceptors_.size(); ++i) server->accept_tcp(i);
   for (std::size_t i = 0; i < server->unix_acceptors_.size(); ++i) server->accept_unix(i);
+  server->arm_file_sweep();
   return server;
 }
 
@@ -473,6 +534,41 @@ void SinkServer::release_slot(const std::string& address) {
   if (address.empty()) return;
   auto it = open_per_address_.find(address);
   if (it != open_per_address_.end() && --it->second == 0) open_per_address_.erase(it);
+}
+
+void SinkServer::arm_file_sweep() {
+  if (sweep_interval_.count() == 0) return;
+  sweep_timer_->expires_after(sweep_interval_);
+  sweep_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    sweep_files();
+    arm_file_sweep();
+  });
+}
+
+void SinkServer::sweep_files() {
+  const auto before = store_->file_stats().closed_idle;
+  for (const auto& expired : store_->sweep()) {
+    collector_ids_->release(expired.id);
+    log("collector " + expired.id + " expired: " + expired.describe());
+  }
+  const auto after = store_->file_stats();
+  if (after.closed_idle > before && options_.store.log) {
+    options_.store.log->limited(
+        "sink idle files", "closed " + std::to_string(after.closed_idle - before) +
+                               " recording files idle for " + std::to_string(options_.store.files.idle_close.count()) +
+                               " ms (no connection); " + std::to_string(after.open) + " open");
+  }
+}
+
+RecordingStore::FileStats SinkServer::files() const { return store_->file_stats(); }
+
+std::uint64_t SinkServer::collectors_over_limit() const { return collectors_over_limit_.load(); }
+
+std::size_t SinkServer::default_max_open_files(std::uint64_t nofile, std::size_t max_connections) {
+  constexpr std::uint64_t kOwnDescriptors = 64;
+  const std::uint64_t reserved = std::uint64_t{max_connections} + kOwnDescriptors;
+  return static_cast<std::size_t>(std::max<std::uint64_t>(16, nofile > reserved ? nofile - reserved : 0));
 }
 
 void SinkServer::log(const std::string& line) const {

@@ -22,6 +22,15 @@
 // share goes back once the frame is handled. A peer that stalls mid-frame keeps its share until
 // idle_timeout drops it, and other collectors' frames wait meanwhile (as in Kafka).
 //
+// Files: a connected collector's recording file stays open; once its last connection goes, the store may
+// close it (after store.files.idle_close, or at once when store.files.max_open files are open and another
+// collector needs one) and reopens it where it ended when the collector is back (recording_store.hpp).
+// When every open file has a live connection, a new collector's hello is refused in-band ("all N
+// recording files ... have a live connection"), logged rate-limited. A peer address may bring at most
+// max_collectors_per_peer distinct collector ids whose recordings are not finished (CollectorIdsPerPeer);
+// a new id past it is refused in-band too, logged rate-limited. A timer sweeps idle files and expired
+// recordings (store.files.expire) a few times per their shortest period.
+//
 // Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
 #pragma once
 
@@ -36,7 +45,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "collector/format/trace_writer.hpp"
+#include "collector/transport/collector_ids_per_peer.hpp"
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/frame_budget.hpp"
@@ -60,6 +72,8 @@ struct SinkOptions {
   // A connection past either is closed as soon as it is accepted, and logged rate-limited (Log::limited).
   std::size_t max_connections = 1024;
   std::size_t max_connections_per_peer = 64;
+  // Distinct collector ids with unfinished recordings per peer address (TCP); see the top.
+  std::size_t max_collectors_per_peer = 256;
   unsigned threads = 2;
   bool allow_remote = false;  // bind non-loopback addresses only when told
 };
@@ -85,6 +99,14 @@ class SinkServer {
   // Connections open now, and those closed at accept for a connection limit.
   std::size_t open_connections() const;
   std::uint64_t connections_over_limit() const;
+  // The recordings' files: open, idle, closed and reopened (RecordingStore::FileStats).
+  RecordingStore::FileStats files() const;
+  // Hellos refused because their peer address had max_collectors_per_peer ids already.
+  std::uint64_t collectors_over_limit() const;
+
+  // The default --max-open-files: what the fd limit `nofile` leaves after the connections and a margin for
+  // the sink's own descriptors (listeners, epoll, log, TLS files), at least 16.
+  static std::size_t default_max_open_files(std::uint64_t nofile, std::size_t max_connections);
 
   // How much of a frame a connection reads at a time, and so the most it holds beyond what it received.
   static constexpr std::size_t kReadChunk = 64u << 10;
@@ -101,6 +123,9 @@ class SinkServer {
   // (rate-limited). True when admitted.
   bool admit(const std::string& address, const std::string& peer);
   void release_slot(const std::string& address);
+  // Closes idle files and expires recordings (RecordingStore::sweep), every sweep_interval_.
+  void arm_file_sweep();
+  void sweep_files();
 
   SinkOptions options_;
   std::unique_ptr<FrameBudget> budget_;  // before io_: sessions give back to it as io_'s handlers go
@@ -110,13 +135,18 @@ class SinkServer {
   std::size_t open_connections_ = 0;
   std::map<std::string, std::size_t> open_per_address_;
   std::atomic<std::uint64_t> over_limit_{0};
+  // Before io_ too: sessions disconnect from their recordings, and give back their ids, as they go.
+  std::unique_ptr<RecordingStore> store_;
+  std::unique_ptr<CollectorIdsPerPeer> collector_ids_;
+  std::atomic<std::uint64_t> collectors_over_limit_{0};
   asio::io_context io_;
+  std::unique_ptr<asio::steady_timer> sweep_timer_;  // on io_
+  std::chrono::milliseconds sweep_interval_{0};      // 0: nothing to sweep
   std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
   std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
   std::vector<Endpoint> bound_;
   std::vector<std::thread> threads_;
-  std::unique_ptr<RecordingStore> store_;
   mutable std::mutex active_mutex_;
   std::map<std::string, std::weak_ptr<Session>> active_;  // each collector's current connection
   std::atomic<std::uint64_t> refused_{0};

@@ -947,7 +947,7 @@ TEST_F(Stats, JsonIsOneValidObjectWithTheSameNumbers) {
                    R"("unwritable_errno":95,)"),
             std::string::npos)
       << o;
-  EXPECT_NE(o.find(R"("trailer":{"batches":3,"records":7,"end_time_ns":1000008000,"rotated":false})"),
+  EXPECT_NE(o.find(R"("trailer":{"batches":3,"records":7,"end_time_ns":1000008000,"rotated":false,"expired_after_ns":0})"),
             std::string::npos)
       << o;
   EXPECT_NE(o.find(R"("damage":[])"), std::string::npos);
@@ -988,6 +988,48 @@ TEST_F(Stats, CutShortFileSaysItDidNotEndCleanlyAndWarns) {
                           std::to_string(frames[3].offset) + R"(,"kind":"truncated")"),
             std::string::npos)
       << json.out;
+}
+
+// A recording a sink ended at --expire: its trailer (written as the sink writes it, on the file cut back to
+// its last batch) says how long the collector had been gone; stats says "expired", dump notes it.
+TEST_F(Stats, ARecordingTheSinkExpiredSaysSo) {
+  const auto frames = frames_of(path_);
+  v1::TraceTrailer original;
+  {
+    auto reader = TraceFileReader::open(path_);
+    ASSERT_TRUE(reader);
+    for (ReadOutcome o = (*reader)->next(); o.status == ReadStatus::Frame; o = (*reader)->next()) {
+      if (o.type == FrameType::Trailer) {
+        ASSERT_TRUE(original.ParseFromString(o.message));
+      }
+    }
+  }
+  TraceWriterOptions wo;
+  wo.path = path_;
+  wo.resume_piece = 0;
+  wo.resume_offset = frames.back().offset;
+  wo.resume_batches = original.batches();
+  wo.resume_records = original.records();
+  auto writer = TraceFileWriter::create(wo, v1::TraceHeader());
+  ASSERT_TRUE(writer) << writer.error().message();
+  v1::TraceTrailer expired;
+  expired.set_expired_after_ns(30'000'000'123);
+  ASSERT_TRUE((*writer)->close(expired));
+
+  const CommandRun r = stats({path_});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("ended      expired: the sink ended it after its collector had been gone 30.000000123 s "
+                       "(sink --expire); the collector never sent its own trailer"),
+            std::string::npos)
+      << r.out;
+  const CommandRun json = stats({"--json", path_});
+  EXPECT_TRUE(JsonChecker::valid(json.out)) << json.out;
+  EXPECT_NE(json.out.find(R"("rotated":false,"expired_after_ns":30000000123})"), std::string::npos) << json.out;
+  const CommandRun d = dump({path_});
+  EXPECT_NE(d.err.find(path_ + ": the sink ended this recording, its collector gone for 30.000000123 s (sink "
+                               "--expire): the collector never sent its own trailer"),
+            std::string::npos)
+      << d.err;
 }
 
 TEST_F(Stats, CorruptFrameIsAnErrorUnlessSkipped) {
