@@ -52,13 +52,26 @@ Result<Recording::Stored> Recording::store(std::string& compressed, const v1::Ba
     return Stored::Duplicate;
   }
   if (finished_) return Error("recording " + id_ + ": batch " + std::to_string(batch.sequence()) + " after the trailer");
+  if (broken_ || !writer_) {
+    return Error("cannot store batch " + std::to_string(batch.sequence()) + " in " + path_ +
+                 ": an earlier write failed; it is opened again at the collector's next hello");
+  }
   EncodedBatch encoded;
   encoded.sequence = batch.sequence();
   encoded.records = batch.record_count();
   encoded.compressed = std::move(compressed);
   Status written = writer_->write_batch(encoded);
   compressed = std::move(encoded.compressed);
-  if (!written) return Error("cannot store it: " + written.error().message());
+  if (!written) {
+    // The writer cut the file back to its last complete frame and refuses everything from now on: drop
+    // it, and let the store open the file again (from what it holds) when the sender comes back.
+    broken_ = true;
+    writer_->abandon();
+    writer_.reset();
+    const int err = written.error().errnum();
+    const std::string what = "cannot store batch " + std::to_string(batch.sequence()) + " in " + path_;
+    return err != 0 ? Error::from_errno(what, err) : Error(what + ": " + written.error().message());
+  }
   count(batch, compressed.size());
   return Stored::New;
 }
@@ -75,6 +88,11 @@ Status Recording::finish(const v1::TraceTrailer& trailer) {
 Status Recording::sync() {
   std::lock_guard<std::mutex> lock(mutex_);
   return writer_ ? writer_->sync() : Status{};
+}
+
+bool Recording::broken() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return broken_;
 }
 
 std::uint64_t Recording::next_sequence() const {
@@ -125,11 +143,50 @@ std::shared_ptr<Recording> RecordingStore::find(const std::string& id) const {
   return it == recordings_.end() ? nullptr : it->second;
 }
 
-Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& id, const v1::TraceHeader& header) {
-  std::lock_guard<std::mutex> lock(mutex_);
+std::shared_ptr<Recording> RecordingStore::open_recording(const std::string& id) const {
   auto it = recordings_.find(id);
-  if (it != recordings_.end()) return it->second;
+  return it == recordings_.end() || it->second->broken() ? nullptr : it->second;
+}
 
+bool RecordingStore::needs_scan(const std::string& id) const {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (open_recording(id)) return false;
+  }
+  std::error_code ec;
+  return fs::exists(options_.dir + "/" + file_safe_id(id) + ".data", ec);
+}
+
+Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& id, const v1::TraceHeader& header) {
+  std::shared_ptr<std::mutex> loading;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto r = open_recording(id)) return r;
+    auto& slot = loading_[id];
+    if (!slot) slot = std::make_shared<std::mutex>();
+    loading = slot;
+  }
+  // One load per id at a time; other ids go on meanwhile (the store's lock is not held while scanning).
+  std::lock_guard<std::mutex> once(*loading);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto r = open_recording(id)) return r;  // loaded while we waited
+  }
+  auto loaded = load(id, header);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = loading_.find(id); it != loading_.end() && it->second == loading) loading_.erase(it);
+  if (!loaded) return loaded.error();
+  if (auto it = recordings_.find(id); it != recordings_.end()) {
+    // Reopened after a failed write: the duplicates it counted stay counted.
+    std::lock_guard<std::mutex> old_lock(it->second->mutex_);
+    std::lock_guard<std::mutex> new_lock((*loaded)->mutex_);
+    (*loaded)->duplicates_ += it->second->duplicates_;
+  }
+  recordings_[id] = *loaded;
+  return *loaded;
+}
+
+Result<std::shared_ptr<Recording>> RecordingStore::load(const std::string& id, const v1::TraceHeader& header) const {
   auto r = std::make_shared<Recording>();
   r->id_ = id;
   r->host_ = header.host();
@@ -181,7 +238,6 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
   if (r->finished_) {
     log("collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
         " batches)");
-    recordings_[id] = r;
     return r;
   }
   if (wo.resume_piece) {
@@ -191,7 +247,6 @@ Result<std::shared_ptr<Recording>> RecordingStore::recording(const std::string& 
   auto writer = TraceFileWriter::create(wo, header);
   if (!writer) return writer.error();
   r->writer_ = std::move(*writer);
-  recordings_[id] = r;
   return r;
 }
 

@@ -7,8 +7,15 @@
 // files (a sink restart) scans them on first use, cuts a half-written last frame, and carries on in the
 // same file; next_sequence() tells the sender where to resume.
 //
+// A write that fails (the disk is full, read-only, over quota) stores nothing: the file is cut back to its
+// last complete frame, the error names the batch, the file and the errno, and the recording is `broken`
+// from then on. The next recording() of its id opens it again from what its files hold, so a sender that
+// retries once space is back goes on in the same file, and nothing is stored twice.
+//
 // Threads: any. The store's map has its own lock and each recording its own, so recordings are written
-// in parallel; a recording's files are scanned under the store's lock, once, on first use.
+// in parallel. A recording's files are scanned without the store's lock, under a lock of its id alone:
+// a scan never holds up another id's recording(); needs_scan() tells a caller that wants to keep such a
+// call off a thread that must stay responsive (the sink's network threads) when it would scan.
 #pragma once
 
 #include <chrono>
@@ -68,6 +75,8 @@ class Recording {
   // Forces what was stored to disk (fdatasync), for a sender that may forget it only afterwards.
   Status sync();
   std::uint64_t next_sequence() const;
+  // A write failed: nothing more is stored here; the store opens the files again on the id's next use.
+  bool broken() const;
   RecordingSummary summary() const;
   const std::string& id() const { return id_; }
 
@@ -87,6 +96,7 @@ class Recording {
   std::uint64_t batches_ = 0, records_ = 0, compressed_bytes_ = 0, duplicates_ = 0, lost_kernel_ = 0,
                 lost_collector_ = 0;
   bool finished_ = false;
+  bool broken_ = false;
 };
 
 class RecordingStore {
@@ -96,8 +106,12 @@ class RecordingStore {
   // the same files.
   ~RecordingStore();
 
-  // The recording of collector `id`, opened (or resumed from disk) on first use with `header`.
+  // The recording of collector `id`, opened (or resumed from disk) on first use with `header`, or opened
+  // again after a write failed. May scan the id's files (see needs_scan).
   Result<std::shared_ptr<Recording>> recording(const std::string& id, const v1::TraceHeader& header);
+  // True when recording(id) would read files from disk first: the id is not open (or is broken) and a
+  // file of it exists. A hint: it may change before the call.
+  bool needs_scan(const std::string& id) const;
   // The recording of `id` if it is open already; nullptr otherwise.
   std::shared_ptr<Recording> find(const std::string& id) const;
   std::vector<RecordingSummary> summaries() const;
@@ -106,10 +120,15 @@ class RecordingStore {
  private:
   RecordingStore() = default;
   void log(const std::string& line) const;
+  // Opens the recording of `id` from its files (scanning what they hold) or as a new file. No lock held.
+  Result<std::shared_ptr<Recording>> load(const std::string& id, const v1::TraceHeader& header) const;
+  std::shared_ptr<Recording> open_recording(const std::string& id) const;  // mutex_ held; null if none usable
 
   RecordingStoreOptions options_;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards the two maps
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
+  // The ids being loaded, each with the lock that a second recording() of the same id waits on.
+  std::map<std::string, std::shared_ptr<std::mutex>> loading_;
 };
 
 // A collector id as a file name: letters, digits, '.', '-', '_' are kept. An id that had to be changed

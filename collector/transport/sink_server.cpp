@@ -25,7 +25,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
         address_(std::move(address)) {}
 
   void start() {
-    server_.log("peer " + conn_->peer() + " connected");
+    server_.log_limited("connected " + address_, "peer " + conn_->peer() + " connected");
     arm_deadline(server_.options_.hello_timeout, "no hello");
     if (conn_->is_tls()) {
       auto self = shared_from_this();
@@ -166,22 +166,28 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
                       std::to_string(kStreamProtocolVersion));
       }
       if (hello.collector_id().empty()) return refuse("the hello has no collector id");
-      auto recording = server_.store_->recording(hello.collector_id(), hello.header());
-      if (!recording) return refuse(recording.error().message());
-      collector_ = *recording;
-      if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
-        asio::post(old->conn_executor(), [old] { old->close_quietly(); });
+      if (server_.store_->needs_scan(hello.collector_id())) {
+        // Its files are read first, which may take long: on the scan threads, so that no other collector's
+        // hello waits for it. Nothing more is read from this peer until its welcome.
+        arm_deadline(server_.options_.idle_timeout, "no frame");
+        release_payload();
+        auto self = shared_from_this();
+        asio::post(*server_.scans_, [self, hello = std::move(hello)] {
+          auto recording = self->server_.store_->recording(hello.collector_id(), hello.header());
+          asio::post(self->conn_executor(), [self, recording = std::move(recording)]() mutable {
+            if (self->closed_) return;
+            self->welcome(std::move(recording));
+          });
+        });
+        return;
       }
-      v1::StreamWelcome welcome;
-      welcome.set_next_sequence(collector_->next_sequence());
-      welcome.set_protocol_version(kStreamProtocolVersion);
-      welcome.set_sink_id(server_.sink_id_);
-      const auto summary = collector_->summary();
-      server_.log("peer " + conn_->peer() + " is collector " + summary.id + " (host " + summary.host + "), writing " +
-                  summary.file + ", resuming at batch " + std::to_string(welcome.next_sequence()));
-      send(encode_control_frame(FrameType::Welcome, welcome));
+      return welcome(server_.store_->recording(hello.collector_id(), hello.header()));
     } else if (type == FrameType::Batch) {
-      if (auto st = store_batch(); !st) return drop(st.error().message());
+      if (auto stored = store_batch(); !stored) {
+        return drop(stored.error().message());
+      } else if (!*stored) {
+        return;  // refused in-band: the connection closes once the refusal is written
+      }
     } else if (type == FrameType::Trailer) {
       std::string message;
       v1::TraceTrailer trailer;
@@ -198,7 +204,30 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     read_header();
   }
 
-  Status store_batch() {
+  // The hello's answer, once the collector's recording is open: a welcome, or a refusal that says why.
+  void welcome(Result<std::shared_ptr<Recording>> recording) {
+    if (!recording) return refuse(recording.error().message(), 0, recording.error().errnum());
+    collector_ = *recording;
+    if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
+      asio::post(old->conn_executor(), [old] { old->close_quietly(); });
+    }
+    v1::StreamWelcome welcome;
+    welcome.set_next_sequence(collector_->next_sequence());
+    welcome.set_protocol_version(kStreamProtocolVersion);
+    welcome.set_sink_id(server_.sink_id_);
+    const auto summary = collector_->summary();
+    server_.log_limited("hello " + summary.id,
+                        "peer " + conn_->peer() + " is collector " + summary.id + " (host " + summary.host +
+                            "), writing " + summary.file + ", resuming at batch " +
+                            std::to_string(welcome.next_sequence()));
+    send(encode_control_frame(FrameType::Welcome, welcome));
+    arm_deadline(server_.options_.idle_timeout, "no frame");
+    read_header();
+  }
+
+  // True: stored (or a duplicate) and acknowledged. False: the sink cannot store it (its disk), and the
+  // collector was told so in-band. An error: the peer sent something broken.
+  Result<bool> store_batch() {
     if (auto st = decompressor_.decompress(payload_, server_.options_.max_batch, message_); !st) {
       return Error("batch at byte " + std::to_string(offset_ - payload_.size() - kFrameHeaderSize) + ": " +
                    st.error().message());
@@ -206,20 +235,30 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     auto view = BatchView::parse(message_);
     if (!view) return view.error();
     auto stored = collector_->store(payload_, view->batch());
-    if (!stored) return stored.error();
+    if (!stored) {
+      // Our disk, not the peer: say why, in-band, and let the collector keep the batch and come back.
+      refuse(stored.error().message(), view->batch().sequence(), stored.error().errnum());
+      return false;
+    }
     if (*stored == Recording::Stored::Duplicate) ++duplicates_;
     v1::StreamAck ack;
     ack.set_through(collector_->next_sequence());
     ack.set_duplicates(duplicates_);
     send(encode_control_frame(FrameType::Ack, ack));
-    return {};
+    return true;
   }
 
-  void refuse(const std::string& reason) {
+  // Tells the peer why, then closes once that is written; nothing more is read from it.
+  void refuse(const std::string& reason, std::uint64_t batch_sequence = 0, int errnum = 0) {
     v1::StreamRefusal refusal;
     refusal.set_reason(reason);
+    refusal.set_batch_sequence(batch_sequence);
+    refusal.set_errnum(errnum);
     ++server_.refused_;
-    server_.log("peer " + conn_->peer() + " refused: " + reason);
+    // The same refusal, again and again (a full disk), is one line per interval and a count.
+    server_.log_limited("refused " + (collector_ ? collector_->id() : address_) + " " + reason,
+                        "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "") +
+                            " refused: " + reason);
     closing_after_write_ = true;
     send(encode_control_frame(FrameType::Refusal, refusal));
   }
@@ -251,7 +290,9 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     release_payload();
     release_slot();
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
-    server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
+    // Repeated causes from one address (or one collector) are one line per interval and a count.
+    server_.log_limited("dropped " + (collector_ ? "collector " + collector_->id() : address_) + " " + why,
+                        who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
 
   asio::any_io_executor conn_executor() { return timer_.get_executor(); }
@@ -287,6 +328,7 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   server->store_ = std::move(*store);
+  server->scans_ = std::make_unique<asio::thread_pool>(std::max(1u, options.scan_threads));
   if (options.tls.enabled()) {
     auto ctx = make_tls_context(options.tls, true);
     if (!ctx) return ctx.error();
@@ -335,6 +377,11 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
 
 SinkServer::~SinkServer() {
   stop();
+  // Scans still queued hold their sessions, whose sockets belong to io_: they go first. A scan running
+  // now finishes (its welcome is posted to io_, and destroyed with it).
+  scans_->stop();
+  scans_->join();
+  scans_.reset();
   // Waiting sessions are owned by their wake-ups: they go now, while io_ (their sockets' and timers') lives.
   budget_->cancel_waiting();
   // The store leaves unfinished recordings resumable when it goes.
@@ -362,7 +409,8 @@ void SinkServer::accept_tcp(std::size_t index) {
       }
       std::make_shared<Session>(*this, std::move(conn), executor, address)->start();
     } else {
-      log("accepting on " + bound_[index].to_string() + ": " + ec.message());
+      log_limited("accept " + bound_[index].to_string() + " " + ec.message(),
+                  "accepting on " + bound_[index].to_string() + ": " + ec.message());
     }
     accept_tcp(index);
   });
@@ -477,6 +525,10 @@ void SinkServer::release_slot(const std::string& address) {
 
 void SinkServer::log(const std::string& line) const {
   if (options_.store.log) options_.store.log->line(line);
+}
+
+void SinkServer::log_limited(const std::string& key, const std::string& line) const {
+  if (options_.store.log) options_.store.log->limited(key, line);
 }
 
 }  // namespace perfstream

@@ -22,6 +22,18 @@
 // share goes back once the frame is handled. A peer that stalls mid-frame keeps its share until
 // idle_timeout drops it, and other collectors' frames wait meanwhile (as in Kafka).
 //
+// Resume scans: a hello whose recording must first be read from disk (a sink restart, or a file reopened
+// after a failed write) is answered from `scan_threads` threads of their own, never the network threads:
+// another collector's hello is answered meanwhile. A second hello of the same id waits for the first scan.
+//
+// Storage failures: a batch the store cannot write (the disk is full, read-only, over quota) is refused
+// in-band (StreamRefusal with the reason, the batch and the errno) and the connection closed: the
+// collector keeps it and comes back after its backoff; the recording is opened again then.
+//
+// Logs: lines that repeat (a peer connecting, a hello, a refusal, a drop for one cause, an accept error)
+// go through the log's rate limit, keyed by what repeats (peer address or collector id, and cause): the
+// first of a key per interval is written, the rest counted in one summary line.
+//
 // Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
 #pragma once
 
@@ -37,6 +49,8 @@
 #include <vector>
 
 #include "collector/format/trace_writer.hpp"
+#include <boost/asio/thread_pool.hpp>
+
 #include "collector/transport/connection.hpp"
 #include "collector/transport/endpoint.hpp"
 #include "collector/transport/frame_budget.hpp"
@@ -61,6 +75,7 @@ struct SinkOptions {
   std::size_t max_connections = 1024;
   std::size_t max_connections_per_peer = 64;
   unsigned threads = 2;
+  unsigned scan_threads = 2;  // for resume scans (see above)
   bool allow_remote = false;  // bind non-loopback addresses only when told
 };
 
@@ -97,6 +112,7 @@ class SinkServer {
   // Makes `session` the one connection of collector `id`; returns the one it replaces, if any.
   std::shared_ptr<Session> take_over(const std::string& id, const std::shared_ptr<Session>& session);
   void log(const std::string& line) const;
+  void log_limited(const std::string& key, const std::string& line) const;
   // Takes a connection slot for `address` ("" for a unix socket), or closes the connection and logs why not
   // (rate-limited). True when admitted.
   bool admit(const std::string& address, const std::string& peer);
@@ -117,6 +133,7 @@ class SinkServer {
   std::vector<Endpoint> bound_;
   std::vector<std::thread> threads_;
   std::unique_ptr<RecordingStore> store_;
+  std::unique_ptr<asio::thread_pool> scans_;  // resume scans; stopped and joined before io_ and store_ go
   mutable std::mutex active_mutex_;
   std::map<std::string, std::weak_ptr<Session>> active_;  // each collector's current connection
   std::atomic<std::uint64_t> refused_{0};
