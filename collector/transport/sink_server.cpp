@@ -328,7 +328,6 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
   auto store = RecordingStore::open(options.store);
   if (!store) return store.error();
   server->store_ = std::move(*store);
-  server->scans_ = std::make_unique<asio::thread_pool>(std::max(1u, options.scan_threads));
   if (options.tls.enabled()) {
     auto ctx = make_tls_context(options.tls, true);
     if (!ctx) return ctx.error();
@@ -379,9 +378,11 @@ SinkServer::~SinkServer() {
   stop();
   // Scans still queued hold their sessions, whose sockets belong to io_: they go first. A scan running
   // now finishes (its welcome is posted to io_, and destroyed with it).
-  scans_->stop();
-  scans_->join();
-  scans_.reset();
+  if (scans_) {  // null until start() or run()
+    scans_->stop();
+    scans_->join();
+    scans_.reset();
+  }
   // Waiting sessions are owned by their wake-ups: they go now, while io_ (their sockets' and timers') lives.
   budget_->cancel_waiting();
   // The store leaves unfinished recordings resumable when it goes.
@@ -444,9 +445,19 @@ std::shared_ptr<SinkServer::Session> SinkServer::take_over(const std::string& id
   return old.get() == session.get() ? nullptr : old;
 }
 
-void SinkServer::run() { io_.run(); }
+// Not in create(): a sink drops its privileges between create() and serving, which must happen while it
+// has one thread.
+void SinkServer::start_scans() {
+  if (!scans_) scans_ = std::make_unique<asio::thread_pool>(std::max(1u, options_.scan_threads));
+}
+
+void SinkServer::run() {
+  start_scans();
+  io_.run();
+}
 
 void SinkServer::start() {
+  start_scans();
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) threads_.emplace_back([this] { io_.run(); });
 }
 

@@ -113,6 +113,7 @@ class SinkServer {
   std::shared_ptr<Session> take_over(const std::string& id, const std::shared_ptr<Session>& session);
   void log(const std::string& line) const;
   void log_limited(const std::string& key, const std::string& line) const;
+  void start_scans();  // makes scans_, from start() or run()
   // Takes a connection slot for `address` ("" for a unix socket), or closes the connection and logs why not
   // (rate-limited). True when admitted.
   bool admit(const std::string& address, const std::string& peer);
@@ -133,7 +134,9 @@ class SinkServer {
   std::vector<Endpoint> bound_;
   std::vector<std::thread> threads_;
   std::unique_ptr<RecordingStore> store_;
-  std::unique_ptr<asio::thread_pool> scans_;  // resume scans; stopped and joined before io_ and store_ go
+  // Resume scans; made by start() or run() (threads, so not before a sink drops its privileges), stopped
+  // and joined before io_ and store_ go.
+  std::unique_ptr<asio::thread_pool> scans_;
   mutable std::mutex active_mutex_;
   std::map<std::string, std::weak_ptr<Session>> active_;  // each collector's current connection
   std::atomic<std::uint64_t> refused_{0};
