@@ -236,12 +236,12 @@ Result<std::shared_ptr<Recording>> RecordingStore::load(const std::string& id, c
     r->finished_ = trailer && final_trailer && !fs::exists(r->path_ + "." + std::to_string(piece + 1));
   }
   if (r->finished_) {
-    log("collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
+    log(id, "collector " + id + ": " + r->path_ + " holds its finished recording (" + std::to_string(r->batches_) +
         " batches)");
     return r;
   }
   if (wo.resume_piece) {
-    log("collector " + id + ": resuming " + r->path_ + " with " + std::to_string(r->batches_) +
+    log(id, "collector " + id + ": resuming " + r->path_ + " with " + std::to_string(r->batches_) +
         " batches already stored");
   }
   auto writer = TraceFileWriter::create(wo, header);
@@ -261,8 +261,9 @@ std::vector<RecordingSummary> RecordingStore::summaries() const {
   return out;
 }
 
-void RecordingStore::log(const std::string& line) const {
-  if (options_.log) options_.log->line(line);
+void RecordingStore::log(const std::string& id, const std::string& line) const {
+  // A sender that keeps coming back (a full disk refuses it each time) reopens its recording each time.
+  if (options_.log) options_.log->limited("store " + id, line);
 }
 
 }  // namespace perfstream

@@ -119,7 +119,7 @@ class RecordingStore {
 
  private:
   RecordingStore() = default;
-  void log(const std::string& line) const;
+  void log(const std::string& id, const std::string& line) const;  // rate-limited per id
   // Opens the recording of `id` from its files (scanning what they hold) or as a new file. No lock held.
   Result<std::shared_ptr<Recording>> load(const std::string& id, const v1::TraceHeader& header) const;
   std::shared_ptr<Recording> open_recording(const std::string& id) const;  // mutex_ held; null if none usable
