@@ -278,6 +278,7 @@ class SenderOutput : public CaptureOutput {
     std::string up, down;    // the link, on the status line
     std::string take, taken; // what the far end does with batches: "acknowledge(d)", "take(n)"
     std::string reports;     // what finish() waits for: "the sink's acknowledgements", ...
+    std::string refuser = "far end";  // who gives a refusal's reason on the status line: "sink"
   };
   SenderOutput(std::unique_ptr<SpooledSender> sender, Words words, const std::string& to, std::string spool_dir,
                std::chrono::milliseconds drain_timeout, Log* log)
@@ -298,7 +299,9 @@ class SenderOutput : public CaptureOutput {
   Status give_to(uid_t uid, gid_t gid) override { return sender_->give_spool_to(uid, gid); }
   std::string status() const override {
     const auto s = sender_->sender_status();
-    return (s.connected ? words_.up : words_.down) + " | backlog " + std::to_string(s.pending_batches) +
+    // The far end's own reason, while it refuses our batches: "DISCONNECTED (sink: cannot store ...)".
+    const std::string why = s.far_end_refuses.empty() ? "" : " (" + words_.refuser + ": " + s.far_end_refuses + ")";
+    return (s.connected ? words_.up : words_.down) + why + " | backlog " + std::to_string(s.pending_batches) +
            " batches (" + format_mb(s.pending_bytes) + ")";
   }
   std::string summary(const PipelineCounters&) const override {
@@ -333,8 +336,9 @@ Status SenderOutput::finish(const v1::TraceTrailer& trailer, const std::function
   auto done = sender_->finish(trailer, drain_timeout_, [&] { return gave_up = give_up(); });
   if (done && *done) return {};
   const auto s = sender_->sender_status();
+  const std::string refuses = s.far_end_refuses.empty() ? "" : " (it refuses them: " + s.far_end_refuses + ")";
   const std::string left = std::to_string(s.pending_batches) + " batches (" + format_mb(s.pending_bytes) +
-                           ") it has not " + words_.taken + " stay in the spool directory " + spool_dir_;
+                           ") it has not " + words_.taken + refuses + " stay in the spool directory " + spool_dir_;
   if (!done) {
     return Error("the stream " + traits().destination + " did not finish: " + done.error().message() + "; " + left,
                  done.error().errnum());
@@ -990,7 +994,7 @@ Result<std::unique_ptr<CaptureOutput>> StreamSettings::make_output(const v1::Tra
   if (!sender) return sender.error();
   const std::string to = client.endpoint.to_string();
   SenderOutput::Words words{"the sink at " + to, "sent to " + to, "connected", "DISCONNECTED", "acknowledge",
-                            "acknowledged", "the sink's acknowledgements"};
+                            "acknowledged", "the sink's acknowledgements", "sink"};
   return std::unique_ptr<CaptureOutput>(
       new SenderOutput(std::move(*sender), std::move(words), to, spool_dir, drain_timeout, log));
 }

@@ -19,9 +19,25 @@
 // expired_after_ns says how long it had been alone; its collector's next connect() is refused (the
 // recording on disk is finished), also after a restart, which finds that trailer.
 //
-// Threads: any. The store's map has its own lock and each recording its own, so recordings are written
-// in parallel; a recording's files are scanned under the store's lock, once, on first use. Lock order:
-// the store's, then a recording's. Files are opened, closed and reopened under both.
+// Write failures: a write that fails (the disk is full, read-only, over quota) stores nothing: the file
+// is cut back to its last complete frame, the error names the batch, the file and the errno, and the
+// recording is `broken` from then on: its file is closed, and since where it ends is no longer known for
+// sure, it is treated as a closed file whose position comes from disk: the next connect() (or
+// recording()) of its id scans its files again, like a restart does, and reopens it there, in place (the
+// same Recording, its connections and duplicates counted on). A sender that retries once space is back
+// goes on in the same file, and nothing is stored twice. A broken recording due to expire is rescanned
+// by sweep() first, then expired.
+//
+// Threads: any. The store's mutex guards its maps, the OpenFileLimiter, the counters and each
+// Recording's store-guarded fields; each recording has its own mutex for what it stores, so recordings
+// are written in parallel. A recording's files are scanned (first use after a restart, or a broken
+// recording) WITHOUT the store's lock, under a lock of that id alone (loading_): a scan never holds up
+// another id's connect(), and a second connect() of the same id waits for the first scan and uses its
+// result. The scanned recording is then put in place under the store's lock, making room then.
+// needs_scan() tells a caller that keeps such calls off threads that must stay responsive (the sink's
+// network threads) when one would scan. Lock order: an id's loading lock, then the store's, then a
+// recording's. Files are opened, closed and reopened under the store's and the recording's; read by a
+// scan under the loading lock only.
 #pragma once
 
 #include <chrono>
@@ -30,6 +46,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -92,6 +109,8 @@ class Recording {
   // Forces what was stored to disk (fdatasync), for a sender that may forget it only afterwards.
   Status sync();
   std::uint64_t next_sequence() const;
+  // A write failed: nothing more is stored here; the store opens the files again on the id's next use.
+  bool broken() const;
   RecordingSummary summary() const;
   const std::string& id() const { return id_; }
 
@@ -113,7 +132,8 @@ class Recording {
                 lost_collector_ = 0;
   bool finished_ = false;
   bool expired_ = false;
-  // While its file is closed by the store: where it ended, to go on from there.
+  bool broken_ = false;  // a write failed: its file is closed, and scanned again before it is reopened
+  // While its file is closed by the store: where it ended, to go on from there (not when broken).
   TraceFileWriter::Position position_;
   // Guarded by the store's mutex, not this one.
   v1::TraceHeader header_;  // what its files were created with: a reopened file goes on with it
@@ -128,23 +148,28 @@ class RecordingStore {
   // the same files.
   ~RecordingStore();
 
-  // The recording of collector `id`, opened (or resumed from disk) on first use with `header`.
+  // The recording of collector `id`, opened (or resumed from disk) on first use with `header`, or opened
+  // again after a write failed. May scan the id's files (see needs_scan).
   Result<std::shared_ptr<Recording>> recording(const std::string& id, const v1::TraceHeader& header);
-  // The same for a live connection of the collector: its file is open (reopened if closed), and it stays
-  // open until disconnect(). Fails with EMFILE when the file cap is reached and every open file has a live
-  // connection, and when the recording expired (see the top).
+  // The same for a live connection of the collector: its file is open (reopened if closed, rescanned first
+  // if broken), and it stays open until disconnect(). Fails with EMFILE when the file cap is reached and
+  // every open file has a live connection, and when the recording expired (see the top). May scan.
   Result<std::shared_ptr<Recording>> connect(const std::string& id, const v1::TraceHeader& header);
   // Ends a connection that connect() made; the last one makes the recording idle.
   void disconnect(const std::shared_ptr<Recording>& recording);
   // Recording::finish, and the file no longer counts as open.
   Status finish(const std::shared_ptr<Recording>& recording, const v1::TraceTrailer& trailer);
-  // The recording of `id` if it is open already; nullptr otherwise.
+  // True when recording(id) or connect(id) would read files from disk first: the id is not known (and a
+  // file of it exists) or its recording is broken. A hint: it may change before the call.
+  bool needs_scan(const std::string& id) const;
+  // The recording of `id` if it is known already (its file may be closed, or it may be broken); nullptr
+  // otherwise.
   std::shared_ptr<Recording> find(const std::string& id) const;
   std::vector<RecordingSummary> summaries() const;
   const std::string& dir() const { return options_.dir; }
 
   // Closes the files idle past files.idle_close and expires the recordings alone past files.expire, at
-  // the store's clock; returns the summaries of those it expired.
+  // the store's clock (a broken one is scanned again first); returns the summaries of those it expired.
   std::vector<RecordingSummary> sweep();
 
   struct FileStats {
@@ -153,7 +178,7 @@ class RecordingStore {
     std::size_t idle = 0;             // of them, without a live connection
     std::uint64_t closed_idle = 0;    // closed by sweep() after files.idle_close
     std::uint64_t closed_for_room = 0;  // closed at the cap for another collector
-    std::uint64_t reopened = 0;
+    std::uint64_t reopened = 0;           // closed files reopened, and broken recordings scanned again
     std::uint64_t expired = 0;
     std::uint64_t refused_full = 0;   // connect() refused: every open file had a live connection
   };
@@ -162,11 +187,27 @@ class RecordingStore {
  private:
   explicit RecordingStore(const RecordingStoreOptions& options)
       : options_(options), files_(options.files.max_open) {}
-  void log(const std::string& line) const;
+  void log(const std::string& id, const std::string& line) const;  // rate-limited per id
   std::chrono::steady_clock::time_point now() const;
+
+  // What a scan of an id's files found: the recording as they hold it (no writer, no connection), and
+  // where its writer goes on.
+  struct Scanned {
+    std::shared_ptr<Recording> recording;
+    TraceWriterOptions writer;
+  };
+  // Scans the files of `id` (none: a new recording). No lock held but the id's loading lock.
+  Scanned scan(const std::string& id, const v1::TraceHeader& header) const;
+  // recording() and connect(): `connections` is 0 or 1.
+  Result<std::shared_ptr<Recording>> acquire(const std::string& id, const v1::TraceHeader& header,
+                                             unsigned connections);
   // All with mutex_ held.
-  Result<std::shared_ptr<Recording>> open_locked(const std::string& id, const v1::TraceHeader& header,
-                                                 unsigned connections);
+  // The known, unbroken recording of `id`, its file reopened if closed: nullopt when there is none (not
+  // known, or broken: a scan comes first).
+  std::optional<Result<std::shared_ptr<Recording>>> open_known_locked(const std::string& id, unsigned connections);
+  // Puts a scan's result in place: a new recording, or the broken one of its id brought back to it.
+  Result<std::shared_ptr<Recording>> install_locked(const std::string& id, const v1::TraceHeader& header,
+                                                    Scanned scanned, unsigned connections);
   Status make_room_locked(const std::string& for_id);
   void close_file_locked(Recording& r);
   Status reopen_locked(Recording& r);
@@ -176,6 +217,8 @@ class RecordingStore {
   RecordingStoreOptions options_;
   mutable std::mutex mutex_;  // guards the fields below, and each Recording's store-guarded fields
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
+  // The ids being scanned, each with the lock that a second open of the same id waits on (see the top).
+  std::map<std::string, std::shared_ptr<std::mutex>> loading_;
   OpenFileLimiter files_;
   FileStats stats_;  // the counters; limit, open and idle come from files_
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <deque>
+#include <optional>
 #include <utility>
 
 #include "collector/format/trace_reader.hpp"
@@ -27,7 +28,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
         address_(std::move(address)) {}
 
   void start() {
-    server_.log("peer " + conn_->peer() + " connected");
+    server_.log_limited("connected " + address_, "peer " + conn_->peer() + " connected");
     arm_deadline(server_.options_.hello_timeout, "no hello");
     if (conn_->is_tls()) {
       auto self = shared_from_this();
@@ -170,20 +171,30 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
                       std::to_string(kStreamProtocolVersion));
       }
       if (hello.collector_id().empty()) return refuse("the hello has no collector id");
-      if (!open_recording(hello)) return;
-      if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
-        asio::post(old->conn_executor(), [old] { old->close_quietly(); });
+      const auto admission = admit_collector(hello.collector_id());
+      if (!admission) return;
+      if (server_.store_->needs_scan(hello.collector_id())) {
+        // Its files are read first, which may take long: on the scan threads, so that no other collector's
+        // hello waits for it. Nothing more is read from this peer until its welcome.
+        arm_deadline(server_.options_.idle_timeout, "no frame");
+        release_payload();
+        auto self = shared_from_this();
+        asio::post(*server_.scans_, [self, hello = std::move(hello), admission = *admission] {
+          auto recording = self->server_.store_->connect(hello.collector_id(), hello.header());
+          asio::post(self->conn_executor(), [self, admission, recording = std::move(recording)]() mutable {
+            if (self->closed_) return self->unused_recording(admission, recording);
+            self->welcome(admission, std::move(recording));
+          });
+        });
+        return;
       }
-      v1::StreamWelcome welcome;
-      welcome.set_next_sequence(collector_->next_sequence());
-      welcome.set_protocol_version(kStreamProtocolVersion);
-      welcome.set_sink_id(server_.sink_id_);
-      const auto summary = collector_->summary();
-      server_.log("peer " + conn_->peer() + " is collector " + summary.id + " (host " + summary.host + "), writing " +
-                  summary.file + ", resuming at batch " + std::to_string(welcome.next_sequence()));
-      send(encode_control_frame(FrameType::Welcome, welcome));
+      return welcome(*admission, server_.store_->connect(hello.collector_id(), hello.header()));
     } else if (type == FrameType::Batch) {
-      if (auto st = store_batch(); !st) return drop(st.error().message());
+      if (auto stored = store_batch(); !stored) {
+        return drop(stored.error().message());
+      } else if (!*stored) {
+        return;  // refused in-band: the connection closes once the refusal is written
+      }
     } else if (type == FrameType::Trailer) {
       std::string message;
       v1::TraceTrailer trailer;
@@ -203,7 +214,43 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     read_header();
   }
 
-  Status store_batch() {
+  // The hello's answer, once the collector's recording is open: a welcome, or a refusal that says why.
+  // `admission`: what admit_collector() said of its id. The recording is connected (its file open until
+  // this session goes, release_recording()), or refused: the file cap is reached with every file in use,
+  // the recording expired, or its file cannot be opened.
+  void welcome(CollectorIdsPerPeer::Admission admission, Result<std::shared_ptr<Recording>> recording) {
+    if (!recording) {
+      // A collector refused here keeps no place of its address's.
+      if (admission == CollectorIdsPerPeer::Admission::Charged) {
+        server_.collector_ids_->release(recording_id_);
+      }
+      const int err = recording.error().errnum();
+      return refuse(recording.error().message(), 0, err,
+                    err == EMFILE ? "sink open-file limit" : err == ETIMEDOUT ? "sink expired" : "");
+    }
+    collector_ = *recording;
+    connected_ = true;
+    if (collector_->summary().finished) server_.collector_ids_->release(collector_->id());  // holds nothing open
+    if (auto old = server_.take_over(collector_->id(), shared_from_this())) {
+      asio::post(old->conn_executor(), [old] { old->close_quietly(); });
+    }
+    v1::StreamWelcome welcome;
+    welcome.set_next_sequence(collector_->next_sequence());
+    welcome.set_protocol_version(kStreamProtocolVersion);
+    welcome.set_sink_id(server_.sink_id_);
+    const auto summary = collector_->summary();
+    server_.log_limited("hello " + summary.id,
+                        "peer " + conn_->peer() + " is collector " + summary.id + " (host " + summary.host +
+                            "), writing " + summary.file + ", resuming at batch " +
+                            std::to_string(welcome.next_sequence()));
+    send(encode_control_frame(FrameType::Welcome, welcome));
+    arm_deadline(server_.options_.idle_timeout, "no frame");
+    read_header();
+  }
+
+  // True: stored (or a duplicate) and acknowledged. False: the sink cannot store it (its disk), and the
+  // collector was told so in-band. An error: the peer sent something broken.
+  Result<bool> store_batch() {
     if (auto st = decompressor_.decompress(payload_, server_.options_.max_batch, message_); !st) {
       return Error("batch at byte " + std::to_string(offset_ - payload_.size() - kFrameHeaderSize) + ": " +
                    st.error().message());
@@ -211,58 +258,66 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     auto view = BatchView::parse(message_);
     if (!view) return view.error();
     auto stored = collector_->store(payload_, view->batch());
-    if (!stored) return stored.error();
+    if (!stored) {
+      // Our disk, not the peer: say why, in-band, and let the collector keep the batch and come back.
+      refuse(stored.error().message(), view->batch().sequence(), stored.error().errnum());
+      return false;
+    }
     if (*stored == Recording::Stored::Duplicate) ++duplicates_;
     v1::StreamAck ack;
     ack.set_through(collector_->next_sequence());
     ack.set_duplicates(duplicates_);
     send(encode_control_frame(FrameType::Ack, ack));
-    return {};
+    return true;
   }
 
-  // The hello's recording, connected (its file open until this session goes), or a refusal: the peer
-  // address brought too many collector ids, the file cap is reached with every file in use, the
-  // recording expired, or its file cannot be opened. False when refused.
-  bool open_recording(const v1::StreamHello& hello) {
-    const std::string& id = hello.collector_id();
+  // Charges the hello's collector id to the peer's address (CollectorIdsPerPeer), or refuses it: the
+  // address brought too many collector ids with unfinished recordings. Nullopt when refused.
+  std::optional<CollectorIdsPerPeer::Admission> admit_collector(const std::string& id) {
+    recording_id_ = id;
     const auto admission = server_.collector_ids_->admit(address_, id);
     if (admission == CollectorIdsPerPeer::Admission::Refused) {
       ++server_.collectors_over_limit_;
       refuse("collector " + id + ": " + address_ + " has " + std::to_string(server_.collector_ids_->cap()) +
                  " collectors with unfinished recordings on this sink (--max-collectors-per-peer " +
                  std::to_string(server_.collector_ids_->cap()) + ")",
-             "sink per-peer collector limit");
-      return false;
+             0, 0, "sink per-peer collector limit");
+      return std::nullopt;
     }
-    auto recording = server_.store_->connect(id, hello.header());
-    if (!recording) {
-      // A collector refused here keeps no place of its address's.
-      if (admission == CollectorIdsPerPeer::Admission::Charged) server_.collector_ids_->release(id);
-      const int err = recording.error().errnum();
-      refuse(recording.error().message(), err == EMFILE ? "sink open-file limit" : err == ETIMEDOUT ? "sink expired" : "");
-      return false;
+    return admission;
+  }
+
+  // A scan's connect() that came back after this session closed: undone.
+  void unused_recording(CollectorIdsPerPeer::Admission admission, const Result<std::shared_ptr<Recording>>& recording) {
+    if (recording) {
+      server_.store_->disconnect(recording.value());
+    } else if (admission == CollectorIdsPerPeer::Admission::Charged) {
+      server_.collector_ids_->release(recording_id_);
     }
-    collector_ = *recording;
-    connected_ = true;
-    if (collector_->summary().finished) server_.collector_ids_->release(id);  // it holds nothing open
-    return true;
   }
 
   void release_recording() {
     if (std::exchange(connected_, false)) server_.store_->disconnect(collector_);
   }
 
-  // `log_key`: the line is rate-limited under that key (Log::limited), for refusals a peer can repeat.
-  void refuse(const std::string& reason, const std::string& log_key = "") {
+  // Tells the peer why, then closes once that is written; nothing more is read from it. `log_key`: the
+  // line is rate-limited under that key (Log::limited) and the leaving is not logged, for refusals that
+  // many peers repeat (a limit); without one, it is rate-limited per collector (or address) and reason.
+  void refuse(const std::string& reason, std::uint64_t batch_sequence = 0, int errnum = 0,
+              const std::string& log_key = "") {
     v1::StreamRefusal refusal;
     refusal.set_reason(reason);
+    refusal.set_batch_sequence(batch_sequence);
+    refusal.set_errnum(errnum);
     ++server_.refused_;
-    const std::string line = "peer " + conn_->peer() + " refused: " + reason;
-    if (log_key.empty() || !server_.options_.store.log) {
-      server_.log(line);
+    const std::string line = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "") +
+                             " refused: " + reason;
+    if (!log_key.empty() && server_.options_.store.log) {
+      server_.log_limited(log_key, line);
+      quiet_close_ = true;  // its refusal line is rate-limited by a shared key: its leaving says nothing
     } else {
-      server_.options_.store.log->limited(log_key, line);
-      quiet_close_ = true;  // its refusal line is rate-limited: so is its leaving, by saying nothing
+      // The same refusal, again and again (a full disk), is one line per interval and a count.
+      server_.log_limited("refused " + (collector_ ? collector_->id() : address_) + " " + reason, line);
     }
     closing_after_write_ = true;
     send(encode_control_frame(FrameType::Refusal, refusal));
@@ -297,7 +352,9 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
     release_recording();
     if (quiet_close_ && !is_error) return;
     std::string who = "peer " + conn_->peer() + (collector_ ? " (collector " + collector_->id() + ")" : "");
-    server_.log(who + (is_error ? ": " + why + "; disconnected" : ": " + why));
+    // Repeated causes from one address (or one collector) are one line per interval and a count.
+    server_.log_limited("dropped " + (collector_ ? "collector " + collector_->id() : address_) + " " + why,
+                        who + (is_error ? ": " + why + "; disconnected" : ": " + why));
   }
 
   asio::any_io_executor conn_executor() { return timer_.get_executor(); }
@@ -322,6 +379,7 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
   const std::string address_;
   bool slot_held_ = true;
   bool connected_ = false;  // to collector_, by store_->connect(); until release_recording()
+  std::string recording_id_;  // the hello's collector id, once admit_collector() saw it
 };
 
 Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& options) {
@@ -396,6 +454,13 @@ Result<std::unique_ptr<SinkServer>> SinkServer::create(const SinkOptions& option
 
 SinkServer::~SinkServer() {
   stop();
+  // Scans still queued hold their sessions, whose sockets belong to io_: they go first. A scan running
+  // now finishes (its welcome is posted to io_, and destroyed with it).
+  if (scans_) {  // null until start() or run()
+    scans_->stop();
+    scans_->join();
+    scans_.reset();
+  }
   // Waiting sessions are owned by their wake-ups: they go now, while io_ (their sockets' and timers') lives.
   budget_->cancel_waiting();
   // The store leaves unfinished recordings resumable when it goes.
@@ -423,7 +488,8 @@ void SinkServer::accept_tcp(std::size_t index) {
       }
       std::make_shared<Session>(*this, std::move(conn), executor, address)->start();
     } else {
-      log("accepting on " + bound_[index].to_string() + ": " + ec.message());
+      log_limited("accept " + bound_[index].to_string() + " " + ec.message(),
+                  "accepting on " + bound_[index].to_string() + ": " + ec.message());
     }
     accept_tcp(index);
   });
@@ -457,9 +523,19 @@ std::shared_ptr<SinkServer::Session> SinkServer::take_over(const std::string& id
   return old.get() == session.get() ? nullptr : old;
 }
 
-void SinkServer::run() { io_.run(); }
+// Not in create(): a sink drops its privileges between create() and serving, which must happen while it
+// has one thread.
+void SinkServer::start_scans() {
+  if (!scans_) scans_ = std::make_unique<asio::thread_pool>(std::max(1u, options_.scan_threads));
+}
+
+void SinkServer::run() {
+  start_scans();
+  io_.run();
+}
 
 void SinkServer::start() {
+  start_scans();
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) threads_.emplace_back([this] { io_.run(); });
 }
 
@@ -573,6 +649,10 @@ std::size_t SinkServer::default_max_open_files(std::uint64_t nofile, std::size_t
 
 void SinkServer::log(const std::string& line) const {
   if (options_.store.log) options_.store.log->line(line);
+}
+
+void SinkServer::log_limited(const std::string& key, const std::string& line) const {
+  if (options_.store.log) options_.store.log->limited(key, line);
 }
 
 }  // namespace perfstream

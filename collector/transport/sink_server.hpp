@@ -31,6 +31,21 @@
 // a new id past it is refused in-band too, logged rate-limited. A timer sweeps idle files and expired
 // recordings (store.files.expire) a few times per their shortest period.
 //
+// Resume scans: a hello whose recording must first be read from disk (a sink restart, or a recording
+// broken by a failed write) is answered from `scan_threads` threads of their own, never the network
+// threads: another collector's hello is answered meanwhile (the store scans without its own lock). A
+// second hello of the same id waits for the first scan. The per-peer id check comes first, on the network
+// thread: a refused id costs no scan. A reopen at a known position (a file closed while idle) needs none.
+//
+// Storage failures: a batch the store cannot write (the disk is full, read-only, over quota) is refused
+// in-band (StreamRefusal with the reason, the batch and the errno) and the connection closed: the
+// collector keeps it and comes back after its backoff; the recording is opened again from its files then.
+//
+// Logs: lines that repeat (a peer connecting, a hello, a refusal, a drop for one cause, an accept error)
+// go through the log's rate limit, keyed by what repeats (peer address or collector id, and cause; one key
+// for each sink-wide limit): the first of a key per interval is written, the rest counted in one summary
+// line.
+//
 // Threads: run() serves on `threads` threads until stop(); summaries() from any thread.
 #pragma once
 
@@ -46,6 +61,8 @@
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
+
+#include <boost/asio/thread_pool.hpp>
 
 #include "collector/format/trace_writer.hpp"
 #include "collector/transport/collector_ids_per_peer.hpp"
@@ -75,6 +92,7 @@ struct SinkOptions {
   // Distinct collector ids with unfinished recordings per peer address (TCP); see the top.
   std::size_t max_collectors_per_peer = 256;
   unsigned threads = 2;
+  unsigned scan_threads = 2;  // for resume scans (see above)
   bool allow_remote = false;  // bind non-loopback addresses only when told
 };
 
@@ -119,6 +137,8 @@ class SinkServer {
   // Makes `session` the one connection of collector `id`; returns the one it replaces, if any.
   std::shared_ptr<Session> take_over(const std::string& id, const std::shared_ptr<Session>& session);
   void log(const std::string& line) const;
+  void log_limited(const std::string& key, const std::string& line) const;
+  void start_scans();  // makes scans_, from start() or run()
   // Takes a connection slot for `address` ("" for a unix socket), or closes the connection and logs why not
   // (rate-limited). True when admitted.
   bool admit(const std::string& address, const std::string& peer);
@@ -147,6 +167,9 @@ class SinkServer {
   std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
   std::vector<Endpoint> bound_;
   std::vector<std::thread> threads_;
+  // Resume scans; made by start() or run() (threads, so not before a sink drops its privileges), stopped
+  // and joined (in ~SinkServer) before io_ and store_ go.
+  std::unique_ptr<asio::thread_pool> scans_;
   mutable std::mutex active_mutex_;
   std::map<std::string, std::weak_ptr<Session>> active_;  // each collector's current connection
   std::atomic<std::uint64_t> refused_{0};

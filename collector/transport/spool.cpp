@@ -14,6 +14,7 @@
 
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/frame.hpp"
+#include "collector/format/trace_reader.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "collector/transport/stream_protocol.hpp"
 
@@ -178,9 +179,94 @@ Status Spool::open_segment() {
   return {};
 }
 
+Result<std::vector<LeftoverRecording>> Spool::find_leftovers(const std::string& dir,
+                                                              std::vector<std::string>* skipped) {
+  std::vector<std::string> names;
+  {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return Error::from_errno("listing spool directory " + dir, errno);
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind("undelivered-", 0) == 0 && name.size() > 4 && name.compare(name.size() - 4, 4, ".psf") == 0) {
+        names.push_back(name);
+      }
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  std::map<std::string, LeftoverRecording> by_id;
+  for (const std::string& name : names) {
+    const std::string path = dir + "/" + name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (skipped) skipped->push_back(path + ": not a regular file");
+      continue;
+    }
+    auto reader = TraceFileReader::open(path);
+    if (!reader) {
+      if (skipped) skipped->push_back(reader.error().message());
+      continue;
+    }
+    const v1::TraceHeader& header = (*reader)->header();
+    const std::string id = header.host() + "-" + header.recording_id();
+    LeftoverRecording& leftover = by_id[id];
+    if (leftover.names.empty()) {
+      leftover.header = header;
+      leftover.collector_id = id;
+    }
+    leftover.names.push_back(name);
+    leftover.bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  std::vector<LeftoverRecording> out;
+  for (auto& [id, leftover] : by_id) out.push_back(std::move(leftover));
+  return out;
+}
+
+Result<std::unique_ptr<Spool>> Spool::adopt(const std::string& dir, const LeftoverRecording& leftover) {
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) return Error::from_errno("opening spool directory " + dir, errno);
+  std::unique_ptr<Spool> spool(new Spool());
+  spool->dir_fd_.reset(dir_fd);
+  spool->dir_ = dir;
+  spool->adopted_ = true;
+  spool->max_bytes_ = 0;  // append() refuses everything
+  std::uint64_t id = 0;
+  for (const std::string& name : leftover.names) {
+    Segment segment;
+    segment.name = name;
+    segment.path = dir + "/" + name;
+    int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return Error::from_errno("opening the earlier run's spool segment " + segment.path, errno);
+    segment.fd.reset(fd);
+    int scan_fd = ::dup(fd);
+    if (scan_fd < 0) return Error::from_errno("reading " + segment.path, errno);
+    auto reader = TraceFileReader::open_fd(UniqueFd(scan_fd), segment.path);
+    if (!reader) return reader.error();
+    // Every complete batch frame; the scan stops where a kill cut the segment short.
+    for (ReadOutcome outcome = (*reader)->next(); outcome.status == ReadStatus::Frame; outcome = (*reader)->next()) {
+      if (outcome.type != FrameType::Batch) continue;
+      auto view = BatchView::parse(outcome.message);
+      if (!view) break;
+      const std::uint64_t length = (*reader)->offset() - outcome.offset - kFrameHeaderSize;
+      spool->entries_.push_back(Entry{view->batch().sequence(), id, outcome.offset + kFrameHeaderSize,
+                                      static_cast<std::uint32_t>(length), false});
+      ++segment.live;
+      spool->total_bytes_ += kFrameHeaderSize + length;
+    }
+    segment.bytes = (*reader)->offset();
+    spool->segments_.emplace(id++, std::move(segment));
+  }
+  std::stable_sort(spool->entries_.begin(), spool->entries_.end(),
+                   [](const Entry& a, const Entry& b) { return a.sequence < b.sequence; });
+  std::lock_guard<std::mutex> lock(spool->mutex_);
+  spool->drop_entries([](const Entry&) { return false; });  // files without a whole batch go now
+  return spool;
+}
+
 Status Spool::append(std::uint64_t sequence, const std::string& compressed, bool past_limit) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (adopted_) return Error("the spool of an earlier run's batches in " + dir_ + " takes no new ones");
     const std::uint64_t frame = kFrameHeaderSize + compressed.size();
     if (total_bytes_ + frame > max_bytes_ && !past_limit) {
       ++refused_;
@@ -281,7 +367,7 @@ void Spool::drop_entries(const std::function<bool(const Entry&)>& acknowledged) 
     it = entries_.erase(it);
   }
   for (auto it = segments_.begin(); it != segments_.end();) {
-    if (it->second.live == 0 && it->first != current_segment_) {
+    if (it->second.live == 0 && (adopted_ || it->first != current_segment_)) {
       it->second.fd.reset();
       ::unlinkat(dir_fd_.get(), it->second.name.c_str(), 0);
       it = segments_.erase(it);
@@ -289,6 +375,7 @@ void Spool::drop_entries(const std::function<bool(const Entry&)>& acknowledged) 
       ++it;
     }
   }
+  if (adopted_) return;
   // An emptied current segment starts over, so the spool does not grow while the sink keeps up.
   Segment& current = segments_.at(current_segment_);
   if (current.live == 0 && current.bytes > preamble_.size() &&

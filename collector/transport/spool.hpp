@@ -17,6 +17,9 @@
 // acknowledged them, or it was killed) are never deleted nor sent again under this run's recording. create()
 // renames each to undelivered-<its mtime, UTC>-segment-N.psf and reports them (earlier_run_notice()); they
 // may repeat batches the sink did store, which its duplicate check drops if they are ever delivered by hand.
+// A sender that can deliver them as the recording they belong to (StreamClient) finds them with
+// find_leftovers(), grouped by recording (the TraceHeader in each segment's preamble), and sends each
+// group from a spool made by adopt(): that spool only reads, acknowledges and finally deletes those files.
 //
 // Threads: append() from any thread (the reader threads' batchers); everything else from the sender's
 // thread. A mutex guards the index; notify is called after each append, outside the lock.
@@ -41,6 +44,14 @@
 
 namespace perfstream {
 
+// One recording's batches that an earlier run left in a spool directory (renamed undelivered-*.psf).
+struct LeftoverRecording {
+  v1::TraceHeader header;          // from the segments' preamble
+  std::string collector_id;        // what that run said hello as: host-recording_id
+  std::vector<std::string> names;  // the files, in the spool directory
+  std::uint64_t bytes = 0;
+};
+
 class Spool {
  public:
   static constexpr std::uint64_t kDefaultSegmentBytes = 16u << 20;
@@ -54,6 +65,14 @@ class Spool {
   // each starting with that recording's preamble; an earlier run's leftovers are reported to `log` (if any).
   static Result<std::unique_ptr<Spool>> create_for_recording(const std::string& dir, std::uint64_t max_bytes,
                                                              const v1::TraceHeader& header, Log* log);
+  // The earlier runs' segments in `dir` (undelivered-*.psf), by recording; files that are not trace files
+  // are left out, and named in `*skipped` (for a notice).
+  static Result<std::vector<LeftoverRecording>> find_leftovers(const std::string& dir,
+                                                                std::vector<std::string>* skipped);
+  // A spool over `leftover`'s files, which must not be in use by another Spool: next_unsent, rewind and
+  // acknowledge work as for any spool, in sequence order; append() refuses. A file is deleted once every
+  // batch in it is acknowledged; the others stay. Batches cut short by a kill are not in it.
+  static Result<std::unique_ptr<Spool>> adopt(const std::string& dir, const LeftoverRecording& leftover);
   ~Spool();
 
   // Empty, or one line that says which files an earlier run left here and where they were kept.
@@ -124,6 +143,7 @@ class Spool {
   std::string preamble_;
   std::vector<std::string> kept_files_;  // an earlier run's segments, renamed
   std::uint64_t kept_bytes_ = 0;
+  bool adopted_ = false;                 // made by adopt(): no current segment, nothing appended
 };
 
 }  // namespace perfstream

@@ -39,6 +39,9 @@ struct SenderStatus {
   std::uint64_t pending_bytes = 0;
   std::uint64_t refused_batches = 0;  // the spool was full
   std::string error;                  // why sending stopped for good; empty while it goes on
+  // Why the far end does not take our batches now, in its own words (a sink's in-band refusal: "cannot
+  // store batch 12 in DIR/ID.data: No space left on device"); empty once it takes them again.
+  std::string far_end_refuses;
 };
 
 class SpooledSender : public BatchSink {

@@ -1,5 +1,6 @@
 #include "collector/transport/stream_client.hpp"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <future>
@@ -21,9 +22,13 @@ namespace perfstream {
 // generation on), so no step checks for itself.
 class StreamClient::Sender {
  public:
+  // `label` starts every log line; `leftover`: the spool holds an earlier run's batches only, and the
+  // sender stops once they are all acknowledged.
   Sender(const StreamClientOptions& options, Spool& spool, v1::TraceHeader header, std::string collector_id,
-         std::shared_ptr<asio::ssl::context> tls)
+         std::shared_ptr<asio::ssl::context> tls, std::string label = {}, bool leftover = false)
       : options_(options),
+        label_(std::move(label)),
+        leftover_(leftover),
         spool_(spool),
         tls_(std::move(tls)),
         work_(asio::make_work_guard(io_)),
@@ -66,10 +71,23 @@ class StreamClient::Sender {
     return spool_error_;
   }
 
+  // The sink's refusal in force now (empty once it takes batches again), and the latest one ever.
+  std::string current_refusal() const {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    return refusal_in_force_ ? last_refusal_ : std::string();
+  }
+  std::string last_refusal() const {
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    return last_refusal_;
+  }
+
   std::atomic<bool> connected{false};
   std::atomic<std::uint64_t> acked_through{0};
   std::atomic<std::uint64_t> connects{0};
   std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> attempts{0};
+  std::atomic<bool> delivered{false};  // a leftover sender: everything acknowledged; it has stopped
+  std::atomic<std::uint64_t> refusals{0};
 
  private:
   using error_code = boost::system::error_code;
@@ -84,7 +102,25 @@ class StreamClient::Sender {
   };
 
   void log(const std::string& line) {
-    if (options_.log) options_.log->line(line);
+    if (options_.log) options_.log->line(label_ + line);
+  }
+
+  // A connection event: written as a line while connections make progress, through the rate limit (per
+  // `key`) once they keep failing without any (`streak` failures in a row), so that a sink that refuses
+  // every batch does not fill our log either.
+  void log_event(const char* key, const std::string& line, std::uint64_t streak) {
+    if (!options_.log) return;
+    if (streak < 2) return options_.log->line(label_ + line);
+    options_.log->limited(label_ + key, label_ + line);
+  }
+
+  // The sink took something: the backoff starts over, and a refusal is no longer in force.
+  void progressed() {
+    backoff_ = options_.backoff_min;
+    failures_without_progress_ = 0;
+    welcomes_without_progress_ = 0;
+    std::lock_guard<std::mutex> lock(spool_error_mutex_);
+    refusal_in_force_ = false;
   }
 
   // `step` bound to the connection current now: when it completes, it runs only if that connection is
@@ -102,6 +138,7 @@ class StreamClient::Sender {
 
   void connect() {
     if (stopped_) return;
+    ++attempts;
     ++generation_;
     attempt_ = std::make_shared<Attempt>(io_);
     arm_handshake_deadline();
@@ -221,9 +258,15 @@ class StreamClient::Sender {
         handshake_timer_.cancel();
         connected = true;
         ++connects;
-        backoff_ = options_.backoff_min;
-        log("connected to " + options_.endpoint.to_string() + " (sink " + welcome.sink_id() + "); " +
-            std::to_string(spool_.pending_batches()) + " batches to send");
+        log_event("sink connected",
+                  "connected to " + options_.endpoint.to_string() + " (sink " + welcome.sink_id() + "); " +
+                      std::to_string(spool_.pending_batches()) + " batches to send",
+                  welcomes_without_progress_ + 1);
+        // Answering is not progress: only a sink with nothing to take from us, or one that acknowledges,
+        // resets the backoff (a sink that refuses every batch is tried less and less often).
+        ++welcomes_without_progress_;
+        if (spool_.pending_batches() == 0) progressed();
+        if (leftover_ && spool_.pending_batches() == 0) return all_delivered();
         pump();
         break;
       }
@@ -231,7 +274,9 @@ class StreamClient::Sender {
         v1::StreamAck ack;
         if (!ack.ParseFromString(in_payload_)) return fail("an ack does not decode");
         spool_.acknowledge(ack.through());
+        if (ack.through() > acked_through) progressed();
         acked_through = ack.through();
+        if (leftover_ && spool_.pending_batches() == 0) return all_delivered();
         pump();
         break;
       }
@@ -241,12 +286,26 @@ class StreamClient::Sender {
           return fail("the sink refused us, and its refusal (" + std::to_string(in_payload_.size()) +
                       " bytes) does not decode");
         }
+        ++refusals;
+        {
+          std::lock_guard<std::mutex> lock(spool_error_mutex_);
+          last_refusal_ = refusal.reason();
+          refusal_in_force_ = true;
+        }
         return fail("the sink refused us: " + refusal.reason());
       }
       default:
         return fail("unexpected frame type " + std::to_string(static_cast<int>(type)) + " from the sink");
     }
     read_frame();
+  }
+
+  // An earlier run's batches are all at the sink: nothing more to do (no trailer: see the header).
+  void all_delivered() {
+    log("the sink has every batch of it (acknowledged through batch " + std::to_string(acked_through.load()) +
+        "); its spool files are deleted");
+    delivered = true;
+    shutdown();
   }
 
   // --- sending ------------------------------------------------------------------------------------------
@@ -291,7 +350,7 @@ class StreamClient::Sender {
   // finish() gives this error if the batches never go.
   void spool_unreadable(const Error& error) {
     set_spool_error(error);
-    if (options_.log) options_.log->limited("spool read", error.message() + "; trying again");
+    if (options_.log) options_.log->limited(label_ + "spool read", label_ + error.message() + "; trying again");
     if (spool_retry_armed_) return;
     spool_retry_armed_ = true;
     spool_retry_timer_.expires_after(options_.backoff_min);
@@ -316,8 +375,11 @@ class StreamClient::Sender {
     if (conn_) conn_->close();
     connected = false;
     writing_ = false;
-    log("sink " + options_.endpoint.to_string() + ": " + why + "; " + std::to_string(spool_.pending_batches()) +
-        " batches spooled; retrying in " + std::to_string(backoff_.count()) + " ms");
+    ++failures_without_progress_;
+    log_event("sink retry",
+              "sink " + options_.endpoint.to_string() + ": " + why + "; " + std::to_string(spool_.pending_batches()) +
+                  " batches spooled; retrying in " + std::to_string(backoff_.count()) + " ms",
+              failures_without_progress_);
     retry_timer_.expires_after(backoff_);
     backoff_ = std::min(backoff_ * 2, options_.backoff_max);
     retry_timer_.async_wait([this](const error_code& ec) {
@@ -326,6 +388,8 @@ class StreamClient::Sender {
   }
 
   StreamClientOptions options_;
+  const std::string label_;
+  const bool leftover_;
   Spool& spool_;
   std::shared_ptr<asio::ssl::context> tls_;
   asio::io_context io_;
@@ -334,6 +398,8 @@ class StreamClient::Sender {
   asio::steady_timer handshake_timer_;
   asio::steady_timer spool_retry_timer_;
   std::chrono::milliseconds backoff_;
+  std::uint64_t failures_without_progress_ = 0;  // connections and attempts ended since the sink last took a batch
+  std::uint64_t welcomes_without_progress_ = 0;  // welcomes since then
   std::shared_ptr<Attempt> attempt_;  // while resolving or connecting; null from then on
   std::unique_ptr<Connection> conn_;
   std::uint64_t generation_ = 0;      // moves on with each connection attempt and each failure
@@ -350,8 +416,10 @@ class StreamClient::Sender {
   std::string out_header_;
   std::string out_payload_;
 
-  mutable std::mutex spool_error_mutex_;  // spool_error_ is read from the controlling thread
+  mutable std::mutex spool_error_mutex_;  // guards the three below, read from the controlling thread
   std::optional<Error> spool_error_;
+  std::string last_refusal_;
+  bool refusal_in_force_ = false;
 };
 
 Result<std::unique_ptr<StreamClient>> StreamClient::create(const StreamClientOptions& options, v1::TraceHeader header,
@@ -365,14 +433,69 @@ Result<std::unique_ptr<StreamClient>> StreamClient::create(const StreamClientOpt
     if (!ctx) return ctx.error();
     tls = *ctx;
   }
-  auto spool = Spool::create_for_recording(options.spool_dir, options.spool_bytes, header, options.log);
+  // An earlier run's segments are renamed aside here, then sent by senders of their own (not as ours).
+  auto spool = Spool::create(options.spool_dir, options.spool_bytes, Spool::kDefaultSegmentBytes,
+                             Spool::preamble_for(header));
   if (!spool) return spool.error();
   client->spool_ = std::move(*spool);
   client->sender_ = std::make_unique<Sender>(client->options_, *client->spool_, std::move(header),
                                              std::move(collector_id), tls);
   Sender* sender = client->sender_.get();
   client->spool_->set_notify([sender] { sender->wake(); });
+  client->adopt_earlier_runs(tls);
   return client;
+}
+
+void StreamClient::adopt_earlier_runs(const std::shared_ptr<asio::ssl::context>& tls) {
+  auto say = [this](const std::string& line) {
+    if (options_.log) options_.log->line(line);
+  };
+  std::vector<std::string> skipped;
+  auto leftovers = Spool::find_leftovers(options_.spool_dir, &skipped);
+  if (!leftovers) return say("spool " + options_.spool_dir + ": " + leftovers.error().message() +
+                             "; an earlier run's batches there are not sent");
+  for (const std::string& file : skipped) {
+    say("spool " + options_.spool_dir + ": " + file + "; not sent, left as it is");
+  }
+  for (const LeftoverRecording& leftover : *leftovers) {
+    auto adopted = Spool::adopt(options_.spool_dir, leftover);
+    if (!adopted) {
+      say("spool " + options_.spool_dir + ": the earlier run's recording " + leftover.collector_id +
+          " is not sent: " + adopted.error().message());
+      continue;
+    }
+    const std::uint64_t batches = (*adopted)->pending_batches();
+    if (batches == 0) continue;  // its files held no whole batch, and are gone
+    say("spool " + options_.spool_dir + ": an earlier run left " + std::to_string(batches) + " batches (" +
+        std::to_string(leftover.names.size()) + " file" + (leftover.names.size() == 1 ? "" : "s") + ", " +
+        std::to_string(leftover.bytes) + " bytes) of its recording " + leftover.collector_id +
+        " unacknowledged; sending them to the sink as that recording");
+    std::unique_ptr<StreamClient> child(new StreamClient());
+    child->options_ = options_;
+    child->earlier_id_ = leftover.collector_id;
+    child->spool_ = std::move(*adopted);
+    child->sender_ = std::make_unique<Sender>(child->options_, *child->spool_, leftover.header, leftover.collector_id,
+                                              tls, "the earlier run's recording " + leftover.collector_id + ": ", true);
+    earlier_.push_back(std::move(child));
+  }
+}
+
+Status StreamClient::give_spool_to(uid_t uid, gid_t gid) {
+  if (auto st = spool_->give_to(uid, gid); !st) return st;
+  for (auto& earlier : earlier_) {
+    if (auto st = earlier->spool_->give_to(uid, gid); !st) return st;
+  }
+  return {};
+}
+
+bool StreamClient::wait_for_earlier_runs(std::chrono::steady_clock::time_point deadline,
+                                         const std::function<bool()>& give_up) {
+  for (;;) {
+    const bool all = std::all_of(earlier_.begin(), earlier_.end(), [](const auto& e) { return e->sender_->delivered.load(); });
+    if (all) return true;
+    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 StreamClient::~StreamClient() {
@@ -391,6 +514,7 @@ Status StreamClient::start() {
   Sender* sender = sender_.get();
   asio::post(sender->io(), [sender] { sender->begin(); });
   thread_ = std::thread([sender] { sender->run(); });
+  for (auto& earlier : earlier_) (void)earlier->start();
   return {};
 }
 
@@ -411,7 +535,7 @@ Result<bool> StreamClient::finish(const v1::TraceTrailer& trailer, std::chrono::
   for (;;) {
     const auto left = deadline - std::chrono::steady_clock::now();
     const auto slice = give_up ? std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)) : left;
-    if (future.wait_for(slice) == std::future_status::ready) return true;
+    if (future.wait_for(slice) == std::future_status::ready) return wait_for_earlier_runs(deadline, give_up);
     if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) {
       // Not a slow sink when the batches could not even be read back to be sent.
       if (auto unreadable = sender->spool_error()) return *unreadable;
@@ -429,13 +553,34 @@ StreamClientStatus StreamClient::status() const {
   s.refused_batches = spool_->refused_batches();
   s.connects = sender_->connects.load();
   s.sent_batches = sender_->sent.load();
+  s.attempts = sender_->attempts.load();
+  s.refusals = sender_->refusals.load();
+  s.last_refusal = sender_->last_refusal();
+  s.far_end_refuses = sender_->current_refusal();
+  for (const auto& earlier : earlier_) {
+    s.pending_batches += earlier->spool_->pending_batches();
+    s.pending_bytes += earlier->spool_->pending_bytes();
+    if (s.far_end_refuses.empty()) s.far_end_refuses = earlier->sender_->current_refusal();
+  }
   return s;
 }
 
 std::string StreamClient::describe_progress() const {
   const auto s = status();
-  return "acknowledged through batch " + std::to_string(s.acked_through) + ", " + std::to_string(s.connects) +
-         " connection" + (s.connects == 1 ? "" : "s");
+  std::string text = "acknowledged through batch " + std::to_string(s.acked_through) + ", " +
+                     std::to_string(s.connects) + " connection" + (s.connects == 1 ? "" : "s") + " in " +
+                     std::to_string(s.attempts) + " attempt" + (s.attempts == 1 ? "" : "s");
+  if (s.refusals > 0) {
+    text += ", refused " + std::to_string(s.refusals) + " time" + (s.refusals == 1 ? "" : "s") +
+            " by the sink (last: " + s.last_refusal + ")";
+  }
+  for (const auto& earlier : earlier_) {
+    const auto e = earlier->status();
+    text += "; the earlier run's recording " + earlier->earlier_id_ + ": acknowledged through batch " +
+            std::to_string(e.acked_through) + (earlier->sender_->delivered.load() ? ", all delivered"
+                                                                              : ", " + std::to_string(e.pending_batches) + " batches not yet");
+  }
+  return text;
 }
 
 }  // namespace perfstream

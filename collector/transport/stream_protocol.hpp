@@ -12,6 +12,12 @@
 //                                 <-       Ack{through}            (after the batches are written)
 //   Trailer                       ->                               (the recording ended; file closed)
 //
+// Refusal{reason, batch_sequence, errnum}, then close: the sink will not take the hello (a version it does
+// not speak, a file it cannot create) or cannot store a batch (ENOSPC, EROFS, EDQUOT: its disk, not the
+// peer's fault). The collector keeps what was not acknowledged and tries again after its backoff, which
+// only an acknowledgement resets; the reason is for the collector's user. Added to protocol 1 without a
+// bump: a collector that reads only `reason` reconnects and resends, as it always did after a refusal.
+//
 // The collector keeps every batch in its spool until an Ack covers it, and after a reconnect resends what
 // is not covered; the sink stores each batch sequence once and drops duplicates, so every batch is stored
 // exactly once. Acks are cumulative: `through` is the lowest sequence not yet stored.

@@ -3,6 +3,9 @@
 // (resume exact, duplicates dropped), and expiring recordings with a trailer that says so. Real files, a
 // fake clock.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <chrono>
@@ -289,6 +292,74 @@ TEST(RecordingFiles, AStoreStoppedWhileAFileIsClosedLeavesItResumable) {
   store_batches(**r, source, 2, 6, 4);
   ASSERT_TRUE(store->finish(*r, v1::TraceTrailer()));
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(dir.file("x.data")), source, 6));
+}
+
+// Both halves of issue 16 together: a write that fails (here RLIMIT_FSIZE: EFBIG) breaks the recording,
+// its file stops counting against --max-open-files once its connection goes, and its next connect() scans
+// its files again and reopens it in place (the same Recording), making room at the cap then.
+TEST(RecordingFiles, ABrokenRecordingCountsAsClosedAndIsScannedAgainInPlaceAtItsNextConnect) {
+  TempDir dir;
+  StoreWithClock store(dir.path(), RecordingFileLimits{2, 0ms, 0ms});
+  SyntheticSource source(3, 16);
+  auto a = store->connect("a", header_of("a"));
+  ASSERT_TRUE(a) << a.error().message();
+  store_batches(**a, source, 0, 10);
+  auto b = store->connect("b", header_of("b"));
+  ASSERT_TRUE(b) << b.error().message();
+
+  const auto path = (*a)->summary().file;
+  const auto size = std::filesystem::file_size(path);
+  struct rlimit old_limit {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old_limit;
+  small.rlim_cur = size;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  EncodedBatch batch = source.batch(10);
+  const std::string message = source.message(10);
+  auto view = BatchView::parse(message);
+  ASSERT_TRUE(view);
+  auto failed = (*a)->store(batch.compressed, view->batch());
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().errnum(), EFBIG) << failed.error().message();
+  EXPECT_TRUE((*a)->broken());
+  EXPECT_EQ(std::filesystem::file_size(path), size) << "cut back to its last complete frame";
+  EXPECT_TRUE(store->needs_scan("a"));
+  EXPECT_FALSE(store->needs_scan("b"));
+  auto refused = (*a)->store(batch.compressed, view->batch());
+  ASSERT_FALSE(refused) << "nothing more is stored in a broken recording";
+
+  store->disconnect(*a);
+  EXPECT_EQ(store->file_stats().open, 1u) << "a broken recording's file is closed";
+  auto c = store->connect("c", header_of("c"));
+  ASSERT_TRUE(c) << c.error().message();
+  store->disconnect(*c);
+
+  // The collector is back: scanned again, in place, and c's idle file closed for it.
+  auto again = store->connect("a", header_of("a"));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->get(), a->get()) << "the same recording, brought back in place";
+  EXPECT_FALSE((*again)->broken());
+  EXPECT_EQ((*again)->next_sequence(), 10u);
+  EXPECT_EQ(store->file_stats().open, 2u);
+  EXPECT_EQ(store->file_stats().closed_for_room, 1u);
+  EXPECT_EQ(store->file_stats().reopened, 1u);
+  store_batches(**again, source, 5, 20, 10);
+  ASSERT_TRUE(store->finish(*again, v1::TraceTrailer{}));
+  store->disconnect(*again);
+  const auto s = (*again)->summary();
+  EXPECT_EQ(s.batches, 20u);
+  EXPECT_EQ(s.duplicates, 5u);
+  auto stored = testing::read_recording(s.file);
+  EXPECT_EQ(stored.files.size(), 1u) << "reopened in place: no new piece";
+  EXPECT_EQ(stored.headers.size(), 1u);
+  EXPECT_TRUE(stored.damage.empty()) << stored.damage.front();
+  ASSERT_EQ(stored.trailers.size(), 1u);
+  EXPECT_EQ(stored.trailers[0].batches(), 20u);
+  EXPECT_TRUE(testing::holds_exactly_once(stored, source, 20));
+  store->disconnect(*b);
 }
 
 }  // namespace

@@ -172,8 +172,10 @@ TEST(SinkBounds, HeadersDeclaringHugeFramesBeforeHelloHoldNoMemory) {
   EXPECT_EQ(memory.waits, 0u);
   std::printf("[   INFO   ] 300 hostile peers before hello: frame memory peak %.1f MiB, RSS growth %.1f MiB\n",
               static_cast<double>(memory.peak) / kMiB, static_cast<double>(rss.growth()) / kMiB);
-  EXPECT_EQ(log.count("a hello of 67108864 bytes, over the limit of 65536; disconnected"), 100u) << log.text();
-  EXPECT_EQ(log.count("the first frame is not a hello; disconnected"), 100u);
+  // 100 drops for one cause from one address: the first is written, the other 99 go through the rate limit
+  // (counted in one summary line at the end of the interval: Log's own tests check that count).
+  EXPECT_EQ(log.count("a hello of 67108864 bytes, over the limit of 65536; disconnected"), 1u) << log.text();
+  EXPECT_EQ(log.count("the first frame is not a hello; disconnected"), 1u);
 
   stalled.clear();  // their memory comes back as they go
   EXPECT_TRUE(wait_until([&] { return sink->frame_memory().held <= 4 * kMiB; }, 5s)) << sink->frame_memory().held;
