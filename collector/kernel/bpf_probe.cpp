@@ -332,6 +332,12 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   if (options.shared_map_fd >= 0 && probe->events_map_is_ringbuf_) {
     return Error(what + ": its output map '" + probe->events_map_name_ + "' is a ring buffer, which cannot be shared");
   }
+  if (probe->events_map_is_ringbuf_ && options.ringbuf_bytes != 0) {
+    if (int err = bpf_map__set_max_entries(*events, options.ringbuf_bytes); err != 0) {
+      return Error::from_errno(what + ": sizing ring buffer '" + probe->events_map_name_ + "' to " +
+                                   std::to_string(options.ringbuf_bytes) + " bytes", -err);
+    }
+  }
   if (options.shared_map_fd >= 0) {
     if (int err = bpf_map__reuse_fd(*events, options.shared_map_fd); err != 0) {
       return Error::from_errno(what + ": sharing the perf event array with map '" + probe->events_map_name_ + "'", -err);

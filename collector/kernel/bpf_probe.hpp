@@ -64,6 +64,7 @@ std::span<const char> builtin_probe_object(const std::string& name);
 struct ProbeOptions {
   std::string map_name;                     // the output map; empty: the only one of either kind in the object
   int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
+  std::uint32_t ringbuf_bytes = 0;          // a ring buffer output: its size (2^n pages); 0: the object's
   std::optional<std::uint32_t> filter_tgid; // one tgid, added to filter_tgids
   std::vector<std::uint32_t> filter_tgids;  // -p: only these processes
   std::vector<std::uint32_t> filter_tids;   // -t: only these threads

@@ -33,6 +33,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   ProbeOptions probe_options;
   probe_options.map_name = options.map_name;
   probe_options.global_settings = options.global_settings;
+  probe_options.ringbuf_bytes = options.ringbuf_bytes;
   probe_options.filter_tgids = options.filter_tgids;
   probe_options.filter_tids = options.filter_tids;
   probe_options.filter_uid = options.filter_uid;

@@ -55,6 +55,9 @@ struct CaptureOptions {
   bool trace_self = false;                // by default the collector's own process is filtered out
   std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
+  // The size of the object's ring buffer, when its output map is one: a power-of-two number of pages; 0 keeps
+  // the object's own max_entries.
+  std::uint32_t ringbuf_bytes = 0;
   ReaderOptions readers;
 };
 
