@@ -43,11 +43,16 @@ struct RingbufReader::Impl {
     return result.bytes > 0 && ring.pending_bytes() > 0;
   }
 
-  // Passes until one finds nothing new, each further pass posted so that other handlers run in between.
+  // Passes until one finds nothing new: up to kPassesInline in this handler, then the rest posted, so that
+  // a producer faster than the reader cannot keep the timer and other work from running.
   void drain_until_caught_up() {
     if (finished) return;
-    if (drain()) asio::post(io, [this] { drain_until_caught_up(); });
+    for (int i = 0; i < kPassesInline; ++i) {
+      if (!drain()) return;
+    }
+    asio::post(io, [this] { drain_until_caught_up(); });
   }
+  static constexpr int kPassesInline = 16;
 
   void arm() {
     if (finished || !descriptor.is_open()) return;
