@@ -6,10 +6,10 @@
 // consumer had caught up with the producer (libbpf's default, adaptive wakeups). The reader keeps a
 // posix::stream_descriptor on its own dup of the map fd and waits for readability. Asio's epoll reactor is
 // edge-triggered and the kernel does not wake a consumer that is behind, so a wakeup is answered with passes
-// until a pass finds nothing new: the first of those passes that consumed something and still left records
-// posts another one (other handlers, the timer among them, run in between). A pass that stops at a busy
-// record without progress is not repeated at once; the flush timer (flush_interval) drains the ring anyway,
-// so records are delivered with bounded latency whatever the wakeups do.
+// until one finds nothing new: up to 16 in the handler, then the rest posted (other handlers, the timer among
+// them, run in between). A pass that stops at a busy record without progress is not repeated at once; the
+// flush timer (flush_interval) drains the ring anyway, so records are delivered with bounded latency
+// whatever the wakeups do.
 //
 // Threads. start() runs one thread with its own io_context; from then on the ring, the descriptor, the timer
 // and the consumer are touched only on that thread. flush() and stop() post work there and wait for it (so
