@@ -6,6 +6,8 @@
 // record pipeline) with the records. The producer is a separate process, so the collector's CPU time is
 // this process's getrusage. Before the runs of a size, the producer runs once with loadgen attached but no
 // ring in the map: the rate of this kernel with nothing to deliver (the ceiling).
+// --channel ringbuf has perfstream read loadgen's BPF ring buffer twin (loadgen_ringbuf) instead, sized as the
+// baseline sizes its ring buffer, so that it compares with --compare ringbuf on the same load.
 // --compare runs bench/libbpf_baseline (libbpf's perf_buffer with its defaults and with a watermark, and
 // the BPF ring buffer with libbpf's ring_buffer) on the same load, alternating with perfstream's runs.
 #include <sys/resource.h>
@@ -45,6 +47,7 @@ extern "C" {
 #include <linux/types.h>
 #include "events.h"
 }
+#include "loadgen_ringbuf.skel.h"
 
 namespace perfstream::cli {
 namespace {
@@ -198,6 +201,8 @@ struct BenchConfig {
   RingSize ring;
   std::uint64_t wakeup = 0;
   std::string mode = "count";
+  bool ringbuf = false;             // --channel ringbuf: perfstream reads loadgen_ringbuf's ring buffer
+  std::uint32_t ringbuf_bytes = 0;  // its size: the perf rings' total, rounded up to a power of two
   std::string output = "/tmp/perfstream-bench.data";
   int level = 1;
 };
@@ -221,6 +226,39 @@ Result<double> measure_ceiling(const BenchConfig& cfg, std::uint32_t size) {
   const auto counts = read_loadgen(**probe);
   return ran > 0 ? (counts.emitted + counts.failed) / (ran / 1e9) : 0.0;
 }
+
+// loadgen_ringbuf's object, embedded in the binary, as a file for CaptureSession's --object path; removed with
+// its private directory when done.
+class EmbeddedObjectFile {
+ public:
+  static Result<EmbeddedObjectFile> create() {
+    char dir[] = "/tmp/perfstream-bench-XXXXXX";
+    if (mkdtemp(dir) == nullptr) return Error::from_errno("making a directory for loadgen_ringbuf.bpf.o", errno);
+    EmbeddedObjectFile file;
+    file.dir_ = dir;
+    file.path_ = file.dir_ + "/loadgen_ringbuf.bpf.o";
+    std::size_t size = 0;
+    const void* bytes = loadgen_ringbuf_bpf__elf_bytes(&size);
+    std::ofstream out(file.path_, std::ios::binary);
+    out.write(static_cast<const char*>(bytes), static_cast<std::streamsize>(size));
+    if (!out.flush()) return Error("writing " + file.path_);
+    return file;
+  }
+  EmbeddedObjectFile() = default;
+  EmbeddedObjectFile(EmbeddedObjectFile&& o) noexcept : dir_(std::move(o.dir_)), path_(std::move(o.path_)) {
+    o.dir_.clear();
+  }
+  EmbeddedObjectFile& operator=(EmbeddedObjectFile&&) = delete;
+  ~EmbeddedObjectFile() {
+    if (dir_.empty()) return;
+    ::unlink(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
 
 // One perfstream run of the bench: loadgen in a capture session whose readers do `cfg.mode` with what they
 // drain, while the producer runs for the duration.
@@ -252,6 +290,7 @@ class PerfstreamRun {
   std::unique_ptr<TraceFileWriter> writer_;  // --mode file
   PipelineCounters pipeline_;
   std::unique_ptr<BatchWorker> worker_;      // as in record: readers encode, one worker compresses and writes
+  std::optional<EmbeddedObjectFile> ringbuf_object_;  // --channel ringbuf
   std::unique_ptr<CaptureSession> session_;
   bench::LoadProducer producer_;
   std::uint64_t cpu_before_ns_ = 0, cpu_after_ns_ = 0;  // this process's CPU time around the readers' work
@@ -260,7 +299,16 @@ class PerfstreamRun {
 
 Status PerfstreamRun::setup() {
   CaptureOptions capture;
-  capture.probes = {"loadgen"};
+  if (cfg_.ringbuf) {
+    auto object = EmbeddedObjectFile::create();
+    if (!object) return object.error();
+    ringbuf_object_.emplace(std::move(*object));
+    capture.object_path = ringbuf_object_->path();
+    capture.map_name = "ringbuf";
+    capture.ringbuf_bytes = cfg_.ringbuf_bytes;
+  } else {
+    capture.probes = {"loadgen"};
+  }
   capture.array.size = cfg_.ring;
   capture.array.wakeup_bytes = cfg_.wakeup;
   capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg_.collector_cpus.size()));
@@ -298,7 +346,7 @@ Status PerfstreamRun::start() {
 std::unique_ptr<RecordConsumer> PerfstreamRun::make_consumer() {
   if (cfg_.mode == "count") return std::make_unique<CountOnlyConsumer>();
   if (cfg_.mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
-  return std::make_unique<BatchingConsumer>(BatchLimits{}, *worker_, static_cast<clockid_t>(session_->array().clockid()));
+  return std::make_unique<BatchingConsumer>(BatchLimits{}, *worker_, static_cast<clockid_t>(session_->clockid()));
 }
 
 void PerfstreamRun::run() {
@@ -322,7 +370,8 @@ void PerfstreamRun::summarise(RunResult& r) {
   r.failed = counts.failed;
   r.delivered = total.samples;
   r.delivered_bytes = total.sample_bytes;
-  r.lost = total.lost;
+  // A ring buffer's reader is told of no loss: as the baseline does, count the producer's failures then.
+  r.lost = cfg_.ringbuf ? counts.failed_nospace : total.lost;
   r.collector_cpu_s = (cpu_after_ns_ - cpu_before_ns_) / 1e9;
   r.wakeups = static_cast<std::int64_t>(total.wakeups);
   r.producer_calls_per_s = r.duration_s > 0 ? (r.emitted + r.failed) / r.duration_s : 0;
@@ -330,7 +379,7 @@ void PerfstreamRun::summarise(RunResult& r) {
 
 RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling, Log& log) {
   RunResult r;
-  r.impl = "perfstream-" + cfg.mode;
+  r.impl = (cfg.ringbuf ? "perfstream-ringbuf-" : "perfstream-") + cfg.mode;
   r.size = size;
   r.ceiling_calls_per_s = ceiling;
   const MachineLoadProbe machine;
@@ -710,6 +759,7 @@ ArgParser bench_flags() {
       .option("pages", 'm', "SIZE", "ring per CPU, as for record (default 512K)")
       .option("wakeup", 0, "SIZE", "wakeup size, as for record (default a quarter ring)")
       .option("mode", 0, "MODE", "what the collector does: count, encode, compress (zstd, no I/O), file (default count)")
+      .option("channel", 0, "KIND", "what perfstream reads: perf (per-CPU perf rings, default) or ringbuf (one BPF ring buffer, sized as --compare ringbuf's)")
       .option("output", 'o', "FILE", "the trace file of --mode file (default /tmp/perfstream-bench.data)")
       .option("compression-level", 'z', "N", "zstd level for compress and file (default 1)")
       .option("compare", 0, "LIST", "also run libbpf (perf_buffer: defaults and watermark) and/or ringbuf")
@@ -789,6 +839,9 @@ Status run_options_from(const ArgParser& parser, BenchConfig& cfg) {
   if (cfg.mode != "count" && cfg.mode != "encode" && cfg.mode != "compress" && cfg.mode != "file") {
     return Error("--mode: count, encode, compress or file");
   }
+  const std::string channel = parser.value("channel").value_or("perf");
+  if (channel != "perf" && channel != "ringbuf") return Error("--channel: perf or ringbuf, not '" + channel + "'");
+  cfg.ringbuf = channel == "ringbuf";
   cfg.output = parser.value("output").value_or(cfg.output);
   if (auto v = parser.value("compression-level")) cfg.level = std::atoi(v->c_str());
   return {};
@@ -836,6 +889,11 @@ Result<BenchSettings> bench_settings_from(const ArgParser& parser) {
   auto geometry = plan_ring_geometry(s.cfg.ring, s.cfg.wakeup, s.online_cpus, static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
   if (!geometry) return geometry.error();
   s.geometry = *geometry;
+  // As bench/libbpf_baseline sizes its ring buffer: every CPU's perf ring in one, rounded up to 2^n bytes.
+  std::uint64_t ring = static_cast<std::uint64_t>(geometry->data_bytes) * s.online_cpus;
+  std::uint64_t pow2 = 1;
+  while (pow2 < ring) pow2 <<= 1;
+  s.cfg.ringbuf_bytes = static_cast<std::uint32_t>(pow2);
   if (!s.baselines.empty()) {
     auto baseline = find_baseline(parser.value("baseline").value_or(""));
     if (!baseline) return baseline.error();
@@ -905,7 +963,7 @@ void BenchCommand::summarise() {
        << settings_.geometry.describe(settings_.online_cpus) << ", mode " << cfg.mode << "\n\n";
   print_table(runs_, out_);
   print_spread(runs_, settings_.repeat, out_);
-  print_ratios(runs_, "perfstream-" + cfg.mode, out_);
+  print_ratios(runs_, (cfg.ringbuf ? "perfstream-ringbuf-" : "perfstream-") + cfg.mode, out_);
   print_busy_warning(runs_, out_);
 }
 

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -633,7 +634,7 @@ std::optional<int> CaptureRun::start() {
     return 1;
   }
   worker_ = std::make_unique<BatchWorker>(std::move(*compressor), output_->sink(), pipeline_);
-  const clockid_t clock = static_cast<clockid_t>(session_->array().clockid());
+  const clockid_t clock = static_cast<clockid_t>(session_->clockid());
   auto started = session_->start([this, clock](unsigned) -> std::unique_ptr<RecordConsumer> {
     return std::make_unique<BatchingConsumer>(settings_.limits, *worker_, clock);
   });
@@ -641,7 +642,16 @@ std::optional<int> CaptureRun::start() {
     log_.line(started.error().message());
     return 1;
   }
-  if (!settings_.quiet) {
+  if (!settings_.quiet && session_->ringbuf() != nullptr) {
+    log_.line("recording " + join(session_->probe_names(), ", ") + " from its ring buffer '" +
+              session_->output_map_name() + "' (" + std::to_string(session_->ringbuf()->data_size() / 1024) +
+              " KiB, shared by every CPU; record times " +
+              (session_->time_field().empty() ? std::string("are when they were drained")
+                                              : "from field '" + session_->time_field() + "'") +
+              ") " + output_->traits().destination);
+    log_.line("the kernel counts no lost records for a ring buffer: a record that did not fit failed in the BPF "
+              "program, which alone can count it");
+  } else if (!settings_.quiet) {
     const CpuSet& candidates = session_->array().candidates();
     auto online = CpuSet::online();
     log_.line("recording " + join(session_->probe_names(), ", ") + " on CPUs " +
@@ -716,8 +726,15 @@ std::string CaptureRun::status_line() {
   const std::uint64_t in = pipeline_.encoded_bytes.load();
   const std::uint64_t compressed = pipeline_.compressed_bytes.load();
   std::ostringstream line;
-  line << "\r\033[K" << format_rate(rate) << "events/s | lost "
-       << total.lost + total.unwritable + total.untracked + pipeline_.dropped_records.load() << " | in " << format_mb(in) << " | "
+  line << "\r\033[K" << format_rate(rate) << "events/s | lost ";
+  if (BpfRingbuf* ring = session_->ringbuf()) {
+    // The kernel counts nothing lost for a ring buffer: its fill high-water is what there is to show.
+    line << pipeline_.dropped_records.load() << " in perfstream, kernel: not counted | ring fill max "
+         << total.fill_high_water * 100 / std::max<std::uint64_t>(ring->data_size(), 1) << "%";
+  } else {
+    line << total.lost + total.unwritable + total.untracked + pipeline_.dropped_records.load();
+  }
+  line << " | in " << format_mb(in) << " | "
        << output_->status() << " | ratio " << std::fixed << std::setprecision(1)
        << (compressed > 0 ? static_cast<double>(in) / compressed : 0.0) << "x";
   return line.str();
@@ -798,6 +815,27 @@ void CaptureRun::summarise() {
   const std::uint64_t in = pipeline_.encoded_bytes.load();
   const std::uint64_t written = pipeline_.compressed_bytes.load();
   std::ostringstream summary;
+  if (BpfRingbuf* ring = s.ringbuf()) {
+    summary << stop_reason_ << " after " << std::fixed << std::setprecision(1) << elapsed << " s: " << total.samples
+            << " records (" << format_mb(total.sample_bytes) << ") from ring buffer '" << s.output_map_name()
+            << "', fill high-water " << total.fill_high_water << " of " << ring->data_size()
+            << " bytes, lost in the kernel: not counted for a ring buffer (a record that did not fit failed in "
+               "the BPF program), "
+            << pipeline_.dropped_records.load() << " lost in perfstream; " << output_->summary(pipeline_)
+            << "; batches compressed " << std::setprecision(1)
+            << (written > 0 ? static_cast<double>(in) / written : 0.0) << "x";
+    log_.line(summary.str());
+    if (total.discarded > 0) {
+      log_.line("ring buffer '" + s.output_map_name() + "': " + std::to_string(total.discarded) +
+                " records discarded by the BPF program (skipped)");
+    }
+    if (total.corrupt > 0) {
+      log_.line("ring buffer '" + s.output_map_name() + "' had " + std::to_string(total.corrupt) +
+                " corrupt record headers");
+    }
+    report_child();
+    return;
+  }
   summary << stop_reason_ << " after " << std::fixed << std::setprecision(1) << elapsed << " s: " << total.samples
           << " records (" << format_mb(total.sample_bytes) << ") from " << s.array().candidates().size()
           << " CPUs, lost " << total.lost + total.unwritable + total.untracked << " in the kernel and "

@@ -56,7 +56,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 void add_capture_flags(ArgParser& parser) {
   parser.option("probe", 0, "NAME", "built-in probe to load; repeat or comma-separate for several (see perfstream probes)")
       .option("object", 0, "FILE", "load this BPF object file instead of built-in probes")
-      .option("map", 0, "NAME", "the object's perf event array map, when it has several")
+      .option("map", 0, "NAME", "the object's output map (perf event array or BPF ring buffer), when it has several")
       .option("set", 0, "NAME=VALUE", "with --object: set the object's global NAME before load; repeatable (perfstream probes --object FILE lists them)")
       .option("event-type", 0, "STRUCT", "with --object: its records are this struct (from the object's BTF, else --btf)")
       .option("btf", 0, "FILE", "with --event-type: where the struct is when the object lacks it (clang -g -c of its header, or raw BTF)")
@@ -186,18 +186,32 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
   if (uname(&uts) == 0) h.set_kernel_release(uts.release);
   if (auto possible = CpuSet::possible()) h.set_possible_cpus(possible->max() + 1);
   if (auto online = CpuSet::online()) h.set_online_cpus(online->to_string());
-  h.set_recorded_cpus(session.array().candidates().to_string());
-  const int clockid = session.array().clockid();
+  const int clockid = session.clockid();
+  if (session.ringbuf() != nullptr) {
+    h.set_recorded_cpus(h.online_cpus());  // a ring buffer takes records from every CPU
+    h.set_output_map(v1::OUTPUT_MAP_RINGBUF);
+    h.set_record_time(session.time_field().empty() ? v1::RECORD_TIME_DRAINED : v1::RECORD_TIME_EVENT_FIELD);
+    h.set_record_time_field(session.time_field());
+  } else {
+    h.set_recorded_cpus(session.array().candidates().to_string());
+  }
+  h.set_output_map_name(session.output_map_name());
   h.set_clock(static_cast<v1::Clock>(clockid + 1));
   h.set_start_time_ns(clock_ns(clockid));
   h.set_start_realtime_ns(clock_ns(CLOCK_REALTIME));
-  h.set_sample_type(session.array().sample_type());
+  if (session.ringbuf() == nullptr) h.set_sample_type(session.array().sample_type());
   for (const auto& name : session.probe_names()) h.add_probes(name);
   for (const auto& schema : session.schemas()) *h.add_events() = schema;
-  const auto& g = session.array().geometry();
-  h.mutable_ring()->set_data_pages(static_cast<std::uint32_t>(g.data_pages));
-  h.mutable_ring()->set_page_size(static_cast<std::uint32_t>(g.page_size));
-  h.mutable_ring()->set_wakeup_bytes(static_cast<std::uint32_t>(g.wakeup_bytes));
+  if (BpfRingbuf* ring = session.ringbuf()) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    h.mutable_ring()->set_data_pages(static_cast<std::uint32_t>(ring->data_size() / page));
+    h.mutable_ring()->set_page_size(static_cast<std::uint32_t>(page));
+  } else {
+    const auto& g = session.array().geometry();
+    h.mutable_ring()->set_data_pages(static_cast<std::uint32_t>(g.data_pages));
+    h.mutable_ring()->set_page_size(static_cast<std::uint32_t>(g.page_size));
+    h.mutable_ring()->set_wakeup_bytes(static_cast<std::uint32_t>(g.wakeup_bytes));
+  }
   for (const auto& arg : command) h.add_command(arg);
   h.set_recording_id(random_id());
   h.set_batch_watermarks(true);
@@ -206,7 +220,22 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
 
 v1::TraceTrailer make_trace_trailer(CaptureSession& session) {
   v1::TraceTrailer t;
-  t.set_end_time_ns(clock_ns(session.array().clockid()));
+  t.set_end_time_ns(clock_ns(session.clockid()));
+  if (BpfRingbuf* ring = session.ringbuf()) {
+    const auto c = session.stats().snapshot(0);
+    auto* out = t.add_cpus();
+    out->set_cpu(kRingbufCpu);
+    out->set_samples(c.samples);
+    out->set_sample_bytes(c.sample_bytes);
+    out->set_corrupt(c.corrupt);
+    out->set_fill_high_water(c.fill_high_water);
+    out->set_ring_size(ring->data_size());
+    out->set_wakeups(c.wakeups);
+    out->set_passes(c.passes);
+    out->set_lost_not_counted(true);
+    out->set_discarded(c.discarded);
+    return t;
+  }
   for (unsigned cpu : session.array().candidates().cpus()) {
     const auto c = session.stats().snapshot(cpu);
     auto* out = t.add_cpus();

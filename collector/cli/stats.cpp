@@ -191,18 +191,35 @@ void print_overview(const recording::RecordingReader& trace, const Summary& s, s
   for (const auto& [k, v] : lines) out << k << std::string(key_width - k.size() + 2, ' ') << v << "\n";
 }
 
+// A CPU column's value: the number, or "ring" for the records and counters of a BPF ring buffer, which
+// carry no CPU (kRingbufCpu, docs/FORMAT.md).
+std::string cpu_label(std::uint32_t cpu) { return cpu == 0xffffffffu ? std::string("ring") : u(cpu); }
+
+// What the kernel does not report for a ring buffer, said where its counters are shown.
+void print_ringbuf_notes(const v1::TraceTrailer& trailer, std::ostream& out) {
+  for (const auto& t : trailer.cpus()) {
+    if (!t.lost_not_counted()) continue;
+    out << "ring buffer: the kernel counts no lost records for a BPF ring buffer, so lost (kernel) is 0 whatever "
+           "happened: a record that did not fit failed in the BPF program, which alone can count it; the ring "
+           "was at most "
+        << t.fill_high_water() << " of " << t.ring_size() << " bytes full\n";
+    if (t.discarded() > 0) out << "ring buffer: " << t.discarded() << " records discarded by the BPF program\n";
+  }
+}
+
 // "unwritable (BPF)": records the BPF programs could not write at all (no live ring on the CPU); the
 // kernel reports nothing about them, the built-in probes count them (trailer).
 void print_cpu_table(const recording::RecordingReader& trace, const Summary& s, std::ostream& out) {
   render::Table cpus({"CPU", "records", "lost (kernel)", "unwritable (BPF)", "lost (collector)", "payload bytes"});
   for (const auto& [cpu, row] : s.cpus) {
-    cpus.add({u(cpu), u(row.records), u(row.lost_kernel), u(row.unwritable), u(row.lost_collector),
+    cpus.add({cpu_label(cpu), u(row.records), u(row.lost_kernel), u(row.unwritable), u(row.lost_collector),
               u(row.payload_bytes)});
   }
   cpus.add({"total", u(s.total.records), u(s.total.lost_kernel), u(s.total.unwritable), u(s.total.lost_collector),
             u(s.total.payload_bytes)});
   out << cpus.render();
   if (const v1::TraceTrailer* trailer = trace.last_trailer(); trailer != nullptr) {
+    print_ringbuf_notes(*trailer, out);
     for (const auto& t : trailer->cpus()) {
       if (t.unwritable() > 0) {
         out << "CPU " << t.cpu() << ": " << t.unwritable() << " records could not be written by the BPF programs ("
@@ -244,7 +261,7 @@ void print_collector_counters(const recording::RecordingReader& trace, std::ostr
   render::Table c({"CPU", "samples", "sample bytes", "lost", "unwritable", "corrupt", "fill high water", "ring size",
                    "wakeups", "passes"});
   for (const auto& t : trailer->cpus()) {
-    c.add({u(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.unwritable()), u(t.corrupt()),
+    c.add({cpu_label(t.cpu()), u(t.samples()), u(t.sample_bytes()), u(t.lost()), u(t.unwritable()), u(t.corrupt()),
            u(t.fill_high_water()), u(t.ring_size()), u(t.wakeups()), u(t.passes())});
   }
   out << c.render();
@@ -333,7 +350,9 @@ std::string json_collector(const recording::RecordingReader& trace) {
            ",\"unwritable\":" + u(t.unwritable()) + ",\"unwritable_errno\":" + u(t.unwritable_errno()) +
            ",\"corrupt\":" + u(t.corrupt()) +
            ",\"fill_high_water\":" + u(t.fill_high_water()) + ",\"ring_size\":" + u(t.ring_size()) +
-           ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) + "}";
+           ",\"wakeups\":" + u(t.wakeups()) + ",\"passes\":" + u(t.passes()) +
+           (t.lost_not_counted() ? ",\"lost_not_counted\":true,\"discarded\":" + u(t.discarded()) : std::string()) +
+           "}";
     }
   }
   return o + "]";

@@ -135,6 +135,9 @@ std::optional<std::uint64_t> fit_integer(const ParsedInteger& v, bool is_signed,
     if (v.negative ? v.magnitude > max_positive + 1 : v.magnitude > max_positive) return std::nullopt;
     return v.negative ? ~v.magnitude + 1 : v.magnitude;
   }
+  // -1 is every bit set, as a C loader's `targ_uid = -1` (libbpf-tools' INVALID_UID) stores it; any other
+  // negative number is out of range.
+  if (v.negative && v.magnitude == 1) return bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
   if (v.negative && v.magnitude != 0) return std::nullopt;
   if (bits < 64 && v.magnitude >> bits) return std::nullopt;
   return v.magnitude;
@@ -294,7 +297,7 @@ Result<std::string> BpfGlobals::encode(const BpfGlobal& global, const Slot& slot
       if (!bits) {
         std::string hint;
         if (!is_signed && parsed->negative) {
-          hint = "; for all bits set write 0x" + std::string(size * 2, 'f');
+          hint = "; for all bits set write -1 or 0x" + std::string(size * 2, 'f');
         }
         return Error(value + " is out of range: " + what + " " + range + hint);
       }

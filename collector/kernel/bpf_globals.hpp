@@ -9,8 +9,8 @@
 //
 // Values are typed by the variable's BTF type (typedefs and qualifiers followed):
 //   - integers of 1, 2, 4 or 8 bytes, signed or not: decimal, or hex with 0x, a leading '-' for negative
-//     numbers; a value outside the type's range is refused naming the type and its range (-1 for an
-//     unsigned type is refused too: write 0xffffffff, the bits the loader would have stored);
+//     numbers; a value outside the type's range is refused naming the type and its range, except -1 for an
+//     unsigned type, which is every bit set, as a C loader's `targ_uid = -1` stores it (-2 is refused);
 //   - bool (_Bool): true, false, 1, 0;
 //   - enums: an enumerator's name, or a number that fits the enum's size;
 //   - float and double: a decimal number;

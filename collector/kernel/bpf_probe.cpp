@@ -226,31 +226,42 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load_file(const std::string& path, c
 
 namespace {
 
-// The perf event array the probe writes to: the one named, else the object's only one.
+// The output map the probe writes to, a perf event array or a BPF ring buffer: the one named, else the
+// object's only map of either kind. With several and none named, the error lists them all.
 Result<bpf_map*> find_events_map(bpf_object* object, const ProbeOptions& options, const std::string& what) {
-  bpf_map* events = nullptr;
-  int perf_arrays = 0;
+  auto kind_of = [](bpf_map* m) -> const char* {
+    switch (bpf_map__type(m)) {
+      case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "perf event array";
+      case BPF_MAP_TYPE_RINGBUF: return "ring buffer";
+      default: return nullptr;
+    }
+  };
+  std::vector<bpf_map*> outputs;
+  bpf_map* named = nullptr;
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, object) {
-    if (!options.map_name.empty()) {
-      if (options.map_name == bpf_map__name(map)) events = map;
-    } else if (bpf_map__type(map) == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
-      events = map;
-      ++perf_arrays;
+    if (!options.map_name.empty() && options.map_name == bpf_map__name(map)) named = map;
+    if (kind_of(map) != nullptr) outputs.push_back(map);
+  }
+  if (!options.map_name.empty()) {
+    if (named == nullptr) return Error(what + ": no map named '" + options.map_name + "'");
+    if (kind_of(named) == nullptr) {
+      return Error(what + ": map '" + options.map_name +
+                   "' is neither a BPF_MAP_TYPE_PERF_EVENT_ARRAY nor a BPF_MAP_TYPE_RINGBUF");
     }
+    return named;
   }
-  if (events == nullptr) {
-    return Error(what + ": " +
-                 (options.map_name.empty() ? std::string("no BPF_MAP_TYPE_PERF_EVENT_ARRAY map")
-                                           : "no map named '" + options.map_name + "'"));
+  if (outputs.empty()) {
+    return Error(what + ": no output map (neither a BPF_MAP_TYPE_PERF_EVENT_ARRAY nor a BPF_MAP_TYPE_RINGBUF)");
   }
-  if (options.map_name.empty() && perf_arrays > 1) {
-    return Error(what + ": " + std::to_string(perf_arrays) + " perf event array maps; name one with --map");
+  if (outputs.size() > 1) {
+    std::string list;
+    for (bpf_map* m : outputs) {
+      list += (list.empty() ? "" : ", ") + std::string(kind_of(m)) + " '" + bpf_map__name(m) + "'";
+    }
+    return Error(what + ": " + std::to_string(outputs.size()) + " output maps (" + list + "); name one with --map");
   }
-  if (bpf_map__type(events) != BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
-    return Error(what + ": map '" + options.map_name + "' is not a BPF_MAP_TYPE_PERF_EVENT_ARRAY");
-  }
-  return events;
+  return outputs.front();
 }
 
 // The ids that go into the filter maps once the object is loaded (the maps exist only then).
@@ -317,6 +328,16 @@ Result<std::unique_ptr<BpfProbe>> BpfProbe::load(std::unique_ptr<BpfProbe> probe
   auto events = find_events_map(probe->object_, options, what);
   if (!events) return events.error();
   probe->events_map_name_ = bpf_map__name(*events);
+  probe->events_map_is_ringbuf_ = bpf_map__type(*events) == BPF_MAP_TYPE_RINGBUF;
+  if (options.shared_map_fd >= 0 && probe->events_map_is_ringbuf_) {
+    return Error(what + ": its output map '" + probe->events_map_name_ + "' is a ring buffer, which cannot be shared");
+  }
+  if (probe->events_map_is_ringbuf_ && options.ringbuf_bytes != 0) {
+    if (int err = bpf_map__set_max_entries(*events, options.ringbuf_bytes); err != 0) {
+      return Error::from_errno(what + ": sizing ring buffer '" + probe->events_map_name_ + "' to " +
+                                   std::to_string(options.ringbuf_bytes) + " bytes", -err);
+    }
+  }
   if (options.shared_map_fd >= 0) {
     if (int err = bpf_map__reuse_fd(*events, options.shared_map_fd); err != 0) {
       return Error::from_errno(what + ": sharing the perf event array with map '" + probe->events_map_name_ + "'", -err);

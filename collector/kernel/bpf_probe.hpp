@@ -1,11 +1,11 @@
 // BpfProbe: one loaded and attached BPF object that writes into a perf event array: one of perfstream's
 // built-in probes (embedded in the binary from its bpftool skeleton) or any .bpf.o file.
 //
-// Loading. The object is opened, its perf event array is found (the map named by the caller, else the
-// one map of that type), and, when the caller passes a shared map fd, that map is replaced by the shared
-// one before load (bpf_map__reuse_fd), so that several probes write into one set of per-CPU rings. The
-// filters of ProbeOptions are set (.rodata before load, the tgid/tid maps after it), see there, then the
-// user's --set globals (BpfGlobals). A load
+// Loading. The object is opened, its output map is found (the map named by the caller, else the one perf
+// event array or BPF ring buffer it has), and, when the caller passes a shared map fd, that map (a perf
+// event array) is replaced by the shared one before load (bpf_map__reuse_fd), so that several probes write
+// into one set of per-CPU rings. The filters of ProbeOptions are set (.rodata before load, the tgid/tid maps
+// after it), see there, then the user's --set globals (BpfGlobals). A load
 // failure carries the verifier's log. Every program is then attached. A built-in probe's tp/ program whose
 // tracepoint this kernel does not have (sys_enter_open on arm64) is left out, not an error.
 //
@@ -62,8 +62,9 @@ std::span<const char> builtin_probe_object(const std::string& name);
 // maps a filter needs is refused with an error naming the filter (it would record everything silently),
 // except filter_tgid alone, which sets an old-style `filter_tgid` variable when that is all it has.
 struct ProbeOptions {
-  std::string map_name;                     // the perf event array; empty: the only one in the object
+  std::string map_name;                     // the output map; empty: the only one of either kind in the object
   int shared_map_fd = -1;                   // when >= 0, used in place of the object's perf event array
+  std::uint32_t ringbuf_bytes = 0;          // a ring buffer output: its size (2^n pages); 0: the object's
   std::optional<std::uint32_t> filter_tgid; // one tgid, added to filter_tgids
   std::vector<std::uint32_t> filter_tgids;  // -p: only these processes
   std::vector<std::uint32_t> filter_tids;   // -t: only these threads
@@ -106,6 +107,8 @@ class BpfProbe {
   // The perf event array this probe writes to (the shared one when given).
   int events_map_fd() const;
   const std::string& events_map_name() const { return events_map_name_; }
+  // True when the output map is a BPF_MAP_TYPE_RINGBUF (kernel/bpf_ringbuf.hpp), not a perf event array.
+  bool events_map_is_ringbuf() const { return events_map_is_ringbuf_; }
   // Any map of the object by name.
   Result<int> map_fd(const std::string& map_name) const;
   // The object's ps_output_failures counters, indexed by CPU (every possible CPU); empty when the object
@@ -119,6 +122,7 @@ class BpfProbe {
   std::string name_;
   bpf_object* object_ = nullptr;
   std::string events_map_name_;
+  bool events_map_is_ringbuf_ = false;
   std::vector<bpf_link*> links_;
   std::string log_;  // the kernel's verifier log, filled on failure
 };

@@ -6,6 +6,23 @@
 #include "collector/decode/payload_schema.hpp"
 
 namespace perfstream {
+namespace {
+
+// The field of `schema` that holds a record's time: a fixed u64 with a timestamp's name.
+const v1::Field* time_field_of(const v1::EventSchema& schema) {
+  static constexpr const char* kNames[] = {"ts", "timestamp", "timestamp_ns", "time_ns", "ts_ns", "ktime_ns"};
+  for (const char* name : kNames) {
+    for (const auto& field : schema.fields()) {
+      if (field.name() == name && field.size() == 8 && !field.variable() &&
+          (field.type() == v1::Field::UNSIGNED || field.type() == v1::Field::SIGNED)) {
+        return &field;
+      }
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOptions& options) {
   std::unique_ptr<CaptureSession> session(new CaptureSession());
@@ -16,6 +33,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   ProbeOptions probe_options;
   probe_options.map_name = options.map_name;
   probe_options.global_settings = options.global_settings;
+  probe_options.ringbuf_bytes = options.ringbuf_bytes;
   probe_options.filter_tgids = options.filter_tgids;
   probe_options.filter_tids = options.filter_tids;
   probe_options.filter_uid = options.filter_uid;
@@ -76,6 +94,26 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   }
 
   BpfProbe& first = *session->probes_.front();
+  session->output_map_name_ = first.events_map_name();
+  if (first.events_map_is_ringbuf()) {
+    auto ring = BpfRingbuf::open(first.events_map_fd(), first.events_map_name());
+    if (!ring) return ring.error().with_context(first.name());
+    session->ringbuf_ = std::make_unique<BpfRingbuf>(std::move(*ring));
+    session->stats_ = std::make_unique<RingStats>(1);
+    if (!session->schemas_.empty()) {
+      if (const v1::Field* field = time_field_of(session->schemas_.front())) {
+        session->time_field_ = field->name();
+        session->ringbuf_timing_.time_offset = field->offset();
+      }
+    }
+    if (session->follow_tracker_) {
+      if (auto st = session->follow_tracker_->attach(); !st) return st.error();
+    }
+    for (auto& probe : session->probes_) {
+      if (auto st = probe->attach(); !st) return st.error();
+    }
+    return session;
+  }
   auto array = PerfEventArray::create(first.events_map_fd(), first.events_map_name(), options.array);
   if (!array) return array.error();
   session->array_ = std::move(*array);
@@ -93,8 +131,19 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
 
 CaptureSession::~CaptureSession() { stop(); }
 
+int CaptureSession::clockid() const { return array_ ? array_->clockid() : CLOCK_MONOTONIC; }
+
 Status CaptureSession::start(const ConsumerFactory& make_consumer) {
-  if (pool_) return Error("capture already started");
+  if (pool_ || ringbuf_reader_) return Error("capture already started");
+  if (ringbuf_) {
+    BpfProbe& first = *probes_.front();
+    auto reader = RingbufReader::create(*ringbuf_, first.events_map_fd(), first.events_map_name(), ringbuf_timing_,
+                                        options_.readers, make_consumer, stats_->cpu(0));
+    if (!reader) return reader.error();
+    ringbuf_reader_ = std::move(*reader);
+    ringbuf_reader_->start();
+    return {};
+  }
   auto pool = ReaderPool::create(*array_, options_.readers, make_consumer, *stats_);
   if (!pool) return pool.error();
   pool_ = std::move(*pool);
@@ -104,6 +153,7 @@ Status CaptureSession::start(const ConsumerFactory& make_consumer) {
 
 void CaptureSession::flush() {
   if (pool_) pool_->flush();
+  if (ringbuf_reader_) ringbuf_reader_->flush();
 }
 
 void CaptureSession::stop() {
@@ -112,6 +162,7 @@ void CaptureSession::stop() {
   for (auto& probe : probes_) probe->detach();
   if (follow_tracker_) follow_tracker_->detach();
   if (pool_) pool_->stop();
+  if (ringbuf_reader_) ringbuf_reader_->stop();
   if (stats_) {
     if (auto st = read_output_failures(); !st) output_failures_error_ = st.error().message();
   }

@@ -10,6 +10,12 @@
 // ring to the end and closes them (so nothing written before stop is lost). Teardown order is fixed here:
 // readers, rings, array, probes.
 //
+// An object whose output map is a BPF ring buffer (BpfProbe::events_map_is_ringbuf) gets no perf event
+// array: the ring buffer is mapped (BpfRingbuf) and drained by a RingbufReader into the same consumers, and
+// stats() has one slot, 0, for it. Its records' time comes from the event's timestamp field when its schema
+// has one (time_field(): a u64 named ts, timestamp, timestamp_ns, time_ns, ts_ns or ktime_ns), else from the
+// drain (read/ringbuf_drain.hpp).
+//
 // Records a program could not write at all (bpf_perf_event_output failed for a reason other than a full
 // ring, so the kernel reports nothing) are counted by the built-in probes themselves (ps_output_failures);
 // stop() reads those counters after the drain into RingStats' `unwritable`, so they are final then.
@@ -25,6 +31,7 @@
 #include "collector/kernel/bpf_probe.hpp"
 #include "collector/kernel/perf_event_array.hpp"
 #include "collector/read/reader_pool.hpp"
+#include "collector/read/ringbuf_reader.hpp"
 #include "collector/read/ring_stats.hpp"
 #include "collector/util/result.hpp"
 #include "perfstream.pb.h"
@@ -34,7 +41,7 @@ namespace perfstream {
 struct CaptureOptions {
   std::vector<std::string> probes;        // built-in probe names
   std::string object_path;                // or one BPF object file
-  std::string map_name;                   // its perf event array, when it has several
+  std::string map_name;                   // its output map (perf event array or ring buffer), when it has several
   std::vector<GlobalSetting> global_settings;  // --set: the object's globals, written before load
   // --event-type: the struct its records are, from the object's BTF or else from event_btf_path (--btf);
   // empty: the struct the object declares with ps_event_layout, if any.
@@ -48,6 +55,9 @@ struct CaptureOptions {
   bool trace_self = false;                // by default the collector's own process is filtered out
   std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
+  // The size of the object's ring buffer, when its output map is one: a power-of-two number of pages; 0 keeps
+  // the object's own max_entries.
+  std::uint32_t ringbuf_bytes = 0;
   ReaderOptions readers;
 };
 
@@ -65,7 +75,15 @@ class CaptureSession {
   // What went wrong reading them at stop, "" if nothing.
   const std::string& output_failures_error() const { return output_failures_error_; }
 
+  // The perf event array; only when ringbuf() is null.
   PerfEventArray& array() { return *array_; }
+  // The BPF ring buffer the object writes to, or null (then array() is the source).
+  BpfRingbuf* ringbuf() { return ringbuf_.get(); }
+  const std::string& output_map_name() const { return output_map_name_; }
+  // The payload field that gives a ring buffer record its time; "" when records are timed at the drain.
+  const std::string& time_field() const { return time_field_; }
+  // The clock of every record time: the perf events' clockid, or CLOCK_MONOTONIC for a ring buffer.
+  int clockid() const;
   RingStats& stats() { return *stats_; }
   ReaderPool* pool() { return pool_.get(); }
   const std::vector<std::unique_ptr<BpfProbe>>& probes() const { return probes_; }
@@ -83,6 +101,11 @@ class CaptureSession {
   std::unique_ptr<PerfEventArray> array_;
   std::unique_ptr<RingStats> stats_;
   std::unique_ptr<ReaderPool> pool_;
+  std::unique_ptr<BpfRingbuf> ringbuf_;            // instead of array_ and pool_
+  std::unique_ptr<RingbufReader> ringbuf_reader_;  // destroyed before ringbuf_ (declared after it)
+  RingbufTiming ringbuf_timing_;
+  std::string output_map_name_;
+  std::string time_field_;
   std::vector<v1::EventSchema> schemas_;
   std::string output_failures_error_;
   bool stopped_ = false;

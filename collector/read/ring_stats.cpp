@@ -18,6 +18,7 @@ CpuSnapshot RingStats::snapshot(unsigned cpu) const {
   s.corrupt_bytes = get(c.corrupt_bytes);
   s.malformed = get(c.malformed);
   s.other_records = get(c.other_records);
+  s.discarded = get(c.discarded);
   s.wakeups = get(c.wakeups);
   s.passes = get(c.passes);
   s.fill_bytes = get(c.fill_bytes);
@@ -45,6 +46,7 @@ CpuSnapshot RingStats::total() const {
     t.corrupt_bytes += s.corrupt_bytes;
     t.malformed += s.malformed;
     t.other_records += s.other_records;
+    t.discarded += s.discarded;
     t.wakeups += s.wakeups;
     t.passes += s.passes;
     t.fill_bytes += s.fill_bytes;

@@ -23,6 +23,7 @@ struct CpuCounters {
   std::atomic<std::uint64_t> corrupt_bytes{0};    // bytes skipped by those
   std::atomic<std::uint64_t> malformed{0};        // records whose fields ran past their size (skipped)
   std::atomic<std::uint64_t> other_records{0};    // records of other types (counted, skipped)
+  std::atomic<std::uint64_t> discarded{0};        // BPF ring buffer records the program discarded (skipped)
   std::atomic<std::uint64_t> wakeups{0};          // readiness notifications from the kernel (watermark reached)
   std::atomic<std::uint64_t> passes{0};           // drain passes
   std::atomic<std::uint64_t> fill_bytes{0};       // bytes pending at the start of the latest pass
@@ -40,7 +41,7 @@ struct CpuCounters {
 struct CpuSnapshot {
   unsigned cpu = 0;
   std::uint64_t samples = 0, sample_bytes = 0, ring_bytes = 0, lost = 0, lost_notices = 0, corrupt = 0,
-                corrupt_bytes = 0, malformed = 0, other_records = 0, wakeups = 0, passes = 0, fill_bytes = 0,
+                corrupt_bytes = 0, malformed = 0, other_records = 0, discarded = 0, wakeups = 0, passes = 0, fill_bytes = 0,
                 fill_high_water = 0, ring_size = 0, unwritable = 0, untracked = 0;
   std::uint32_t unwritable_errno = 0;
   bool attached = false;

@@ -182,7 +182,7 @@ TEST_F(ObjectGlobalsEndToEnd, TargUidDefaultRecordsOnlyRootUntilSetToInvalidUid)
     ASSERT_GT(opener.pid(), 0);
     const fs::path trace = dir_ / "any-uid.data";
     auto recorder = start_recording(trace, {"--set", "targ_tgid=" + std::to_string(opener.pid()), "--set",
-                                            "targ_uid=0xffffffff", "--event-type", "event", "--btf", kHeaderBtf});
+                                            "targ_uid=-1", "--event-type", "event", "--btf", kHeaderBtf});
     START_OR_SKIP(recorder);
     ASSERT_EQ(opener.go_and_wait(), 0);
     RunResult rec = recorder->stop(SIGINT);

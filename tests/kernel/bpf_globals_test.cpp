@@ -96,6 +96,11 @@ TEST_F(BpfGlobalsTest, IntegersOfEverySizeAndSignAreWrittenLittleEndian) {
   ASSERT_TRUE(globals_->set({"targ_uid", "0xffffffff"}));
   EXPECT_EQ(bytes_of(".rodata", 8, 4), std::string("\xff\xff\xff\xff", 4));
   EXPECT_EQ(global("targ_uid").value, "4294967295");
+  ASSERT_TRUE(globals_->set({"targ_uid", "0"}));
+  ASSERT_TRUE(globals_->set({"targ_uid", "-1"}));  // every bit set, as libbpf-tools' loaders write INVALID_UID
+  EXPECT_EQ(bytes_of(".rodata", 8, 4), std::string("\xff\xff\xff\xff", 4));
+  ASSERT_TRUE(globals_->set({"test_u16", "-1"}));
+  EXPECT_EQ(global("test_u16").value, "65535");
   ASSERT_TRUE(globals_->set({"test_s8", "-128"}));
   EXPECT_EQ(bytes_of(".data", 0, 1), std::string("\x80", 1));
   ASSERT_TRUE(globals_->set({"test_u16", "0xBEEF"}));
@@ -139,9 +144,9 @@ TEST_F(BpfGlobalsTest, OutOfRangeValuesNameTheTypeAndItsRange) {
   EXPECT_EQ(error_of("targ_pid", "2147483648"),
             "test_opensnoop.bpf.o: --set targ_pid=2147483648: 2147483648 is out of range: targ_pid is pid_t "
             "(signed 32-bit integer: -2147483648 to 2147483647)");
-  EXPECT_EQ(error_of("targ_uid", "-1"),
-            "test_opensnoop.bpf.o: --set targ_uid=-1: -1 is out of range: targ_uid is __u32 (unsigned 32-bit "
-            "integer: 0 to 4294967295); for all bits set write 0xffffffff");
+  EXPECT_EQ(error_of("targ_uid", "-2"),
+            "test_opensnoop.bpf.o: --set targ_uid=-2: -2 is out of range: targ_uid is __u32 (unsigned 32-bit "
+            "integer: 0 to 4294967295); for all bits set write -1 or 0xffffffff");
   EXPECT_EQ(error_of("test_s8", "128"),
             "test_opensnoop.bpf.o: --set test_s8=128: 128 is out of range: test_s8 is __s8 (signed 8-bit integer: "
             "-128 to 127)");
