@@ -455,6 +455,10 @@ class Dumper {
   void line_start(std::uint64_t time_ns, std::uint32_t cpu) {
     append_time_text(time_ns);
     buf_ += "  [";
+    if (cpu == 0xffffffffu) {
+      buf_ += "ring]  ";  // a BPF ring buffer's record: the CPU that wrote it is unknown (FORMAT.md)
+      return;
+    }
     if (cpu < 100) buf_ += cpu < 10 ? "00" : "0";
     render::append_number(buf_, cpu);
     buf_ += "]  ";

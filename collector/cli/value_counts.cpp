@@ -67,7 +67,8 @@ void ValueCounts::add(const v1::EventSchema* schema, const std::string& event, s
       text = event;
       json = render::json_string(event);
     } else if (keys_[k] == "cpu") {
-      text = json = std::to_string(cpu);
+      json = std::to_string(cpu);
+      text = cpu == 0xffffffffu ? std::string("ring") : json;  // a ring buffer's records, as stats shows them
     } else if (const int f = plan != nullptr ? plan->field_of_key[k] : -1; f < 0 || values_[f].missing) {
       text = "-";
       json = "null";

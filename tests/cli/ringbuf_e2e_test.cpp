@@ -82,6 +82,14 @@ TEST_F(RingbufEndToEnd, OpensnoopShapedRingbufObjectRecordsEveryOpenOfTheCommand
     }
   }
   ASSERT_EQ(ours.size(), static_cast<std::size_t>(kFiles)) << dump.out;
+  // Text says so in the CPU's place, and so does stats --by cpu.
+  RunResult text = run({perfstream_binary(), "dump", trace.string()});
+  ASSERT_EQ(text.exit_status, 0) << text.err;
+  EXPECT_NE(text.out.find("  [ring]  "), std::string::npos) << text.out.substr(0, 500);
+  EXPECT_EQ(text.out.find("4294967295"), std::string::npos) << text.out.substr(0, 500);
+  RunResult by_cpu = run({perfstream_binary(), "stats", "--by", "cpu", trace.string()});
+  ASSERT_EQ(by_cpu.exit_status, 0) << by_cpu.err;
+  EXPECT_NE(by_cpu.out.find("\nring "), std::string::npos) << by_cpu.out;
   for (int i = 0; i < kFiles; ++i) EXPECT_EQ(ours.count((dir_ / ("f" + std::to_string(i))).string()), 1u);
   EXPECT_EQ(pids.size(), 1u);
 
