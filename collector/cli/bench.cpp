@@ -574,7 +574,8 @@ void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, s
     if (group.front()->impl == ours) mine[group.front()->size] = &group;
   }
   bool header = false;
-  for (const auto& [key, group] : groups) {
+  for (const auto& entry : groups) {
+    const std::vector<const RunResult*>& group = entry.second;  // a name a lambda may capture (not a binding)
     const RunResult& first = *group.front();
     if (first.impl == ours || mine.count(first.size) == 0) continue;
     const auto& m = *mine[first.size];
