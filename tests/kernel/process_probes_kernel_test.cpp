@@ -46,7 +46,11 @@ struct Parsed {
 template <typename T>
 std::vector<Parsed<T>> records_of(const Collector& collector, std::uint32_t kind) {
   std::vector<Parsed<T>> out;
-  for (const auto& r : collector.store.records()) {
+  // In time order: the rings are drained CPU by CPU, so a process that execs on one CPU and again on
+  // another has its records stored in drain order, not in the order they happened.
+  std::vector<CollectedRecord> records = collector.store.records();
+  std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.time < b.time; });
+  for (const auto& r : records) {
     if (r.is_lost || r.raw.size() < 4) continue;
     std::uint32_t k = 0;
     std::memcpy(&k, r.raw.data(), 4);
