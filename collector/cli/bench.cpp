@@ -653,11 +653,19 @@ double round_step(double max, int count) {
   return 10 * power;
 }
 
-// A tick's label: rates with k and M, others with as many decimals as the step needs.
+// Decimals that show every multiple of `step` exactly: a step of m x 10^e needs -e of them, one more for
+// m = 2.5 (0.25, 0.5, 0.75).
+int tick_decimals(double step) {
+  const double e = std::floor(std::log10(step) + 1e-9);
+  const double m = step / std::pow(10.0, e);
+  return std::max(0, static_cast<int>(-e) + (std::abs(m - 2.5) < 1e-6 ? 1 : 0));
+}
+
+// A tick's label: rates with k and M, others plain; as many decimals as the step needs.
 std::string tick_label(double v, double step, bool is_rate) {
-  if (is_rate && v >= 1e6) return fmt(v / 1e6, step >= 1e6 ? 0 : (step >= 1e5 ? 1 : 2)) + " M";
-  if (is_rate && v >= 1e3) return fmt(v / 1e3, step >= 1e3 ? 0 : 1) + " k";
-  return fmt(v, step >= 1 ? 0 : (step >= 0.1 ? 1 : 2));
+  if (is_rate && v >= 1e6) return fmt(v / 1e6, tick_decimals(step / 1e6)) + " M";
+  if (is_rate && v >= 1e3) return fmt(v / 1e3, tick_decimals(step / 1e3)) + " k";
+  return fmt(v, tick_decimals(step));
 }
 
 // Three charts side by side against record size (log2 axis): delivered records/s, collector CPU ns per
