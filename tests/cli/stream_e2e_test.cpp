@@ -16,6 +16,7 @@
 
 #include "collector/transport/sink_server.hpp"
 #include "testing/ports.hpp"
+#include "testing/sink_and_stream.hpp"
 #include "testing/subprocess.hpp"
 #include "testing/synthetic_stream.hpp"
 
@@ -74,37 +75,9 @@ Dumped dump(const std::vector<fs::path>& files, const fs::path& under, bool live
   return d;
 }
 
-class StreamEndToEnd : public ::testing::Test {
+class StreamEndToEnd : public SinkAndStreamTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("perfstream-stream-e2e-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_ / "files");
-    port_ = free_tcp_port();
-    to_ = "tcp://127.0.0.1:" + std::to_string(port_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  std::unique_ptr<Background> start_sink() {
-    auto sink = std::make_unique<Background>(std::vector<std::string>{
-        perfstream_binary(), "sink", "--listen", to_, "-d", (dir_ / "sink").string(), "--status-interval", "0"});
-    const bool up = wait_until([&] { return accepts_connections(port_) || sink->exited(); }, 10s);
-    if (!up || sink->exited()) {
-      RunResult r = sink->wait();
-      ADD_FAILURE() << "the sink did not start: exit " << r.exit_status << ": " << r.err;
-      return nullptr;
-    }
-    return sink;
-  }
-
-  std::unique_ptr<Background> start_stream() {
-    return std::make_unique<Background>(std::vector<std::string>{
-        perfstream_binary(), "stream", "--to", to_, "--probe", "openat", "-p", std::to_string(getpid()), "--spool",
-        (dir_ / "spool").string(), "--batch-age", "20ms", "--batch-records", "16"});
-  }
+  StreamEndToEnd() : SinkAndStreamTest("perfstream-stream-e2e") {}
 
   // True once the stream has said hello (the sink made its file): its probes are attached by then. On
   // false, *skip says why when the kernel refused BPF.
@@ -113,30 +86,9 @@ class StreamEndToEnd : public ::testing::Test {
         !stream.exited()) {
       return true;
     }
-    RunResult r = stream.wait();
-    if (r.err.find("refused") != std::string::npos || r.err.find("Operation not permitted") != std::string::npos) {
-      *skip = "the kernel refuses BPF here: " + r.err;
-    } else {
-      ADD_FAILURE() << "the stream did not start: exit " << r.exit_status << ": " << r.err;
-    }
+    explain_stream_exit(stream, "did not start", skip);
     return false;
   }
-
-  std::set<std::string> open_files(int from, int to) {
-    std::set<std::string> paths;
-    for (int i = from; i < to; ++i) {
-      const std::string path = (dir_ / "files" / ("f-" + std::to_string(i) + std::string(i % 17, 'z'))).string();
-      int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-      EXPECT_GE(fd, 0) << path;
-      if (fd >= 0) ::close(fd);
-      paths.insert(path);
-    }
-    return paths;
-  }
-
-  fs::path dir_;
-  std::uint16_t port_ = 0;
-  std::string to_;
 };
 
 TEST_F(StreamEndToEnd, OpenatStreamReachesTheSinkExactlyOnce) {

@@ -28,6 +28,7 @@
 
 #include "testing/ports.hpp"
 #include "testing/remote_loadgen.hpp"
+#include "testing/sink_and_stream.hpp"
 #include "testing/subprocess.hpp"
 #include "testing/synthetic_stream.hpp"
 
@@ -63,30 +64,9 @@ std::size_t count_lines(const std::string& text, const std::string& needle) {
 
 void progress(const std::string& what) { std::cout << "[          ] " << what << std::endl; }
 
-class LongSinkOutage : public ::testing::Test {
+class LongSinkOutage : public SinkAndStreamTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("perfstream-outage-" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-    to_ = "tcp://127.0.0.1:" + std::to_string(free_tcp_port());
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::unique_ptr<Background> start_sink() {
-    auto sink = std::make_unique<Background>(std::vector<std::string>{
-        perfstream_binary(), "sink", "--listen", to_, "-d", (dir_ / "sink").string(), "--status-interval", "0"});
-    const bool up = wait_until([&] { return sink->err_so_far().find("listening on") != std::string::npos || sink->exited(); },
-                               10s);
-    if (!up || sink->exited()) {
-      ADD_FAILURE() << "the sink did not start: " << sink->wait().err;
-      return nullptr;
-    }
-    return sink;
-  }
-  fs::path dir_;
-  std::string to_;
+  LongSinkOutage() : SinkAndStreamTest("perfstream-outage") {}
 };
 
 TEST_F(LongSinkOutage, SinkGoneForTwoMinutesEveryRecordArrivesOnceAndTheSpoolEmpties) {
@@ -99,11 +79,10 @@ TEST_F(LongSinkOutage, SinkGoneForTwoMinutesEveryRecordArrivesOnceAndTheSpoolEmp
                                       stream.exited(); },
                          20s));
   if (stream.exited()) {
-    RunResult r = stream.wait();
-    if (r.err.find("refused") != std::string::npos || r.err.find("Operation not permitted") != std::string::npos) {
-      GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
-    }
-    FAIL() << "the stream did not start: " << r.err;
+    std::string skip;
+    explain_stream_exit(stream, "did not start", &skip);
+    if (!skip.empty()) GTEST_SKIP() << skip;
+    return;
   }
 
   // loadgen in the stream's process emits one 64-byte record per getppid() of ours.

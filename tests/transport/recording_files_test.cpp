@@ -16,6 +16,7 @@
 #include "collector/transport/collector_ids_per_peer.hpp"
 #include "collector/transport/open_file_limiter.hpp"
 #include "collector/transport/recording_store.hpp"
+#include "testing/sink_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -26,6 +27,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::SyntheticSource;
 using testing::TempDir;
+using testing::open_files_under;
 
 TEST(OpenFileLimiter, TheVictimIsTheFileIdleLongestAndNeverOneInUse) {
   OpenFileLimiter files(3);
@@ -124,16 +126,6 @@ void store_batches(Recording& r, SyntheticSource& source, std::uint64_t from, st
     ASSERT_TRUE(stored) << "batch " << s << ": " << stored.error().message();
     EXPECT_EQ(*stored, s < duplicates_below ? Recording::Stored::Duplicate : Recording::Stored::New) << s;
   }
-}
-
-std::size_t open_files_under(const std::string& dir) {
-  std::size_t n = 0;
-  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    const auto target = std::filesystem::read_symlink(fd.path(), ec);
-    if (!ec && target.string().rfind(dir + "/", 0) == 0) ++n;
-  }
-  return n;
 }
 
 TEST(RecordingFiles, AnIdleFileClosedAndReopenedResumesExactlyAndDropsDuplicates) {

@@ -14,6 +14,7 @@
 #include "collector/transport/stream_client.hpp"
 #include "collector/transport/stream_protocol.hpp"
 #include "testing/raw_peer.hpp"
+#include "testing/sink_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -26,15 +27,10 @@ using testing::RawPeer;
 using testing::SyntheticSource;
 using testing::TempDir;
 using testing::wait_until;
+using testing::start_sink;
+using testing::hello_frame;
 
 constexpr std::size_t kMiB = 1u << 20;
-
-std::unique_ptr<SinkServer> start_sink(const SinkOptions& options) {
-  auto s = SinkServer::create(options);
-  if (!s) throw std::runtime_error(s.error().message());
-  (*s)->start();
-  return std::move(*s);
-}
 
 SinkOptions tcp_sink_options(const std::string& dir, LogLines& log) {
   SinkOptions o;
@@ -43,14 +39,6 @@ SinkOptions tcp_sink_options(const std::string& dir, LogLines& log) {
   o.store.dir = dir;
   o.store.log = log.sink();
   return o;
-}
-
-std::string hello_frame(const std::string& id) {
-  v1::StreamHello hello;
-  hello.set_protocol_version(kStreamProtocolVersion);
-  hello.set_collector_id(id);
-  *hello.mutable_header() = testing::synthetic_header(id + "-recording");
-  return encode_control_frame(FrameType::Hello, hello);
 }
 
 std::string frame_header(FrameType type, std::uint32_t length) {

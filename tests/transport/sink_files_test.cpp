@@ -18,6 +18,7 @@
 #include "collector/transport/stream_client.hpp"
 #include "collector/transport/stream_protocol.hpp"
 #include "testing/raw_peer.hpp"
+#include "testing/sink_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -29,41 +30,15 @@ using testing::RawPeer;
 using testing::SyntheticSource;
 using testing::TempDir;
 using testing::wait_until;
-
-std::unique_ptr<SinkServer> start_sink(const SinkOptions& options) {
-  auto s = SinkServer::create(options);
-  if (!s) throw std::runtime_error(s.error().message());
-  (*s)->start();
-  return std::move(*s);
-}
-
-std::string hello_frame(const std::string& id) {
-  v1::StreamHello hello;
-  hello.set_protocol_version(kStreamProtocolVersion);
-  hello.set_collector_id(id);
-  *hello.mutable_header() = testing::synthetic_header(id + "-recording");
-  return encode_control_frame(FrameType::Hello, hello);
-}
-
-std::string batch_frame(SyntheticSource& source, std::uint64_t sequence) {
-  EncodedBatch b = source.batch(sequence);
-  return data_frame_header(FrameType::Batch, b.compressed.size()) + b.compressed;
-}
+using testing::start_sink;
+using testing::hello_frame;
+using testing::batch_frame;
+using testing::open_files_under;
 
 // This process's descriptors: all of them, and those open on files under `dir`.
 std::size_t open_fds() {
   std::size_t n = 0;
   for ([[maybe_unused]] const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
-
-std::size_t open_files_under(const std::string& dir) {
-  std::size_t n = 0;
-  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    const auto target = std::filesystem::read_symlink(fd.path(), ec);
-    if (!ec && target.string().rfind(dir + "/", 0) == 0) ++n;
-  }
   return n;
 }
 

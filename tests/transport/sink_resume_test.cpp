@@ -10,6 +10,7 @@
 #include "collector/format/trace_writer.hpp"
 #include "collector/transport/sink_server.hpp"
 #include "collector/transport/stream_client.hpp"
+#include "testing/sink_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -22,6 +23,7 @@ using testing::LogLines;
 using testing::SyntheticSource;
 using testing::TempDir;
 using testing::wait_until;
+using testing::summary_of;
 
 std::unique_ptr<SinkServer> start_sink(const std::string& dir, Log* log, unsigned threads = 2) {
   SinkOptions options;
@@ -33,13 +35,6 @@ std::unique_ptr<SinkServer> start_sink(const std::string& dir, Log* log, unsigne
   if (!sink) throw std::runtime_error(sink.error().message());
   (*sink)->start();
   return std::move(*sink);
-}
-
-std::optional<CollectorSummary> summary_of(const SinkServer& sink, const std::string& id) {
-  for (const auto& s : sink.summaries()) {
-    if (s.id == id) return s;
-  }
-  return std::nullopt;
 }
 
 std::vector<std::string> files_starting(const std::string& dir, const std::string& prefix) {

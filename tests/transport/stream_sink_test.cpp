@@ -23,6 +23,7 @@
 #include "collector/transport/stream_client.hpp"
 #include "collector/transport/stream_protocol.hpp"
 #include "testing/raw_peer.hpp"
+#include "testing/sink_peer.hpp"
 #include "testing/synthetic_stream.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -36,6 +37,8 @@ using testing::StoredRecording;
 using testing::SyntheticSource;
 using testing::TempDir;
 using testing::wait_until;
+using testing::start_sink;
+using testing::summary_of;
 namespace fs = std::filesystem;
 
 // --- helpers ----------------------------------------------------------------------------------------------
@@ -52,20 +55,6 @@ SinkOptions sink_options(const std::string& dir, std::vector<Endpoint> listen, L
   o.store.dir = dir;
   o.store.log = log.sink();
   return o;
-}
-
-std::unique_ptr<SinkServer> start_sink(const SinkOptions& options) {
-  auto s = SinkServer::create(options);
-  if (!s) throw std::runtime_error(s.error().message());
-  (*s)->start();
-  return std::move(*s);
-}
-
-std::optional<CollectorSummary> summary_of(const SinkServer& sink, const std::string& id) {
-  for (const auto& s : sink.summaries()) {
-    if (s.id == id) return s;
-  }
-  return std::nullopt;
 }
 
 bool finished_at(const SinkServer& sink, const std::string& id) {
