@@ -2,15 +2,19 @@
 // the real kernel, objects compiled with clang -target bpf (bpf/opensnoop_ringbuf.bpf.c, the shape of
 // libbpf-tools' current opensnoop; bpf/loadgen_ringbuf.bpf.c, which has a perf event array and a ring buffer).
 // Needs root; skips only when the kernel refuses BPF.
+#include <signal.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <map>
 #include <set>
 
 #include "collector/recording/recording_reader.hpp"
 #include "testing/kernel_fixture.hpp"
+#include "testing/sink_and_stream.hpp"
 #include "testing/subprocess.hpp"
 
 namespace perfstream::testing {
@@ -167,6 +171,96 @@ TEST_F(RingbufEndToEnd, MapNamesEitherKindAndRefusesAnyOther) {
   EXPECT_EQ((*perf_reader)->header().output_map(), v1::OUTPUT_MAP_PERF_EVENT_ARRAY);
   EXPECT_EQ((*perf_reader)->header().output_map_name(), "events");
   EXPECT_EQ((*perf_reader)->header().record_time(), v1::RECORD_TIME_PERF_SAMPLE);
+}
+
+// The same object streamed to a sink: the sink's recording says what the file would (a ring buffer, times
+// from `ts`) and holds every open of the command once, each payload byte for byte as the program wrote it
+// (every byte the program sets: the bytes of `fname` past its NUL are whatever the reserved slot held).
+class RingbufStreamEndToEnd : public SinkAndStreamTest {
+ protected:
+  RingbufStreamEndToEnd() : SinkAndStreamTest("perfstream-ringbuf-stream") {}
+};
+
+TEST_F(RingbufStreamEndToEnd, AStreamedRingbufRecordingReadsBackFromTheSinkByteForByte) {
+  // A short directory of our own: the object keeps the first 63 bytes of a path.
+  char files_dir[] = "/tmp/psrs-XXXXXX";
+  ASSERT_NE(mkdtemp(files_dir), nullptr);
+  const fs::path files = files_dir;
+  struct RemoveFiles {
+    fs::path p;
+    ~RemoveFiles() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } remove_files{files};
+  constexpr int kFiles = 60;
+  for (int i = 0; i < kFiles; ++i) std::ofstream(files / ("f" + std::to_string(i))) << i;
+
+  auto sink = start_sink();
+  ASSERT_TRUE(sink);
+  const std::string script = "i=0; while [ $i -lt " + std::to_string(kFiles) + " ]; do : < '" + files.string() +
+                             "/f'$i; i=$((i+1)); done";
+  RunResult streamed = run({perfstream_binary(), "stream", "--object",
+                            std::string(PERFSTREAM_BPF_GEN_DIR) + "/opensnoop_ringbuf.bpf.o", "--to", to_, "--spool",
+                            (dir_ / "spool").string(), "--", "/bin/sh", "-c", script});
+  if (streamed.exit_status != 0 && refused(streamed)) GTEST_SKIP() << "the kernel refuses BPF here: " << streamed.err;
+  ASSERT_EQ(streamed.exit_status, 0) << streamed.err;
+  RunResult sunk = sink->stop(SIGINT);
+  ASSERT_EQ(sunk.exit_status, 0) << sunk.err;
+
+  std::vector<std::string> stored;
+  for (const auto& e : fs::directory_iterator(dir_ / "sink")) {
+    if (e.path().extension() == ".data") stored.push_back(e.path().string());
+  }
+  ASSERT_EQ(stored.size(), 1u) << sunk.err;
+  auto reader = recording::RecordingReader::open(stored, {});
+  ASSERT_TRUE(reader) << reader.error().message();
+  const v1::TraceHeader& header = (*reader)->header();
+  EXPECT_EQ(header.output_map(), v1::OUTPUT_MAP_RINGBUF);
+  EXPECT_EQ(header.output_map_name(), "events");
+  EXPECT_EQ(header.record_time(), v1::RECORD_TIME_EVENT_FIELD);
+  EXPECT_EQ(header.record_time_field(), "ts");
+
+  // struct opensnoop_event: u64 ts, u32 pid, u32 uid, int flags, u32 name_len, char comm[16], char fname[64].
+  constexpr std::size_t kPid = 8, kUid = 12, kNameLen = 20, kComm = 24, kFname = 40, kSize = 104;
+  std::map<std::string, int> ours;
+  std::set<std::uint32_t> pids;
+  std::uint64_t records = 0;
+  recording::ReadBatch rb;
+  while ((*reader)->next(rb)) {
+    const recording::DecodedBatch& b = rb.batch;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      ++records;
+      const std::span<const char> payload = b.payload(i);
+      ASSERT_EQ(payload.size(), kSize);
+      std::uint64_t ts;
+      std::memcpy(&ts, payload.data(), 8);
+      EXPECT_EQ(b.times[i], ts) << "the record's time is its ts field";
+      EXPECT_EQ(b.cpus[i], 0xffffffffu);
+      const std::string fname(payload.data() + kFname);  // NUL-terminated by bpf_probe_read_user_str
+      if (fname.rfind(files.string() + "/f", 0) != 0) continue;
+      ++ours[fname];
+      std::uint32_t pid;
+      std::memcpy(&pid, payload.data() + kPid, 4);
+      pids.insert(pid);
+      // Every byte from uid to fname's NUL, as the program wrote it for `: < FILE` in sh run by root.
+      std::string expected(kFname + fname.size() + 1 - kUid, '\0');
+      const std::uint32_t name_len = static_cast<std::uint32_t>(fname.size() + 1);
+      std::memcpy(expected.data() + (kNameLen - kUid), &name_len, 4);
+      std::memcpy(expected.data() + (kComm - kUid), "sh", 2);
+      std::memcpy(expected.data() + (kFname - kUid), fname.data(), fname.size());
+      EXPECT_EQ(std::string(payload.data() + kUid, expected.size()), expected) << fname;
+    }
+  }
+  ASSERT_EQ(ours.size(), static_cast<std::size_t>(kFiles));
+  for (const auto& [fname, n] : ours) EXPECT_EQ(n, 1) << fname;
+  EXPECT_EQ(pids.size(), 1u);
+  const v1::TraceTrailer* trailer = (*reader)->last_trailer();
+  ASSERT_NE(trailer, nullptr) << "the collector ended the recording at the sink";
+  ASSERT_EQ(trailer->cpus_size(), 1);
+  EXPECT_EQ(trailer->cpus(0).samples(), records);
+  EXPECT_EQ(trailer->cpus(0).sample_bytes(), records * kSize);
+  EXPECT_TRUE(trailer->cpus(0).lost_not_counted());
 }
 
 }  // namespace
