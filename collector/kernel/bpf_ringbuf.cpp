@@ -84,6 +84,7 @@ BpfRingbuf::Pass::Pass(BpfRingbuf& ring) : ring_(ring) {
   head_ = load_acquire(ring.producer_pos_);
   position_ = start_;
   committed_ = start_;
+  fill_at_start_ = head_ - start_;
   if (start_ % 8 != 0) {
     resynchronise(start_, 0, "consumer_pos is not 8-byte aligned");
   } else if (head_ - start_ > ring.data_size_) {
@@ -124,6 +125,19 @@ std::optional<RingbufRecord> BpfRingbuf::Pass::next() {
     return RingbufRecord{std::span<const std::byte>(header + kHeaderSize, len), at};
   }
   return std::nullopt;
+}
+
+bool BpfRingbuf::Pass::extend() {
+  if (busy_ || corruption_ || position_ != head_ || committed_ != start_) return false;
+  const std::uint64_t head = load_acquire(ring_.producer_pos_);
+  if (head == head_) return false;
+  head_ = head;
+  // consumer_pos has not moved since the pass began, so the kernel cannot have reserved more than a ring's
+  // worth past it: anything else is a corrupt producer page.
+  if (head_ - start_ > ring_.data_size_) {
+    resynchronise(position_, 0, "producer_pos is more than the data size ahead of consumer_pos");
+  }
+  return true;
 }
 
 void BpfRingbuf::Pass::commit() {

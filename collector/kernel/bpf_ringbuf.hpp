@@ -18,10 +18,20 @@
 //   - we read records, then store consumer_pos with release semantics; the kernel loads consumer_pos before
 //     it reserves space, so nothing we are still reading is overwritten.
 //
-// Reading is done in passes, with PerfRing's contract: a Pass loads producer_pos once when it begins and
-// hands out records below it only. A record still BUSY ends the pass there (records are consumed in order;
-// the next pass starts at the busy one). Every view a pass hands out points into the mapping and stays valid
-// until the pass commits consumer_pos (Pass::commit() or the destructor); then the kernel may reuse the space.
+// Reading is done in passes, with PerfRing's contract: a Pass loads producer_pos when it begins and hands out
+// records below it only; once those are read, extend() may load producer_pos again and go on, as libbpf's
+// ring_buffer loops until it finds nothing new. A record still BUSY ends the pass there (records are consumed
+// in order; the next pass starts at the busy one). Every view a pass hands out points into the mapping and
+// stays valid until the pass commits consumer_pos (Pass::commit() or the destructor); then the kernel may
+// reuse the space.
+//
+// Wakeups (kernel/bpf/ringbuf.c, bpf_ringbuf_commit): without BPF_RB_NO_WAKEUP/FORCE_WAKEUP, a submit or
+// discard wakes the map's waiters only when consumer_pos equals the position of the record being committed,
+// i.e. when the reader had caught up with it. consumer_pos is published once per pass, so records committed
+// while a pass runs wake nobody; a reader that commits, finds producer_pos still equal to consumer_pos and
+// only then sleeps is woken once for the next record, and each such wakeup also costs the producer an
+// irq_work. Extending a pass instead of ending it keeps consumer_pos behind the producer and so saves the
+// wakeups (and the per-pass work) a busy producer would otherwise cause.
 //
 // Corruption. A consumer position that is misaligned or more than data_size behind producer_pos, or a
 // header whose length runs past producer_pos, cannot be stepped over safely: the pass skips to producer_pos,
@@ -85,9 +95,13 @@ class BpfRingbuf {
     std::optional<RingbufRecord> next();
     // Publishes consumer_pos = end of the last record stepped over. Idempotent.
     void commit();
+    // After next() returned nullopt at the end of the records (not at a busy record or a corruption, and not
+    // after commit()): loads producer_pos again (acquire); true when records were produced since, which
+    // next() then hands out in this same pass, their views valid until commit() like the others.
+    bool extend();
 
     // Bytes between consumer and producer when the pass began: the ring's fill level at that moment.
-    std::uint64_t fill_at_start() const { return head_ - start_; }
+    std::uint64_t fill_at_start() const { return fill_at_start_; }
     // Bytes stepped over so far (records, discarded ones and a skipped corruption included, headers too).
     std::uint64_t consumed() const { return position_ - start_; }
     // Discarded records this pass stepped over.
@@ -107,11 +121,12 @@ class BpfRingbuf {
     std::uint64_t position_ = 0;
     std::uint64_t committed_ = 0;
     std::uint64_t discarded_ = 0;
+    std::uint64_t fill_at_start_ = 0;
     bool busy_ = false;
     std::optional<RingCorruption> corruption_;
   };
 
-  // Starts a pass: loads producer_pos once (acquire).
+  // Starts a pass: loads producer_pos (acquire).
   Pass begin_pass() { return Pass(*this); }
 
  private:

@@ -19,7 +19,7 @@ DrainResult drain_ringbuf(BpfRingbuf& ring, const RingbufTiming& timing, RecordC
   std::uint64_t samples = 0, sample_bytes = 0, discarded = 0;
   consumer.on_pass_begin(kRingbufCpu);
   {
-    const std::uint64_t drained_at = clock_ns(timing.clock);
+    std::uint64_t drained_at = clock_ns(timing.clock);
     BpfRingbuf::Pass pass = ring.begin_pass();
     const std::uint64_t fill = pass.fill_at_start();
     counters.fill_bytes.store(fill, std::memory_order_relaxed);
@@ -28,16 +28,25 @@ DrainResult drain_ringbuf(BpfRingbuf& ring, const RingbufTiming& timing, RecordC
     }
     SampleView sample;
     sample.cpu = kRingbufCpu;
-    while (auto record = pass.next()) {
-      sample.raw = record->payload;
-      sample.time = drained_at;
-      if (timing.time_offset && *timing.time_offset + sizeof(std::uint64_t) <= record->payload.size()) {
-        std::memcpy(&sample.time, record->payload.data() + *timing.time_offset, sizeof(std::uint64_t));
+    // What one pass may read before it commits: records submitted while it runs are taken into it (extend())
+    // up to this much, so that consumer_pos stays behind a busy producer (no wakeups) without holding back
+    // more than a quarter of the ring from it.
+    const std::uint64_t budget = ring.data_size() / 4;
+    do {
+      while (auto record = pass.next()) {
+        sample.raw = record->payload;
+        sample.time = drained_at;
+        if (timing.time_offset && *timing.time_offset + sizeof(std::uint64_t) <= record->payload.size()) {
+          std::memcpy(&sample.time, record->payload.data() + *timing.time_offset, sizeof(std::uint64_t));
+        }
+        ++samples;
+        sample_bytes += record->payload.size();
+        consumer.on_sample(kRingbufCpu, sample);
       }
-      ++samples;
-      sample_bytes += record->payload.size();
-      consumer.on_sample(kRingbufCpu, sample);
-    }
+      // Records taken in by extend() were submitted after drained_at was read: read it again, so that a drain
+      // time is never earlier than its record.
+      if (!timing.time_offset) drained_at = clock_ns(timing.clock);
+    } while (pass.consumed() < budget && pass.extend());
     discarded = pass.discarded();
     result.records = samples + discarded;
     if (pass.corruption()) {

@@ -78,6 +78,36 @@ TEST(BpfRingbuf, BusyRecordStopsThePassUntilItIsSubmitted) {
   EXPECT_EQ(fake.consumer(), 16u + 24u + 16u);
 }
 
+TEST(BpfRingbuf, ExtendTakesInRecordsProducedDuringThePassWithoutMovingTheConsumer) {
+  FakeRingbuf fake(256);
+  fake.add(5);
+  BpfRingbuf ring = fake.ring();
+  auto pass = ring.begin_pass();
+  auto first = pass.next();
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(pass.next());
+  EXPECT_FALSE(pass.extend()) << "nothing produced since the pass began";
+  const std::uint64_t second_at = fake.add(20, 0, 7);
+  fake.add(9, BpfRingbuf::kDiscardBit);
+  const std::uint64_t busy = fake.add(4, BpfRingbuf::kBusyBit);
+  ASSERT_TRUE(pass.extend());
+  EXPECT_EQ(fake.consumer(), 0u) << "consumer_pos stays where the pass began until it commits";
+  auto second = pass.next();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->position, second_at);
+  EXPECT_EQ(second->payload[0], std::byte{7});
+  EXPECT_EQ(first->payload.size(), 5u) << "the first view is still valid";
+  EXPECT_FALSE(pass.next()) << "the discarded record is stepped over, the busy one ends the pass";
+  EXPECT_TRUE(pass.busy());
+  EXPECT_EQ(pass.discarded(), 1u);
+  fake.set_len(busy, 4);
+  EXPECT_FALSE(pass.extend()) << "a pass stopped at a busy record stays stopped";
+  EXPECT_EQ(pass.fill_at_start(), 16u) << "the fill level is the one the pass began with";
+  pass.commit();
+  EXPECT_EQ(fake.consumer(), busy);
+  EXPECT_FALSE(pass.extend()) << "nothing is taken in after the commit";
+}
+
 TEST(BpfRingbuf, PositionsWrapPastTwoToThe64) {
   const std::uint64_t start = ~std::uint64_t{0} - 15;  // 16 bytes below the u64 wrap
   // A ring whose positions are near 2^64 behaves like one near 0: positions are masked, differences unsigned.
