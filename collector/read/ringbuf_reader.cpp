@@ -1,20 +1,21 @@
 #include "collector/read/ringbuf_reader.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
-#include <future>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <thread>
 
-namespace perfstream {
+#include "collector/util/unique_fd.hpp"
 
-namespace asio = boost::asio;
+namespace perfstream {
 
 struct RingbufReader::Impl {
   Impl(BpfRingbuf& ring, std::string map_name, RingbufTiming timing, const ReaderOptions& options,
@@ -24,11 +25,7 @@ struct RingbufReader::Impl {
         timing(timing),
         options(options),
         consumer(std::move(consumer)),
-        counters(counters),
-        io(1),
-        work(asio::make_work_guard(io)),
-        descriptor(io),
-        flush_timer(io) {}
+        counters(counters) {}
 
   void log(const std::string& message) const {
     if (options.log != nullptr) options.log->line(message);
@@ -43,63 +40,103 @@ struct RingbufReader::Impl {
     return result.bytes > 0 && ring.pending_bytes() > 0;
   }
 
-  // Passes until one finds nothing new: up to kPassesInline in this handler, then the rest posted, so that
-  // a producer faster than the reader cannot keep the timer and other work from running.
+  // Passes until one finds nothing new, at most kPassesPerTurn: then the loop looks at its clock and its
+  // commands before it goes on (the map fd is level-triggered, so epoll_wait returns at once while records
+  // are pending).
   void drain_until_caught_up() {
-    if (finished) return;
-    for (int i = 0; i < kPassesInline; ++i) {
+    for (int i = 0; i < kPassesPerTurn; ++i) {
       if (!drain()) return;
     }
-    asio::post(io, [this] { drain_until_caught_up(); });
   }
-  static constexpr int kPassesInline = 16;
+  static constexpr int kPassesPerTurn = 16;
 
-  void arm() {
-    if (finished || !descriptor.is_open()) return;
-    descriptor.async_wait(asio::posix::descriptor_base::wait_read, [this](const boost::system::error_code& ec) {
-      if (ec == asio::error::operation_aborted || finished) return;
-      if (ec) {
-        log("ring buffer map '" + map_name + "': waiting on it: " + ec.message() +
-            "; the flush timer keeps draining it");
-        return;
+  // The reader thread: epoll_wait on the map fd and the command eventfd, with the next flush as its timeout.
+  void run() {
+    if (!options.pin_cpus.empty()) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(options.pin_cpus.front(), &set);
+      if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+        log("ring buffer map '" + map_name + "': cannot pin its reader to CPU " +
+            std::to_string(options.pin_cpus.front()));
       }
-      counters.wakeups.fetch_add(1, std::memory_order_relaxed);
-      drain_until_caught_up();
-      arm();
-    });
-  }
-
-  void arm_flush_timer() {
-    flush_timer.expires_after(options.flush_interval);
-    flush_timer.async_wait([this](const boost::system::error_code& ec) {
-      // A wait that had completed when finish() cancelled it still runs, with no error: do not re-arm then.
-      if (ec || finished) return;
-      drain_until_caught_up();
-      consumer->on_tick();
-      arm_flush_timer();
-    });
-  }
-
-  void begin() {
-    // Records submitted before the wait is armed produce no new edge: drain them now.
+    }
+    // Records submitted before the thread started woke nobody (or nobody yet waiting): drain them now.
     drain_until_caught_up();
-    arm();
-    arm_flush_timer();
+    using Clock = std::chrono::steady_clock;
+    auto next_flush = Clock::now() + options.flush_interval;
+    bool wait_failed = false;
+    for (;;) {
+      const auto now = Clock::now();
+      if (now >= next_flush) {
+        drain_until_caught_up();
+        consumer->on_tick();
+        next_flush = now + options.flush_interval;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(next_flush - Clock::now());
+      epoll_event events[2];
+      const int n = ::epoll_wait(epoll.get(), events, 2, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (!wait_failed) {
+          wait_failed = true;
+          log("ring buffer map '" + map_name + "': waiting on it: " + std::strerror(errno) +
+              "; the flush timer keeps draining it");
+        }
+        std::this_thread::sleep_until(next_flush);
+        if (run_commands()) return;  // the eventfd is non-blocking: this only looks
+        continue;
+      }
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.u32 == kRingToken) {
+          counters.wakeups.fetch_add(1, std::memory_order_relaxed);
+          drain_until_caught_up();
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.u32 == kCommandToken && run_commands()) return;
+      }
+    }
+  }
+
+  // Answers flush() and stop(); true when the thread is to end (finish() has run).
+  bool run_commands() {
+    std::uint64_t value = 0;
+    while (::read(command_fd.get(), &value, sizeof(value)) < 0 && errno == EINTR) {
+    }
+    std::unique_lock lock(mutex);
+    if (flushes_done != flushes_asked) {
+      const std::uint64_t asked = flushes_asked;
+      lock.unlock();
+      drain();
+      lock.lock();
+      flushes_done = asked;
+      done.notify_all();
+    }
+    if (!stop_asked) return false;
+    lock.unlock();
+    finish();
+    return true;
+  }
+
+  void signal() {
+    const std::uint64_t one = 1;
+    while (::write(command_fd.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
   }
 
   void finish() {
     if (finished) return;
     finished = true;
-    flush_timer.cancel();
-    boost::system::error_code ignored;
-    descriptor.cancel(ignored);
     drain();
     drain();
     counters.attached.store(0, std::memory_order_relaxed);
     consumer->on_ring_closed(kRingbufCpu);
     consumer->on_stop();
-    work.reset();
   }
+
+  static constexpr std::uint32_t kRingToken = 1;
+  static constexpr std::uint32_t kCommandToken = 2;
 
   BpfRingbuf& ring;
   std::string map_name;
@@ -107,11 +144,14 @@ struct RingbufReader::Impl {
   ReaderOptions options;
   std::unique_ptr<RecordConsumer> consumer;
   CpuCounters& counters;
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work;
-  asio::posix::stream_descriptor descriptor;  // owns a dup of the map fd
-  asio::steady_timer flush_timer;
+  UniqueFd map_fd;      // our own dup of the map fd, in `epoll`
+  UniqueFd epoll;       // the map fd (level-triggered) and command_fd
+  UniqueFd command_fd;  // eventfd: flush() and stop() write it
   std::thread thread;
+  std::mutex mutex;  // guards the three below
+  std::condition_variable done;
+  std::uint64_t flushes_asked = 0, flushes_done = 0;
+  bool stop_asked = false;
   bool finished = false;  // reader thread (or the caller before start/after stop)
   bool started = false;   // controlling thread
   bool stopped = false;   // controlling thread
@@ -125,15 +165,25 @@ Result<std::unique_ptr<RingbufReader>> RingbufReader::create(BpfRingbuf& ring, i
   auto consumer = make_consumer(0);
   if (!consumer) return Error("reader 0: the consumer factory returned nothing");
   auto impl = std::make_unique<Impl>(ring, map_name, timing, options, std::move(consumer), counters);
-  const int dup = ::fcntl(map_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) {
-    return Error::from_errno("ring buffer map '" + map_name + "': duplicating its fd to wait on it", errno);
+  const std::string what = "ring buffer map '" + map_name + "'";
+  impl->map_fd = UniqueFd(::fcntl(map_fd, F_DUPFD_CLOEXEC, 0));
+  if (!impl->map_fd) return Error::from_errno(what + ": duplicating its fd to wait on it", errno);
+  impl->epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!impl->epoll) return Error::from_errno(what + ": creating an epoll instance to wait on it", errno);
+  impl->command_fd = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!impl->command_fd) return Error::from_errno(what + ": creating its reader's eventfd", errno);
+  // Level-triggered, as libbpf registers it: epoll_wait itself says whether records are pending, and the
+  // registration is never touched again (Asio's reactor re-arms its edge-triggered descriptors with an
+  // epoll_ctl per wait, one more system call per wakeup).
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u32 = Impl::kRingToken;
+  if (::epoll_ctl(impl->epoll.get(), EPOLL_CTL_ADD, impl->map_fd.get(), &ev) != 0) {
+    return Error::from_errno(what + ": cannot wait on it with epoll", errno);
   }
-  boost::system::error_code ec;
-  impl->descriptor.assign(dup, ec);
-  if (ec) {
-    ::close(dup);
-    return Error("ring buffer map '" + map_name + "': cannot wait on it with epoll: " + ec.message());
+  ev.data.u32 = Impl::kCommandToken;
+  if (::epoll_ctl(impl->epoll.get(), EPOLL_CTL_ADD, impl->command_fd.get(), &ev) != 0) {
+    return Error::from_errno(what + ": adding its reader's eventfd to epoll", errno);
   }
   counters.ring_size.store(ring.data_size(), std::memory_order_relaxed);
   counters.attached.store(1, std::memory_order_relaxed);
@@ -150,30 +200,31 @@ void RingbufReader::start() {
   if (impl_->started || impl_->stopped) return;
   impl_->started = true;
   Impl* impl = impl_.get();
-  asio::post(impl->io, [impl] { impl->begin(); });
-  impl->thread = std::thread([impl] { impl->io.run(); });
+  impl->thread = std::thread([impl] { impl->run(); });
 }
 
 void RingbufReader::flush() {
-  if (!impl_->started || impl_->stopped) {
-    if (!impl_->finished) impl_->drain();
+  Impl* impl = impl_.get();
+  if (!impl->started || impl->stopped) {
+    if (!impl->finished) impl->drain();
     return;
   }
-  std::promise<void> done;
-  Impl* impl = impl_.get();
-  asio::post(impl->io, [impl, &done] {
-    if (!impl->finished) impl->drain();
-    done.set_value();
-  });
-  done.get_future().wait();
+  std::unique_lock lock(impl->mutex);
+  const std::uint64_t ticket = ++impl->flushes_asked;
+  impl->signal();
+  impl->done.wait(lock, [&] { return impl->flushes_done >= ticket; });
 }
 
 void RingbufReader::stop() {
-  if (impl_->stopped) return;
-  impl_->stopped = true;
   Impl* impl = impl_.get();
+  if (impl->stopped) return;
+  impl->stopped = true;
   if (impl->started) {
-    asio::post(impl->io, [impl] { impl->finish(); });
+    {
+      std::lock_guard lock(impl->mutex);
+      impl->stop_asked = true;
+    }
+    impl->signal();
     if (impl->thread.joinable()) impl->thread.join();
   } else {
     impl->finish();

@@ -3,20 +3,23 @@
 // ConsumerFactory (reader index 0), so they go through the same batches, files, streams and Kafka.
 //
 // Waking. The map fd itself is pollable: the kernel makes it readable when a record is submitted while the
-// consumer had caught up with the producer (libbpf's default, adaptive wakeups). The reader keeps a
-// posix::stream_descriptor on its own dup of the map fd and waits for readability. Asio's epoll reactor is
-// edge-triggered and the kernel does not wake a consumer that is behind, so a wakeup is answered with passes
-// until one finds nothing new: up to 16 in the handler, then the rest posted (other handlers, the timer among
-// them, run in between). A pass that stops at a busy record without progress is not repeated at once; the
-// flush timer (flush_interval) drains the ring anyway, so records are delivered with bounded latency
-// whatever the wakeups do.
+// consumer had caught up with the producer (libbpf's default, adaptive wakeups). The reader thread runs its
+// own epoll loop, not an Asio io_context: the map fd (a dup of its own) registered level-triggered as libbpf
+// does, an eventfd for flush() and stop(), and the next flush as epoll_wait's timeout. Asio 1.74's reactor
+// re-arms an edge-triggered descriptor with epoll_ctl(EPOLL_CTL_MOD) on every async_wait: with a ring
+// buffer's reader woken tens of thousands of times a second, that system call per wakeup was a measured part
+// of its CPU per record (docs/BENCHMARKS.md). A wakeup is answered with passes until one finds nothing new (up
+// to 16, then the loop checks its clock and commands; level triggering brings it straight back while records
+// are pending). A pass that stops at a busy record without progress is not repeated at once; the flush
+// timer (flush_interval) drains the ring anyway, so records are delivered with bounded latency whatever the
+// wakeups do. options.pin_cpus, when given, pins the thread to its first CPU.
 //
-// Threads. start() runs one thread with its own io_context; from then on the ring, the descriptor, the timer
-// and the consumer are touched only on that thread. flush() and stop() post work there and wait for it (so
-// they must not be called from the consumer). Before start() and after stop(), the calling thread stands in.
+// Threads. start() runs one thread; from then on the ring and the consumer are touched only on that thread.
+// flush() and stop() ask it through the eventfd and wait for it (so they must not be called from the
+// consumer). Before start() and after stop(), the calling thread stands in.
 // Counters go through the CpuCounters given (atomics).
 //
-// stop(): cancels the wait and the timer, drains twice (the second pass picks up what was submitted while the
+// stop(): ends the loop, drains twice (the second pass picks up what was submitted while the
 // first ran), tells the consumer the ring closed and the reader stopped, and joins the thread. The caller
 // detaches the BPF programs first, so nothing is written after the final pass. Idempotent; the destructor
 // calls it. The BpfRingbuf and the counters must outlive the reader.
@@ -38,7 +41,8 @@ namespace perfstream {
 class RingbufReader {
  public:
   // `map_fd` is dup'd (the reader's descriptor owns the dup); `map_name` names the ring in log lines.
-  // options.flush_interval and options.log are used; threads, hotplug and pins do not apply to one ring.
+  // options.flush_interval, options.log and the first of options.pin_cpus are used; threads and hotplug do
+  // not apply to one ring.
   static Result<std::unique_ptr<RingbufReader>> create(BpfRingbuf& ring, int map_fd, std::string map_name,
                                                        RingbufTiming timing, const ReaderOptions& options,
                                                        const ConsumerFactory& make_consumer, CpuCounters& counters);
