@@ -311,7 +311,9 @@ Status PerfstreamRun::setup() {
   }
   capture.array.size = cfg_.ring;
   capture.array.wakeup_bytes = cfg_.wakeup;
-  capture.readers.threads = static_cast<unsigned>(std::max<std::size_t>(1, cfg_.collector_cpus.size()));
+  // One ring buffer has one reader, pinned to the first collector CPU.
+  capture.readers.threads =
+      cfg_.ringbuf ? 1u : static_cast<unsigned>(std::max<std::size_t>(1, cfg_.collector_cpus.size()));
   capture.readers.pin_cpus = cfg_.collector_cpus;
   capture.readers.log = &log_;
   auto session = CaptureSession::open(capture);

@@ -22,6 +22,59 @@ const v1::Field* time_field_of(const v1::EventSchema& schema) {
   return nullptr;
 }
 
+// -m for an object whose output map turns out to be a BPF ring buffer: the size of its one ring, which the
+// kernel wants as a power-of-two number of pages (max_entries, a u32). Pages and bytes round up, as a perf
+// ring's size per CPU does; a total budget rounds down, so that it is never exceeded.
+Result<std::uint32_t> ringbuf_bytes_for(const RingSize& size, std::size_t page_size) {
+  std::uint64_t bytes = 0;
+  switch (size.unit) {
+    case RingSize::Unit::Default: return std::uint32_t{0};
+    case RingSize::Unit::PagesPerCpu:
+      bytes = size.value > (std::uint64_t{1} << 40) ? std::uint64_t{1} << 40 : size.value * page_size;
+      break;
+    case RingSize::Unit::BytesPerCpu:
+    case RingSize::Unit::TotalBytes: bytes = size.value; break;
+  }
+  constexpr std::uint64_t kLargest = std::uint64_t{1} << 31;  // the largest power of two in a u32
+  std::uint64_t rounded = page_size;
+  if (size.unit == RingSize::Unit::TotalBytes) {
+    if (bytes < page_size) {
+      return Error("-m total:" + std::to_string(bytes) + ": a BPF ring buffer needs at least one page (" +
+                   std::to_string(page_size) + " bytes)");
+    }
+    while (rounded * 2 <= bytes && rounded * 2 <= kLargest) rounded *= 2;
+  } else {
+    while (rounded < bytes && rounded < kLargest) rounded *= 2;
+    if (rounded < bytes) {
+      return Error("-m: a BPF ring buffer holds at most 2 GiB (its max_entries is a 32-bit power of two)");
+    }
+  }
+  return static_cast<std::uint32_t>(rounded);
+}
+
+// Flags that mean something for per-CPU perf rings and nothing for one BPF ring buffer: refused, with why,
+// rather than silently ignored.
+Status refuse_perf_ring_flags(const CaptureOptions& options, const std::string& map_name) {
+  const std::string rb = "the output map '" + map_name + "' is a BPF ring buffer: ";
+  if (options.array.wakeup_bytes != 0) {
+    return Error("--wakeup: " + rb +
+                 "its BPF program decides when the reader is woken (bpf_ringbuf_submit's flags: by default when "
+                 "the reader has caught up, or BPF_RB_FORCE_WAKEUP / BPF_RB_NO_WAKEUP), not the reader; leave "
+                 "--wakeup out (--flush-interval bounds how long records wait)");
+  }
+  if (options.array.cpus) {
+    return Error("-C: " + rb +
+                 "one ring shared by every CPU, and its records do not say which CPU wrote them, so no CPU can be "
+                 "left out; filter in the BPF program instead (a --set global it checks)");
+  }
+  if (options.readers.threads > 1) {
+    return Error("--threads " + std::to_string(options.readers.threads) + ": " + rb +
+                 "one ring with one consumer position, read by one thread (as libbpf's ring_buffer and "
+                 "cilium/ebpf's ringbuf.Reader read it); leave --threads out");
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOptions& options) {
@@ -34,6 +87,19 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   probe_options.map_name = options.map_name;
   probe_options.global_settings = options.global_settings;
   probe_options.ringbuf_bytes = options.ringbuf_bytes;
+  // -m sizes a ring buffer output map too (bpf_map__set_max_entries before load, as libbpf loaders do); a
+  // perf event array's probe ignores it. Which kind the output map is shows only once the object is opened,
+  // so a size no ring buffer can have is an error only then.
+  std::optional<Error> ringbuf_size_error;
+  if (probe_options.ringbuf_bytes == 0) {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    auto bytes = ringbuf_bytes_for(options.array.size, page > 0 ? static_cast<std::size_t>(page) : 4096);
+    if (bytes) {
+      probe_options.ringbuf_bytes = *bytes;
+    } else {
+      ringbuf_size_error = bytes.error();
+    }
+  }
   probe_options.filter_tgids = options.filter_tgids;
   probe_options.filter_tids = options.filter_tids;
   probe_options.filter_uid = options.filter_uid;
@@ -96,6 +162,8 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
   BpfProbe& first = *session->probes_.front();
   session->output_map_name_ = first.events_map_name();
   if (first.events_map_is_ringbuf()) {
+    if (ringbuf_size_error) return *ringbuf_size_error;
+    if (auto st = refuse_perf_ring_flags(options, first.events_map_name()); !st) return st.error();
     auto ring = BpfRingbuf::open(first.events_map_fd(), first.events_map_name());
     if (!ring) return ring.error().with_context(first.name());
     session->ringbuf_ = std::make_unique<BpfRingbuf>(std::move(*ring));

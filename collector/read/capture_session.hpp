@@ -55,8 +55,10 @@ struct CaptureOptions {
   bool trace_self = false;                // by default the collector's own process is filtered out
   std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
-  // The size of the object's ring buffer, when its output map is one: a power-of-two number of pages; 0 keeps
-  // the object's own max_entries.
+  // The size of the object's ring buffer, when its output map is one: a power-of-two number of pages; 0 takes
+  // it from array.size (-m: pages and bytes round up to 2^n pages, a total:BUDGET rounds down) when that was
+  // given, else keeps the object's own max_entries. array.wakeup_bytes, array.cpus and readers.threads > 1
+  // have no meaning for one ring buffer: open() refuses them, saying why.
   std::uint32_t ringbuf_bytes = 0;
   ReaderOptions readers;
 };

@@ -263,5 +263,67 @@ TEST_F(RingbufStreamEndToEnd, AStreamedRingbufRecordingReadsBackFromTheSinkByteF
   EXPECT_TRUE(trailer->cpus(0).lost_not_counted());
 }
 
+// -m sizes the ring buffer before load, as a libbpf loader's bpf_map__set_max_entries would: pages and bytes
+// round up to a power-of-two number of pages, a total budget rounds down; the header carries the real size.
+TEST_F(RingbufEndToEnd, RingSizeFlagSetsTheRingBuffersSizeRoundedToPowerOfTwoPages) {
+  const long page = sysconf(_SC_PAGESIZE);
+  ASSERT_GT(page, 0);
+  struct Case {
+    std::string flag;
+    long expected;
+  };
+  const Case cases[] = {{"16", 16 * page}, {"100K", 128 * 1024}, {"total:100K", 64 * 1024}};
+  for (const Case& c : cases) {
+    const fs::path trace = dir_ / ("m" + std::to_string(&c - cases) + ".data");
+    RunResult rec = run({perfstream_binary(), "record", "--object", object("loadgen_ringbuf"), "--map", "ringbuf",
+                         "-m", c.flag, "--duration", "100ms", "-o", trace.string()});
+    if (rec.exit_status != 0 && refused(rec)) GTEST_SKIP() << "the kernel refuses BPF here: " << rec.err;
+    ASSERT_EQ(rec.exit_status, 0) << "-m " << c.flag << ": " << rec.err;
+    EXPECT_NE(rec.err.find("from its ring buffer 'ringbuf' (" + std::to_string(c.expected / 1024) + " KiB, "),
+              std::string::npos)
+        << "-m " << c.flag << ": " << rec.err;
+    auto reader = recording::RecordingReader::open({trace.string()}, {});
+    ASSERT_TRUE(reader) << reader.error().message();
+    EXPECT_EQ(static_cast<long>((*reader)->header().ring().data_pages()) * page, c.expected) << "-m " << c.flag;
+  }
+}
+
+// Flags that only mean something for per-CPU perf rings are refused for a ring buffer, each saying why,
+// before anything is recorded; the same flags still work with the object's perf event array.
+TEST_F(RingbufEndToEnd, PerfRingOnlyFlagsAreRefusedForARingBufferSayingWhy) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  const std::string rb = "the output map 'ringbuf' is a BPF ring buffer: ";
+  const Case cases[] = {
+      {{"--wakeup", "64K"}, "--wakeup: " + rb + "its BPF program decides when the reader is woken"},
+      {{"-C", "0"}, "-C: " + rb + "one ring shared by every CPU"},
+      {{"--threads", "2"}, "--threads 2: " + rb + "one ring with one consumer position, read by one thread"},
+  };
+  for (const Case& c : cases) {
+    const fs::path trace = dir_ / "refused.data";
+    std::vector<std::string> args = {perfstream_binary(), "record", "--object", object("loadgen_ringbuf"),
+                                     "--map", "ringbuf", "--duration", "100ms", "-o", trace.string(), "--quiet"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    RunResult rec = run(args);
+    if (rec.exit_status != 0 && refused(rec)) GTEST_SKIP() << "the kernel refuses BPF here: " << rec.err;
+    EXPECT_EQ(rec.exit_status, 1) << c.flags.front() << ": " << rec.err;
+    EXPECT_NE(rec.err.find(c.message), std::string::npos) << rec.err;
+    EXPECT_FALSE(fs::exists(trace)) << c.flags.front();
+
+    args[5] = "events";  // the object's perf event array takes the same flag
+    RunResult perf = run(args);
+    EXPECT_EQ(perf.exit_status, 0) << c.flags.front() << " with the perf event array: " << perf.err;
+    std::error_code ec;
+    fs::remove(trace, ec);
+  }
+  // --threads 1 and --no-hotplug (keep no capability after setup) have a meaning for one ring: accepted.
+  RunResult rec = run({perfstream_binary(), "record", "--object", object("loadgen_ringbuf"), "--map", "ringbuf",
+                       "--threads", "1", "--no-hotplug", "--duration", "100ms", "-o",
+                       (dir_ / "ok.data").string(), "--quiet"});
+  EXPECT_EQ(rec.exit_status, 0) << rec.err;
+}
+
 }  // namespace
 }  // namespace perfstream::testing
