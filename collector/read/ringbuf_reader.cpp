@@ -43,11 +43,12 @@ struct RingbufReader::Impl {
 
   // Passes until one finds nothing new, at most kPassesPerTurn: then the loop looks at its clock and its
   // commands before it goes on (the map fd is level-triggered, so epoll_wait returns at once while records
-  // are pending).
-  void drain_until_caught_up() {
+  // are pending). True when it caught up (or stopped at a busy record), false when it ran out of passes.
+  bool drain_until_caught_up() {
     for (int i = 0; i < kPassesPerTurn; ++i) {
-      if (!drain()) return;
+      if (!drain()) return true;
     }
+    return false;
   }
   static constexpr int kPassesPerTurn = 16;
 
@@ -73,14 +74,17 @@ struct RingbufReader::Impl {
       }
     }
     // Records submitted before the thread started woke nobody (or nobody yet waiting): drain them now.
-    drain_until_caught_up();
+    // caught_up: whether the last turn ended with nothing left to read. Only then is the map fd's readiness
+    // a wakeup by the kernel (level triggering also reports records a turn left behind, which are read at
+    // once, without waiting).
+    bool caught_up = drain_until_caught_up();
     using Clock = std::chrono::steady_clock;
     auto next_flush = Clock::now() + options.flush_interval;
     bool wait_failed = false;
     for (;;) {
       const auto now = Clock::now();
       if (now >= next_flush) {
-        drain_until_caught_up();
+        caught_up = drain_until_caught_up();
         consumer->on_tick();
         next_flush = now + options.flush_interval;
       }
@@ -100,9 +104,11 @@ struct RingbufReader::Impl {
       }
       for (int i = 0; i < n; ++i) {
         if (events[i].data.u32 == kRingToken) {
-          counters.wakeups.fetch_add(1, std::memory_order_relaxed);
-          coalesce();
-          drain_until_caught_up();
+          if (caught_up) {
+            counters.wakeups.fetch_add(1, std::memory_order_relaxed);
+            coalesce();
+          }
+          caught_up = drain_until_caught_up();
         }
       }
       for (int i = 0; i < n; ++i) {
