@@ -103,6 +103,11 @@ static __always_inline long ps_output(void *ctx, void *data, __u64 size)
 	return err;
 }
 
+/* ps_output for a record with a `__u64 ts` (events.h): stamps it with bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+ * as the very last step, so that the time is taken as close to the ring's commit as the kernel's own
+ * PERF_SAMPLE_TIME would be; the collector then orders records by it (and drops PERF_SAMPLE_TIME). */
+#define ps_output_stamped(ctx, e, size) ({ (e)->ts = bpf_ktime_get_ns(); ps_output(ctx, e, size); })
+
 /* Names the C struct that describes this object's records, so the collector can read its layout from BTF
  * and record it in the trace header (field names, types, offsets). Any BPF object can do the same. */
 #define PS_EVENT_LAYOUT(type) const volatile type *ps_event_layout __attribute__((used)) = 0

@@ -6,6 +6,12 @@
  *  - variable-length records end in a byte array and the BPF program emits only the bytes it filled: the
  *    header up to the array plus the array's used length, which the record also carries in a `*_len` field.
  *    The kernel pads each sample to 8 bytes; that padding is never data: readers use the length fields.
+ *  - every record has `__u64 ts`, set by ps_output_stamped (common.bpf.h) to bpf_ktime_get_ns()
+ *    (CLOCK_MONOTONIC, the clock of the collector's perf events) as the last step before output, so the
+ *    collector can open its perf events without PERF_SAMPLE_TIME and take each record's time from it. It is
+ *    hidden from display: it is the record's time, shown as such. Where a struct had no room in its fixed
+ *    header it was appended (fixed-size records) or put at the header's end (exec, openat, loadgen);
+ *    readers find it, as every field, by the schema in the trace header;
  *  - a member may carry a display hint, PS_HINT(name), and the hint's parameters, PS_HINT_ARG(key, field):
  *    BTF decl tags ("perfstream:hint=open_flags", "perfstream:hint.port=dport") that the collector copies
  *    into the trace header's schema (Field.hint, Field.hint_args) so dump shows O_RDONLY|O_CLOEXEC, ENOENT,
@@ -70,9 +76,10 @@ struct ps_exec_event {
 	__s32 args_err PS_HINT(errno);         /* 0, or the -errno of reading argv: the strings before the failure are kept */
 	__u32 filename_len PS_HINT(hidden);     /* bytes used in filename (file name and argv), NUL included */
 	__u32 reserved PS_HINT(hidden);
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 	char filename[PS_PATH_MAX + PS_ARGS_MAX] PS_HINT(path_argv);
 };
-#define PS_EXEC_HEADER_SIZE 64
+#define PS_EXEC_HEADER_SIZE 72
 
 /* Which call a ps_openat_event records. */
 enum ps_open_call {
@@ -98,9 +105,10 @@ struct ps_openat_event {
 	__u32 resolve PS_HINT(hex);          /* openat2's RESOLVE_* flags; 0 for the others */
 	__u32 path_len PS_HINT(hidden);         /* bytes used in path, NUL included; 0 when path_err says why */
 	__u32 reserved PS_HINT(hidden);
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 	char path[PS_PATH_MAX];
 };
-#define PS_OPENAT_HEADER_SIZE 64
+#define PS_OPENAT_HEADER_SIZE 72
 
 /* tp_btf/sched_process_exit: a thread exits; process_exit says whether it was the process's last. Fixed
  * size. The status is the kernel's exit_code: exit status (exit(3) or returning from main) or the signal
@@ -116,6 +124,7 @@ struct ps_exit_event {
 	__u32 process_exit;     /* 1: the last thread of the process (the process exits); 0: one thread */
 	char comm[PS_COMM_LEN];
 	__u64 lifetime_ns PS_HINT(duration_ns);      /* since the thread started; for a process exit, since the process started */
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 };
 
 /* tp_btf/sched_process_fork: a new process or thread. Fixed size. A new thread has child_pid == parent_pid. */
@@ -127,6 +136,7 @@ struct ps_fork_event {
 	__u32 child_tid;
 	__u32 uid;              /* real uid of the parent (and child) */
 	char comm[PS_COMM_LEN]; /* the parent's, which the child inherits */
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 };
 
 /* What a ps_tcp_event records. */
@@ -160,6 +170,7 @@ struct ps_tcp_event {
 	__u64 bytes_received PS_HINT(bytes);   /* PS_TCP_CLOSE: tcp_sock.bytes_received; else 0. Both count sequence space, as
 	                           tcplife shows them: a FIN is 1 byte, and so is the SYN of the side that connected */
 	__u64 duration_ns PS_HINT(duration_ns);      /* PS_TCP_CLOSE: since connect or accept (0 if that was not seen); else 0 */
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 };
 
 /* Per-thread state of a syscall in flight, kept from sys_enter to sys_exit (openat, exec). */
@@ -180,6 +191,7 @@ struct ps_sched_switch_event {
 	__s64 prev_state PS_HINT(task_state);       /* as the tracepoint reports it: a TASK_REPORT bit, or TASK_REPORT_MAX if preempted */
 	char prev_comm[PS_COMM_LEN];
 	char next_comm[PS_COMM_LEN];
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
 };
 
 /* raw_tp/sys_enter, filtered to one syscall made by one process: a producer for benchmarks and loss tests.
@@ -190,9 +202,10 @@ struct ps_loadgen_event {
 	__u64 seq;              /* per-CPU sequence number of this emit attempt */
 	__u32 cpu;
 	__u32 pid;
-	__u8 payload[PS_LOADGEN_MAX - 24];
+	__u64 ts PS_HINT(hidden);       /* bpf_ktime_get_ns() just before output (ps_output_stamped) */
+	__u8 payload[PS_LOADGEN_MAX - 32];
 };
-#define PS_LOADGEN_HEADER_SIZE 24
+#define PS_LOADGEN_HEADER_SIZE 32
 
 /* loadgen's configuration, the single value of its `loadgen_config` array map. */
 struct ps_loadgen_config {

@@ -164,7 +164,7 @@ int BPF_PROG(ps_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	}
 	__u64 total = ps_bound((__u64)f + len, PS_EXEC_STRINGS);
 	e->filename_len = total;
-	ps_output(ctx, e, PS_EXEC_HEADER_SIZE + total);
+	ps_output_stamped(ctx, e, PS_EXEC_HEADER_SIZE + total);
 	return 0;
 }
 
@@ -242,7 +242,7 @@ static __always_inline int ps_exec_exit(void *ctx, long ret)
 		used = PS_ARGS_MAX;
 	__u64 total = ps_bound((__u64)f + used, PS_EXEC_STRINGS);
 	e->filename_len = total;
-	ps_output(ctx, e, PS_EXEC_HEADER_SIZE + total);
+	ps_output_stamped(ctx, e, PS_EXEC_HEADER_SIZE + total);
 out:
 	bpf_map_delete_elem(&exec_inflight, &pid_tgid);
 	return 0;

@@ -28,6 +28,6 @@ int BPF_PROG(ps_exit, struct task_struct *p)
 	e.process_exit = process_exit;
 	BPF_CORE_READ_STR_INTO(&e.comm, p, comm);
 	e.lifetime_ns = now > start ? now - start : 0;
-	ps_output(ctx, &e, sizeof(e));
+	ps_output_stamped(ctx, &e, sizeof(e));
 	return 0;
 }

@@ -18,6 +18,6 @@ int BPF_PROG(ps_fork, struct task_struct *parent, struct task_struct *child)
 	e.child_tid = BPF_CORE_READ(child, pid);
 	e.uid = BPF_CORE_READ(parent, cred, uid.val);
 	BPF_CORE_READ_STR_INTO(&e.comm, parent, comm);
-	ps_output(ctx, &e, sizeof(e));
+	ps_output_stamped(ctx, &e, sizeof(e));
 	return 0;
 }

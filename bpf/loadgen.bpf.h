@@ -68,6 +68,7 @@ int ps_loadgen(struct bpf_raw_tracepoint_args *ctx)
 		if (i >= count)
 			break;
 		e->seq = st->emitted + st->failed;
+		e->ts = bpf_ktime_get_ns();
 		long err = PS_LOADGEN_OUTPUT(ctx, e, size);
 		if (err == 0) {
 			st->emitted++;

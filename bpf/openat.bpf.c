@@ -91,7 +91,7 @@ static __always_inline int ps_open_exit(void *ctx, long ret)
 	if (n > PS_PATH_MAX)
 		n = PS_PATH_MAX;
 	e->path_len = n;
-	ps_output(ctx, e, PS_OPENAT_HEADER_SIZE + n);
+	ps_output_stamped(ctx, e, PS_OPENAT_HEADER_SIZE + n);
 out:
 	bpf_map_delete_elem(&openat_inflight, &pid_tgid);
 	return 0;

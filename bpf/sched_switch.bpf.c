@@ -50,6 +50,6 @@ int BPF_PROG(ps_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	e.prev_state = ps_report_state(preempt, prev_state, BPF_CORE_READ(prev, exit_state));
 	BPF_CORE_READ_STR_INTO(&e.prev_comm, prev, comm);
 	BPF_CORE_READ_STR_INTO(&e.next_comm, next, comm);
-	ps_output(ctx, &e, sizeof(e));
+	ps_output_stamped(ctx, &e, sizeof(e));
 	return 0;
 }

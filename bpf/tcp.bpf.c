@@ -151,7 +151,7 @@ int ps_tcp(struct ps_inet_sock_set_state_ctx *ctx)
 		__u64 now = bpf_ktime_get_ns();
 		e.duration_ns = o->start_ns && now > o->start_ns ? now - o->start_ns : 0;
 	}
-	ps_output(ctx, &e, sizeof(e));
+	ps_output_stamped(ctx, &e, sizeof(e));
 	if (what == PS_TCP_CLOSE || what == PS_TCP_CONNECT_FAILED)
 		bpf_map_delete_elem(&tcp_owner, &sk);
 	return 0;

@@ -41,8 +41,8 @@ TEST(EventsLayout, Constants) {
 }
 
 TEST(EventsLayout, ExecEvent) {
-  EXPECT_EQ(sizeof(ps_exec_event), 64u + 8192u);
-  EXPECT_EQ(alignof(ps_exec_event), 4u);
+  EXPECT_EQ(sizeof(ps_exec_event), 72u + 8192u);
+  EXPECT_EQ(alignof(ps_exec_event), 8u);
   EXPECT_FIELD(ps_exec_event, kind, 0, 4);
   EXPECT_FIELD(ps_exec_event, pid, 4, 4);
   EXPECT_FIELD(ps_exec_event, tid, 8, 4);
@@ -56,13 +56,14 @@ TEST(EventsLayout, ExecEvent) {
   EXPECT_FIELD(ps_exec_event, args_err, 52, 4);
   EXPECT_FIELD(ps_exec_event, filename_len, 56, 4);
   EXPECT_FIELD(ps_exec_event, reserved, 60, 4);
-  EXPECT_FIELD(ps_exec_event, filename, 64, 8192);
+  EXPECT_FIELD(ps_exec_event, ts, 64, 8);
+  EXPECT_FIELD(ps_exec_event, filename, 72, 8192);
   EXPECT_EQ(PS_EXEC_HEADER_SIZE, offsetof(ps_exec_event, filename));
 }
 
 TEST(EventsLayout, OpenatEvent) {
-  EXPECT_EQ(sizeof(ps_openat_event), 64u + 4096u);
-  EXPECT_EQ(alignof(ps_openat_event), 4u);
+  EXPECT_EQ(sizeof(ps_openat_event), 72u + 4096u);
+  EXPECT_EQ(alignof(ps_openat_event), 8u);
   EXPECT_FIELD(ps_openat_event, kind, 0, 4);
   EXPECT_FIELD(ps_openat_event, pid, 4, 4);
   EXPECT_FIELD(ps_openat_event, tid, 8, 4);
@@ -76,12 +77,13 @@ TEST(EventsLayout, OpenatEvent) {
   EXPECT_FIELD(ps_openat_event, resolve, 52, 4);
   EXPECT_FIELD(ps_openat_event, path_len, 56, 4);
   EXPECT_FIELD(ps_openat_event, reserved, 60, 4);
-  EXPECT_FIELD(ps_openat_event, path, 64, 4096);
+  EXPECT_FIELD(ps_openat_event, ts, 64, 8);
+  EXPECT_FIELD(ps_openat_event, path, 72, 4096);
   EXPECT_EQ(PS_OPENAT_HEADER_SIZE, offsetof(ps_openat_event, path));
 }
 
 TEST(EventsLayout, ExitEvent) {
-  EXPECT_EQ(sizeof(ps_exit_event), 56u);
+  EXPECT_EQ(sizeof(ps_exit_event), 64u);
   EXPECT_EQ(alignof(ps_exit_event), 8u);
   EXPECT_FIELD(ps_exit_event, kind, 0, 4);
   EXPECT_FIELD(ps_exit_event, pid, 4, 4);
@@ -93,11 +95,12 @@ TEST(EventsLayout, ExitEvent) {
   EXPECT_FIELD(ps_exit_event, process_exit, 28, 4);
   EXPECT_FIELD(ps_exit_event, comm, 32, 16);
   EXPECT_FIELD(ps_exit_event, lifetime_ns, 48, 8);
+  EXPECT_FIELD(ps_exit_event, ts, 56, 8);
 }
 
 TEST(EventsLayout, ForkEvent) {
-  EXPECT_EQ(sizeof(ps_fork_event), 40u);
-  EXPECT_EQ(alignof(ps_fork_event), 4u);
+  EXPECT_EQ(sizeof(ps_fork_event), 48u);
+  EXPECT_EQ(alignof(ps_fork_event), 8u);
   EXPECT_FIELD(ps_fork_event, kind, 0, 4);
   EXPECT_FIELD(ps_fork_event, parent_pid, 4, 4);
   EXPECT_FIELD(ps_fork_event, parent_tid, 8, 4);
@@ -105,10 +108,11 @@ TEST(EventsLayout, ForkEvent) {
   EXPECT_FIELD(ps_fork_event, child_tid, 16, 4);
   EXPECT_FIELD(ps_fork_event, uid, 20, 4);
   EXPECT_FIELD(ps_fork_event, comm, 24, 16);
+  EXPECT_FIELD(ps_fork_event, ts, 40, 8);
 }
 
 TEST(EventsLayout, TcpEvent) {
-  EXPECT_EQ(sizeof(ps_tcp_event), 112u);
+  EXPECT_EQ(sizeof(ps_tcp_event), 120u);
   EXPECT_EQ(alignof(ps_tcp_event), 8u);
   EXPECT_FIELD(ps_tcp_event, kind, 0, 4);
   EXPECT_FIELD(ps_tcp_event, pid, 4, 4);
@@ -126,6 +130,7 @@ TEST(EventsLayout, TcpEvent) {
   EXPECT_FIELD(ps_tcp_event, bytes_sent, 88, 8);
   EXPECT_FIELD(ps_tcp_event, bytes_received, 96, 8);
   EXPECT_FIELD(ps_tcp_event, duration_ns, 104, 8);
+  EXPECT_FIELD(ps_tcp_event, ts, 112, 8);
 }
 
 // Kept per thread from sys_enter to sys_exit in openat's and exec's maps.
@@ -137,7 +142,7 @@ TEST(EventsLayout, SyscallArgs) {
 }
 
 TEST(EventsLayout, SchedSwitchEvent) {
-  EXPECT_EQ(sizeof(ps_sched_switch_event), 64u);
+  EXPECT_EQ(sizeof(ps_sched_switch_event), 72u);
   EXPECT_EQ(alignof(ps_sched_switch_event), 8u);
   EXPECT_FIELD(ps_sched_switch_event, kind, 0, 4);
   EXPECT_FIELD(ps_sched_switch_event, prev_pid, 4, 4);
@@ -148,6 +153,7 @@ TEST(EventsLayout, SchedSwitchEvent) {
   EXPECT_FIELD(ps_sched_switch_event, prev_state, 24, 8);
   EXPECT_FIELD(ps_sched_switch_event, prev_comm, 32, 16);
   EXPECT_FIELD(ps_sched_switch_event, next_comm, 48, 16);
+  EXPECT_FIELD(ps_sched_switch_event, ts, 64, 8);
 }
 
 TEST(EventsLayout, LoadgenEvent) {
@@ -159,7 +165,8 @@ TEST(EventsLayout, LoadgenEvent) {
   EXPECT_FIELD(ps_loadgen_event, seq, 8, 8);
   EXPECT_FIELD(ps_loadgen_event, cpu, 16, 4);
   EXPECT_FIELD(ps_loadgen_event, pid, 20, 4);
-  EXPECT_FIELD(ps_loadgen_event, payload, 24, 16360);
+  EXPECT_FIELD(ps_loadgen_event, ts, 24, 8);
+  EXPECT_FIELD(ps_loadgen_event, payload, 32, 16352);
   EXPECT_EQ(PS_LOADGEN_HEADER_SIZE, offsetof(ps_loadgen_event, payload));
 }
 

@@ -318,7 +318,7 @@ TEST(SchemaFromBtf, OpenatObjectDescribesPsOpenatEvent) {
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_openat_event");
   EXPECT_EQ(s.fixed_size(), std::uint32_t{PS_OPENAT_HEADER_SIZE});
-  ASSERT_EQ(s.fields_size(), 14);
+  ASSERT_EQ(s.fields_size(), 15);
   using E = ps_openat_event;
   expect_field(s, 0, "kind", v1::Field::UNSIGNED, FIELD_AT(E, kind));
   expect_field(s, 1, "pid", v1::Field::UNSIGNED, FIELD_AT(E, pid));
@@ -333,7 +333,8 @@ TEST(SchemaFromBtf, OpenatObjectDescribesPsOpenatEvent) {
   expect_field(s, 10, "resolve", v1::Field::UNSIGNED, FIELD_AT(E, resolve));
   expect_field(s, 11, "path_len", v1::Field::UNSIGNED, FIELD_AT(E, path_len));
   expect_field(s, 12, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
-  expect_field(s, 13, "path", v1::Field::STRING, FIELD_AT(E, path), "path_len", true);
+  expect_field(s, 13, "ts", v1::Field::UNSIGNED, FIELD_AT(E, ts));
+  expect_field(s, 14, "path", v1::Field::STRING, FIELD_AT(E, path), "path_len", true);
   EXPECT_EQ(s.fields(6).size(), 16u);
 }
 
@@ -345,7 +346,7 @@ TEST(SchemaFromBtf, ExecObjectDescribesPsExecEvent) {
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_exec_event");
   EXPECT_EQ(s.fixed_size(), std::uint32_t{PS_EXEC_HEADER_SIZE});
-  ASSERT_EQ(s.fields_size(), 14);
+  ASSERT_EQ(s.fields_size(), 15);
   using E = ps_exec_event;
   expect_field(s, 0, "kind", v1::Field::UNSIGNED, FIELD_AT(E, kind));
   expect_field(s, 1, "pid", v1::Field::UNSIGNED, FIELD_AT(E, pid));
@@ -360,7 +361,8 @@ TEST(SchemaFromBtf, ExecObjectDescribesPsExecEvent) {
   expect_field(s, 10, "args_err", v1::Field::SIGNED, FIELD_AT(E, args_err));
   expect_field(s, 11, "filename_len", v1::Field::UNSIGNED, FIELD_AT(E, filename_len));
   expect_field(s, 12, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
-  expect_field(s, 13, "filename", v1::Field::STRING, FIELD_AT(E, filename), "filename_len", true);
+  expect_field(s, 13, "ts", v1::Field::UNSIGNED, FIELD_AT(E, ts));
+  expect_field(s, 14, "filename", v1::Field::STRING, FIELD_AT(E, filename), "filename_len", true);
 }
 
 TEST(SchemaFromBtf, SchedSwitchObjectDescribesItsSignedFields) {
@@ -370,7 +372,7 @@ TEST(SchemaFromBtf, SchedSwitchObjectDescribesItsSignedFields) {
   ASSERT_TRUE(schema->has_value());
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_sched_switch_event");
-  ASSERT_EQ(s.fields_size(), 9);
+  ASSERT_EQ(s.fields_size(), 10);
   using E = ps_sched_switch_event;
   expect_field(s, 0, "kind", v1::Field::UNSIGNED, FIELD_AT(E, kind));
   expect_field(s, 1, "prev_pid", v1::Field::SIGNED, FIELD_AT(E, prev_pid));
@@ -380,8 +382,9 @@ TEST(SchemaFromBtf, SchedSwitchObjectDescribesItsSignedFields) {
   expect_field(s, 5, "reserved", v1::Field::UNSIGNED, FIELD_AT(E, reserved));
   expect_field(s, 6, "prev_state", v1::Field::SIGNED, FIELD_AT(E, prev_state));
   expect_field(s, 7, "prev_comm", v1::Field::STRING, FIELD_AT(E, prev_comm));
-  // A trailing array without a next_comm_len member is fixed-size: the record is exactly the struct.
+  // An array without a next_comm_len member is fixed-size: the record is exactly the struct.
   expect_field(s, 8, "next_comm", v1::Field::STRING, FIELD_AT(E, next_comm), "", false);
+  expect_field(s, 9, "ts", v1::Field::UNSIGNED, FIELD_AT(E, ts));
   EXPECT_EQ(s.fixed_size(), sizeof(E));
 }
 
@@ -393,11 +396,12 @@ TEST(SchemaFromBtf, LoadgenPayloadIsAVariableByteArray) {
   const v1::EventSchema& s = **schema;
   EXPECT_EQ(s.type_name(), "ps_loadgen_event");
   EXPECT_EQ(s.fixed_size(), std::uint32_t{PS_LOADGEN_HEADER_SIZE});
-  ASSERT_EQ(s.fields_size(), 6);
+  ASSERT_EQ(s.fields_size(), 7);
   using E = ps_loadgen_event;
   expect_field(s, 2, "seq", v1::Field::UNSIGNED, FIELD_AT(E, seq));
   expect_field(s, 1, "payload_len", v1::Field::UNSIGNED, FIELD_AT(E, payload_len));
-  expect_field(s, 5, "payload", v1::Field::BYTES, FIELD_AT(E, payload), "payload_len", true);
+  expect_field(s, 5, "ts", v1::Field::UNSIGNED, FIELD_AT(E, ts));
+  expect_field(s, 6, "payload", v1::Field::BYTES, FIELD_AT(E, payload), "payload_len", true);
 }
 
 TEST(SchemaFromBtf, UnknownStructIsAnErrorNamingIt) {
@@ -420,11 +424,12 @@ TEST(SchemaFromBtf, DecodesARecordLaidOutByEventsH) {
   e.ret = 3;
   std::memcpy(e.path, "/etc/hosts", 11);
   e.path_len = 11;
+  e.ts = 123456789;
   // What the BPF program emits: the header and the used part of the path, padded to 8 by the kernel.
   std::string p(reinterpret_cast<const char*>(&e), PS_OPENAT_HEADER_SIZE + 11);
   p.resize((p.size() + 7) / 8 * 8, '\0');
   const auto v = decode_payload(s, span_of(p));
-  ASSERT_EQ(v.size(), 14u);
+  ASSERT_EQ(v.size(), 15u);
   EXPECT_EQ(v[1].unsigned_value, 1234u);
   EXPECT_EQ(v[2].unsigned_value, 1235u);
   EXPECT_EQ(v[3].signed_value, -100);
@@ -433,7 +438,8 @@ TEST(SchemaFromBtf, DecodesARecordLaidOutByEventsH) {
   EXPECT_EQ(v[6].text, "cat");
   EXPECT_EQ(v[7].signed_value, 3);
   EXPECT_EQ(v[11].unsigned_value, 11u);
-  EXPECT_EQ(v[13].text, "/etc/hosts");
+  EXPECT_EQ(v[13].unsigned_value, 123456789u);
+  EXPECT_EQ(v[14].text, "/etc/hosts");
   for (const auto& f : v) EXPECT_FALSE(f.missing) << f.name;
 }
 

@@ -190,6 +190,7 @@ bool parse_loadgen(const std::vector<std::byte>& raw, LoadgenSample* out) {
   out->seq = e.seq;
   out->cpu = e.cpu;
   out->pid = e.pid;
+  out->ts = e.ts;
   return true;
 }
 

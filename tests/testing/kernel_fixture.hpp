@@ -34,7 +34,7 @@ struct CollectedRecord {
   bool is_lost = false;
   unsigned ring_cpu = 0;        // whose ring it came from
   std::uint64_t time = 0;
-  std::uint32_t cpu = 0;        // from the record (PERF_SAMPLE_CPU or the lost record's sample_id)
+  std::uint32_t cpu = 0;        // from the record (PERF_SAMPLE_CPU, the sample_id) or, lacking one, the ring
   std::uint64_t lost = 0;
   std::vector<std::byte> raw;   // samples: payload bytes, kernel padding included
 };
@@ -111,6 +111,7 @@ class Loadgen {
 struct LoadgenSample {
   std::uint32_t kind = 0, size = 0, cpu = 0, pid = 0;
   std::uint64_t seq = 0;
+  std::uint64_t ts = 0;  // bpf_ktime_get_ns() just before the output call
 };
 bool parse_loadgen(const std::vector<std::byte>& raw, LoadgenSample* out);
 
