@@ -64,6 +64,7 @@ void add_capture_flags(ArgParser& parser) {
       .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M)")
       .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
       .option("flush-interval", 0, "TIME", "drain every ring at least this often (default 100ms)")
+      .option("sample-time", 0, "event|kernel", "a record's time: event (default) reads each event's BPF-written timestamp field (ts) and drops the kernel's PERF_SAMPLE_TIME when every event has one; kernel always asks the kernel for it")
       .option("pid", 'p', "PID[,PID...]", "only these processes (filtered in BPF); repeatable")
       .option("tid", 't', "TID[,TID...]", "only these threads (filtered in BPF); repeatable")
       .option("uid", 'u', "USER", "only tasks of this user, by name or number (filtered in BPF)")
@@ -142,6 +143,11 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
     if (!bytes) return fail(bytes.error());
     options.array.wakeup_bytes = *bytes;
   }
+  if (auto v = parser.value("sample-time")) {
+    if (*v == "event") options.sample_time = SampleTimeSource::Event;
+    else if (*v == "kernel") options.sample_time = SampleTimeSource::Kernel;
+    else return fail(Error("--sample-time: '" + *v + "' is neither event nor kernel"));
+  }
   if (auto v = parser.value("flush-interval")) {
     auto ms = parse_duration_ms("flush-interval", *v);
     if (!ms) return fail(ms.error());
@@ -194,6 +200,8 @@ v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std
     h.set_record_time_field(session.time_field());
   } else {
     h.set_recorded_cpus(session.array().candidates().to_string());
+    h.set_record_time(session.time_field().empty() ? v1::RECORD_TIME_PERF_SAMPLE : v1::RECORD_TIME_EVENT_FIELD);
+    h.set_record_time_field(session.time_field());
   }
   h.set_output_map_name(session.output_map_name());
   h.set_clock(static_cast<v1::Clock>(clockid + 1));

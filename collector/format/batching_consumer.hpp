@@ -10,7 +10,12 @@
 // keeps the recording clock read just before its latest pass began, less kWatermarkMargin: every record
 // committed to that ring before that moment has been drained. The margin covers records whose time was
 // taken but that were not yet committed when the pass read the ring's head (a BPF program between its
-// timestamp and its output, an interrupt, a vCPU preempted by its hypervisor). The consumer's watermark
+// timestamp and its output, an interrupt, a vCPU preempted by its hypervisor). This holds whichever time a
+// record carries: the kernel's PERF_SAMPLE_TIME is taken in bpf_perf_event_output before the record is
+// reserved and committed; a built-in probe's own `ts` (read/ring_drain.hpp, SampleTiming) is taken by
+// ps_output_stamped right before that call, so it is earlier by the call's entry only, nanoseconds against
+// the margin's 100 ms (an --object program that stamps its field earlier is covered as long as it outputs
+// within the margin). The consumer's watermark
 // is the least of its rings' values and of the times in its open batch; a ring that has not been drained
 // yet holds it where it was. A record that still comes in below a watermark already given is late: the
 // readers count and report it, nothing is lost.

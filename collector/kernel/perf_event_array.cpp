@@ -18,7 +18,6 @@
 namespace perfstream {
 namespace {
 
-constexpr std::uint64_t kSampleType = PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | PERF_SAMPLE_RAW;
 constexpr std::size_t kDefaultDataBytes = 512 * 1024;  // per CPU, as perf record's default
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -172,6 +171,8 @@ Result<std::unique_ptr<PerfEventArray>> PerfEventArray::create(int map_fd, const
   array->map_name_ = map_name;
   array->sysfs_cpu_dir_ = options.sysfs_cpu_dir;
   array->clockid_ = options.clockid;
+  array->sample_type_ = PERF_SAMPLE_RAW | (options.sample_time ? PERF_SAMPLE_TIME : 0) |
+                        (options.sample_cpu ? PERF_SAMPLE_CPU : 0);
 
   bpf_map_info info{};
   __u32 info_len = sizeof(info);
@@ -240,8 +241,6 @@ Result<std::unique_ptr<PerfEventArray>> PerfEventArray::create(int map_fd, const
 
 PerfEventArray::~PerfEventArray() = default;
 
-std::uint64_t PerfEventArray::sample_type() const { return kSampleType; }
-
 Result<std::unique_ptr<CpuRing>> PerfEventArray::open_ring(unsigned cpu) {
   const std::string where = "CPU " + std::to_string(cpu);
   perf_event_attr attr{};
@@ -249,8 +248,8 @@ Result<std::unique_ptr<CpuRing>> PerfEventArray::open_ring(unsigned cpu) {
   attr.type = PERF_TYPE_SOFTWARE;
   attr.config = PERF_COUNT_SW_BPF_OUTPUT;
   attr.sample_period = 1;
-  attr.sample_type = kSampleType;
-  attr.sample_id_all = 1;  // PERF_RECORD_LOST carries the CPU and time of the loss
+  attr.sample_type = sample_type_;
+  attr.sample_id_all = 1;  // PERF_RECORD_LOST carries the time of the loss (with PERF_SAMPLE_TIME)
   attr.watermark = 1;
   attr.wakeup_watermark = static_cast<__u32>(geometry_.wakeup_bytes);
   attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;  // see event_is_live

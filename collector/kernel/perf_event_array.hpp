@@ -3,6 +3,15 @@
 // event's fd in the map at key = CPU, which is where bpf_perf_event_output(..., BPF_F_CURRENT_CPU, ...)
 // writes. The event recipe (sample_type, clock, watermark wakeups) is fixed here, in one place.
 //
+// What a sample carries. Every field the kernel adds is paid for by the producer, on every record, in the
+// BPF program's context (docs/BENCHMARKS.md, "What each sample field costs"), so the events ask only for
+// what the reader cannot know otherwise: PERF_SAMPLE_RAW always; PERF_SAMPLE_TIME unless the records carry
+// their own time (EventArrayOptions::sample_time false: a timestamp field BPF fills with bpf_ktime_get_ns,
+// read by the drain, read/ring_drain.hpp); never PERF_SAMPLE_CPU: a record is on the ring of the CPU that
+// wrote it (BPF_F_CURRENT_CPU), and the reader of a ring knows its CPU. sample_id_all stays set: a
+// PERF_RECORD_LOST then carries the time of the loss when the samples carry TIME, and nothing otherwise
+// (the drain times such a notice when it reads it).
+//
 // Ownership. The array keeps its own dup of the map fd: closing the last fd of a perf event array makes the
 // kernel drop every event stored in it, so the map must outlive the rings' use. Each open ring is returned as
 // a CpuRing, owned by whoever drains it (a reader). Teardown order: stop draining, clear_slot(cpu), destroy
@@ -68,6 +77,8 @@ struct EventArrayOptions {
   std::uint64_t wakeup_bytes = 0;      // 0: a quarter of the ring
   std::optional<CpuSet> cpus;          // default: every possible CPU
   int clockid = 1;                     // CLOCK_MONOTONIC: comparable to clock_gettime and bpf_ktime_get_ns
+  bool sample_time = true;             // PERF_SAMPLE_TIME; false when every record carries its own time
+  bool sample_cpu = false;             // PERF_SAMPLE_CPU: never needed (the ring's CPU); bench measures its cost
   std::string sysfs_cpu_dir = CpuSet::kSysfsCpuDir;
 };
 
@@ -97,7 +108,8 @@ class PerfEventArray {
   const CpuSet& candidates() const { return candidates_; }
   const CpuSet& offline_at_start() const { return offline_at_start_; }
   const RingGeometry& geometry() const { return geometry_; }
-  std::uint64_t sample_type() const;
+  // PERF_SAMPLE_RAW, with PERF_SAMPLE_TIME and PERF_SAMPLE_CPU as EventArrayOptions asks (by default TIME).
+  std::uint64_t sample_type() const { return sample_type_; }
   bool sample_id_all() const { return true; }
   int clockid() const { return clockid_; }
   int map_fd() const { return map_fd_.get(); }
@@ -117,6 +129,7 @@ class PerfEventArray {
   CpuSet offline_at_start_;
   RingGeometry geometry_;
   int clockid_ = 1;
+  std::uint64_t sample_type_ = 0;
   std::vector<std::unique_ptr<CpuRing>> initial_rings_;
 };
 

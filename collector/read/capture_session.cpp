@@ -67,12 +67,40 @@ Status refuse_perf_ring_flags(const CaptureOptions& options, const std::string& 
                  "one ring shared by every CPU, and its records do not say which CPU wrote them, so no CPU can be "
                  "left out; filter in the BPF program instead (a --set global it checks)");
   }
+  if (options.sample_time == SampleTimeSource::Kernel) {
+    return Error("--sample-time kernel: " + rb +
+                 "the kernel gives its records no time; they are timed by their timestamp field, or when drained");
+  }
   if (options.readers.threads > 1) {
     return Error("--threads " + std::to_string(options.readers.threads) + ": " + rb +
                  "one ring with one consumer position, read by one thread (as libbpf's ring_buffer and "
                  "cilium/ebpf's ringbuf.Reader read it); leave --threads out");
   }
   return {};
+}
+
+// Where every event type of the recording keeps a BPF-written time on `clockid`, or nullopt when one has
+// none (then the kernel must add PERF_SAMPLE_TIME). `name` gets the field's name(s).
+std::optional<SampleTiming> payload_timing(const std::vector<v1::EventSchema>& schemas, std::size_t probes,
+                                           int clockid, std::string& name) {
+  // bpf_ktime_get_ns is CLOCK_MONOTONIC: a field on any other clock cannot be compared with the recording's.
+  if (clockid != CLOCK_MONOTONIC || schemas.empty() || schemas.size() != probes) return std::nullopt;
+  SampleTiming timing;
+  timing.clock = static_cast<clockid_t>(clockid);
+  std::string names;
+  for (const auto& schema : schemas) {
+    const v1::Field* field = time_field_of(schema);
+    if (field == nullptr) return std::nullopt;
+    timing.fields.push_back({schema.kind(), field->offset()});
+    if (names.empty()) names = field->name();
+    else if (("," + names + ",").find("," + field->name() + ",") == std::string::npos) names += "," + field->name();
+  }
+  // All at one offset: no need to look at each record's kind.
+  bool same = true;
+  for (const auto& f : timing.fields) same = same && f.offset == timing.fields.front().offset;
+  if (same) timing.fields.resize(1);
+  name = names;
+  return timing;
 }
 
 }  // namespace
@@ -182,7 +210,15 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
     }
     return session;
   }
-  auto array = PerfEventArray::create(first.events_map_fd(), first.events_map_name(), options.array);
+  EventArrayOptions array_options = options.array;
+  if (options.sample_time == SampleTimeSource::Event) {
+    if (auto timing = payload_timing(session->schemas_, session->probes_.size(), options.array.clockid,
+                                     session->time_field_)) {
+      array_options.sample_time = false;
+      session->options_.readers.timing = std::move(*timing);
+    }
+  }
+  auto array = PerfEventArray::create(first.events_map_fd(), first.events_map_name(), array_options);
   if (!array) return array.error();
   session->array_ = std::move(*array);
   auto possible = CpuSet::possible(options.array.sysfs_cpu_dir);

@@ -16,6 +16,16 @@
 // has one (time_field(): a u64 named ts, timestamp, timestamp_ns, time_ns, ts_ns or ktime_ns), else from the
 // drain (read/ringbuf_drain.hpp).
 //
+// Record times on perf rings. By default (SampleTimeSource::Event) the perf events are opened without
+// PERF_SAMPLE_TIME when every event type of the recording has such a timestamp field (time_field_of; the
+// built-in probes all have `ts`, set by ps_output_stamped just before output) and the recording's clock is
+// CLOCK_MONOTONIC, bpf_ktime_get_ns's clock: each record's time is then read from its payload by the drain
+// (read/ring_drain.hpp, SampleTiming) and time_field() names the field. Otherwise, or with
+// SampleTimeSource::Kernel, the kernel adds PERF_SAMPLE_TIME and time_field() is "". Either way records keep
+// their order across CPUs: the field is written before the output call, as the kernel's time is taken
+// before the record is committed, and the readers' watermark margin (format/batching_consumer.hpp) covers
+// the gap between a record's time and its commit in both cases.
+//
 // Records a program could not write at all (bpf_perf_event_output failed for a reason other than a full
 // ring, so the kernel reports nothing) are counted by the built-in probes themselves (ps_output_failures);
 // stop() reads those counters after the drain into RingStats' `unwritable`, so they are final then.
@@ -38,6 +48,10 @@
 
 namespace perfstream {
 
+// Where a perf ring record's time comes from (--sample-time): the event's own timestamp field when every
+// event type has one on the recording's clock, else the kernel's PERF_SAMPLE_TIME; or always the kernel's.
+enum class SampleTimeSource { Event, Kernel };
+
 struct CaptureOptions {
   std::vector<std::string> probes;        // built-in probe names
   std::string object_path;                // or one BPF object file
@@ -55,6 +69,7 @@ struct CaptureOptions {
   bool trace_self = false;                // by default the collector's own process is filtered out
   std::optional<std::uint32_t> follow_tgid;  // trace only this process and its descendants (--follow)
   EventArrayOptions array;
+  SampleTimeSource sample_time = SampleTimeSource::Event;
   // The size of the object's ring buffer, when its output map is one: a power-of-two number of pages; 0 takes
   // it from array.size (-m: pages and bytes round up to 2^n pages, a total:BUDGET rounds down) when that was
   // given, else keeps the object's own max_entries. array.wakeup_bytes, array.cpus and readers.threads > 1
@@ -82,7 +97,9 @@ class CaptureSession {
   // The BPF ring buffer the object writes to, or null (then array() is the source).
   BpfRingbuf* ringbuf() { return ringbuf_.get(); }
   const std::string& output_map_name() const { return output_map_name_; }
-  // The payload field that gives a ring buffer record its time; "" when records are timed at the drain.
+  // The payload field that gives a record its time: for a ring buffer, "" when records are timed at the
+  // drain; for perf rings, "" when the kernel's PERF_SAMPLE_TIME does (names joined by "," in the unlikely
+  // case that event types name theirs differently).
   const std::string& time_field() const { return time_field_; }
   // The clock of every record time: the perf events' clockid, or CLOCK_MONOTONIC for a ring buffer.
   int clockid() const;

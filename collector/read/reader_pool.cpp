@@ -251,7 +251,8 @@ class ReaderPool::Reader {
   void close_unwatched(std::unique_ptr<CpuRing> ring) {
     const unsigned cpu = ring->cpu;
     consumer_->on_ring_opened(cpu);
-    const DrainResult result = drain_ring(ring->ring, cpu, pool_.decoder_, *consumer_, pool_.stats_.cpu(cpu));
+    const DrainResult result =
+        drain_ring(ring->ring, cpu, pool_.decoder_, *consumer_, pool_.stats_.cpu(cpu), pool_.options_.timing);
     if (result.corrupt) log_corrupt(cpu);
     ring.reset();
     consumer_->on_ring_closed(cpu);
@@ -311,7 +312,8 @@ class ReaderPool::Reader {
     auto it = rings_.find(cpu);
     if (it == rings_.end()) return;
     const DrainResult result =
-        drain_ring(it->second->ring->ring, cpu, pool_.decoder_, *consumer_, pool_.stats_.cpu(cpu));
+        drain_ring(it->second->ring->ring, cpu, pool_.decoder_, *consumer_, pool_.stats_.cpu(cpu),
+                   pool_.options_.timing);
     if (result.corrupt) log_corrupt(cpu);
   }
 

@@ -52,6 +52,7 @@
 #include "collector/kernel/cpu_set.hpp"
 #include "collector/kernel/perf_event_array.hpp"
 #include "collector/read/record_consumer.hpp"
+#include "collector/read/ring_drain.hpp"
 #include "collector/read/ring_stats.hpp"
 #include "collector/util/log.hpp"
 #include "collector/util/result.hpp"
@@ -66,6 +67,8 @@ struct ReaderOptions {
   std::vector<unsigned> pin_cpus;  // reader i runs on pin_cpus[i % size]; empty: wherever the scheduler likes
   // Notices for the user (CPUs offline or back, corruption), from reader threads; null: none. Not owned.
   Log* log = nullptr;
+  // Where records' times are when the array's events lack PERF_SAMPLE_TIME (read/ring_drain.hpp).
+  SampleTiming timing;
 };
 
 // The kernel calls the hotplug tracker makes, on its thread. ReaderPool's go to the PerfEventArray (and

@@ -1,5 +1,9 @@
 #include "collector/read/ring_drain.hpp"
 
+#include <cstring>
+
+#include "collector/util/clock.hpp"
+
 namespace perfstream {
 namespace {
 
@@ -7,10 +11,38 @@ void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
   if (n != 0) counter.fetch_add(n, std::memory_order_relaxed);
 }
 
+// The time the BPF program wrote into `raw`, or false when the record has none where `timing` says.
+bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time) {
+  std::uint32_t offset = 0;
+  if (timing.fields.size() == 1) {
+    offset = timing.fields.front().offset;
+  } else {
+    std::uint32_t kind = 0;
+    if (raw.size() < sizeof(kind)) return false;
+    std::memcpy(&kind, raw.data(), sizeof(kind));
+    const SampleTiming::Field* found = nullptr;
+    for (const auto& field : timing.fields) {
+      if (field.kind == kind) found = &field;
+    }
+    if (found == nullptr) return false;
+    offset = found->offset;
+  }
+  if (raw.size() < sizeof(time) || offset > raw.size() - sizeof(time)) return false;
+  std::memcpy(&time, raw.data() + offset, sizeof(time));
+  return true;
+}
+
 }  // namespace
 
 DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decoder, RecordConsumer& consumer,
-                       CpuCounters& counters) {
+                       CpuCounters& counters, const SampleTiming& timing) {
+  const bool fill_time = (decoder.sample_type() & PERF_SAMPLE_TIME) == 0;
+  const bool fill_cpu = (decoder.sample_type() & PERF_SAMPLE_CPU) == 0;
+  std::uint64_t drained_at = 0;  // read once per pass, when first needed
+  auto drain_time = [&] {
+    if (drained_at == 0) drained_at = clock_ns(timing.clock);
+    return drained_at;
+  };
   DrainResult result;
   std::uint64_t samples = 0, sample_bytes = 0, lost = 0, lost_notices = 0, malformed = 0, other = 0;
   consumer.on_pass_begin(cpu);
@@ -24,11 +56,15 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
     while (auto record = pass.next()) {
       ++result.records;
       result.bytes += record->bytes.size();
-      const DecodedRecord decoded = decoder.decode(record->bytes);
+      DecodedRecord decoded = decoder.decode(record->bytes);
       switch (decoded.kind) {
         case RecordKind::Sample:
           ++samples;
           sample_bytes += decoded.sample.raw.size();
+          if (fill_cpu) decoded.sample.cpu = cpu;
+          if (fill_time && !payload_time(timing, decoded.sample.raw, decoded.sample.time)) {
+            decoded.sample.time = drain_time();
+          }
           consumer.on_sample(cpu, decoded.sample);
           break;
         case RecordKind::Lost:
@@ -36,6 +72,8 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
           if (decoded.lost.lost != 0) {
             lost += decoded.lost.lost;
             ++lost_notices;
+            if (fill_cpu) decoded.lost.cpu = cpu;
+            if (fill_time) decoded.lost.time = drain_time();
             consumer.on_lost(cpu, decoded.lost);
           }
           break;

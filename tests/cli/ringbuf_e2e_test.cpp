@@ -2,6 +2,7 @@
 // the real kernel, objects compiled with clang -target bpf (bpf/opensnoop_ringbuf.bpf.c, the shape of
 // libbpf-tools' current opensnoop; bpf/loadgen_ringbuf.bpf.c, which has a perf event array and a ring buffer).
 // Needs root; skips only when the kernel refuses BPF.
+#include <linux/perf_event.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -170,7 +171,10 @@ TEST_F(RingbufEndToEnd, MapNamesEitherKindAndRefusesAnyOther) {
   ASSERT_TRUE(perf_reader) << perf_reader.error().message();
   EXPECT_EQ((*perf_reader)->header().output_map(), v1::OUTPUT_MAP_PERF_EVENT_ARRAY);
   EXPECT_EQ((*perf_reader)->header().output_map_name(), "events");
-  EXPECT_EQ((*perf_reader)->header().record_time(), v1::RECORD_TIME_PERF_SAMPLE);
+  // loadgen's records carry their own `ts`: on perf rings too they are timed by it, without PERF_SAMPLE_TIME.
+  EXPECT_EQ((*perf_reader)->header().record_time(), v1::RECORD_TIME_EVENT_FIELD);
+  EXPECT_EQ((*perf_reader)->header().record_time_field(), "ts");
+  EXPECT_EQ((*perf_reader)->header().sample_type(), std::uint64_t{PERF_SAMPLE_RAW});
 }
 
 // The same object streamed to a sink: the sink's recording says what the file would (a ring buffer, times

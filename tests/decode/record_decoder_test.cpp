@@ -125,6 +125,44 @@ TEST(RecordDecoder, LostWithoutSampleIdAllHasNoTimeOrCpu) {
   EXPECT_FALSE(d.lost.has_sample_id);
 }
 
+// perfstream's own events ask for RAW alone (PERF_SAMPLE_TIME only when a record has no timestamp of its
+// own): a sample is its raw area right after the header, and a loss notice's sample_id trailer is empty.
+TEST(RecordDecoder, RawOnlySampleHasNoTimeOrCpuAndItsRawRightAfterTheHeader) {
+  const RecordDecoder decoder = make_decoder(PERF_SAMPLE_RAW, true);
+  const Bytes data = payload(12);
+  const Bytes rec = FakeKernelRing::raw_sample(data);
+  ASSERT_EQ(rec.size(), sizeof(perf_event_header) + 4 + 12);
+  const DecodedRecord d = decoder.decode(rec);
+  ASSERT_EQ(d.kind, RecordKind::Sample);
+  EXPECT_EQ(d.sample.time, 0u);
+  EXPECT_EQ(d.sample.cpu, 0u);
+  ASSERT_EQ(d.sample.raw.size(), 12u);
+  EXPECT_EQ(d.sample.raw.data(), rec.data() + sizeof(perf_event_header) + 4);
+  EXPECT_EQ(0, std::memcmp(d.sample.raw.data(), data.data(), 12));
+}
+
+TEST(RecordDecoder, RawAndTimeSampleHasItsTimeAndNoCpu) {
+  const RecordDecoder decoder = make_decoder(PERF_SAMPLE_TIME | PERF_SAMPLE_RAW, true);
+  const Bytes data = payload(4);
+  const Bytes rec = RecordBuilder(PERF_RECORD_SAMPLE).put<std::uint64_t>(31337).put<std::uint32_t>(4).append(data).build();
+  const DecodedRecord d = decoder.decode(rec);
+  ASSERT_EQ(d.kind, RecordKind::Sample);
+  EXPECT_EQ(d.sample.time, 31337u);
+  EXPECT_EQ(d.sample.cpu, 0u);
+  ASSERT_EQ(d.sample.raw.size(), 4u);
+}
+
+TEST(RecordDecoder, RawOnlyLostHasAnEmptySampleIdWithNoTimeOrCpu) {
+  const RecordDecoder decoder = make_decoder(PERF_SAMPLE_RAW, true);
+  const DecodedRecord d = decoder.decode(FakeKernelRing::raw_lost(8, 23));
+  ASSERT_EQ(d.kind, RecordKind::Lost);
+  EXPECT_EQ(d.lost.id, 8u);
+  EXPECT_EQ(d.lost.lost, 23u);
+  EXPECT_EQ(d.lost.time, 0u) << "the drain times it";
+  EXPECT_EQ(d.lost.cpu, 0u) << "the drain gives the ring's CPU";
+  EXPECT_TRUE(d.lost.has_sample_id);
+}
+
 TEST(RecordDecoder, LostMissingItsTrailerStillGivesTheCount) {
   const RecordDecoder decoder = make_decoder(kEventSampleType, true);
   const Bytes rec = RecordBuilder(PERF_RECORD_LOST).put<std::uint64_t>(5).put<std::uint64_t>(99).build();

@@ -473,5 +473,103 @@ TEST(DrainRing, RingThatFillsUpAccountsForEveryRecordAsDeliveredOrLost) {
   EXPECT_EQ(fake.tail(), fake.head());
 }
 
+// A payload as the built-in probes write it: u32 kind, then `ts` at `offset`, then filler up to `size`.
+Bytes stamped_payload(std::uint32_t kind, std::uint64_t ts, std::size_t offset, std::size_t size) {
+  Bytes out(size, std::byte{0x5a});
+  std::memcpy(out.data(), &kind, sizeof(kind));
+  std::memcpy(out.data() + offset, &ts, sizeof(ts));
+  return out;
+}
+
+RecordDecoder raw_only_decoder() {
+  auto d = RecordDecoder::create(PERF_SAMPLE_RAW, true);
+  if (!d) throw std::runtime_error(d.error().message());
+  return std::move(d).value();
+}
+
+TEST(DrainRing, WithoutCpuAndTimeFieldsSamplesGetTheRingsCpuAndTheirPayloadTime) {
+  FakeKernelRing fake(kPage);
+  PerfRing ring = wrap(fake);
+  const RecordDecoder dec = raw_only_decoder();
+  RecordingConsumer consumer(fake);
+  CpuCounters counters;
+  SampleTiming timing;
+  timing.fields = {{4, 24}};  // one event type: its kind is not looked at
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(99, 5000 + i, 24, 40))));
+  }
+  drain_ring(ring, 6, dec, consumer, counters, timing);
+  const auto samples = consumer.of(RecordingConsumer::Event::Sample);
+  ASSERT_EQ(samples.size(), 3u);
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(samples[i].cpu, 6u);
+    EXPECT_EQ(samples[i].sample.cpu, 6u);
+    EXPECT_EQ(samples[i].sample.time, 5000 + i);
+    EXPECT_EQ(samples[i].raw, padded(stamped_payload(99, 5000 + i, 24, 40)));
+  }
+  EXPECT_EQ(counters.samples.load(), 3u);
+}
+
+TEST(DrainRing, SeveralEventTypesFindTheirTimeByKindAndARecordWithoutOneIsTimedAtTheDrain) {
+  FakeKernelRing fake(kPage);
+  PerfRing ring = wrap(fake);
+  const RecordDecoder dec = raw_only_decoder();
+  RecordingConsumer consumer(fake);
+  CpuCounters counters;
+  SampleTiming timing;
+  timing.fields = {{2, 64}, {6, 40}};
+  timing.clock = CLOCK_MONOTONIC;
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(2, 111, 64, 80))));
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(6, 222, 40, 48))));
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(6, 333, 40, 44))));  // too short
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(7, 444, 8, 16))));   // no field
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample({})));                               // kind 0: none
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::uint64_t before = static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+  drain_ring(ring, 1, dec, consumer, counters, timing);
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::uint64_t after = static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+
+  const auto samples = consumer.of(RecordingConsumer::Event::Sample);
+  ASSERT_EQ(samples.size(), 5u);
+  EXPECT_EQ(samples[0].sample.time, 111u);
+  EXPECT_EQ(samples[1].sample.time, 222u);
+  // The padding makes the 44-byte payload 44 bytes still (44 + 4 is a multiple of 8): ts would need 48.
+  ASSERT_EQ(samples[2].raw.size(), 44u);
+  for (std::size_t i = 2; i < 5; ++i) {
+    SCOPED_TRACE("sample " + std::to_string(i));
+    EXPECT_GE(samples[i].sample.time, before);
+    EXPECT_LE(samples[i].sample.time, after);
+    EXPECT_EQ(samples[i].sample.time, samples[2].sample.time) << "the clock is read once per pass";
+  }
+  for (const auto& s : samples) EXPECT_EQ(s.sample.cpu, 1u);
+}
+
+TEST(DrainRing, WithoutSampleIdFieldsALossNoticeGetsTheRingsCpuAndTheDrainTime) {
+  FakeKernelRing fake(kPage);
+  PerfRing ring = wrap(fake);
+  const RecordDecoder dec = raw_only_decoder();
+  RecordingConsumer consumer(fake);
+  CpuCounters counters;
+  SampleTiming timing;
+  timing.fields = {{4, 8}};
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_sample(stamped_payload(4, 10, 8, 16))));
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::raw_lost(77, 9)));
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::uint64_t before = static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+  drain_ring(ring, 5, dec, consumer, counters, timing);
+
+  const auto lost = consumer.of(RecordingConsumer::Event::Lost);
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].cpu, 5u);
+  EXPECT_EQ(lost[0].lost.lost, 9u);
+  EXPECT_EQ(lost[0].lost.cpu, 5u) << "not 0: the trailer has no CPU, the ring's is given";
+  EXPECT_GE(lost[0].lost.time, before);
+  EXPECT_EQ(counters.lost.load(), 9u);
+  EXPECT_EQ(counters.lost_notices.load(), 1u);
+}
+
 }  // namespace
 }  // namespace perfstream

@@ -92,6 +92,30 @@ class FakeKernelRing {
     return out;
   }
 
+  // A sample as the kernel writes it for sample_type RAW alone (perfstream's default): header, u32 raw size,
+  // raw bytes, zero padding so that raw size + 4 is a multiple of 8.
+  static std::vector<std::byte> raw_sample(std::span<const std::byte> payload) {
+    const std::size_t raw_size = ((payload.size() + 4 + 7) & ~std::size_t{7}) - 4;
+    std::vector<std::byte> out(sizeof(perf_event_header) + 4 + raw_size);
+    perf_event_header header{PERF_RECORD_SAMPLE, 0, static_cast<std::uint16_t>(out.size())};
+    std::memcpy(out.data(), &header, sizeof(header));
+    const std::uint32_t raw32 = static_cast<std::uint32_t>(raw_size);
+    std::memcpy(out.data() + sizeof(header), &raw32, 4);
+    if (!payload.empty()) std::memcpy(out.data() + sizeof(header) + 4, payload.data(), payload.size());
+    return out;
+  }
+
+  // PERF_RECORD_LOST with sample_id_all and a sample_type with none of the sample_id fields (RAW alone):
+  // header, u64 id, u64 lost, and no trailer.
+  static std::vector<std::byte> raw_lost(std::uint64_t id, std::uint64_t count) {
+    std::vector<std::byte> out(sizeof(perf_event_header) + 16);
+    perf_event_header header{PERF_RECORD_LOST, 0, static_cast<std::uint16_t>(out.size())};
+    std::memcpy(out.data(), &header, sizeof(header));
+    std::memcpy(out.data() + 8, &id, 8);
+    std::memcpy(out.data() + 16, &count, 8);
+    return out;
+  }
+
   // A record of any type with `body` after the header (body size must keep the record 8-byte aligned).
   static std::vector<std::byte> other(std::uint32_t type, std::size_t body) {
     std::vector<std::byte> out(sizeof(perf_event_header) + body);
