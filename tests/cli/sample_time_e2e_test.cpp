@@ -81,7 +81,8 @@ class SampleTimeEndToEnd : public ::testing::Test {
       line.event = m[3].str();
       EXPECT_TRUE(std::regex_search(text, m, ts_re)) << "--raw-fields shows the hidden ts: " << text;
       if (!m.empty()) line.ts = std::stoull(m[1].str());
-      if (std::regex_search(text, m, filename_re)) line.filename = m[1].str();
+      // Raw, exec's filename is the file name and argv, NUL-separated: keep the file name.
+      if (std::regex_search(text, m, filename_re)) line.filename = m[1].str().substr(0, m[1].str().find("\\u0000"));
       lines.push_back(line);
     }
     return lines;
