@@ -8,6 +8,9 @@
 // ring in the map: the rate of this kernel with nothing to deliver (the ceiling).
 // --channel ringbuf has perfstream read loadgen's BPF ring buffer twin (loadgen_ringbuf) instead, sized as the
 // baseline sizes its ring buffer, so that it compares with --compare ringbuf on the same load.
+// --sample-fields runs perfstream once per set of sample fields the perf events ask the kernel for (raw,
+// raw+cpu, raw+time, raw+time+cpu), so that what each field costs the producer is measured side by side:
+// loadgen writes its own `ts` in every case, so raw alone is what `record` asks for by default.
 // --compare runs bench/libbpf_baseline (libbpf's perf_buffer with its defaults and with a watermark, and
 // the BPF ring buffer with libbpf's ring_buffer) on the same load, alternating with perfstream's runs.
 #include <sys/resource.h>
@@ -205,7 +208,15 @@ struct BenchConfig {
   std::uint32_t ringbuf_bytes = 0;  // its size: the perf rings' total, rounded up to a power of two
   std::string output = "/tmp/perfstream-bench.data";
   int level = 1;
+  std::string sample_fields;        // --sample-fields item of this run: raw[+time][+cpu]; "": record's default
 };
+
+// The run's name in the table: perfstream-MODE, perfstream-ringbuf-MODE, or with --sample-fields
+// perfstream-MODE:FIELDS.
+std::string perfstream_impl(const BenchConfig& cfg) {
+  return (cfg.ringbuf ? "perfstream-ringbuf-" : "perfstream-") + cfg.mode +
+         (cfg.sample_fields.empty() ? "" : ":" + cfg.sample_fields);
+}
 
 // --producer-cpus as a set, for the messages.
 CpuSet producer_set(const BenchConfig& cfg) {
@@ -311,6 +322,11 @@ Status PerfstreamRun::setup() {
   }
   capture.array.size = cfg_.ring;
   capture.array.wakeup_bytes = cfg_.wakeup;
+  if (!cfg_.sample_fields.empty()) {
+    const bool time = cfg_.sample_fields.find("time") != std::string::npos;
+    capture.sample_time = time ? SampleTimeSource::Kernel : SampleTimeSource::Event;
+    capture.array.sample_cpu = cfg_.sample_fields.find("cpu") != std::string::npos;
+  }
   // One ring buffer has one reader, pinned to the first collector CPU.
   capture.readers.threads =
       cfg_.ringbuf ? 1u : static_cast<unsigned>(std::max<std::size_t>(1, cfg_.collector_cpus.size()));
@@ -381,7 +397,7 @@ void PerfstreamRun::summarise(RunResult& r) {
 
 RunResult run_perfstream(const BenchConfig& cfg, std::uint32_t size, double ceiling, Log& log) {
   RunResult r;
-  r.impl = (cfg.ringbuf ? "perfstream-ringbuf-" : "perfstream-") + cfg.mode;
+  r.impl = perfstream_impl(cfg);
   r.size = size;
   r.ceiling_calls_per_s = ceiling;
   const MachineLoadProbe machine;
@@ -493,17 +509,20 @@ std::string rate(double v) {
 
 // Each run, in the order it ran. "unwritable" is what the BPF side could not write (loadgen's failed
 // emits: a full ring, or none); "other CPU" is the share of a CPU other processes took during the run.
+// Wide enough for perfstream-compress:raw+time+cpu.
+constexpr int kImplWidth = 31;
+
 void print_table(const std::vector<RunResult>& runs, std::ostream& out) {
-  out << std::left << std::setw(22) << "implementation" << std::right << std::setw(6) << "size" << std::setw(12)
+  out << std::left << std::setw(kImplWidth) << "implementation" << std::right << std::setw(6) << "size" << std::setw(12)
       << "ceiling/s" << std::setw(12) << "producer/s" << std::setw(13) << "delivered/s" << std::setw(9) << "MB/s"
       << std::setw(11) << "lost" << std::setw(12) << "unwritable" << std::setw(8) << "lost%" << std::setw(11)
       << "CPU ns/rec" << std::setw(11) << "wakeups/s" << std::setw(11) << "other CPU" << "\n";
   for (const auto& r : runs) {
     if (!r.error.empty()) {
-      out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << "  error: " << r.error << "\n";
+      out << std::left << std::setw(kImplWidth) << r.impl << std::right << std::setw(6) << r.size << "  error: " << r.error << "\n";
       continue;
     }
-    out << std::left << std::setw(22) << r.impl << std::right << std::setw(6) << r.size << std::setw(12)
+    out << std::left << std::setw(kImplWidth) << r.impl << std::right << std::setw(6) << r.size << std::setw(12)
         << rate(r.ceiling_calls_per_s) << std::setw(12) << rate(r.producer_calls_per_s) << std::setw(13)
         << rate(r.delivered_per_s()) << std::setw(9) << fmt(r.mb_per_s()) << std::setw(11) << r.lost << std::setw(12)
         << r.failed << std::setw(8) << fmt(r.lost_pct(), 2) << std::setw(11) << fmt(r.cpu_ns_per_record(), 0)
@@ -555,13 +574,13 @@ Spread spread(const std::vector<const RunResult*>& runs, Figure figure) {
 void print_spread(const std::vector<RunResult>& runs, unsigned repeat, std::ostream& out) {
   if (repeat < 2) return;
   out << "\nspread over " << repeat << " runs (min / median / max):\n";
-  out << std::left << std::setw(22) << "implementation" << std::right << std::setw(6) << "size" << std::setw(30)
+  out << std::left << std::setw(kImplWidth) << "implementation" << std::right << std::setw(6) << "size" << std::setw(30)
       << "delivered/s" << std::setw(20) << "CPU ns/rec" << std::setw(24) << "lost%" << "\n";
   for (const auto& [key, group] : group_runs(runs)) {
     const Spread d = spread(group, [](const RunResult& r) { return r.delivered_per_s(); });
     const Spread c = spread(group, [](const RunResult& r) { return r.cpu_ns_per_record(); });
     const Spread l = spread(group, [](const RunResult& r) { return r.lost_pct(); });
-    out << std::left << std::setw(22) << group.front()->impl << std::right << std::setw(6) << group.front()->size
+    out << std::left << std::setw(kImplWidth) << group.front()->impl << std::right << std::setw(6) << group.front()->size
         << std::setw(30) << (rate(d.min) + " / " + rate(d.median) + " / " + rate(d.max)) << std::setw(20)
         << (fmt(c.min, 0) + " / " + fmt(c.median, 0) + " / " + fmt(c.max, 0)) << std::setw(24)
         << (fmt(l.min, 2) + " / " + fmt(l.median, 2) + " / " + fmt(l.max, 2)) << "\n";
@@ -595,7 +614,7 @@ void print_ratios(const std::vector<RunResult>& runs, const std::string& ours, s
       const double theirs = median(group, figure);
       return fmt(theirs > 0 ? median(m, figure) / theirs : 0, 2);
     };
-    out << "  " << std::left << std::setw(20) << first.impl << std::right << std::setw(6) << first.size
+    out << "  " << std::left << std::setw(kImplWidth - 2) << first.impl << std::right << std::setw(6) << first.size
         << "  delivered x" << ratio(delivered) << "  producer x" << ratio(producer) << "  CPU per record x"
         << ratio(cpu) << "\n";
   }
@@ -759,6 +778,7 @@ struct BenchSettings {
   std::string baseline;                     // the libbpf baseline program
   bool json = false;
   std::optional<std::string> plot;          // --plot FILE.svg
+  std::vector<std::string> sample_fields;   // --sample-fields: one perfstream run per item; empty: one run
 };
 
 ArgParser bench_flags() {
@@ -773,6 +793,7 @@ ArgParser bench_flags() {
       .option("channel", 0, "KIND", "what perfstream reads: perf (per-CPU perf rings, default) or ringbuf (one BPF ring buffer, sized as --compare ringbuf's)")
       .option("output", 'o', "FILE", "the trace file of --mode file (default /tmp/perfstream-bench.data)")
       .option("compression-level", 'z', "N", "zstd level for compress and file (default 1)")
+      .option("sample-fields", 0, "LIST", "run perfstream once per set of perf sample fields, to measure what each costs the producer: raw, raw+cpu, raw+time, raw+time+cpu, or all (default: record's, raw with loadgen's own ts)")
       .option("compare", 0, "LIST", "also run libbpf (perf_buffer: defaults and watermark) and/or ringbuf")
       .option("baseline", 0, "PATH", "the perfstream-libbpf-baseline program (default: found next to perfstream)")
       .option("repeat", 0, "N", "alternate every implementation N times per size, reporting each run (default 1)")
@@ -874,6 +895,21 @@ Result<std::vector<std::string>> baselines_from(const std::string& text) {
   return baselines;
 }
 
+// --sample-fields raw,raw+time: each item a set of sample fields, "all" for the four; the ratios compare
+// every run with the first item's.
+Result<std::vector<std::string>> sample_fields_from(const std::string& text) {
+  static const std::vector<std::string> kAll = {"raw", "raw+cpu", "raw+time", "raw+time+cpu"};
+  std::vector<std::string> out;
+  for (const std::string& item : comma_items(text)) {
+    if (item == "all") return kAll;
+    if (std::find(kAll.begin(), kAll.end(), item) == kAll.end()) {
+      return Error("--sample-fields: raw, raw+cpu, raw+time, raw+time+cpu or all, not '" + item + "'");
+    }
+    out.push_back(item);
+  }
+  return out;
+}
+
 // The flags, checked in the order the messages have always come in; an error is a usage error (exit 2).
 Result<BenchSettings> bench_settings_from(const ArgParser& parser) {
   BenchSettings s;
@@ -887,6 +923,12 @@ Result<BenchSettings> bench_settings_from(const ArgParser& parser) {
     s.sizes = std::move(*sizes);
   }
   if (auto st = run_options_from(parser, s.cfg); !st) return st.error();
+  if (auto v = parser.value("sample-fields")) {
+    if (s.cfg.ringbuf) return Error("--sample-fields: perf rings only (a ring buffer record has no sample fields)");
+    auto fields = sample_fields_from(*v);
+    if (!fields) return fields.error();
+    s.sample_fields = std::move(*fields);
+  }
   if (auto v = parser.value("compare")) {
     auto baselines = baselines_from(*v);
     if (!baselines) return baselines.error();
@@ -946,7 +988,12 @@ Status BenchCommand::run() {
     auto ceiling = measure_ceiling(cfg, size);
     if (!ceiling) return ceiling.error();
     for (unsigned round = 0; round < settings_.repeat; ++round) {
-      add(run_perfstream(cfg, size, *ceiling, log_));
+      if (settings_.sample_fields.empty()) add(run_perfstream(cfg, size, *ceiling, log_));
+      for (const auto& fields : settings_.sample_fields) {
+        BenchConfig with = cfg;
+        with.sample_fields = fields;
+        add(run_perfstream(with, size, *ceiling, log_));
+      }
       for (const auto& mode : settings_.baselines) {
         add(run_baseline(settings_.baseline, mode, cfg, size, *ceiling, settings_.geometry.data_pages));
       }
@@ -974,7 +1021,10 @@ void BenchCommand::summarise() {
        << settings_.geometry.describe(settings_.online_cpus) << ", mode " << cfg.mode << "\n\n";
   print_table(runs_, out_);
   print_spread(runs_, settings_.repeat, out_);
-  print_ratios(runs_, (cfg.ringbuf ? "perfstream-ringbuf-" : "perfstream-") + cfg.mode, out_);
+  // With --sample-fields, every run against the first set's (raw: what record asks for).
+  BenchConfig ours = cfg;
+  if (!settings_.sample_fields.empty()) ours.sample_fields = settings_.sample_fields.front();
+  print_ratios(runs_, perfstream_impl(ours), out_);
   print_busy_warning(runs_, out_);
 }
 
