@@ -785,7 +785,7 @@ ArgParser bench_flags() {
   ArgParser parser("bench", "perfstream bench [--sizes 16,64,256] [--mode count|encode|compress|file] [--compare libbpf,ringbuf] [flags]");
   parser.option("producer-cpus", 0, "LIST", "CPUs with a producer thread each (default 0); the libbpf baselines use the first")
       .option("collector-cpus", 0, "LIST", "CPUs for the reader threads, one thread each (default: the next CPU)")
-      .option("sizes", 0, "LIST", "record sizes in bytes, comma-separated (default 64); 24 to 16384")
+      .option("sizes", 0, "LIST", "record sizes in bytes, comma-separated (default 64); 32 (loadgen's header) to 16384")
       .option("duration", 'd', "TIME", "length of each run (default 2s)")
       .option("pages", 'm', "SIZE", "ring per CPU, as for record (default 512K)")
       .option("wakeup", 0, "SIZE", "wakeup size, as for record (default a quarter ring)")
