@@ -161,6 +161,30 @@ TEST(BenchCompare, RepeatShowsTheSpreadAndThePlotHasRoundTicks) {
   fs::remove_all(dir, ec);
 }
 
+// --sample-fields: one perfstream run per set of perf sample fields, each in the table under its name with
+// no loss of records the ring had room for, and the ratios of every set against the first.
+TEST(BenchCompare, SampleFieldsRunsEverySetAndComparesThemWithTheFirst) {
+  const RunResult r = run({perfstream_binary(), "bench", "--sizes", "64", "--duration", "200ms", "--sample-fields", "all"});
+  if (kernel_refuses(r)) GTEST_SKIP() << "the kernel refuses BPF here: " << r.err;
+  ASSERT_EQ(r.exit_status, 0) << r.err << r.out;
+  for (const char* impl : {"perfstream-count:raw ", "perfstream-count:raw+cpu ", "perfstream-count:raw+time ",
+                           "perfstream-count:raw+time+cpu "}) {
+    std::size_t at = 0, n = 0;
+    while ((at = r.out.find(std::string("\n") + impl, at + 1)) != std::string::npos) ++n;
+    EXPECT_EQ(n, 1u) << impl << ": one run in the table\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("ratios (perfstream-count:raw / other, same size, same invocation):\n"), std::string::npos)
+      << r.out;
+  for (const char* other : {"  perfstream-count:raw+cpu ", "  perfstream-count:raw+time ", "  perfstream-count:raw+time+cpu "}) {
+    EXPECT_NE(r.out.find(other), std::string::npos) << other << "\n" << r.out;
+  }
+
+  const RunResult bad = run({perfstream_binary(), "bench", "--sample-fields", "raw+ip"});
+  EXPECT_EQ(bad.exit_status, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--sample-fields: raw, raw+cpu, raw+time, raw+time+cpu or all, not 'raw+ip'"), std::string::npos)
+      << bad.err;
+}
+
 // Another process taking CPU during a run marks the run busy and the table ends with a warning, so a figure
 // measured on a loaded machine is not quoted as if it were not.
 TEST(BenchCompare, AnotherProcessTakingCpuMarksTheRunsBusy) {
