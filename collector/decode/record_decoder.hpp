@@ -5,7 +5,9 @@
 // READ, CALLCHAIN and the fields after RAW are refused when the decoder is created, because they are never
 // set on the events perfstream opens and their layout depends on further attributes.
 // The raw area is `u32 size; u8 data[size]` and the kernel pads it so the record stays 8-byte aligned:
-// SampleView::raw therefore has up to 7 bytes of zero padding after the payload the BPF program wrote.
+// SampleView::raw therefore has up to 7 bytes of padding after the payload the BPF program wrote. The
+// kernel skips the padding without writing it (__output_skip): it holds whatever the ring held there before,
+// zeros only until the ring first wraps.
 // Payload formats carry their own length when they need an exact one.
 //
 // PERF_RECORD_LOST is `u64 id; u64 lost;` and PERF_RECORD_LOST_SAMPLES is `u64 lost;`, both followed by the

@@ -4,11 +4,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <thread>
 
 #include "collector/read/capture_session.hpp"
 #include "testing/kernel_fixture.hpp"
+
+extern "C" {
+#include <linux/types.h>
+#include "events.h"
+}
 
 namespace perfstream::testing {
 namespace {
@@ -58,7 +64,12 @@ TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
   ReaderOptions reader_options;
   reader_options.flush_interval = 1h;   // only wakeups and hotplug drain: records sit in the ring
   reader_options.hotplug_interval = 20ms;
-  auto collector = Collector::create(*probe, EventArrayOptions{}, reader_options);
+  // As record opens them: no PERF_SAMPLE_CPU or TIME; the ring reopened after the CPU returns must still
+  // give its records that CPU, and their own ts as time.
+  EventArrayOptions array_options;
+  array_options.sample_time = false;
+  reader_options.timing.fields = {{PS_EVENT_LOADGEN, static_cast<std::uint32_t>(offsetof(ps_loadgen_event, ts))}};
+  auto collector = Collector::create(*probe, array_options, reader_options);
   ASSERT_TRUE(collector);
   collector->pool->start();
   Loadgen loadgen(*probe);
@@ -90,6 +101,13 @@ TEST(CpuHotplug, OfflineCpuIsDrainedBeforeCloseAndResumesWhenOnline) {
   EXPECT_EQ(t.lost, 0u);
   EXPECT_EQ(t.gaps, 0u);
   EXPECT_EQ(collector->stats->snapshot(cpu).attach_count, 2u);
+  for (const auto& r : collector->store.records()) {
+    LoadgenSample s;
+    if (r.is_lost || !parse_loadgen(r.raw, &s)) continue;
+    EXPECT_EQ(r.cpu, r.ring_cpu);
+    EXPECT_EQ(s.cpu, r.ring_cpu) << "the CPU the program ran on";
+    EXPECT_EQ(r.time, s.ts);
+  }
   bool logged_offline = false, logged_online = false;
   for (const auto& line : collector->log_lines()) {
     logged_offline |= line.find("CPU " + std::to_string(cpu) + " went offline") != std::string::npos;
