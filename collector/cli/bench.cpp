@@ -787,7 +787,7 @@ ArgParser bench_flags() {
       .option("collector-cpus", 0, "LIST", "CPUs for the reader threads, one thread each (default: the next CPU)")
       .option("sizes", 0, "LIST", "record sizes in bytes, comma-separated (default 64); 32 (loadgen's header) to 16384")
       .option("duration", 'd', "TIME", "length of each run (default 2s)")
-      .option("pages", 'm', "SIZE", "ring per CPU, as for record (default 512K)")
+      .option("pages", 'm', "SIZE", "ring per CPU, as for record (default as record's: 4M per CPU, at most 64M in all)")
       .option("wakeup", 0, "SIZE", "wakeup size, as for record (default a quarter ring)")
       .option("mode", 0, "MODE", "what the collector does: count, encode, compress (zstd, no I/O), file (default count)")
       .option("channel", 0, "KIND", "what perfstream reads: perf (per-CPU perf rings, default) or ringbuf (one BPF ring buffer, sized as --compare ringbuf's)")

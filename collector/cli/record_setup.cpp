@@ -61,7 +61,7 @@ void add_capture_flags(ArgParser& parser) {
       .option("event-type", 0, "STRUCT", "with --object: its records are this struct (from the object's BTF, else --btf)")
       .option("btf", 0, "FILE", "with --event-type: where the struct is when the object lacks it (clang -g -c of its header, or raw BTF)")
       .option("cpus", 'C', "LIST", "CPUs to record, like 0-3,6 (default: all; offline ones join when they come online)")
-      .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M)")
+      .option("pages", 'm', "SIZE", "ring size per CPU: pages (64), bytes (256K, 4M) or a total budget (total:64M); default 4M per CPU, at most 64M in all")
       .option("wakeup", 0, "SIZE", "wake the reader when this many bytes are pending (default: a quarter ring)")
       .option("flush-interval", 0, "TIME", "drain every ring at least this often (default 100ms)")
       .option("sample-time", 0, "event|kernel", "a record's time: event (default) reads each event's BPF-written timestamp field (ts) and drops the kernel's PERF_SAMPLE_TIME when every event has one; kernel always asks the kernel for it")

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -18,7 +19,14 @@
 namespace perfstream {
 namespace {
 
-constexpr std::size_t kDefaultDataBytes = 512 * 1024;  // per CPU, as perf record's default
+// The default ring: 4 MiB per CPU, while all CPUs together take at most 64 MiB, and never less than perf
+// record's 512 KiB per CPU (docs/BENCHMARKS.md, "Zero loss by default"). At the highest rate the bench's
+// producer reaches here (about 1.3 M 64-byte records/s into one ring), 512 KiB holds 5 ms of records and lost
+// 0.03-0.19% of them in file mode whenever the reader was kept off its CPU a little longer; 4 MiB holds 40 ms
+// and lost none in 5 runs of 10 s, even with other processes taking a whole CPU.
+constexpr std::uint64_t kDefaultDataBytesPerCpu = 4 * 1024 * 1024;
+constexpr std::uint64_t kDefaultDataBytesTotal = 64 * 1024 * 1024;
+constexpr std::uint64_t kDefaultDataBytesFloor = 512 * 1024;
 
 std::string human_bytes(std::uint64_t bytes) {
   std::ostringstream out;
@@ -123,9 +131,12 @@ Result<RingGeometry> plan_ring_geometry(const RingSize& size, std::uint64_t wake
   if (cpus == 0) cpus = 1;
   std::uint64_t pages = 0;
   switch (size.unit) {
-    case RingSize::Unit::Default:
-      pages = round_up_pow2((kDefaultDataBytes + page_size - 1) / page_size);
+    case RingSize::Unit::Default: {
+      const std::uint64_t share = std::max(kDefaultDataBytesTotal / cpus, kDefaultDataBytesFloor);
+      const std::uint64_t bytes = std::min(kDefaultDataBytesPerCpu, share);
+      pages = round_down_pow2(std::max<std::uint64_t>(1, bytes / page_size));
       break;
+    }
     case RingSize::Unit::PagesPerCpu:
       pages = round_up_pow2(size.value);
       break;

@@ -115,14 +115,20 @@ TEST(RingSize, RejectsSizesThatOverflow) {
   }
 }
 
-TEST(RingGeometry, DefaultIs512KiBPerCpu) {
+TEST(RingGeometry, DefaultIs4MiBPerCpuWithin64MiBInAllAndNeverBelow512KiB) {
+  // cpus -> data bytes per CPU
+  const std::pair<std::size_t, std::uint64_t> cases[] = {
+      {1, 4 * MiB},     {2, 4 * MiB},    {16, 4 * MiB},   {17, 2 * MiB},  {32, 2 * MiB},
+      {48, 1 * MiB},    {64, 1 * MiB},   {100, 512 * KiB}, {128, 512 * KiB}, {1024, 512 * KiB}};
   for (std::size_t page : {std::size_t{4096}, std::size_t{16384}, std::size_t{65536}}) {
-    SCOPED_TRACE("page size " + std::to_string(page));
-    const RingGeometry g = plan(RingSize::Unit::Default, 0, 4, page);
-    EXPECT_EQ(g.page_size, page);
-    EXPECT_EQ(g.data_bytes, 512 * KiB);
-    EXPECT_EQ(g.data_pages, 512 * KiB / page);
-    EXPECT_EQ(g.wakeup_bytes, 128 * KiB);
+    for (const auto& [cpus, bytes] : cases) {
+      SCOPED_TRACE("page size " + std::to_string(page) + ", " + std::to_string(cpus) + " CPUs");
+      const RingGeometry g = plan(RingSize::Unit::Default, 0, cpus, page);
+      EXPECT_EQ(g.page_size, page);
+      EXPECT_EQ(g.data_bytes, bytes);
+      EXPECT_EQ(g.data_pages, bytes / page);
+      EXPECT_EQ(g.wakeup_bytes, bytes / 4);
+    }
   }
 }
 
