@@ -7,9 +7,14 @@ namespace perfstream {
 // Field numbers of perfstream.v1.Batch and LostNotice.
 namespace {
 constexpr std::uint32_t kBatchSequence = 1, kBatchFirstTime = 2, kBatchRecordCount = 3, kBatchTimeDeltas = 4,
-                        kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8, kBatchWatermark = 9;
+                        kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8, kBatchWatermark = 9,
+                        kBatchRecordGroups = 10, kBatchGroups = 11;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 }  // namespace
+
+BatchEncoder::BatchEncoder(std::shared_ptr<const ColumnarLayout> layout) {
+  if (layout && !layout->empty()) columnar_ = std::make_unique<ColumnarEncoder>(std::move(layout));
+}
 
 void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload) {
   if (records_ == 0) {
@@ -17,11 +22,17 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
     last_time_ = time_ns;
   }
   note_time(time_ns);
-  wire::put_varint(time_deltas_, wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
+  time_deltas_.put_varint(wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
   last_time_ = time_ns;
-  wire::put_varint(cpus_, cpu);
-  wire::put_varint(sizes_, payload.size());
-  payloads_.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+  cpus_.put_varint(cpu);
+  sizes_.put_varint(payload.size());
+  std::uint32_t group = 0;
+  if (columnar_ && columnar_->add(payload, group)) {
+    record_groups_.put_varint(group + 1);
+  } else {
+    if (columnar_) record_groups_.put_varint(0);
+    payloads_.append(payload.data(), payload.size());
+  }
   ++records_;
 }
 
@@ -40,7 +51,8 @@ void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_
 }
 
 std::size_t BatchEncoder::encoded_size_estimate() const {
-  return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + 48;
+  return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + record_groups_.size() +
+         (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
 }
 
 void BatchEncoder::note_time(std::uint64_t time_ns) {
@@ -65,11 +77,15 @@ void BatchEncoder::finish_unstamped(std::string& out) const {
 void BatchEncoder::append_body(std::string& out) const {
   wire::put_uint_field(out, kBatchFirstTime, first_time_);
   wire::put_uint_field(out, kBatchRecordCount, records_);
-  wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_);
-  wire::put_bytes_field(out, kBatchCpus, cpus_);
-  wire::put_bytes_field(out, kBatchSizes, sizes_);
-  wire::put_bytes_field(out, kBatchPayloads, payloads_);
+  wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_.view());
+  wire::put_bytes_field(out, kBatchCpus, cpus_.view());
+  wire::put_bytes_field(out, kBatchSizes, sizes_.view());
+  wire::put_bytes_field(out, kBatchPayloads, payloads_.view());
   out += lost_;
+  if (columnar_) {
+    wire::put_bytes_field(out, kBatchRecordGroups, record_groups_.view());
+    columnar_->append_groups(out, kBatchGroups);
+  }
 }
 
 void BatchEncoder::reset() {
@@ -77,6 +93,8 @@ void BatchEncoder::reset() {
   cpus_.clear();
   sizes_.clear();
   payloads_.clear();
+  record_groups_.clear();
+  if (columnar_) columnar_->reset();
   lost_.clear();
   first_time_ = last_time_ = min_time_ = max_time_ = 0;
   timed_ = false;

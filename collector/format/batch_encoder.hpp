@@ -3,18 +3,30 @@
 // payload bytes concatenated. Columns compress far better than interleaved records: deltas and CPUs are
 // small repeating numbers, and payloads of one type line up.
 //
+// Given a ColumnarLayout (format version 2, columnar_payloads.hpp), a payload its plans rebuild exactly is
+// stored field by field in its kind's column group, and record_groups says which group each record is in;
+// any other payload is stored whole in the payload column, as in version 1. Without one (or with an empty
+// one) the batch is a version 1 batch.
+//
 // One encoder per thread; reset() after finish() reuses its buffers, so steady-state encoding allocates
-// nothing. Payload bytes are copied once, into the payload column (the only copy out of the ring).
+// nothing. Payload bytes are read out of the ring once, into their columns (or the payload column); finish()
+// then assembles the message from the columns, which in version 2 are a fraction of the payload bytes.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+
+#include "collector/format/columnar_payloads.hpp"
 
 namespace perfstream {
 
 class BatchEncoder {
  public:
+  BatchEncoder() = default;
+  explicit BatchEncoder(std::shared_ptr<const ColumnarLayout> layout);
+
   void add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload);
   // A loss noticed before the next record added (source 0 = kernel, 1 = collector).
   void add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_t time_ns, std::uint32_t source = 0);
@@ -41,10 +53,12 @@ class BatchEncoder {
   void note_time(std::uint64_t time_ns);
   void append_body(std::string& out) const;
 
-  std::string time_deltas_;
-  std::string cpus_;
-  std::string sizes_;
-  std::string payloads_;
+  ByteBuffer time_deltas_;
+  ByteBuffer cpus_;
+  ByteBuffer sizes_;
+  ByteBuffer payloads_;
+  ByteBuffer record_groups_;  // version 2 only: 0 raw, g + 1 in group g
+  std::unique_ptr<ColumnarEncoder> columnar_;  // null: version 1
   std::string lost_;  // encoded LostNotice sub-messages, each with its field tag
   std::uint64_t first_time_ = 0;
   std::uint64_t last_time_ = 0;

@@ -9,8 +9,9 @@ namespace {
 std::uint64_t less_margin(std::uint64_t t) { return t > kWatermarkMarginNs ? t - kWatermarkMarginNs : 0; }
 }  // namespace
 
-BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock)
-    : limits_(limits), worker_(worker), producer_(worker.add_producer()), clock_(clock) {}
+BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock,
+                                   std::shared_ptr<const ColumnarLayout> layout)
+    : limits_(limits), worker_(worker), producer_(worker.add_producer()), clock_(clock), encoder_(std::move(layout)) {}
 
 BatchingConsumer::~BatchingConsumer() {
   if (!stopped_) worker_.retire(producer_);

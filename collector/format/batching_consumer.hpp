@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "collector/format/batch_encoder.hpp"
@@ -48,8 +49,10 @@ constexpr std::uint64_t kWatermarkMarginNs = 100'000'000;
 
 class BatchingConsumer : public RecordConsumer {
  public:
-  // `clock`: the clock of the records' times (the perf events' clockid).
-  BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock = CLOCK_MONOTONIC);
+  // `clock`: the clock of the records' times (the perf events' clockid). `layout`: the recording's column
+  // plans (format version 2, ColumnarLayout::from_schemas of the header's events); null: version 1 batches.
+  BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock = CLOCK_MONOTONIC,
+                   std::shared_ptr<const ColumnarLayout> layout = nullptr);
   ~BatchingConsumer() override;
 
   void on_sample(unsigned cpu, const SampleView& sample) override;

@@ -1,5 +1,7 @@
 #include "collector/format/trace_reader.hpp"
 
+#include "collector/format/columnar_payloads.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -230,6 +232,24 @@ Result<BatchView> BatchView::parse(const std::string& message) {
   if (!view.batch_.ParseFromString(message)) return Error("batch: not a valid Batch message");
   const auto& b = view.batch_;
   const int n = static_cast<int>(b.record_count());
+  if (b.record_groups_size() != 0 || b.groups_size() != 0) {
+    // Version 2: rebuild the payloads and hand out a batch that has them all in `payloads`, as version 1.
+    std::vector<GroupView> groups;
+    for (const auto& g : b.groups()) groups.push_back(group_view(g));
+    const std::vector<std::uint32_t> sizes(b.sizes().begin(), b.sizes().end());
+    const std::vector<std::uint32_t> record_groups(b.record_groups().begin(), b.record_groups().end());
+    std::string rebuilt;
+    if (sizes.size() == static_cast<std::size_t>(n)) {
+      if (auto st = rebuild_payloads("batch " + std::to_string(b.sequence()), sizes, record_groups, b.payloads(), groups,
+                                     kMaxMessageSize, rebuilt);
+          !st) {
+        return st.error();
+      }
+      view.batch_.set_payloads(std::move(rebuilt));
+      view.batch_.clear_record_groups();
+      view.batch_.clear_groups();
+    }
+  }
   if (b.time_deltas_size() != n || b.cpus_size() != n || b.sizes_size() != n) {
     return Error("batch " + std::to_string(b.sequence()) + ": record_count " + std::to_string(n) +
                  " but columns of " + std::to_string(b.time_deltas_size()) + " times, " + std::to_string(b.cpus_size()) +

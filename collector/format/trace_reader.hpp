@@ -113,7 +113,8 @@ class TraceFileReader {
   std::string spare_;
 };
 
-// One decoded batch: checks that its columns agree, then hands out records in order.
+// One decoded batch: checks that its columns agree, then hands out records in order. A version 2 batch's
+// payloads are rebuilt from its column groups: batch() has them all in `payloads` and no groups.
 class BatchView {
  public:
   struct Record {

@@ -2,12 +2,14 @@
 
 #include <limits>
 
+#include "collector/format/columnar_payloads.hpp"
+
 namespace perfstream::recording {
 namespace {
 
 // Field numbers of perfstream.v1.Batch and LostNotice.
 constexpr std::uint32_t kSequence = 1, kFirstTime = 2, kRecordCount = 3, kTimeDeltas = 4, kCpus = 5, kSizes = 6,
-                        kPayloads = 7, kLost = 8, kWatermark = 9;
+                        kPayloads = 7, kLost = 8, kWatermark = 9, kRecordGroups = 10, kGroups = 11;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 
 // A cursor over wire bytes; every read checks its bounds and sets `bad` instead of running past them.
@@ -102,13 +104,16 @@ LostEntry read_lost_notice(Wire& n) {
 
 }  // namespace
 
-Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
+Status DecodedBatch::decode(std::string& message, std::uint32_t max_records, std::size_t max_payload_bytes) {
   message_.swap(message);
   times.clear();
   cpus.clear();
   offsets.clear();
   sizes.clear();
   lost.clear();
+  record_groups_.clear();
+  group_bytes_.clear();
+  columnar_ = false;
   sequence = first_time_ns = watermark_ns = 0;
   payloads_at_ = payloads_size_ = 0;
   std::uint64_t record_count = 0;
@@ -117,13 +122,15 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records) {
   Status st = over ? Error("batch " + std::to_string(sequence) + ": holds more than " + std::to_string(max_records) +
                            " records, the reader's limit per batch (--max-batch-records)")
               : !valid ? Error("batch: not a valid Batch message")
-                       : resolve_columns(static_cast<std::size_t>(record_count));
+                       : resolve_columns(static_cast<std::size_t>(record_count), max_payload_bytes);
   if (!st) {
     times.clear();
     cpus.clear();
     offsets.clear();
     sizes.clear();
     lost.clear();
+    columnar_ = false;
+    payloads_size_ = 0;
   }
   return st;
 }
@@ -169,6 +176,18 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
           continue;
         }
         break;
+      case kRecordGroups:
+        over = !read_numbers(w, type, record_groups_, limit, [](std::uint64_t v) {
+          return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
+        });
+        continue;
+      case kGroups:
+        if (type == 2) {
+          Wire g = w.sub();
+          group_bytes_.emplace_back(reinterpret_cast<const char*>(g.p), static_cast<std::size_t>(g.end - g.p));
+          continue;
+        }
+        break;
       case kLost:
         if (type == 2) {
           Wire n = w.sub();
@@ -188,12 +207,28 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
 
 // Checks the columns against each other and turns them into what readers use: absolute times, payload
 // offsets, and each lost notice's place in time.
-Status DecodedBatch::resolve_columns(std::size_t n) {
+Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_bytes) {
   const std::string name = "batch " + std::to_string(sequence);
   std::vector<std::uint64_t>& deltas = times;  // resolved in place
   if (deltas.size() != n || cpus.size() != n || sizes.size() != n) {
     return Error(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
                  " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");
+  }
+  if (!record_groups_.empty() || !group_bytes_.empty()) {
+    std::vector<GroupView> groups(group_bytes_.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      if (!parse_group_view(group_bytes_[g], groups[g])) {
+        return Error(name + ": group " + std::to_string(g) + " is not a valid ColumnGroup message");
+      }
+    }
+    const auto* raw = message_.data() + payloads_at_;
+    if (auto st = rebuild_payloads(name, sizes, record_groups_, std::span<const char>(raw, payloads_size_), groups,
+                                   max_payload_bytes, rebuilt_);
+        !st) {
+      return st;
+    }
+    columnar_ = true;
+    payloads_size_ = rebuilt_.size();
   }
   offsets.resize(n);
   std::uint64_t time = first_time_ns;

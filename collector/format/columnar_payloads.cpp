@@ -1,0 +1,581 @@
+#include "collector/format/columnar_payloads.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "collector/format/protobuf_wire.hpp"
+
+namespace perfstream {
+namespace {
+
+// Field numbers of perfstream.v1.ColumnGroup and Column.
+constexpr std::uint32_t kGroupKind = 1, kGroupRecordCount = 2, kGroupColumns = 3, kGroupTail = 4;
+constexpr std::uint32_t kColumnOffset = 1, kColumnWidth = 2, kColumnEncoding = 3, kColumnValues = 4,
+                        kColumnStrings = 5, kColumnSuffixes = 6;
+// A plan's fixed part, and a group's in a batch a reader accepts: far above any event (perf samples are
+// under 64 KiB), low enough that a crafted one cannot make a reader work on nothing for long.
+constexpr std::uint32_t kMaxFixedSize = 1u << 16;
+
+std::int64_t read_signed(const std::byte* p, std::uint32_t width) {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, width);
+  const unsigned shift = 64 - 8 * width;
+  return static_cast<std::int64_t>(v << shift) >> shift;
+}
+
+std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+
+bool is_sequence_like(const std::string& dotted) {
+  const std::string name = dotted.substr(dotted.rfind('.') == std::string::npos ? 0 : dotted.rfind('.') + 1);
+  return name.find("pid") != std::string::npos || name.find("tid") != std::string::npos ||
+         name.find("seq") != std::string::npos;
+}
+
+// Sizes of the wire pieces, for length prefixes written before their contents.
+std::size_t uint_field_size(std::uint32_t field, std::uint64_t v) {
+  return v == 0 ? 0 : wire::varint_size(field << 3) + wire::varint_size(v);
+}
+std::size_t bytes_field_size(std::uint32_t field, std::size_t n) {
+  return n == 0 ? 0 : wire::varint_size(field << 3) + wire::varint_size(n) + n;
+}
+
+// A bounds-checked cursor over wire bytes, as in recording/decoded_batch.cpp.
+struct Cursor {
+  const unsigned char* p;
+  const unsigned char* end;
+  bool bad = false;
+
+  bool done() const { return p >= end || bad; }
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p >= end) break;
+      const unsigned char b = *p++;
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    bad = true;
+    return 0;
+  }
+  std::span<const char> bytes() {
+    const std::uint64_t n = varint();
+    if (bad || n > static_cast<std::uint64_t>(end - p)) {
+      bad = true;
+      return {};
+    }
+    std::span<const char> s(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return s;
+  }
+  void skip(std::uint32_t wire_type) {
+    switch (wire_type) {
+      case 0: varint(); break;
+      case 1: advance(8); break;
+      case 2: bytes(); break;
+      case 5: advance(4); break;
+      default: bad = true; break;
+    }
+  }
+  void advance(std::size_t n) {
+    if (static_cast<std::size_t>(end - p) < n) bad = true;
+    else p += n;
+  }
+};
+
+Cursor cursor(std::span<const char> s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  return Cursor{b, b + s.size()};
+}
+
+bool parse_column_view(std::span<const char> bytes, ColumnView& c) {
+  Cursor w = cursor(bytes);
+  while (!w.done()) {
+    const std::uint64_t tag = w.varint();
+    const auto field = static_cast<std::uint32_t>(tag >> 3);
+    const auto type = static_cast<std::uint32_t>(tag & 7);
+    if (w.bad || field == 0) return false;
+    if (type == 0 && (field == kColumnOffset || field == kColumnWidth || field == kColumnEncoding)) {
+      const std::uint64_t v = w.varint();
+      const auto v32 = static_cast<std::uint32_t>(std::min<std::uint64_t>(v, UINT32_MAX));
+      if (field == kColumnOffset) c.offset = v32;
+      else if (field == kColumnWidth) c.width = v32;
+      else c.encoding = v32;
+    } else if (type == 2 && field == kColumnValues) {
+      c.values = w.bytes();
+    } else if (type == 2 && field == kColumnStrings) {
+      c.strings.push_back(w.bytes());
+    } else if (type == 2 && field == kColumnSuffixes) {
+      c.suffixes = w.bytes();
+    } else {
+      w.skip(type);
+    }
+  }
+  return !w.bad;
+}
+
+void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std::uint32_t width,
+                ColumnEncoding encoding, std::span<const char> values, const std::vector<const std::string*>* strings,
+                std::span<const char> suffixes) {
+  std::size_t size = uint_field_size(kColumnOffset, offset) + uint_field_size(kColumnWidth, width) +
+                     uint_field_size(kColumnEncoding, static_cast<std::uint64_t>(encoding)) +
+                     bytes_field_size(kColumnValues, values.size()) + bytes_field_size(kColumnSuffixes, suffixes.size());
+  if (strings != nullptr) {
+    // An empty string is written too: its place in the table is its index.
+    for (const std::string* s : *strings) size += wire::varint_size(kColumnStrings << 3) + wire::varint_size(s->size()) + s->size();
+  }
+  wire::put_tag(out, field, wire::kLengthDelimited);
+  wire::put_varint(out, size);
+  wire::put_uint_field(out, kColumnOffset, offset);
+  wire::put_uint_field(out, kColumnWidth, width);
+  wire::put_uint_field(out, kColumnEncoding, static_cast<std::uint64_t>(encoding));
+  wire::put_bytes_field(out, kColumnValues, values);
+  if (strings != nullptr) {
+    for (const std::string* s : *strings) {
+      wire::put_tag(out, kColumnStrings, wire::kLengthDelimited);
+      wire::put_varint(out, s->size());
+      out.append(*s);
+    }
+  }
+  wire::put_bytes_field(out, kColumnSuffixes, suffixes);
+}
+
+}  // namespace
+
+void ByteBuffer::expand(std::size_t need) { data_.resize(std::max({need, data_.size() * 2, std::size_t{4096}})); }
+
+// --- the plan -------------------------------------------------------------------------------------------
+
+ColumnPlan ColumnarLayout::plan_for_schema(const v1::EventSchema& schema) {
+  ColumnPlan plan;
+  plan.kind = schema.kind();
+  plan.fixed_size = schema.fixed_size();
+  std::vector<const v1::Field*> fields;
+  for (const auto& f : schema.fields()) {
+    if (f.size() > 0 && !f.variable() && std::uint64_t{f.offset()} + f.size() <= plan.fixed_size) fields.push_back(&f);
+  }
+  // By offset, the larger first: a field inside one taken before (a union member) is left to that one.
+  std::stable_sort(fields.begin(), fields.end(), [](const v1::Field* a, const v1::Field* b) {
+    return a->offset() != b->offset() ? a->offset() < b->offset() : a->size() > b->size();
+  });
+  std::uint32_t at = 0;
+  auto raw_up_to = [&](std::uint32_t end) {
+    if (end > at) plan.columns.push_back({at, end - at, ColumnEncoding::Raw});
+    at = std::max(at, end);
+  };
+  for (const v1::Field* f : fields) {
+    if (f->offset() < at) continue;
+    raw_up_to(f->offset());
+    ColumnEncoding encoding = ColumnEncoding::Raw;
+    if ((f->type() == v1::Field::SIGNED || f->type() == v1::Field::UNSIGNED) && f->size() <= 8) {
+      encoding = f->size() == 8 || is_sequence_like(f->name()) ? ColumnEncoding::Delta : ColumnEncoding::Zigzag;
+    } else if (f->type() == v1::Field::STRING) {
+      encoding = ColumnEncoding::String;
+    }
+    plan.columns.push_back({f->offset(), f->size(), encoding});
+    at = f->offset() + f->size();
+  }
+  raw_up_to(plan.fixed_size);
+  return plan;
+}
+
+ColumnarLayout ColumnarLayout::from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas) {
+  ColumnarLayout layout;
+  const bool untagged = schemas.size() == 1 && schemas[0].kind() == 0;
+  for (const auto& schema : schemas) {
+    const bool taken = std::any_of(layout.plans_.begin(), layout.plans_.end(),
+                                   [&](const ColumnPlan& p) { return p.kind == schema.kind(); });
+    if (taken) continue;  // a reader never decodes with a later schema of the same kind: plan with the first
+    if (schema.fixed_size() == 0 || schema.fixed_size() > kMaxFixedSize || (!untagged && schema.fixed_size() < 4)) {
+      continue;
+    }
+    layout.plans_.push_back(plan_for_schema(schema));
+  }
+  layout.untagged_ = untagged && !layout.plans_.empty();
+  layout.by_small_kind_.assign(64, -1);
+  for (std::size_t i = layout.plans_.size(); i-- > 0;) {
+    if (layout.plans_[i].kind < 64) layout.by_small_kind_[layout.plans_[i].kind] = static_cast<int>(i);
+  }
+  return layout;
+}
+
+// --- the encoder ----------------------------------------------------------------------------------------
+
+ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout) : layout_(std::move(layout)) {
+  const std::size_t plans = layout_ ? layout_->plans().size() : 0;
+  groups_.resize(plans);
+  batch_group_.assign(plans, -1);
+  for (std::size_t i = 0; i < plans; ++i) {
+    groups_[i].plan = static_cast<int>(i);
+    for (const auto& c : layout_->plans()[i].columns) groups_[i].columns.push_back(ColumnState{c, {}, 0, {}, {}, UINT32_MAX});
+  }
+}
+
+ColumnarEncoder::GroupState& ColumnarEncoder::group_for_plan(int plan, std::uint32_t& index) {
+  int& g = batch_group_[static_cast<std::size_t>(plan)];
+  if (g < 0) {
+    g = static_cast<int>(batch_order_.size());
+    batch_order_.push_back(plan);
+  }
+  index = static_cast<std::uint32_t>(g);
+  return groups_[static_cast<std::size_t>(plan)];
+}
+
+bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& group) {
+  if (!layout_) return false;
+  const int plan_index = layout_->plan_for(payload);
+  if (plan_index < 0) return false;
+  const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
+  if (payload.size() < plan.fixed_size) return false;
+  const std::byte* p = payload.data();
+  // First every check, so that a refused record leaves no trace in any column.
+  for (const ColumnPlan::Column& c : plan.columns) {
+    if (c.encoding != ColumnEncoding::String) continue;
+    const auto* s = reinterpret_cast<const char*>(p + c.offset);
+    const void* nul = std::memchr(s, 0, c.width);
+    if (nul == nullptr) continue;  // the whole array is the string
+    const auto* rest = static_cast<const char*>(nul);
+    const auto* end = s + c.width;
+    for (; rest < end; ++rest) {
+      if (*rest != 0) return false;
+    }
+  }
+  GroupState& g = group_for_plan(plan_index, group);
+  std::size_t before = 0, after = 0;
+  for (ColumnState& c : g.columns) {
+    const std::byte* at = p + c.plan.offset;
+    before += c.values.size();
+    switch (c.plan.encoding) {
+      case ColumnEncoding::Raw: c.values.append(at, c.plan.width); break;
+      case ColumnEncoding::Zigzag: c.values.put_varint(wire::zigzag(read_signed(at, c.plan.width))); break;
+      case ColumnEncoding::Delta: {
+        const auto v = static_cast<std::uint64_t>(read_signed(at, c.plan.width));
+        c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - c.previous)));
+        c.previous = v;
+        break;
+      }
+      case ColumnEncoding::String: {
+        const auto* s = reinterpret_cast<const char*>(at);
+        const void* nul = std::memchr(s, 0, c.plan.width);
+        const std::string_view text(s, nul == nullptr ? c.plan.width : static_cast<const char*>(nul) - s);
+        if (c.last == UINT32_MAX || *c.strings[c.last] != text) {
+          auto it = c.index.find(text);
+          if (it == c.index.end()) {
+            it = c.index.emplace(std::string(text), static_cast<std::uint32_t>(c.strings.size())).first;
+            c.strings.push_back(&it->first);
+            estimate_ += text.size() + 2;
+          }
+          c.last = it->second;
+        }
+        c.values.put_varint(c.last);
+        break;
+      }
+      case ColumnEncoding::Prefix: break;  // never planned for a column
+    }
+    after += c.values.size();
+  }
+  // The tail: what it shares with the previous record's, then the rest.
+  const std::size_t tail_size = payload.size() - plan.fixed_size;
+  const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
+  const std::size_t limit = std::min(tail_size, g.previous_tail.size());
+  std::size_t shared = 0;
+  while (shared < limit && g.previous_tail[shared] == tail[shared]) ++shared;
+  const std::size_t shared_before = g.shared.size();
+  g.shared.put_varint(shared);
+  g.suffixes.append(tail + shared, tail_size - shared);
+  g.previous_tail.resize(shared);
+  g.previous_tail.append(tail + shared, tail_size - shared);
+  estimate_ += after - before + (g.shared.size() - shared_before) + (tail_size - shared);
+  ++g.records;
+  return true;
+}
+
+void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const {
+  std::string group_bytes;
+  for (const int plan_index : batch_order_) {
+    const GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
+    const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
+    group_bytes.clear();
+    wire::put_uint_field(group_bytes, kGroupKind, plan.kind);
+    wire::put_uint_field(group_bytes, kGroupRecordCount, g.records);
+    for (const ColumnState& c : g.columns) {
+      put_column(group_bytes, kGroupColumns, c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
+                 c.plan.encoding == ColumnEncoding::String ? &c.strings : nullptr, {});
+    }
+    put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Prefix, g.shared.view(), nullptr,
+               g.suffixes.view());
+    wire::put_bytes_field(out, field, group_bytes);
+  }
+}
+
+void ColumnarEncoder::reset() {
+  for (const int plan_index : batch_order_) {
+    GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
+    g.records = 0;
+    for (ColumnState& c : g.columns) {
+      c.values.clear();
+      c.previous = 0;
+      c.index.clear();
+      c.strings.clear();
+      c.last = UINT32_MAX;
+    }
+    g.shared.clear();
+    g.suffixes.clear();
+    g.previous_tail.clear();
+    batch_group_[static_cast<std::size_t>(plan_index)] = -1;
+  }
+  batch_order_.clear();
+  estimate_ = 0;
+}
+
+// --- the reader -----------------------------------------------------------------------------------------
+
+bool parse_group_view(std::span<const char> bytes, GroupView& g) {
+  Cursor w = cursor(bytes);
+  while (!w.done()) {
+    const std::uint64_t tag = w.varint();
+    const auto field = static_cast<std::uint32_t>(tag >> 3);
+    const auto type = static_cast<std::uint32_t>(tag & 7);
+    if (w.bad || field == 0) return false;
+    if (type == 0 && field == kGroupKind) {
+      g.kind = static_cast<std::uint32_t>(w.varint());
+    } else if (type == 0 && field == kGroupRecordCount) {
+      g.record_count = w.varint();
+    } else if (type == 2 && (field == kGroupColumns || field == kGroupTail)) {
+      ColumnView c;
+      const std::span<const char> sub = w.bytes();
+      if (w.bad || !parse_column_view(sub, c)) return false;
+      if (field == kGroupColumns) {
+        g.columns.push_back(std::move(c));
+      } else {
+        g.tail = std::move(c);
+        g.has_tail = true;
+      }
+    } else {
+      w.skip(type);
+    }
+  }
+  return !w.bad;
+}
+
+GroupView group_view(const v1::ColumnGroup& group) {
+  auto column = [](const v1::Column& c) {
+    ColumnView v;
+    v.offset = c.offset();
+    v.width = c.width();
+    v.encoding = static_cast<std::uint32_t>(c.encoding());
+    v.values = c.values();
+    for (const std::string& s : c.strings()) v.strings.emplace_back(s);
+    v.suffixes = c.suffixes();
+    return v;
+  };
+  GroupView g;
+  g.kind = group.kind();
+  g.record_count = group.record_count();
+  for (const auto& c : group.columns()) g.columns.push_back(column(c));
+  g.has_tail = group.has_tail();
+  if (g.has_tail) g.tail = column(group.tail());
+  return g;
+}
+
+namespace {
+
+// Checks a group's columns against the format; its fixed size in *fixed.
+Status check_group(const std::string& name, const GroupView& g, std::uint32_t* fixed) {
+  std::uint64_t at = 0;
+  for (const ColumnView& c : g.columns) {
+    const std::string col = name + " column at offset " + std::to_string(c.offset);
+    if (c.offset != at) return Error(col + ": the previous column ends at " + std::to_string(at));
+    if (c.width == 0) return Error(col + ": width 0");
+    if (c.encoding > static_cast<std::uint32_t>(ColumnEncoding::String)) {
+      return Error(col + ": encoding " + std::to_string(c.encoding) + " is not one of a fixed column's (0-3)");
+    }
+    if ((c.encoding == 1 || c.encoding == 2) && c.width > 8) {
+      return Error(col + ": an integer column of width " + std::to_string(c.width) + " (at most 8)");
+    }
+    at += c.width;
+    if (at > kMaxFixedSize) return Error(name + ": columns cover more than " + std::to_string(kMaxFixedSize) + " bytes");
+  }
+  if (g.has_tail && g.tail.encoding != static_cast<std::uint32_t>(ColumnEncoding::Prefix)) {
+    return Error(name + " tail: encoding " + std::to_string(g.tail.encoding) + ", not PREFIX (4)");
+  }
+  *fixed = static_cast<std::uint32_t>(at);
+  return {};
+}
+
+std::string count_error(const std::string& what, std::size_t values, std::size_t records) {
+  return what + " has " + std::to_string(values) + " values for " + std::to_string(records) + " records";
+}
+
+// Writes one column's value into each member's payload.
+Status rebuild_column(const std::string& col, const ColumnView& c, std::span<const std::uint32_t> members,
+                      std::span<const std::uint64_t> offsets, char* out) {
+  Cursor values = cursor(c.values);
+  std::uint64_t previous = 0;
+  std::size_t done = 0;
+  for (const std::uint32_t i : members) {
+    char* dst = out + offsets[i] + c.offset;
+    if (c.encoding == 0) {
+      if (static_cast<std::size_t>(values.end - values.p) < c.width) break;
+      std::memcpy(dst, values.p, c.width);
+      values.p += c.width;
+    } else {
+      if (values.done()) break;
+      const std::uint64_t v = values.varint();
+      if (values.bad) return Error(col + ": a value is not a valid varint");
+      if (c.encoding == 3) {
+        if (v >= c.strings.size()) {
+          return Error(col + ": string index " + std::to_string(v) + " but " + std::to_string(c.strings.size()) +
+                       " strings");
+        }
+        const std::span<const char> s = c.strings[v];
+        if (s.size() > c.width) {
+          return Error(col + ": a string of " + std::to_string(s.size()) + " bytes in a column of width " +
+                       std::to_string(c.width));
+        }
+        std::memcpy(dst, s.data(), s.size());  // the bytes after it are zero already
+      } else {
+        std::uint64_t x = static_cast<std::uint64_t>(unzigzag(v));
+        if (c.encoding == 2) x = previous += x;
+        std::memcpy(dst, &x, c.width);  // little-endian: the low `width` bytes
+      }
+    }
+    ++done;
+  }
+  if (done < members.size() || !values.done()) {
+    std::size_t count = done;
+    if (done == members.size()) {  // more values than records: count them for the message
+      if (c.encoding == 0) count += static_cast<std::size_t>(values.end - values.p + c.width - 1) / c.width;
+      else while (!values.done()) { values.varint(); ++count; }
+    }
+    return Error(count_error(col, count, members.size()));
+  }
+  return {};
+}
+
+Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t fixed,
+                    std::span<const std::uint32_t> members, std::span<const std::uint32_t> sizes,
+                    std::span<const std::uint64_t> offsets, char* out) {
+  const std::string col = name + " tail";
+  Cursor shared = cursor(g.tail.values);
+  std::size_t suffix_at = 0;
+  const char* previous = nullptr;
+  std::size_t previous_size = 0;
+  std::size_t done = 0;
+  for (const std::uint32_t i : members) {
+    const std::size_t size = sizes[i] - fixed;
+    char* dst = out + offsets[i] + fixed;
+    if (shared.done()) break;
+    const std::uint64_t n = shared.varint();
+    if (shared.bad) return Error(col + ": a shared length is not a valid varint");
+    if (n > size || n > previous_size) {
+      return Error(col + ": record " + std::to_string(i) + " shares " + std::to_string(n) +
+                   " bytes with the previous tail of " + std::to_string(previous_size) + " bytes, its own being " +
+                   std::to_string(size));
+    }
+    if (n != 0) std::memcpy(dst, previous, n);
+    const std::size_t rest = size - n;
+    if (rest > g.tail.suffixes.size() - suffix_at) return Error(col + ": the suffixes run out at record " + std::to_string(i));
+    if (rest != 0) std::memcpy(dst + n, g.tail.suffixes.data() + suffix_at, rest);
+    suffix_at += rest;
+    previous = dst;
+    previous_size = size;
+    ++done;
+  }
+  if (done < members.size() || !shared.done()) {
+    std::size_t count = done;
+    while (!shared.done()) {
+      shared.varint();
+      ++count;
+    }
+    return Error(count_error(col, count, members.size()));
+  }
+  if (suffix_at != g.tail.suffixes.size()) {
+    return Error(col + ": " + std::to_string(g.tail.suffixes.size() - suffix_at) + " suffix bytes belong to no record");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status rebuild_payloads(const std::string& name, std::span<const std::uint32_t> sizes,
+                        std::span<const std::uint32_t> record_groups, std::span<const char> raw,
+                        const std::vector<GroupView>& groups, std::size_t max_bytes, std::string& out) {
+  const std::size_t n = sizes.size();
+  if (!record_groups.empty() && record_groups.size() != n) {
+    return Error(name + ": " + count_error("record_groups", record_groups.size(), n));
+  }
+  if (record_groups.empty() && !groups.empty()) return Error(name + ": column groups but no record_groups");
+  // Members of each group, in record order (a counting sort), and where each payload starts.
+  std::vector<std::uint32_t> starts(groups.size() + 2, 0);
+  for (const std::uint32_t g : record_groups) {
+    if (g > groups.size()) {
+      return Error(name + ": a record is in group " + std::to_string(g) + " but the batch has " +
+                   std::to_string(groups.size()) + " groups");
+    }
+    ++starts[g + 1];
+  }
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].record_count != starts[g + 2]) {
+      return Error(name + ": group " + std::to_string(g) + " (kind " + std::to_string(groups[g].kind) +
+                   ") has record_count " + std::to_string(groups[g].record_count) + " but " +
+                   std::to_string(starts[g + 2]) + " records are in it");
+    }
+  }
+  for (std::size_t g = 1; g < starts.size(); ++g) starts[g] += starts[g - 1];
+  std::vector<std::uint32_t> members(record_groups.size());
+  {
+    std::vector<std::uint32_t> next(starts.begin(), starts.end() - 1);
+    for (std::size_t i = 0; i < record_groups.size(); ++i) members[next[record_groups[i]]++] = static_cast<std::uint32_t>(i);
+  }
+  std::vector<std::uint64_t> offsets(n);
+  std::uint64_t total = 0, raw_total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    offsets[i] = total;
+    total += sizes[i];
+    if (record_groups.empty() || record_groups[i] == 0) raw_total += sizes[i];
+  }
+  if (total > max_bytes) {
+    return Error(name + ": its records' payloads add up to " + std::to_string(total) +
+                 " bytes, over the reader's limit of " + std::to_string(max_bytes));
+  }
+  if (raw_total != raw.size()) {
+    return Error(name + ": the raw records' sizes add up to " + std::to_string(raw_total) + " bytes but payloads has " +
+                 std::to_string(raw.size()));
+  }
+  out.clear();
+  out.resize(total);
+  std::size_t raw_at = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!record_groups.empty() && record_groups[i] != 0) continue;
+    std::memcpy(out.data() + offsets[i], raw.data() + raw_at, sizes[i]);
+    raw_at += sizes[i];
+  }
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const GroupView& group = groups[g];
+    const std::string gname = name + ": group " + std::to_string(g) + " (kind " + std::to_string(group.kind) + ")";
+    std::uint32_t fixed = 0;
+    if (auto st = check_group(gname, group, &fixed); !st) return st;
+    const std::span<const std::uint32_t> mine(members.data() + starts[g + 1], starts[g + 2] - starts[g + 1]);
+    for (const std::uint32_t i : mine) {
+      if (sizes[i] < fixed) {
+        return Error(gname + ": record " + std::to_string(i) + " has " + std::to_string(sizes[i]) +
+                     " bytes, fewer than the group's fixed " + std::to_string(fixed));
+      }
+      if (!group.has_tail && sizes[i] != fixed) {
+        return Error(gname + ": record " + std::to_string(i) + " has bytes after the fixed part but the group no tail");
+      }
+    }
+    for (const ColumnView& c : group.columns) {
+      if (auto st = rebuild_column(gname + " column at offset " + std::to_string(c.offset), c, mine, offsets, out.data());
+          !st) {
+        return st;
+      }
+    }
+    if (group.has_tail) {
+      if (auto st = rebuild_tail(gname, group, fixed, mine, sizes, offsets, out.data()); !st) return st;
+    }
+  }
+  return {};
+}
+
+}  // namespace perfstream

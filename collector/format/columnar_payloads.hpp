@@ -1,0 +1,187 @@
+// Columnar payloads (trace format version 2): a batch's record payloads stored field by field, the way
+// Perfetto's CompactSched stores sched_switch (a structure of arrays, deltas, interned strings), and rebuilt
+// byte for byte by a reader. proto/perfstream.proto (Batch fields 10-11, ColumnGroup, Column) and
+// docs/FORMAT.md ("Columnar batches") are the contract; this file is the writer's and readers' code for it.
+//
+// Writer: ColumnarLayout plans, from the recording's EventSchemas, how each event kind's payload splits into
+// columns: integer fields of 1-8 bytes as zigzag varints (8-byte ones, pids, tids and sequence numbers as
+// deltas from the previous record of the group), char arrays as an index into a table of interned strings,
+// any other bytes (gaps, byte arrays, padding inside the fixed part) as raw bytes, and the bytes after the
+// fixed part (the variable-length array and the kernel's zero padding) as a tail that shares its leading bytes
+// with the previous record's tail (paths). ColumnarEncoder takes a record only when the plan rebuilds its
+// payload exactly: a payload of an unplanned kind, shorter than the fixed part, or with a byte other than 0
+// after the NUL of a char array is refused (nothing written), and the caller stores it raw, as in version 1.
+// Payload bytes are read from the caller's span once, during add(); nothing keeps the span.
+//
+// Reader: rebuild_payloads() checks everything a crafted batch could get wrong (counts, offsets, widths,
+// indices, prefix lengths, the total size against a limit) before it writes, and says what in the message:
+// "batch 9: group 0 (kind 2) column at offset 4 has 3 values for 4 records".
+//
+// Threads: a layout is immutable and may be shared; an encoder belongs to one thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "collector/util/result.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+
+// A growable byte buffer whose capacity survives clear(): the encoder's columns fill these record by record
+// without allocating once they have reached a batch's size.
+class ByteBuffer {
+ public:
+  char* grow(std::size_t n) {
+    if (size_ + n > data_.size()) expand(size_ + n);
+    char* p = data_.data() + size_;
+    size_ += n;
+    return p;
+  }
+  void append(const void* p, std::size_t n) {
+    if (n != 0) __builtin_memcpy(grow(n), p, n);
+  }
+  void put_varint(std::uint64_t v) {
+    if (size_ + 10 > data_.size()) expand(size_ + 10);
+    char* p = data_.data() + size_;
+    std::size_t n = 0;
+    while (v >= 0x80) {
+      p[n++] = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    p[n++] = static_cast<char>(v);
+    size_ += n;
+  }
+  std::span<const char> view() const { return {data_.data(), size_}; }
+  std::size_t size() const { return size_; }
+  void clear() { size_ = 0; }
+
+ private:
+  void expand(std::size_t need);
+  std::string data_;
+  std::size_t size_ = 0;
+};
+
+enum class ColumnEncoding : std::uint8_t { Raw = 0, Zigzag = 1, Delta = 2, String = 3, Prefix = 4 };
+
+// How one event kind's payloads split into columns.
+struct ColumnPlan {
+  struct Column {
+    std::uint32_t offset = 0;
+    std::uint32_t width = 0;
+    ColumnEncoding encoding = ColumnEncoding::Raw;
+  };
+  std::uint32_t kind = 0;
+  std::uint32_t fixed_size = 0;  // the columns tile [0, fixed_size); the rest of a payload is its tail
+  std::vector<Column> columns;
+};
+
+class ColumnarLayout {
+ public:
+  // No plans: every record is stored raw (the batch is a version 1 batch).
+  ColumnarLayout() = default;
+  // A plan for each schema that has a fixed size, the first schema of each kind (docs/FORMAT.md, "Pick the
+  // schema"): the same schema a reader decodes the payload with, though the plan need not be (any plan that
+  // rebuilds the bytes is right).
+  static ColumnarLayout from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas);
+  static ColumnPlan plan_for_schema(const v1::EventSchema& schema);
+
+  // The plan for this payload, or -1.
+  int plan_for(std::span<const std::byte> payload) const {
+    if (untagged_) return 0;
+    if (payload.size() < 4) return -1;
+    std::uint32_t kind;
+    __builtin_memcpy(&kind, payload.data(), 4);
+    if (kind < by_small_kind_.size()) return by_small_kind_[kind];
+    for (std::size_t i = 0; i < plans_.size(); ++i) {
+      if (plans_[i].kind == kind) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  const std::vector<ColumnPlan>& plans() const { return plans_; }
+  bool empty() const { return plans_.empty(); }
+
+ private:
+  std::vector<ColumnPlan> plans_;
+  std::vector<int> by_small_kind_;  // kind -> plan for kinds below 64
+  bool untagged_ = false;           // one schema of kind 0: it plans every payload
+};
+
+class ColumnarEncoder {
+ public:
+  explicit ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout);
+
+  // Appends `payload` to its group and sets `group` (0-based, in order of first use in the batch); false, with
+  // nothing written, when no plan rebuilds it exactly.
+  bool add(std::span<const std::byte> payload, std::uint32_t& group);
+  // Bytes the groups will take, encoded, about.
+  std::size_t encoded_size_estimate() const { return estimate_; }
+  // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup).
+  void append_groups(std::string& out, std::uint32_t field) const;
+  void reset();
+
+ private:
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct ColumnState {
+    ColumnPlan::Column plan;
+    ByteBuffer values;
+    std::uint64_t previous = 0;  // Delta
+    std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> index;  // String
+    std::vector<const std::string*> strings;  // String: by index (keys of `index`, which never move)
+    std::uint32_t last = UINT32_MAX;          // String: the latest index, checked before the map
+  };
+  struct GroupState {
+    int plan = -1;
+    std::uint32_t records = 0;
+    std::vector<ColumnState> columns;
+    ByteBuffer shared;    // tail: varint shared-prefix lengths
+    ByteBuffer suffixes;  // tail: the bytes after the shared prefixes
+    std::string previous_tail;
+  };
+  GroupState& group_for_plan(int plan, std::uint32_t& index);
+
+  std::shared_ptr<const ColumnarLayout> layout_;
+  std::vector<GroupState> groups_;    // one per plan, made on first use and kept (buffers reused)
+  std::vector<int> batch_group_;      // plan -> group index in this batch, -1 when unused so far
+  std::vector<int> batch_order_;      // group index in this batch -> plan
+  std::size_t estimate_ = 0;
+};
+
+// A ColumnGroup as read from a batch: spans into the message bytes.
+struct ColumnView {
+  std::uint32_t offset = 0;
+  std::uint32_t width = 0;
+  std::uint32_t encoding = 0;
+  std::span<const char> values;
+  std::vector<std::span<const char>> strings;
+  std::span<const char> suffixes;
+};
+struct GroupView {
+  std::uint32_t kind = 0;
+  std::uint64_t record_count = 0;
+  std::vector<ColumnView> columns;
+  bool has_tail = false;
+  ColumnView tail;
+};
+
+// Reads one ColumnGroup message from its wire bytes; false when they are not a valid message.
+bool parse_group_view(std::span<const char> bytes, GroupView& out);
+GroupView group_view(const v1::ColumnGroup& group);
+
+// Rebuilds every record's payload into `out` (replacing it), records back to back in record order, from the
+// raw payloads (records whose group is 0) and the groups. `name` starts every error ("batch 9"). Fails, with
+// `out` unspecified, on any inconsistency, or when the payloads add up to more than max_bytes.
+Status rebuild_payloads(const std::string& name, std::span<const std::uint32_t> sizes,
+                        std::span<const std::uint32_t> record_groups, std::span<const char> raw,
+                        const std::vector<GroupView>& groups, std::size_t max_bytes, std::string& out);
+
+}  // namespace perfstream

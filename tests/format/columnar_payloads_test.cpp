@@ -1,0 +1,402 @@
+// Format version 2: column groups written by BatchEncoder with a ColumnarLayout and read back, byte for byte,
+// by both readers (DecodedBatch and BatchView), on every built-in probe's layout and on random layouts.
+#include "collector/format/columnar_payloads.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "collector/decode/payload_schema.hpp"
+#include "collector/format/batch_encoder.hpp"
+#include "collector/format/trace_reader.hpp"
+#include "collector/recording/decoded_batch.hpp"
+#include "perfstream.pb.h"
+
+namespace perfstream {
+namespace {
+
+struct Rec {
+  std::uint64_t time_ns = 0;
+  std::uint32_t cpu = 0;
+  std::string payload;
+  bool lost = false;  // a lost notice (3 samples) instead of a record
+};
+
+std::span<const std::byte> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+std::shared_ptr<const ColumnarLayout> layout_of(const std::vector<v1::EventSchema>& schemas) {
+  v1::TraceHeader h;
+  for (const auto& s : schemas) *h.add_events() = s;
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+}
+
+std::string encode(BatchEncoder& enc, const std::vector<Rec>& recs) {
+  for (const Rec& r : recs) {
+    if (r.lost) enc.add_lost(r.cpu, 3, r.time_ns);
+    else enc.add_record(r.time_ns, r.cpu, bytes_of(r.payload));
+  }
+  std::string message;
+  enc.finish(7, message);
+  enc.reset();
+  return message;
+}
+
+// How many records went into column groups.
+std::size_t columnar_records(const std::string& message) {
+  v1::Batch b;
+  EXPECT_TRUE(b.ParseFromString(message));
+  std::size_t n = 0;
+  for (std::uint32_t g : b.record_groups()) n += g != 0;
+  return n;
+}
+
+void expect_round_trip(const std::string& message, const std::vector<Rec>& recs) {
+  std::vector<const Rec*> records;
+  std::vector<std::uint32_t> lost_before;
+  for (const Rec& r : recs) {
+    if (r.lost) lost_before.push_back(static_cast<std::uint32_t>(records.size()));
+    else records.push_back(&r);
+  }
+  recording::DecodedBatch d;
+  std::string copy = message;
+  const Status st = d.decode(copy, 1 << 20);
+  ASSERT_TRUE(st) << st.error().message();
+  ASSERT_EQ(d.size(), records.size());
+  ASSERT_EQ(d.lost.size(), lost_before.size());
+  for (std::size_t i = 0; i < lost_before.size(); ++i) EXPECT_EQ(d.lost[i].before, lost_before[i]);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(std::string(d.payload(i).data(), d.payload(i).size()), records[i]->payload) << "record " << i;
+    EXPECT_EQ(d.times[i], records[i]->time_ns);
+    EXPECT_EQ(d.cpus[i], records[i]->cpu);
+  }
+  auto view = BatchView::parse(message);
+  ASSERT_TRUE(view) << view.error().message();
+  ASSERT_EQ(view->size(), records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto r = view->record(i);
+    ASSERT_EQ(std::string(r.payload.data(), r.payload.size()), records[i]->payload) << "record " << i;
+    EXPECT_EQ(r.time_ns, records[i]->time_ns);
+  }
+}
+
+std::string hex(const std::string& s) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+    out += ' ';
+  }
+  return out;
+}
+
+std::string unhex(const std::string& h) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < h.size();) {
+    if (h[i] == ' ') {
+      ++i;
+      continue;
+    }
+    out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+    i += 2;
+  }
+  return out;
+}
+
+v1::Field field(const std::string& name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size) {
+  v1::Field f;
+  f.set_name(name);
+  f.set_type(type);
+  f.set_offset(offset);
+  f.set_size(size);
+  return f;
+}
+
+v1::EventSchema small_schema() {
+  v1::EventSchema s;
+  s.set_kind(5);
+  s.set_name("small");
+  s.set_fixed_size(12);
+  *s.add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = field("pid", v1::Field::UNSIGNED, 4, 4);
+  *s.add_fields() = field("comm", v1::Field::STRING, 8, 4);
+  return s;
+}
+
+std::string small(std::uint32_t pid, const std::string& comm4, const std::string& tail) {
+  std::string p(12, '\0');
+  const std::uint32_t kind = 5;
+  std::memcpy(p.data(), &kind, 4);
+  std::memcpy(p.data() + 4, &pid, 4);
+  std::memcpy(p.data() + 8, comm4.data(), 4);
+  return p + tail;
+}
+
+// The whole message, byte for byte: the wire format FORMAT.md describes, as the encoder writes it.
+TEST(ColumnarBatch, EncodesTheDocumentedBytes) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  const std::vector<Rec> recs = {{1000, 0, small(100, std::string("ab\0\0", 4), "xy")},
+                                 {1005, 0, small(101, std::string("ab\0\0", 4), "xz")}};
+  const std::string message = encode(enc, recs);
+  const std::string expected = unhex(
+      "08 07 10 e8 07 18 02 22 02 00 0a 2a 02 00 00 32 02 0e 0e"  // sequence, first time, count, deltas, cpus, sizes
+      " 52 02 01 01"                                              // record_groups: both in group 0
+      " 5a 3a 08 05 10 02"                                        // the group: kind 5, 2 records
+      " 1a 08 10 04 18 01 22 02 0a 0a"                            // kind: ZIGZAG 5, 5
+      " 1a 0b 08 04 10 04 18 02 22 03 c8 01 02"                   // pid: DELTA 100, +1
+      " 1a 0e 08 08 10 04 18 03 22 02 00 00 2a 02 61 62"          // comm: STRING "ab", "ab"
+      " 22 0d 08 0c 18 04 22 02 00 01 32 03 78 79 7a");           // tail: PREFIX 0 "xy", 1 "z"
+  EXPECT_EQ(hex(message), hex(expected));
+  expect_round_trip(message, recs);
+}
+
+TEST(ColumnarBatch, RecordsThePlanCannotRebuildGoRawInRecordOrder) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  std::string unknown_kind = small(1, "abcd", "");
+  unknown_kind[0] = 9;
+  const std::vector<Rec> recs = {
+      {10, 0, small(100, std::string("ab\0\0", 4), "")},
+      {11, 1, small(100, std::string("a\0z\0", 4), "")},  // a byte after the NUL: raw
+      {12, 0, std::string("\x05\0\0\0\x01", 5)},          // shorter than the fixed part: raw
+      {13, 0, "", true},
+      {14, 1, unknown_kind},                              // no plan: raw
+      {15, 0, small(7, "abcd", "tail")},                  // no NUL at all: the whole array is the string
+      {16, 0, ""},                                        // empty payload
+  };
+  const std::string message = encode(enc, recs);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  EXPECT_EQ(std::vector<std::uint32_t>(b.record_groups().begin(), b.record_groups().end()),
+            (std::vector<std::uint32_t>{1, 0, 0, 0, 1, 0}));
+  expect_round_trip(message, recs);
+}
+
+TEST(ColumnarBatch, WithoutPlansTheBatchIsVersionOne) {
+  BatchEncoder v2(layout_of({}));
+  BatchEncoder v1;
+  const std::vector<Rec> recs = {{10, 0, small(1, "abcd", "")}, {12, 1, "xyz"}};
+  const std::string a = encode(v2, recs);
+  EXPECT_EQ(a, encode(v1, recs));
+  expect_round_trip(a, recs);
+}
+
+// Random values for a schema's fields, a kind tag, and a tail that shares a prefix with the previous one.
+class PayloadMaker {
+ public:
+  explicit PayloadMaker(std::uint32_t seed) : rng_(seed) {}
+  std::string make(const v1::EventSchema& s, bool garbage_allowed) {
+    std::string p(s.fixed_size(), '\0');
+    for (const auto& f : s.fields()) {
+      if (f.variable() || f.offset() + f.size() > s.fixed_size()) continue;
+      char* at = p.data() + f.offset();
+      if (f.type() == v1::Field::STRING) {
+        const std::size_t len = pick(f.size() + 1);
+        for (std::size_t i = 0; i < len; ++i) at[i] = static_cast<char>('a' + pick(3));
+        if (garbage_allowed && len + 1 < f.size() && pick(10) == 0) at[len + 1] = 'G';
+      } else if (f.type() == v1::Field::SIGNED || f.type() == v1::Field::UNSIGNED) {
+        std::uint64_t v = pick(4) == 0 ? rng_() : pick(300) - (pick(2) == 0 ? 150 : 0);
+        std::memcpy(at, &v, std::min<std::size_t>(8, f.size()));
+      } else {
+        for (std::size_t i = 0; i < f.size(); ++i) at[i] = static_cast<char>(pick(2) == 0 ? 0 : rng_());
+      }
+    }
+    // Gaps get a stray byte now and then: raw columns keep them.
+    if (!p.empty() && pick(8) == 0) p[pick(p.size())] = static_cast<char>(rng_());
+    const std::uint32_t kind = s.kind();
+    if (kind != 0 && p.size() >= 4) std::memcpy(p.data(), &kind, 4);
+    std::string tail = previous_tail_.substr(0, pick(previous_tail_.size() + 1));
+    const std::size_t more = pick(40);
+    for (std::size_t i = 0; i < more; ++i) tail.push_back(static_cast<char>(pick(3) == 0 ? 0 : '/' + pick(60)));
+    previous_tail_ = tail;
+    return p + tail;
+  }
+  std::size_t pick(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(rng_() % n); }
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  std::mt19937_64 rng_;
+  std::string previous_tail_;
+};
+
+TEST(ColumnarBatch, EveryBuiltInProbeRoundTripsByteForByte) {
+  std::vector<v1::EventSchema> schemas;
+  for (const char* name : {"exec", "openat", "sched_switch", "loadgen", "exit", "fork", "tcp"}) {
+    auto s = builtin_probe_schema(name);
+    ASSERT_TRUE(s) << s.error().message();
+    schemas.push_back(*s);
+  }
+  BatchEncoder enc(layout_of(schemas));
+  PayloadMaker maker(1);
+  for (int batch = 0; batch < 3; ++batch) {  // the encoder's buffers and tables are reused across batches
+    std::vector<Rec> recs;
+    std::uint64_t t = 1'000'000 + batch;
+    for (int i = 0; i < 2000; ++i) {
+      const auto& s = schemas[maker.pick(schemas.size())];
+      t += maker.pick(5000);
+      if (maker.pick(50) == 0) recs.push_back(Rec{t, static_cast<std::uint32_t>(maker.pick(4)), "", true});
+      std::string p = maker.make(s, true);
+      p.resize((p.size() + 4 + 7) / 8 * 8 - 4, '\0');  // the kernel's padding
+      recs.push_back(Rec{t - maker.pick(3000), static_cast<std::uint32_t>(maker.pick(4)), std::move(p)});
+    }
+    const std::string message = encode(enc, recs);
+    EXPECT_GT(columnar_records(message), 1500u);
+    expect_round_trip(message, recs);
+  }
+}
+
+// Random layouts: integers of every size (3, 5, 7 too), nested (dotted) names, unions, char arrays with
+// bytes after the NUL, byte arrays, gaps, variable tails, several kinds and an untagged one.
+v1::EventSchema random_schema(PayloadMaker& m, std::uint32_t kind) {
+  v1::EventSchema s;
+  s.set_kind(kind);
+  s.set_name("k" + std::to_string(kind));
+  std::uint32_t at = 0;
+  if (kind != 0) {
+    *s.add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
+    at = 4;
+  }
+  const std::size_t n = m.pick(8);
+  for (std::size_t i = 0; i < n; ++i) {
+    at += static_cast<std::uint32_t>(m.pick(3) == 0 ? m.pick(5) : 0);
+    const auto type = static_cast<v1::Field::Type>(1 + m.pick(4));
+    const std::uint32_t size = type == v1::Field::STRING ? 1 + static_cast<std::uint32_t>(m.pick(20))
+                               : type == v1::Field::BYTES ? 1 + static_cast<std::uint32_t>(m.pick(10))
+                                                          : 1 + static_cast<std::uint32_t>(m.pick(8));
+    const std::string name = (m.pick(2) == 0 ? "outer.inner" + std::to_string(i) : "f" + std::to_string(i)) +
+                             (m.pick(4) == 0 ? "_pid" : "");
+    *s.add_fields() = field(name, type, at, size);
+    if (m.pick(6) == 0 && size > 1) *s.add_fields() = field(name + "_part", v1::Field::UNSIGNED, at, size / 2);  // a union
+    at += size;
+  }
+  at += static_cast<std::uint32_t>(m.pick(6));
+  s.set_fixed_size(std::max<std::uint32_t>(at, kind != 0 ? 4 : 1));
+  if (m.pick(2) == 0) {
+    v1::Field tail = field("tail", v1::Field::STRING, s.fixed_size(), 64);
+    tail.set_variable(true);
+    *s.add_fields() = tail;
+  }
+  return s;
+}
+
+TEST(ColumnarBatch, RandomLayoutsRoundTripByteForByte) {
+  for (std::uint32_t seed = 1; seed <= 60; ++seed) {
+    PayloadMaker m(seed);
+    std::vector<v1::EventSchema> schemas;
+    const bool untagged = seed % 5 == 0;
+    if (untagged) {
+      schemas.push_back(random_schema(m, 0));
+    } else {
+      for (std::uint32_t k = 1; k <= 1 + m.pick(4); ++k) schemas.push_back(random_schema(m, k * (seed % 3 == 0 ? 1000 : 1)));
+    }
+    BatchEncoder enc(layout_of(schemas));
+    std::vector<Rec> recs;
+    std::uint64_t t = seed * 1'000'000'000ull;
+    for (int i = 0; i < 300; ++i) {
+      t += m.pick(100);
+      const std::size_t r = m.pick(20);
+      if (r == 0) {
+        recs.push_back(Rec{t, 1, "", true});
+      } else if (r == 1) {
+        std::string junk(m.pick(40), '\0');
+        for (char& c : junk) c = static_cast<char>(m.rng()());
+        recs.push_back(Rec{t, 2, junk});
+      } else {
+        std::string p = m.make(schemas[m.pick(schemas.size())], true);
+        if (m.pick(15) == 0 && !p.empty()) p.resize(m.pick(p.size()));  // cut short
+        recs.push_back(Rec{t, static_cast<std::uint32_t>(m.pick(3)), std::move(p)});
+      }
+    }
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const std::string message = encode(enc, recs);
+    EXPECT_GT(columnar_records(message), 0u);
+    expect_round_trip(message, recs);
+  }
+}
+
+// --- a corrupt batch gives a clear error ------------------------------------------------------------------
+
+std::string two_record_batch() {
+  BatchEncoder enc(layout_of({small_schema()}));
+  return encode(enc, {{1000, 0, small(100, std::string("ab\0\0", 4), "xy")}, {1005, 0, small(101, "abcd", "xz")}});
+}
+
+std::string decode_error(const std::string& message) {
+  recording::DecodedBatch d;
+  std::string copy = message;  // decode() takes it
+  const Status st = d.decode(copy, 1 << 20);
+  EXPECT_FALSE(st);
+  EXPECT_EQ(d.size(), 0u);
+  auto view = BatchView::parse(message);
+  EXPECT_FALSE(view);
+  return st ? std::string() : st.error().message();
+}
+
+TEST(ColumnarBatch, AColumnShortOfValuesIsNamed) {
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(two_record_batch()));
+  b.mutable_groups(0)->mutable_columns(1)->mutable_values()->pop_back();  // pid: 200, then nothing
+  EXPECT_EQ(decode_error(b.SerializeAsString()),
+            "batch 7: group 0 (kind 5) column at offset 4 has 1 values for 2 records");
+}
+
+TEST(ColumnarBatch, CorruptGroupsAreRefusedWithTheReason) {
+  v1::Batch good;
+  ASSERT_TRUE(good.ParseFromString(two_record_batch()));
+  auto with = [&](auto change) {
+    v1::Batch b = good;
+    change(b);
+    return decode_error(b.SerializeAsString());
+  };
+  EXPECT_EQ(with([](v1::Batch& b) { b.set_record_groups(1, 2); }),
+            "batch 7: a record is in group 2 but the batch has 1 groups");
+  EXPECT_EQ(with([](v1::Batch& b) { b.add_record_groups(1); }), "batch 7: record_groups has 3 values for 2 records");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->set_record_count(3); }),
+            "batch 7: group 0 (kind 5) has record_count 3 but 2 records are in it");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_columns(2)->set_values(std::string("\x00\x05", 2)); }),
+            "batch 7: group 0 (kind 5) column at offset 8: string index 5 but 2 strings");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_columns(1)->set_offset(5); }),
+            "batch 7: group 0 (kind 5) column at offset 5: the previous column ends at 4");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_columns(1)->set_width(9); }),
+            "batch 7: group 0 (kind 5) column at offset 4: an integer column of width 9 (at most 8)");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->set_values(std::string("\x00\x03", 2)); }),
+            "batch 7: group 0 (kind 5) tail: record 1 shares 3 bytes with the previous tail of 2 bytes, its own "
+            "being 2");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->mutable_suffixes()->push_back('!'); }),
+            "batch 7: group 0 (kind 5) tail: 1 suffix bytes belong to no record");
+  EXPECT_EQ(with([](v1::Batch& b) { b.set_sizes(0, 11); }),
+            "batch 7: group 0 (kind 5): record 0 has 11 bytes, fewer than the group's fixed 12");
+  EXPECT_EQ(with([](v1::Batch& b) { b.clear_record_groups(); }), "batch 7: column groups but no record_groups");
+}
+
+TEST(ColumnarBatch, RebuiltPayloadsOverTheLimitAreRefusedBeforeAllocating) {
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(two_record_batch()));
+  b.set_sizes(0, 4'000'000'000u);
+  std::string message = b.SerializeAsString();
+  recording::DecodedBatch d;
+  const Status st = d.decode(message, 1 << 20, 1 << 20);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message(),
+            "batch 7: its records' payloads add up to 4000000014 bytes, over the reader's limit of 1048576");
+}
+
+TEST(ColumnarLayout, PlansFieldsGapsAndUnionsIntoTilingColumns) {
+  v1::EventSchema s = small_schema();
+  s.set_fixed_size(20);
+  *s.add_fields() = field("ts", v1::Field::UNSIGNED, 14, 4);
+  *s.add_fields() = field("ts_low", v1::Field::UNSIGNED, 14, 2);  // inside ts: left to it
+  const ColumnPlan plan = ColumnarLayout::plan_for_schema(s);
+  std::string got;
+  for (const auto& c : plan.columns) {
+    got += std::to_string(c.offset) + "+" + std::to_string(c.width) + ":" + std::to_string(static_cast<int>(c.encoding)) + " ";
+  }
+  EXPECT_EQ(got, "0+4:1 4+4:2 8+4:3 12+2:0 14+4:1 18+2:0 ");
+}
+
+}  // namespace
+}  // namespace perfstream
