@@ -26,9 +26,9 @@ std::uint32_t crc_of(const char* p, std::size_t n) {
 
 }  // namespace
 
-std::string encode_file_header() {
+std::string encode_file_header(std::uint32_t version) {
   std::string out(kFileMagic, sizeof(kFileMagic));
-  put_u32(out, kFormatVersion);
+  put_u32(out, version);
   put_u32(out, 0);
   return out;
 }
@@ -43,9 +43,9 @@ std::optional<std::uint32_t> parse_file_header(std::span<const char> bytes, std:
     return std::nullopt;
   }
   const std::uint32_t version = get_u32(bytes.data() + 8);
-  if (version != kFormatVersion) {
-    *why = "format version " + std::to_string(version) + "; this perfstream reads version " +
-           std::to_string(kFormatVersion);
+  if (!readable_format_version(version)) {
+    *why = "format version " + std::to_string(version) + "; this perfstream reads versions " +
+           std::to_string(kOldestFormatVersion) + " and " + std::to_string(kFormatVersion);
     return std::nullopt;
   }
   return version;

@@ -1,7 +1,7 @@
 // The trace framing: how batches and headers are laid out in a trace file (and, later, on a socket).
 //
 //   file   := file_header frame*
-//   file_header (16 bytes) := "PERFSTRM" | u32 format_version (1) | u32 flags (0)
+//   file_header (16 bytes) := "PERFSTRM" | u32 format_version (1 or 2) | u32 flags (0)
 //   frame  := frame_header payload
 //   frame_header (16 bytes) := "PSFR" | u8 type | u8 encoding | u16 reserved (0) | u32 payload_length
 //                            | u32 header_crc
@@ -44,7 +44,13 @@ struct FrameHeader {
 };
 
 constexpr char kFileMagic[8] = {'P', 'E', 'R', 'F', 'S', 'T', 'R', 'M'};
-constexpr std::uint32_t kFormatVersion = 1;
+// The version this code writes when its batches may hold column groups (2), and the oldest it reads (1: no
+// column groups). Version 2 changes only the Batch message (fields 10-11); readers read both.
+constexpr std::uint32_t kFormatVersion = 2;
+constexpr std::uint32_t kOldestFormatVersion = 1;
+constexpr bool readable_format_version(std::uint32_t v) { return v >= kOldestFormatVersion && v <= kFormatVersion; }
+// What a writer puts in the file header for a TraceHeader's format_version (0, unset: 1).
+constexpr std::uint32_t file_format_version(std::uint32_t header_version) { return header_version == 0 ? 1 : header_version; }
 constexpr std::size_t kFileHeaderSize = 16;
 constexpr char kFrameMagic[4] = {'P', 'S', 'F', 'R'};
 constexpr std::size_t kFrameHeaderSize = 16;
@@ -55,7 +61,8 @@ constexpr std::uint32_t kMaxFramePayload = 64u << 20;
 // Largest decompressed message a reader accepts.
 constexpr std::size_t kMaxMessageSize = 256u << 20;
 
-std::string encode_file_header();
+// The 16 bytes for a file of this version (the TraceHeader's format_version: file_format_version()).
+std::string encode_file_header(std::uint32_t version = kFormatVersion);
 // nullopt and *why when the 16 bytes are not a perfstream file header of a version this code reads.
 std::optional<std::uint32_t> parse_file_header(std::span<const char> bytes, std::string* why);
 

@@ -97,7 +97,8 @@ Status TraceFileWriter::open_piece() {
   fd_.reset(fd);
   piece_bytes_ = piece_batches_ = piece_records_ = 0;
   piece_started_ = std::chrono::steady_clock::now();
-  const std::string file_header = encode_file_header();
+  // The file's version is its header's: a sink storing a version 1 collector's stream writes a version 1 file.
+  const std::string file_header = encode_file_header(file_format_version(header_.format_version()));
   if (int err = write_all(fd, file_header.data(), file_header.size()); err != 0) {
     return Error::from_errno("writing the file header of " + path, err);
   }

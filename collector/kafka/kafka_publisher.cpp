@@ -69,6 +69,7 @@ class KafkaPublisher::Producer {
       : options_(options), spool_(spool), collector_id_(std::move(collector_id)), key_(header.host()) {
     header_value_ = header.SerializeAsString();
     schema_id_ = kafka_schema_id(header_value_);
+    format_version_ = std::to_string(file_format_version(header.format_version()));
     headers_topic_ = options_.address.headers_topic();
   }
 
@@ -215,7 +216,7 @@ class KafkaPublisher::Producer {
       rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
     };
     add("perfstream-type", kind_name(msg->kind));
-    add("perfstream-format", std::to_string(kFormatVersion));
+    add("perfstream-format", format_version_);
     add("perfstream-schema", schema_id_);
     add("perfstream-collector", collector_id_);
     if (msg->kind == Outgoing::Kind::Batch) add("perfstream-sequence", std::to_string(msg->sequence));
@@ -368,6 +369,7 @@ class KafkaPublisher::Producer {
   std::string key_;
   std::string header_value_;
   std::string schema_id_;
+  std::string format_version_;  // the recording's trace format version: 1, or 2 with column groups
   KafkaHandle rk_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> fatal_{false};

@@ -267,8 +267,9 @@ class KafkaSink::Consumer {
     if (!type || !format || !schema || !collector || collector->empty()) {
       return reject(msg, "not a perfstream message (perfstream-type, -format, -schema or -collector header missing)");
     }
-    if (*format != std::to_string(kFormatVersion)) {
-      return reject(msg, "trace format version " + *format + "; this sink reads " + std::to_string(kFormatVersion));
+    if (*format != std::to_string(kOldestFormatVersion) && *format != std::to_string(kFormatVersion)) {
+      return reject(msg, "trace format version " + *format + "; this sink reads versions " +
+                             std::to_string(kOldestFormatVersion) + " and " + std::to_string(kFormatVersion));
     }
     if (*type != "batch" && *type != "trailer") return reject(msg, "unknown perfstream-type '" + *type + "'");
 

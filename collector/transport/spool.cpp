@@ -24,7 +24,7 @@ std::string Spool::preamble_for(const v1::TraceHeader& header) {
   std::string payload;
   auto compressor = ZstdCompressor::create(3);
   if (!compressor || !compressor->compress(header.SerializeAsString(), payload)) return {};
-  return encode_file_header() + data_frame_header(FrameType::Header, payload.size()) + payload;
+  return encode_file_header(file_format_version(header.format_version())) + data_frame_header(FrameType::Header, payload.size()) + payload;
 }
 
 Result<std::unique_ptr<Spool>> Spool::create_for_recording(const std::string& dir, std::uint64_t max_bytes,

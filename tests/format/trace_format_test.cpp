@@ -518,9 +518,12 @@ TEST(ZstdCodec, RefusesBytesThatAreNotAFrame) {
 TEST(FrameHeader, FileHeaderIsMagicVersionAndFlags) {
   const std::string h = encode_file_header();
   ASSERT_EQ(h.size(), kFileHeaderSize);
-  EXPECT_EQ(h, std::string("PERFSTRM\x01\x00\x00\x00\x00\x00\x00\x00", 16));
+  EXPECT_EQ(h, std::string("PERFSTRM\x02\x00\x00\x00\x00\x00\x00\x00", 16));
   std::string why;
-  EXPECT_EQ(parse_file_header(h, &why), std::optional<std::uint32_t>(1));
+  EXPECT_EQ(parse_file_header(h, &why), std::optional<std::uint32_t>(2));
+  // Version 1 files (no column groups) are still read.
+  EXPECT_EQ(parse_file_header(encode_file_header(1), &why), std::optional<std::uint32_t>(1));
+  EXPECT_EQ(encode_file_header(file_format_version(0)), encode_file_header(1));  // a header without a version
 }
 
 TEST(FrameHeader, FileHeaderRefusesOtherMagicVersionAndShortInput) {
@@ -529,8 +532,10 @@ TEST(FrameHeader, FileHeaderRefusesOtherMagicVersionAndShortInput) {
   EXPECT_EQ(why, "not a perfstream trace (shorter than the 16-byte file header)");
   EXPECT_FALSE(parse_file_header(std::string("PERFSTRX\x01\x00\x00\x00\x00\x00\x00\x00", 16), &why));
   EXPECT_EQ(why, "not a perfstream trace (no PERFSTRM magic at the start)");
-  EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x02\x00\x00\x00\x00\x00\x00\x00", 16), &why));
-  EXPECT_EQ(why, "format version 2; this perfstream reads version 1");
+  EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x03\x00\x00\x00\x00\x00\x00\x00", 16), &why));
+  EXPECT_EQ(why, "format version 3; this perfstream reads versions 1 and 2");
+  EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x00\x00\x00\x00\x00\x00\x00\x00", 16), &why));
+  EXPECT_EQ(why, "format version 0; this perfstream reads versions 1 and 2");
 }
 
 TEST(FrameHeader, EncodesAndParsesEveryField) {
@@ -1094,11 +1099,32 @@ TEST(TraceFile, OpenRefusesAMissingFile) {
 
 TEST(TraceFile, OpenRefusesANewerFormatVersion) {
   TempDir dir;
-  const std::string path = dir.file("v2.data");
-  testing::write_file(path, std::string("PERFSTRM\x02\x00\x00\x00\x00\x00\x00\x00", 16) + std::string(40, '\0'));
+  const std::string path = dir.file("v3.data");
+  testing::write_file(path, std::string("PERFSTRM\x03\x00\x00\x00\x00\x00\x00\x00", 16) + std::string(40, '\0'));
   auto reader = TraceFileReader::open(path);
   ASSERT_FALSE(reader);
-  EXPECT_EQ(reader.error().message(), path + ": format version 2; this perfstream reads version 1");
+  EXPECT_EQ(reader.error().message(), path + ": format version 3; this perfstream reads versions 1 and 2");
+}
+
+// The file's version is its TraceHeader's: a sink that stores a version 1 collector's stream writes a version
+// 1 file, a version 2 one a version 2 file, and both read back.
+TEST(TraceFile, TheFileHeaderCarriesTheTraceHeadersFormatVersion) {
+  TempDir dir;
+  for (std::uint32_t version : {0u, 1u, 2u}) {
+    const std::string path = dir.file("v" + std::to_string(version) + ".data");
+    TraceWriterOptions options;
+    options.path = path;
+    v1::TraceHeader h = test_header();
+    h.set_format_version(version);
+    auto w = TraceFileWriter::create(options, h);
+    ASSERT_TRUE(w) << w.error().message();
+    ASSERT_TRUE((*w)->close(v1::TraceTrailer()));
+    EXPECT_EQ(testing::read_file(path).substr(8, 4), std::string(1, static_cast<char>(version == 0 ? 1 : version)) +
+                                                         std::string(3, '\0'));
+    auto reader = TraceFileReader::open(path);
+    ASSERT_TRUE(reader) << reader.error().message();
+    EXPECT_EQ((*reader)->header().format_version(), version);
+  }
 }
 
 TEST(TraceFile, CreateOnAFullDeviceFailsNamingTheFileAndTheCause) {
