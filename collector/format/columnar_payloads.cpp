@@ -278,6 +278,14 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
   const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
   const std::size_t limit = std::min(tail_size, g.previous_tail.size());
   std::size_t shared = 0;
+  // Eight bytes at a time while they match (paths share long prefixes), then byte by byte.
+  while (shared + 8 <= limit) {
+    std::uint64_t a, b;
+    std::memcpy(&a, g.previous_tail.data() + shared, 8);
+    std::memcpy(&b, tail + shared, 8);
+    if (a != b) break;
+    shared += 8;
+  }
   while (shared < limit && g.previous_tail[shared] == tail[shared]) ++shared;
   const std::size_t shared_before = g.shared.size();
   g.shared.put_varint(shared);
