@@ -301,6 +301,7 @@ class PerfstreamRun {
   std::unique_ptr<TraceFileWriter> writer_;  // --mode file
   PipelineCounters pipeline_;
   std::unique_ptr<BatchWorker> worker_;      // as in record: readers encode, one worker compresses and writes
+  std::shared_ptr<const ColumnarLayout> layout_;  // as in record: columns planned from the header's schemas
   std::optional<EmbeddedObjectFile> ringbuf_object_;  // --channel ringbuf
   std::unique_ptr<CaptureSession> session_;
   bench::LoadProducer producer_;
@@ -358,13 +359,15 @@ Status PerfstreamRun::start() {
   if (!compressor) return compressor.error();
   BatchSink& sink = writer_ ? static_cast<BatchSink&>(*writer_) : null_sink_;
   worker_ = std::make_unique<BatchWorker>(std::move(*compressor), sink, pipeline_);
+  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(make_trace_header(*session_, {}).events()));
   return session_->start([this](unsigned) { return make_consumer(); });
 }
 
 std::unique_ptr<RecordConsumer> PerfstreamRun::make_consumer() {
   if (cfg_.mode == "count") return std::make_unique<CountOnlyConsumer>();
   if (cfg_.mode == "encode") return std::make_unique<EncodeOnlyConsumer>();
-  return std::make_unique<BatchingConsumer>(BatchLimits{}, *worker_, static_cast<clockid_t>(session_->clockid()));
+  return std::make_unique<BatchingConsumer>(BatchLimits{}, *worker_, static_cast<clockid_t>(session_->clockid()),
+                                            layout_);
 }
 
 void PerfstreamRun::run() {

@@ -485,6 +485,7 @@ class CaptureRun {
   std::optional<DropOutcome> dropped_;
   PipelineCounters pipeline_;
   std::unique_ptr<BatchWorker> worker_;
+  std::shared_ptr<const ColumnarLayout> layout_;  // the column plans of the header's schemas, for every reader
   std::unique_ptr<CaptureSession> session_;
   std::unique_ptr<Loop> loop_;
 
@@ -606,7 +607,9 @@ std::optional<int> CaptureRun::set_up() {
   session_ = std::move(*session);
   if (auto status = interrupted_while("loading the probes")) return *status;
   // From here on a signal stops the capture the normal way: the output is made, so it ends complete.
-  auto made = make_output_(make_trace_header(*session_, parser_.rest()), log_);
+  const v1::TraceHeader header = make_trace_header(*session_, parser_.rest());
+  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(header.events()));
+  auto made = make_output_(header, log_);
   if (!made) {
     log_.line(made.error().message());
     return 1;
@@ -636,7 +639,7 @@ std::optional<int> CaptureRun::start() {
   worker_ = std::make_unique<BatchWorker>(std::move(*compressor), output_->sink(), pipeline_);
   const clockid_t clock = static_cast<clockid_t>(session_->clockid());
   auto started = session_->start([this, clock](unsigned) -> std::unique_ptr<RecordConsumer> {
-    return std::make_unique<BatchingConsumer>(settings_.limits, *worker_, clock);
+    return std::make_unique<BatchingConsumer>(settings_.limits, *worker_, clock, layout_);
   });
   if (!started) {
     log_.line(started.error().message());

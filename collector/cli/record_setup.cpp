@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "collector/format/frame.hpp"
 #include "collector/kernel/bpf_probe.hpp"
 #include "collector/util/clock.hpp"
 #include "collector/util/privileges.hpp"
@@ -183,7 +184,7 @@ Result<CaptureOptions> capture_options_from(const ArgParser& parser, const std::
 
 v1::TraceHeader make_trace_header(CaptureSession& session, const std::vector<std::string>& command) {
   v1::TraceHeader h;
-  h.set_format_version(1);
+  h.set_format_version(kFormatVersion);  // batches hold column groups (BatchingConsumer gets the plans)
   h.set_perfstream_version(PERFSTREAM_VERSION);
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);

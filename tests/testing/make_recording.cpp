@@ -49,6 +49,7 @@
 #include "collector/cli/options.hpp"
 #include "collector/format/batch_worker.hpp"
 #include "collector/format/batching_consumer.hpp"
+#include "collector/format/frame.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "perfstream.pb.h"
@@ -198,7 +199,7 @@ class CpuStream {
 
 v1::TraceHeader make_header(const Options& o, const std::vector<std::string>& argv, std::uint64_t start_ns) {
   v1::TraceHeader h;
-  h.set_format_version(1);
+  h.set_format_version(kFormatVersion);  // as `record` writes: payloads in column groups
   h.set_perfstream_version(PERFSTREAM_VERSION);
   h.set_host("synthetic");
   h.set_kernel_release("synthetic");
@@ -390,7 +391,9 @@ int run(const Options& o, const std::vector<std::string>& argv) {
   TraceWriterOptions writer_options;
   writer_options.path = o.output;
   writer_options.rotate_bytes = o.rotate_bytes;
-  auto writer = TraceFileWriter::create(writer_options, make_header(o, argv, start_ns));
+  const v1::TraceHeader header = make_header(o, argv, start_ns);
+  const auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(header.events()));
+  auto writer = TraceFileWriter::create(writer_options, header);
   if (!writer) {
     std::cerr << "perfstream_make_recording: " << writer.error().message() << "\n";
     return 1;
@@ -398,7 +401,7 @@ int run(const Options& o, const std::vector<std::string>& argv) {
   PipelineCounters counters;
   BatchWorker worker(std::move(*compressor), **writer, counters);
   std::vector<std::unique_ptr<BatchingConsumer>> consumers;
-  for (unsigned r = 0; r < o.readers; ++r) consumers.push_back(std::make_unique<BatchingConsumer>(o.limits, worker, kClock));
+  for (unsigned r = 0; r < o.readers; ++r) consumers.push_back(std::make_unique<BatchingConsumer>(o.limits, worker, kClock, layout));
 
   std::vector<CpuStream> cpus;
   cpus.reserve(o.cpus);
