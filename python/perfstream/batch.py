@@ -13,12 +13,19 @@ collector/recording/decoded_batch.cpp (the C++ reader), so that both accept and 
   - a lost notice's sort time is its time_ns, or, when that is 0, the time of the record it precedes (the
     batch's last record when before == record_count, first_time_ns when the batch has none);
   - a batch declaring or holding more than max_records records is refused (BatchError) before its
-    columns are built.
-No Python object is made per record: varints are decoded with numpy.
+    columns are built;
+  - format version 2: record_groups (field 10) and groups (field 11, ColumnGroup) hold payloads field by
+    field; they are rebuilt byte for byte (docs/FORMAT.md, "Columnar batches") into a buffer that then
+    stands for `message`, so that payload_base/offsets/sizes work the same for both versions. The checks
+    and their messages are those of collector/format/columnar_payloads.cpp.
+No Python object is made per record, except for a group's tail (one slice per record): varints are
+decoded with numpy.
 """
 import numpy as np
 
 MAX_BATCH_RECORDS = 1 << 20
+MAX_PAYLOAD_BYTES = 256 << 20  # a version 2 batch's rebuilt payloads (DecodedBatch::kMaxPayloadBytes)
+MAX_FIXED_SIZE = 1 << 16
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -120,7 +127,7 @@ class Batch:
     """Columns of one batch. `payload_base` is where the payloads start in `message` (a bytes object);
     record i's payload is message[payload_base + offsets[i] : ... + sizes[i]]."""
 
-    def __init__(self, message, max_records=MAX_BATCH_RECORDS):
+    def __init__(self, message, max_records=MAX_BATCH_RECORDS, max_payload_bytes=MAX_PAYLOAD_BYTES):
         self.message = message
         self.sequence = 0
         self.first_time_ns = 0
@@ -129,6 +136,7 @@ class Batch:
         self.payload_base = 0
         self.payload_size = 0
         record_count = 0
+        groups_of, n_groups_of, groups = [], 0, []
         columns = {4: [], 5: [], 6: []}  # numbers, as uint8 spans (packed) or single values
         counts = {4: 0, 5: 0, 6: 0}
         limit = max_records + 1
@@ -177,6 +185,30 @@ class Batch:
                 self.payload_base, self.payload_size = p, n
                 p += n
                 continue
+            if field == 10:
+                if wt == 0:
+                    v, p = _varint(mv, p, end)
+                    groups_of.append(np.array([v], np.uint64))
+                    n_groups_of += 1
+                elif wt == 2:
+                    n, p = _varint(mv, p, end)
+                    if n > end - p:
+                        raise BatchError("batch: not a valid Batch message")
+                    vals = decode_varints(buf[p:p + n])
+                    p += n
+                    groups_of.append(vals)
+                    n_groups_of += vals.size
+                else:
+                    raise BatchError("batch: not a valid Batch message")
+                over = n_groups_of > limit
+                continue
+            if field == 11 and wt == 2:
+                n, p = _varint(mv, p, end)
+                if n > end - p:
+                    raise BatchError("batch: not a valid Batch message")
+                groups.append(_read_group(mv, p, p + n))
+                p += n
+                continue
             if field == 8 and wt == 2:
                 n, p = _varint(mv, p, end)
                 if n > end - p:
@@ -189,9 +221,9 @@ class Batch:
         if over:
             raise BatchError("batch %d: holds more than %d records, the reader's limit per batch "
                              "(--max-batch-records)" % (self.sequence, max_records))
-        self._resolve(record_count, columns)
+        self._resolve(record_count, columns, groups_of, groups, max_payload_bytes)
 
-    def _resolve(self, n, columns):
+    def _resolve(self, n, columns, groups_of, groups, max_payload_bytes):
         name = "batch %d" % self.sequence
 
         def joined(f):
@@ -206,6 +238,13 @@ class Batch:
             self.times = np.uint64(self.first_time_ns) + np.cumsum(_unzigzag(deltas), dtype=np.uint64)
         self.cpus = (cpus & np.uint64(_U32_MAX)).astype(np.uint32)
         sizes = np.minimum(sizes, np.uint64(_U32_MAX)).astype(np.int64)
+        if groups_of or groups:
+            rg = groups_of[0] if len(groups_of) == 1 else (np.concatenate(groups_of) if groups_of
+                                                           else np.zeros(0, np.uint64))
+            rg = np.minimum(rg, np.uint64(_U32_MAX)).astype(np.int64)
+            raw = self.message[self.payload_base:self.payload_base + self.payload_size]
+            self.message = _rebuild(name, sizes, rg, raw, groups, max_payload_bytes)
+            self.payload_base, self.payload_size = 0, len(self.message)
         ends = np.cumsum(sizes)
         total = int(ends[-1]) if n else 0
         if total > self.payload_size:
@@ -228,3 +267,218 @@ class Batch:
 
     def __len__(self):
         return self.times.size
+
+
+# --- format version 2: column groups ------------------------------------------------------------------
+
+_RAW, _ZIGZAG, _DELTA, _STRING, _PREFIX = range(5)
+
+
+class _Column:
+    __slots__ = ("offset", "width", "encoding", "values", "strings", "suffixes")
+
+    def __init__(self):
+        self.offset = self.width = self.encoding = 0
+        self.values = self.suffixes = b""
+        self.strings = []
+
+
+class _Group:
+    __slots__ = ("kind", "record_count", "columns", "tail")
+
+    def __init__(self):
+        self.kind = self.record_count = 0
+        self.columns = []
+        self.tail = None
+
+
+def _read_bytes(mv, p, end):
+    n, p = _varint(mv, p, end)
+    if n > end - p:
+        raise BatchError("batch: not a valid Batch message")
+    return bytes(mv[p:p + n]), p + n
+
+
+def _read_column(mv, p, end):
+    c = _Column()
+    while p < end:
+        tag, p = _varint(mv, p, end)
+        f, wt = tag >> 3, tag & 7
+        if f == 0:
+            raise BatchError("batch: not a valid Batch message")
+        if wt == 0 and f in (1, 2, 3):
+            v, p = _varint(mv, p, end)
+            v = min(v, _U32_MAX)
+            if f == 1:
+                c.offset = v
+            elif f == 2:
+                c.width = v
+            else:
+                c.encoding = v
+        elif wt == 2 and f == 4:
+            c.values, p = _read_bytes(mv, p, end)
+        elif wt == 2 and f == 5:
+            s, p = _read_bytes(mv, p, end)
+            c.strings.append(s)
+        elif wt == 2 and f == 6:
+            c.suffixes, p = _read_bytes(mv, p, end)
+        else:
+            p = _skip(mv, p, end, wt)
+    return c
+
+
+def _read_group(mv, p, end):
+    g = _Group()
+    while p < end:
+        tag, p = _varint(mv, p, end)
+        f, wt = tag >> 3, tag & 7
+        if f == 0:
+            raise BatchError("batch: not a valid Batch message")
+        if wt == 0 and f in (1, 2):
+            v, p = _varint(mv, p, end)
+            if f == 1:
+                g.kind = v & _U32_MAX
+            else:
+                g.record_count = v
+        elif wt == 2 and f in (3, 4):
+            n, p = _varint(mv, p, end)
+            if n > end - p:
+                raise BatchError("batch: not a valid Batch message")
+            c = _read_column(mv, p, p + n)
+            p += n
+            if f == 3:
+                g.columns.append(c)
+            else:
+                g.tail = c
+        else:
+            p = _skip(mv, p, end, wt)
+    return g
+
+
+def _count_error(what, values, records):
+    return "%s has %d values for %d records" % (what, values, records)
+
+
+def _rebuild(name, sizes, record_groups, raw, groups, max_bytes):
+    """The payloads of every record, back to back in record order (bytes), as rebuild_payloads does."""
+    n = sizes.size
+    if record_groups.size and record_groups.size != n:
+        raise BatchError("%s: %s" % (name, _count_error("record_groups", record_groups.size, n)))
+    if not record_groups.size and groups:
+        raise BatchError(name + ": column groups but no record_groups")
+    if not record_groups.size:
+        record_groups = np.zeros(n, np.int64)
+    if n and record_groups.max() > len(groups):
+        raise BatchError("%s: a record is in group %d but the batch has %d groups"
+                         % (name, int(record_groups.max()), len(groups)))
+    counts = np.bincount(record_groups, minlength=len(groups) + 1) if n else np.zeros(len(groups) + 1, np.int64)
+    for g, group in enumerate(groups):
+        if group.record_count != counts[g + 1]:
+            raise BatchError("%s: group %d (kind %d) has record_count %d but %d records are in it"
+                             % (name, g, group.kind, group.record_count, counts[g + 1]))
+    ends = np.cumsum(sizes)
+    offsets = ends - sizes
+    total = int(ends[-1]) if n else 0
+    if total > max_bytes:
+        raise BatchError("%s: its records' payloads add up to %d bytes, over the reader's limit of %d"
+                         % (name, total, max_bytes))
+    is_raw = record_groups == 0
+    raw_total = int(sizes[is_raw].sum())
+    if raw_total != len(raw):
+        raise BatchError("%s: the raw records' sizes add up to %d bytes but payloads has %d"
+                         % (name, raw_total, len(raw)))
+    out = np.zeros(total, np.uint8)
+    if raw_total:
+        # Each raw record's bytes go to its place: byte j of the raw bytes belongs to the raw record whose
+        # range holds it.
+        raw_sizes = sizes[is_raw]
+        raw_starts = np.repeat(offsets[is_raw] - (np.cumsum(raw_sizes) - raw_sizes), raw_sizes)
+        out[np.arange(raw_total) + raw_starts] = np.frombuffer(raw, np.uint8)
+    for g, group in enumerate(groups):
+        gname = "%s: group %d (kind %d)" % (name, g, group.kind)
+        members = np.flatnonzero(record_groups == g + 1)
+        at = 0
+        for c in group.columns:
+            col = "%s column at offset %d" % (gname, c.offset)
+            if c.offset != at:
+                raise BatchError("%s: the previous column ends at %d" % (col, at))
+            if c.width == 0:
+                raise BatchError(col + ": width 0")
+            if c.encoding > _STRING:
+                raise BatchError("%s: encoding %d is not one of a fixed column's (0-3)" % (col, c.encoding))
+            if c.encoding in (_ZIGZAG, _DELTA) and c.width > 8:
+                raise BatchError("%s: an integer column of width %d (at most 8)" % (col, c.width))
+            at += c.width
+            if at > MAX_FIXED_SIZE:
+                raise BatchError("%s: columns cover more than %d bytes" % (gname, MAX_FIXED_SIZE))
+        fixed = at
+        if group.tail is not None and group.tail.encoding != _PREFIX:
+            raise BatchError("%s tail: encoding %d, not PREFIX (4)" % (gname, group.tail.encoding))
+        msizes = sizes[members]
+        if members.size and msizes.min() < fixed:
+            i = int(members[np.flatnonzero(msizes < fixed)[0]])
+            raise BatchError("%s: record %d has %d bytes, fewer than the group's fixed %d"
+                             % (gname, i, int(sizes[i]), fixed))
+        if group.tail is None and members.size and msizes.max() != fixed:
+            i = int(members[np.flatnonzero(msizes != fixed)[0]])
+            raise BatchError("%s: record %d has bytes after the fixed part but the group no tail" % (gname, i))
+        starts = offsets[members]
+        for c in group.columns:
+            col = "%s column at offset %d" % (gname, c.offset)
+            w = c.width
+            places = (starts + c.offset)[:, None] + np.arange(w)
+            if c.encoding == _RAW:
+                data = np.frombuffer(c.values, np.uint8)
+                have = min(data.size // w, members.size) if data.size < members.size * w else \
+                    members.size + (data.size - members.size * w + w - 1) // w
+                if data.size != members.size * w:
+                    raise BatchError(_count_error(col, have, members.size))
+                out[places] = data.reshape(-1, w)
+                continue
+            vals = decode_varints(np.frombuffer(c.values, np.uint8))
+            if vals.size != members.size:
+                raise BatchError(_count_error(col, vals.size, members.size))
+            if c.encoding == _STRING:
+                if vals.size and int(vals.max()) >= len(c.strings):
+                    raise BatchError("%s: string index %d but %d strings" % (col, int(vals.max()), len(c.strings)))
+                table = np.zeros((max(len(c.strings), 1), w), np.uint8)
+                for k, text in enumerate(c.strings):
+                    if len(text) > w:
+                        raise BatchError("%s: a string of %d bytes in a column of width %d" % (col, len(text), w))
+                    table[k, :len(text)] = np.frombuffer(text, np.uint8)
+                out[places] = table[vals.astype(np.int64)]
+                continue
+            with np.errstate(over="ignore"):
+                x = _unzigzag(vals)
+                if c.encoding == _DELTA:
+                    x = np.cumsum(x, dtype=np.uint64)
+            out[places] = x.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :w]
+        if group.tail is not None:
+            _rebuild_tail(gname, group.tail, fixed, members, sizes, offsets, out)
+    return out.tobytes()
+
+
+def _rebuild_tail(gname, tail, fixed, members, sizes, offsets, out):
+    col = gname + " tail"
+    shared = decode_varints(np.frombuffer(tail.values, np.uint8))
+    if shared.size != members.size:
+        raise BatchError(_count_error(col, shared.size, members.size))
+    suffixes = tail.suffixes
+    at = 0
+    previous = b""
+    for k, i in enumerate(members.tolist()):
+        size = int(sizes[i]) - fixed
+        s = int(shared[k])
+        if s > size or s > len(previous):
+            raise BatchError("%s: record %d shares %d bytes with the previous tail of %d bytes, its own being %d"
+                             % (col, i, s, len(previous), size))
+        rest = size - s
+        if rest > len(suffixes) - at:
+            raise BatchError("%s: the suffixes run out at record %d" % (col, i))
+        value = previous[:s] + suffixes[at:at + rest]
+        at += rest
+        start = int(offsets[i]) + fixed
+        out[start:start + size] = np.frombuffer(value, np.uint8)
+        previous = value
+    if at != len(suffixes):
+        raise BatchError("%s: %d suffix bytes belong to no record" % (col, len(suffixes) - at))

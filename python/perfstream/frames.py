@@ -20,7 +20,8 @@ import zlib
 import zstandard
 
 FILE_MAGIC = b"PERFSTRM"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2         # the newest version this reader reads
+OLDEST_FORMAT_VERSION = 1  # version 1: batches without column groups
 FILE_HEADER_SIZE = 16
 FRAME_MAGIC = b"PSFR"
 FRAME_HEADER_SIZE = 16
@@ -172,9 +173,9 @@ class FrameReader:
         if head[:8] != FILE_MAGIC:
             raise NotATraceError(self.path, None, "not a perfstream trace (no PERFSTRM magic at the start)")
         version = struct.unpack_from("<I", head, 8)[0]
-        if version != FORMAT_VERSION:
-            raise NotATraceError(self.path, None, "format version %d; this reader reads version %d"
-                                 % (version, FORMAT_VERSION))
+        if not OLDEST_FORMAT_VERSION <= version <= FORMAT_VERSION:
+            raise NotATraceError(self.path, None, "format version %d; this reader reads versions %d and %d"
+                                 % (version, OLDEST_FORMAT_VERSION, FORMAT_VERSION))
         self.offset = FILE_HEADER_SIZE
         try:
             frame = self.next()

@@ -286,6 +286,42 @@ class DamagedFiles(unittest.TestCase):
             perfstream.read(self.write(b"hello world, this is not a trace"))
 
 
+class ColumnarBatches(unittest.TestCase):
+    """Format version 2 batches, as collector/format/columnar_payloads.cpp writes and reads them."""
+
+    # The batch of tests/format/columnar_payloads_test.cpp, EncodesTheDocumentedBytes: two records of kind 5
+    # (u32 kind, u32 pid, char comm[4], then a tail) in one column group.
+    MESSAGE = bytes.fromhex(
+        "08 07 10 e8 07 18 02 22 02 00 0a 2a 02 00 00 32 02 0e 0e 52 02 01 01 5a 3a 08 05 10 02"
+        " 1a 08 10 04 18 01 22 02 0a 0a 1a 0b 08 04 10 04 18 02 22 03 c8 01 02"
+        " 1a 0e 08 08 10 04 18 03 22 02 00 00 2a 02 61 62 22 0d 08 0c 18 04 22 02 00 01 32 03 78 79 7a")
+
+    def payloads(self, message):
+        from perfstream.batch import Batch
+        b = Batch(message)
+        return [bytes(b.message[b.payload_base + o:b.payload_base + o + n]) for o, n in zip(b.offsets, b.sizes)]
+
+    def test_payloads_are_rebuilt_byte_for_byte(self):
+        k = (5).to_bytes(4, "little")
+        self.assertEqual(self.payloads(self.MESSAGE), [k + (100).to_bytes(4, "little") + b"ab\0\0xy",
+                                                       k + (101).to_bytes(4, "little") + b"ab\0\0xz"])
+
+    def test_a_corrupt_group_is_refused_with_the_cpp_readers_message(self):
+        from perfstream.batch import BatchError
+        b = pb.Batch()
+        b.ParseFromString(self.MESSAGE)
+        b.groups[0].columns[1].values = b.groups[0].columns[1].values[:-1]
+        with self.assertRaises(BatchError) as e:
+            self.payloads(b.SerializeToString())
+        self.assertEqual(str(e.exception), "batch 7: group 0 (kind 5) column at offset 4 has 1 values for 2 records")
+        b.ParseFromString(self.MESSAGE)
+        b.groups[0].tail.values = b"\x00\x03"
+        with self.assertRaises(BatchError) as e:
+            self.payloads(b.SerializeToString())
+        self.assertEqual(str(e.exception), "batch 7: group 0 (kind 5) tail: record 1 shares 3 bytes with the previous "
+                                           "tail of 2 bytes, its own being 2")
+
+
 def _make_recording(path, *args):
     subprocess.run([MAKE_RECORDING, "-o", path, "-q", *args], check=True)
 
@@ -316,6 +352,9 @@ class SyntheticRecordings(DumpComparison):
         rec = self.check("--records", "60000", "--cpus", "4", "--readers", "2", "--lost-every", "997",
                          "--batch-records", "4096")
         self.assertGreater(len(rec.lost), 0)
+        # Written as `record` writes: format version 2, payloads in column groups, read back as dump reads them.
+        with open(os.path.join(self.dir, "s.data"), "rb") as f:
+            self.assertEqual(f.read(12)[8:], b"\x02\x00\x00\x00")
         df = rec["sched_switch"]
         self.assertEqual(len(df), 60000)
         self.assertEqual(str(df["time_ns"].dtype), "int64")
@@ -327,7 +366,7 @@ class SyntheticRecordings(DumpComparison):
         self.check("--records", "20000", "--cpus", "3", "--ties", "--lost-every", "101", "--batch-records", "1000")
 
     def test_rotated_pieces(self):
-        self.check("--records", "50000", "--cpus", "2", "--rotate-size", "200K", "--batch-records", "2048",
+        self.check("--records", "50000", "--cpus", "2", "--rotate-size", "40K", "--batch-records", "2048",
                    rotated=True)
 
     def test_datetime_column(self):
