@@ -5,14 +5,14 @@
 # caused it is saved in build-asan/crashes/<target>/, the full output in build-asan/logs/<target>.log.
 # Prints one line per target: executions, time, exec/s, coverage (cov: edges, ft: features), working corpus
 # size, inputs added by this run, peak RSS. docs/FUZZING.md, docs/HARDENING.md.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (TARGET: ring_decoder trace_reader stream_frame
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (TARGET: ring_decoder trace_reader columnar_batch stream_frame
 #                                                 payload_decoder cli_parsers; default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-45}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(ring_decoder trace_reader stream_frame payload_decoder cli_parsers)
+[ ${#targets[@]} -gt 0 ] || targets=(ring_decoder trace_reader columnar_batch stream_frame payload_decoder cli_parsers)
 build_dir=${FUZZ_BUILD_DIR:-build-asan}
 
 ASAN_BUILD_DIR=$build_dir bash scripts/asan-build.sh "${targets[@]/#/fuzz_}"  # the build sanitize.sh uses
