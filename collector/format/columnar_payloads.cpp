@@ -16,11 +16,39 @@ constexpr std::uint32_t kColumnOffset = 1, kColumnWidth = 2, kColumnEncoding = 3
 // under 64 KiB), low enough that a crafted one cannot make a reader work on nothing for long.
 constexpr std::uint32_t kMaxFixedSize = 1u << 16;
 
-std::int64_t read_signed(const std::byte* p, std::uint32_t width) {
+// Loads of a constant size: a memcpy of a variable size is a call, and its bytes stored to the stack and
+// loaded back as one word miss store-to-load forwarding (most of the encoder's time, in the profile).
+template <typename T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+[[gnu::always_inline]] inline std::int64_t read_signed(const std::byte* p, std::uint32_t width) {
+  switch (width) {
+    case 1: return load<std::int8_t>(p);
+    case 2: return load<std::int16_t>(p);
+    case 4: return load<std::int32_t>(p);
+    case 8: return load<std::int64_t>(p);
+    default: break;
+  }
   std::uint64_t v = 0;
-  std::memcpy(&v, p, width);
+  for (std::uint32_t i = 0; i < width; ++i) v |= static_cast<std::uint64_t>(std::to_integer<unsigned char>(p[i])) << (8 * i);
   const unsigned shift = 64 - 8 * width;
   return static_cast<std::int64_t>(v << shift) >> shift;
+}
+
+// The low `width` bytes of v, little-endian.
+void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
+  switch (width) {
+    case 1: dst[0] = static_cast<char>(v); return;
+    case 2: { const auto x = static_cast<std::uint16_t>(v); std::memcpy(dst, &x, 2); return; }
+    case 4: { const auto x = static_cast<std::uint32_t>(v); std::memcpy(dst, &x, 4); return; }
+    case 8: std::memcpy(dst, &v, 8); return;
+    default: break;
+  }
+  for (std::uint32_t i = 0; i < width; ++i) dst[i] = static_cast<char>(v >> (8 * i));
 }
 
 std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
@@ -114,14 +142,14 @@ bool parse_column_view(std::span<const char> bytes, ColumnView& c) {
 }
 
 void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std::uint32_t width,
-                ColumnEncoding encoding, std::span<const char> values, const std::vector<const std::string*>* strings,
+                ColumnEncoding encoding, std::span<const char> values, const std::vector<std::string>* strings,
                 std::span<const char> suffixes) {
   std::size_t size = uint_field_size(kColumnOffset, offset) + uint_field_size(kColumnWidth, width) +
                      uint_field_size(kColumnEncoding, static_cast<std::uint64_t>(encoding)) +
                      bytes_field_size(kColumnValues, values.size()) + bytes_field_size(kColumnSuffixes, suffixes.size());
   if (strings != nullptr) {
     // An empty string is written too: its place in the table is its index.
-    for (const std::string* s : *strings) size += wire::varint_size(kColumnStrings << 3) + wire::varint_size(s->size()) + s->size();
+    for (const std::string& s : *strings) size += wire::varint_size(kColumnStrings << 3) + wire::varint_size(s.size()) + s.size();
   }
   wire::put_tag(out, field, wire::kLengthDelimited);
   wire::put_varint(out, size);
@@ -130,10 +158,10 @@ void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std
   wire::put_uint_field(out, kColumnEncoding, static_cast<std::uint64_t>(encoding));
   wire::put_bytes_field(out, kColumnValues, values);
   if (strings != nullptr) {
-    for (const std::string* s : *strings) {
+    for (const std::string& s : *strings) {
       wire::put_tag(out, kColumnStrings, wire::kLengthDelimited);
-      wire::put_varint(out, s->size());
-      out.append(*s);
+      wire::put_varint(out, s.size());
+      out.append(s);
     }
   }
   wire::put_bytes_field(out, kColumnSuffixes, suffixes);
@@ -206,7 +234,7 @@ ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout) :
   batch_group_.assign(plans, -1);
   for (std::size_t i = 0; i < plans; ++i) {
     groups_[i].plan = static_cast<int>(i);
-    for (const auto& c : layout_->plans()[i].columns) groups_[i].columns.push_back(ColumnState{c, {}, 0, {}, {}, UINT32_MAX});
+    for (const auto& c : layout_->plans()[i].columns) groups_[i].columns.push_back(ColumnState{c, {}, 0, {}});
   }
 }
 
@@ -227,51 +255,56 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
   const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
   if (payload.size() < plan.fixed_size) return false;
   const std::byte* p = payload.data();
-  // First every check, so that a refused record leaves no trace in any column.
+  // First every check, so that a refused record leaves no trace in any column; the strings' lengths are kept
+  // for the pass that writes (plans with more string columns than this find them again).
+  constexpr std::size_t kKeptLengths = 8;
+  std::uint32_t lengths[kKeptLengths];
+  std::size_t strings = 0;
   for (const ColumnPlan::Column& c : plan.columns) {
     if (c.encoding != ColumnEncoding::String) continue;
     const auto* s = reinterpret_cast<const char*>(p + c.offset);
     const void* nul = std::memchr(s, 0, c.width);
-    if (nul == nullptr) continue;  // the whole array is the string
-    const auto* rest = static_cast<const char*>(nul);
-    const auto* end = s + c.width;
-    for (; rest < end; ++rest) {
-      if (*rest != 0) return false;
+    const std::uint32_t length = nul == nullptr ? c.width : static_cast<std::uint32_t>(static_cast<const char*>(nul) - s);
+    for (std::uint32_t i = length + 1; i < c.width; ++i) {
+      if (s[i] != 0) return false;
     }
+    if (strings < kKeptLengths) lengths[strings] = length;
+    ++strings;
   }
+  strings = 0;
   GroupState& g = group_for_plan(plan_index, group);
-  std::size_t before = 0, after = 0;
+  std::size_t written = 0;
   for (ColumnState& c : g.columns) {
     const std::byte* at = p + c.plan.offset;
-    before += c.values.size();
     switch (c.plan.encoding) {
-      case ColumnEncoding::Raw: c.values.append(at, c.plan.width); break;
-      case ColumnEncoding::Zigzag: c.values.put_varint(wire::zigzag(read_signed(at, c.plan.width))); break;
+      case ColumnEncoding::Raw:
+        c.values.append(at, c.plan.width);
+        written += c.plan.width;
+        break;
+      case ColumnEncoding::Zigzag: written += c.values.put_varint(wire::zigzag(read_signed(at, c.plan.width))); break;
       case ColumnEncoding::Delta: {
         const auto v = static_cast<std::uint64_t>(read_signed(at, c.plan.width));
-        c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - c.previous)));
+        written += c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - c.previous)));
         c.previous = v;
         break;
       }
       case ColumnEncoding::String: {
         const auto* s = reinterpret_cast<const char*>(at);
-        const void* nul = std::memchr(s, 0, c.plan.width);
-        const std::string_view text(s, nul == nullptr ? c.plan.width : static_cast<const char*>(nul) - s);
-        if (c.last == UINT32_MAX || *c.strings[c.last] != text) {
-          auto it = c.index.find(text);
-          if (it == c.index.end()) {
-            it = c.index.emplace(std::string(text), static_cast<std::uint32_t>(c.strings.size())).first;
-            c.strings.push_back(&it->first);
-            estimate_ += text.size() + 2;
-          }
-          c.last = it->second;
+        std::size_t length;
+        if (strings < kKeptLengths) {
+          length = lengths[strings];
+        } else {
+          const void* nul = std::memchr(s, 0, c.plan.width);
+          length = nul == nullptr ? c.plan.width : static_cast<std::size_t>(static_cast<const char*>(nul) - s);
         }
-        c.values.put_varint(c.last);
+        ++strings;
+        const std::size_t known = c.table.size();
+        written += c.values.put_varint(c.table.intern(s, c.plan.width, length));
+        if (c.table.size() != known) written += length + 2;
         break;
       }
       case ColumnEncoding::Prefix: break;  // never planned for a column
     }
-    after += c.values.size();
   }
   // The tail: what it shares with the previous record's, then the rest.
   const std::size_t tail_size = payload.size() - plan.fixed_size;
@@ -287,12 +320,11 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
     shared += 8;
   }
   while (shared < limit && g.previous_tail[shared] == tail[shared]) ++shared;
-  const std::size_t shared_before = g.shared.size();
-  g.shared.put_varint(shared);
+  written += g.shared.put_varint(shared);
   g.suffixes.append(tail + shared, tail_size - shared);
   g.previous_tail.resize(shared);
   g.previous_tail.append(tail + shared, tail_size - shared);
-  estimate_ += after - before + (g.shared.size() - shared_before) + (tail_size - shared);
+  estimate_ += written + (tail_size - shared);
   ++g.records;
   return true;
 }
@@ -307,7 +339,7 @@ void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const
     wire::put_uint_field(group_bytes, kGroupRecordCount, g.records);
     for (const ColumnState& c : g.columns) {
       put_column(group_bytes, kGroupColumns, c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
-                 c.plan.encoding == ColumnEncoding::String ? &c.strings : nullptr, {});
+                 c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr, {});
     }
     put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Prefix, g.shared.view(), nullptr,
                g.suffixes.view());
@@ -322,9 +354,7 @@ void ColumnarEncoder::reset() {
     for (ColumnState& c : g.columns) {
       c.values.clear();
       c.previous = 0;
-      c.index.clear();
-      c.strings.clear();
-      c.last = UINT32_MAX;
+      c.table.clear();
     }
     g.shared.clear();
     g.suffixes.clear();
@@ -333,6 +363,51 @@ void ColumnarEncoder::reset() {
   }
   batch_order_.clear();
   estimate_ = 0;
+}
+
+std::uint32_t ColumnarEncoder::InternTable::intern(const char* array, std::uint32_t width, std::size_t text_size) {
+  // The hash of the array's first 16 bytes as two words (zero-padded: bytes after the NUL are zero), then of
+  // the rest of the text, if any.
+  std::uint64_t w0 = 0, w1 = 0;
+  std::memcpy(&w0, array, std::min<std::size_t>(width, 8));
+  if (width > 8) std::memcpy(&w1, array + 8, std::min<std::size_t>(width - 8, 8));
+  std::uint64_t h = (w0 * 0x9E3779B97F4A7C15ull) ^ (w1 + 0x632BE59BD9B4E019ull + (w0 >> 29));
+  if (text_size > 16) h ^= std::hash<std::string_view>{}(std::string_view(array + 16, text_size - 16));
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 31;
+  if (slots_.empty()) slots_.resize(64);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    Slot& slot = slots_[i];
+    if (slot.index == UINT32_MAX) {
+      const auto index = static_cast<std::uint32_t>(strings_.size());
+      strings_.emplace_back(array, text_size);
+      slot = Slot{h, index};
+      if (strings_.size() * 2 > slots_.size()) grow();
+      return index;
+    }
+    if (slot.hash == h) {
+      const std::string& s = strings_[slot.index];
+      if (s.size() == text_size && std::memcmp(s.data(), array, text_size) == 0) return slot.index;
+    }
+  }
+}
+
+void ColumnarEncoder::InternTable::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  const std::size_t mask = slots_.size() - 1;
+  for (const Slot& slot : old) {
+    if (slot.index == UINT32_MAX) continue;
+    std::size_t i = slot.hash & mask;
+    while (slots_[i].index != UINT32_MAX) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+}
+
+void ColumnarEncoder::InternTable::clear() {
+  if (!strings_.empty()) std::fill(slots_.begin(), slots_.end(), Slot{});
+  strings_.clear();
 }
 
 // --- the reader -----------------------------------------------------------------------------------------
@@ -444,7 +519,7 @@ Status rebuild_column(const std::string& col, const ColumnView& c, std::span<con
       } else {
         std::uint64_t x = static_cast<std::uint64_t>(unzigzag(v));
         if (c.encoding == 2) x = previous += x;
-        std::memcpy(dst, &x, c.width);  // little-endian: the low `width` bytes
+        store_low(dst, x, c.width);
       }
     }
     ++done;

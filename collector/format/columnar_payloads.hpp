@@ -26,7 +26,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "collector/util/result.hpp"
@@ -47,7 +46,8 @@ class ByteBuffer {
   void append(const void* p, std::size_t n) {
     if (n != 0) __builtin_memcpy(grow(n), p, n);
   }
-  void put_varint(std::uint64_t v) {
+  // Returns the bytes written (1-10).
+  std::size_t put_varint(std::uint64_t v) {
     if (size_ + 10 > data_.size()) expand(size_ + 10);
     char* p = data_.data() + size_;
     std::size_t n = 0;
@@ -57,6 +57,7 @@ class ByteBuffer {
     }
     p[n++] = static_cast<char>(v);
     size_ += n;
+    return n;
   }
   std::span<const char> view() const { return {data_.data(), size_}; }
   std::size_t size() const { return size_; }
@@ -127,17 +128,30 @@ class ColumnarEncoder {
   void reset();
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  // Interned strings of one column: an open-addressing table of (hash, index), the strings by index. The
+  // hash is of the whole char array, whose bytes after the NUL are zero (add() checks), so equal arrays are
+  // equal strings; a hit costs two word loads and a compare, no allocation.
+  class InternTable {
+   public:
+    std::uint32_t intern(const char* array, std::uint32_t width, std::size_t text_size);
+    const std::vector<std::string>& strings() const { return strings_; }
+    std::size_t size() const { return strings_.size(); }
+    void clear();
+
+   private:
+    struct Slot {
+      std::uint64_t hash = 0;
+      std::uint32_t index = UINT32_MAX;  // UINT32_MAX: empty
+    };
+    void grow();
+    std::vector<Slot> slots_;
+    std::vector<std::string> strings_;
   };
   struct ColumnState {
     ColumnPlan::Column plan;
     ByteBuffer values;
     std::uint64_t previous = 0;  // Delta
-    std::unordered_map<std::string, std::uint32_t, StringHash, std::equal_to<>> index;  // String
-    std::vector<const std::string*> strings;  // String: by index (keys of `index`, which never move)
-    std::uint32_t last = UINT32_MAX;          // String: the latest index, checked before the map
+    InternTable table;           // String
   };
   struct GroupState {
     int plan = -1;
