@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "collector/format/batching_consumer.hpp"
+#include "collector/format/trace_reader.hpp"
 #include "collector/transport/sink_server.hpp"
 #include "collector/transport/stream_client.hpp"
 #include "collector/transport/stream_protocol.hpp"
@@ -83,6 +84,13 @@ std::string compress_message(const google::protobuf::MessageLite& message) {
   auto c = ZstdCompressor::create(3);
   std::string out;
   if (!c || !c->compress(message.SerializeAsString(), out)) throw std::runtime_error("compressing");
+  return out;
+}
+
+std::string compress_message_bytes(const std::string& message) {
+  auto c = ZstdCompressor::create(3);
+  std::string out;
+  if (!c || !c->compress(message, out)) throw std::runtime_error("compressing");
   return out;
 }
 
@@ -180,6 +188,62 @@ TEST(SinkServer, StoresEachSequenceOnceAndAcknowledgesCumulatively) {
   const StoredRecording stored = testing::read_recording(s->file);
   EXPECT_TRUE(testing::holds_exactly_once(stored, source, 4));
   EXPECT_EQ(stored.trailers.size(), 1u);
+}
+
+// The sink stores a stream in the format version its collector wrote (the hello's TraceHeader): a version 1
+// collector still gets version 1 files, a version 2 one gets its column groups stored as they came.
+TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
+  for (std::uint32_t version : {1u, 2u}) {
+    TempDir dir;
+    LogLines log;
+    auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
+    RawPeer peer = RawPeer::tcp(sink->bound()[0].port);
+    v1::StreamHello hello;
+    hello.set_protocol_version(kStreamProtocolVersion);
+    hello.set_collector_id("v" + std::to_string(version));
+    *hello.mutable_header() = testing::synthetic_header("v-recording");
+    v1::EventSchema* schema = hello.mutable_header()->add_events();
+    schema->set_kind(1);
+    schema->set_fixed_size(8);
+    v1::Field* f = schema->add_fields();
+    f->set_name("kind");
+    f->set_type(v1::Field::UNSIGNED);
+    f->set_size(4);
+    hello.mutable_header()->set_format_version(version);
+    ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello)));
+    ASSERT_TRUE(peer.read_frame());
+    BatchEncoder enc(version == 2 ? std::make_shared<const ColumnarLayout>(
+                                        ColumnarLayout::from_schemas(hello.header().events()))
+                                  : nullptr);
+    const std::string payload("\x01\x00\x00\x00\x07\x00\x00\x00tail", 12);
+    enc.add_record(5, 0, std::span<const std::byte>(reinterpret_cast<const std::byte*>(payload.data()), payload.size()));
+    std::string message;
+    enc.finish(0, message);
+    ASSERT_TRUE(peer.send(batch_frame(compress_message_bytes(message))));
+    ASSERT_TRUE(peer.read_frame());
+    ASSERT_TRUE(peer.send(data_frame_header(FrameType::Trailer, compress_message(trailer_of(1)).size()) +
+                          compress_message(trailer_of(1))));
+    const std::string id = "v" + std::to_string(version);
+    ASSERT_TRUE(wait_until([&] { return finished_at(*sink, id); }, 5s)) << log.text();
+    const std::string file = summary_of(*sink, id)->file;
+    std::ifstream in(file, std::ios::binary);
+    char head[12] = {};
+    in.read(head, sizeof(head));
+    EXPECT_EQ(static_cast<std::uint32_t>(head[8]), version);
+    auto reader = TraceFileReader::open(file);
+    ASSERT_TRUE(reader) << reader.error().message();
+    bool seen = false;
+    for (ReadOutcome o = (*reader)->next(); o.status == ReadStatus::Frame; o = (*reader)->next()) {
+      if (o.type != FrameType::Batch) continue;
+      EXPECT_EQ(o.message, message) << "stored as it came";
+      auto view = BatchView::parse(o.message);
+      ASSERT_TRUE(view) << view.error().message();
+      ASSERT_EQ(view->size(), 1u);
+      EXPECT_EQ(std::string(view->record(0).payload.data(), view->record(0).payload.size()), payload);
+      seen = true;
+    }
+    EXPECT_TRUE(seen);
+  }
 }
 
 // --- 1. many collectors at once ---------------------------------------------------------------------------
