@@ -39,6 +39,25 @@ T load(const std::byte* p) {
   return static_cast<std::int64_t>(v << shift) >> shift;
 }
 
+// True when every byte of the char array after its first NUL (at `length`) is zero. comm-sized arrays (16
+// bytes, the common case) are checked as two words.
+bool zero_after_nul(const char* s, std::uint32_t length, std::uint32_t width) {
+  if (length >= width) return true;  // no NUL: the whole array is the string
+  if (width == 16) {
+    std::uint64_t w0, w1;
+    std::memcpy(&w0, s, 8);
+    std::memcpy(&w1, s + 8, 8);
+    const std::uint32_t from = length + 1;  // the first byte that must be zero, 1..16
+    const std::uint64_t m0 = from >= 8 ? 0 : ~std::uint64_t{0} << (8 * from);
+    const std::uint64_t m1 = from >= 16 ? 0 : from <= 8 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (8 * (from - 8));
+    return ((w0 & m0) | (w1 & m1)) == 0;
+  }
+  for (std::uint32_t i = length + 1; i < width; ++i) {
+    if (s[i] != 0) return false;
+  }
+  return true;
+}
+
 // The low `width` bytes of v, little-endian.
 void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
   switch (width) {
@@ -265,9 +284,7 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
     const auto* s = reinterpret_cast<const char*>(p + c.offset);
     const void* nul = std::memchr(s, 0, c.width);
     const std::uint32_t length = nul == nullptr ? c.width : static_cast<std::uint32_t>(static_cast<const char*>(nul) - s);
-    for (std::uint32_t i = length + 1; i < c.width; ++i) {
-      if (s[i] != 0) return false;
-    }
+    if (!zero_after_nul(s, length, c.width)) return false;
     if (strings < kKeptLengths) lengths[strings] = length;
     ++strings;
   }
