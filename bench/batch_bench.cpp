@@ -6,7 +6,7 @@
 // encoded), so a batch is ~10,000 openat or ~15,000 loadgen records.
 //
 //   BM_Batch_Encode              BatchEncoder::add_record for a whole batch, then finish(): ns per record and
-//                                encoded bytes per record.
+//                                encoded bytes per record; format 1 (payloads whole) or 2 (column groups).
 //   BM_Zstd_Compress             ZstdCompressor::compress of one encoded batch at a level: compressed bytes
 //                                per record and the compression ratio. Levels 1 (perfstream's default), 3, 6
 //                                and 19, and the fast negative levels -1 and -5 for comparison.
@@ -65,7 +65,7 @@ void BM_Batch_Encode(benchmark::State& state) {
   const Corpus& records_in = corpus(kind);
   state.SetLabel(corpus_name(kind));
   const BatchLimits limits;
-  BatchEncoder encoder;
+  BatchEncoder encoder(corpus_layout(state.range(1)));
   std::string encoded;
   std::size_t next = 0;
   std::uint64_t records = 0, encoded_bytes = 0, payload_bytes = 0, batches = 0;
@@ -134,7 +134,7 @@ void BM_Pipeline_EncodeCompress(benchmark::State& state) {
   // The worker compresses on a thread of its own, as in `record`; one batch in its queue at a time, so the
   // loop runs at the pace of the slower of encoding and compressing (real time, both threads' work).
   BatchWorker worker(std::move(*compressor), sink, counters, BatchWorkerOptions{1});
-  BatchingConsumer consumer(BatchLimits{}, worker);
+  BatchingConsumer consumer(BatchLimits{}, worker, CLOCK_MONOTONIC, corpus_layout(state.range(2)));
   // Records are handed over in passes of this many, each ended by on_pass_end as drain_ring does (a quarter
   // of a 1 MiB ring of ~100-byte records).
   constexpr std::size_t kPassRecords = 2048;
@@ -161,9 +161,10 @@ void BM_Pipeline_EncodeCompress(benchmark::State& state) {
   state.counters["batches"] = static_cast<double>(sink.batches);
 }
 
-BENCHMARK(BM_Batch_Encode)->ArgName("corpus")->Arg(0)->Arg(1);
+// format 1: every payload whole; format 2: payloads in column groups (the corpora's probes' plans).
+BENCHMARK(BM_Batch_Encode)->ArgNames({"corpus", "format"})->ArgsProduct({{0, 1}, {1, 2}});
 BENCHMARK(BM_Zstd_Compress)->ArgNames({"level", "corpus"})->ArgsProduct({{-5, -1, 1, 3, 6, 19}, {0, 1}});
-BENCHMARK(BM_Pipeline_EncodeCompress)->UseRealTime()->ArgNames({"level", "corpus"})->ArgsProduct({{1, 3}, {0, 1}});
+BENCHMARK(BM_Pipeline_EncodeCompress)->UseRealTime()->ArgNames({"level", "corpus", "format"})->ArgsProduct({{1, 3}, {0, 1}, {1, 2}});
 
 }  // namespace
 }  // namespace perfstream::bench

@@ -30,9 +30,11 @@
 #include <vector>
 
 #include "bpf/events.h"
+#include "collector/decode/payload_schema.hpp"
 #include "collector/decode/record_decoder.hpp"
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/batching_consumer.hpp"
+#include "collector/format/columnar_payloads.hpp"
 #include "collector/kernel/perf_ring.hpp"
 #include "testing/fake_ring.hpp"
 
@@ -226,8 +228,22 @@ struct EncodedCorpusBatch {
   std::uint32_t records = 0;
 };
 
-inline EncodedCorpusBatch encode_full_batch(const Corpus& corpus, const BatchLimits& limits = BatchLimits{}) {
-  BatchEncoder encoder;
+// The column plans `record` hands BatchingConsumer for the corpora's probes (openat, loadgen): format 2
+// batches. Format 1: none, every payload whole (the batches of trace format version 1).
+inline std::shared_ptr<const ColumnarLayout> corpus_layout(std::int64_t format) {
+  if (format == 1) return nullptr;
+  v1::TraceHeader h;
+  for (const char* name : {"openat", "loadgen"}) {
+    auto schema = builtin_probe_schema(name);
+    if (!schema) throw std::runtime_error(schema.error().message());
+    *h.add_events() = *schema;
+  }
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+}
+
+inline EncodedCorpusBatch encode_full_batch(const Corpus& corpus, const BatchLimits& limits = BatchLimits{},
+                                            std::int64_t format = 1) {
+  BatchEncoder encoder(corpus_layout(format));
   for (std::size_t i = 0;; ++i) {
     const SampleView& s = corpus.samples[i % corpus.size()];
     encoder.add_record(s.time, s.cpu, s.raw);

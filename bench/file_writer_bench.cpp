@@ -420,7 +420,7 @@ void BM_Pipeline_DrainToFile(benchmark::State& state) {
   RingStats stats(2);
   // As in `record`: the reader encodes, a worker thread compresses and writes (real time counts both).
   BatchWorker worker(std::move(*compressor), **file, counters, BatchWorkerOptions{1});
-  BatchingConsumer consumer(BatchLimits{}, worker);
+  BatchingConsumer consumer(BatchLimits{}, worker, CLOCK_MONOTONIC, corpus_layout(state.range(2)));
   std::uint64_t records = 0, ring_bytes = 0;
   for (auto _ : state) {
     for (unsigned cpu = 0; cpu < 2; ++cpu) {
@@ -454,7 +454,8 @@ void BM_Pipeline_DrainToFile(benchmark::State& state) {
 BENCHMARK(BM_FileWriter_WriteBatch)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(BM_Sink_StoreBatch)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(BM_Socket_Loopback)->ArgName("corpus")->Arg(0)->Arg(1)->UseRealTime();
-BENCHMARK(BM_Pipeline_DrainToFile)->UseRealTime()->ArgNames({"level", "corpus"})->ArgsProduct({{1, -1}, {0, 1}});
+// format 1: payloads whole; format 2: in column groups, as `record` writes them.
+BENCHMARK(BM_Pipeline_DrainToFile)->UseRealTime()->ArgNames({"level", "corpus", "format"})->ArgsProduct({{1, -1}, {0, 1}, {1, 2}});
 
 }  // namespace
 }  // namespace perfstream::bench
