@@ -39,23 +39,20 @@ T load(const std::byte* p) {
   return static_cast<std::int64_t>(v << shift) >> shift;
 }
 
-// True when every byte of the char array after its first NUL (at `length`) is zero. comm-sized arrays (16
-// bytes, the common case) are checked as two words.
-bool zero_after_nul(const char* s, std::uint32_t length, std::uint32_t width) {
-  if (length >= width) return true;  // no NUL: the whole array is the string
+// The bytes of a char array up to its last non-zero byte. comm-sized arrays (16 bytes, the common case) are
+// looked at as two words.
+std::size_t used_length(const char* s, std::uint32_t width) {
   if (width == 16) {
     std::uint64_t w0, w1;
     std::memcpy(&w0, s, 8);
     std::memcpy(&w1, s + 8, 8);
-    const std::uint32_t from = length + 1;  // the first byte that must be zero, 1..16
-    const std::uint64_t m0 = from >= 8 ? 0 : ~std::uint64_t{0} << (8 * from);
-    const std::uint64_t m1 = from >= 16 ? 0 : from <= 8 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (8 * (from - 8));
-    return ((w0 & m0) | (w1 & m1)) == 0;
+    if (w1 != 0) return 16 - static_cast<std::size_t>(__builtin_clzll(w1)) / 8;
+    if (w0 != 0) return 8 - static_cast<std::size_t>(__builtin_clzll(w0)) / 8;
+    return 0;
   }
-  for (std::uint32_t i = length + 1; i < width; ++i) {
-    if (s[i] != 0) return false;
-  }
-  return true;
+  std::size_t n = width;
+  while (n > 0 && s[n - 1] == 0) --n;
+  return n;
 }
 
 // The low `width` bytes of v, little-endian.
@@ -274,21 +271,6 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
   const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
   if (payload.size() < plan.fixed_size) return false;
   const std::byte* p = payload.data();
-  // First every check, so that a refused record leaves no trace in any column; the strings' lengths are kept
-  // for the pass that writes (plans with more string columns than this find them again).
-  constexpr std::size_t kKeptLengths = 8;
-  std::uint32_t lengths[kKeptLengths];
-  std::size_t strings = 0;
-  for (const ColumnPlan::Column& c : plan.columns) {
-    if (c.encoding != ColumnEncoding::String) continue;
-    const auto* s = reinterpret_cast<const char*>(p + c.offset);
-    const void* nul = std::memchr(s, 0, c.width);
-    const std::uint32_t length = nul == nullptr ? c.width : static_cast<std::uint32_t>(static_cast<const char*>(nul) - s);
-    if (!zero_after_nul(s, length, c.width)) return false;
-    if (strings < kKeptLengths) lengths[strings] = length;
-    ++strings;
-  }
-  strings = 0;
   GroupState& g = group_for_plan(plan_index, group);
   std::size_t written = 0;
   for (ColumnState& c : g.columns) {
@@ -306,15 +288,11 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
         break;
       }
       case ColumnEncoding::String: {
+        // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
+        // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
+        // rebuilt exactly and none sends its record raw.
         const auto* s = reinterpret_cast<const char*>(at);
-        std::size_t length;
-        if (strings < kKeptLengths) {
-          length = lengths[strings];
-        } else {
-          const void* nul = std::memchr(s, 0, c.plan.width);
-          length = nul == nullptr ? c.plan.width : static_cast<std::size_t>(static_cast<const char*>(nul) - s);
-        }
-        ++strings;
+        const std::size_t length = used_length(s, c.plan.width);
         const std::size_t known = c.table.size();
         written += c.values.put_varint(c.table.intern(s, c.plan.width, length));
         if (c.table.size() != known) written += length + 2;

@@ -5,12 +5,13 @@
 //
 // Writer: ColumnarLayout plans, from the recording's EventSchemas, how each event kind's payload splits into
 // columns: integer fields of 1-8 bytes as zigzag varints (8-byte ones, pids, tids and sequence numbers as
-// deltas from the previous record of the group), char arrays as an index into a table of interned strings,
+// deltas from the previous record of the group), char arrays as an index into a table of interned strings
+// (each array without its trailing zero bytes, so an array with bytes after its NUL is rebuilt exactly too),
 // any other bytes (gaps, byte arrays, padding inside the fixed part) as raw bytes, and the bytes after the
 // fixed part (the variable-length array and the kernel's zero padding) as a tail that shares its leading bytes
 // with the previous record's tail (paths). ColumnarEncoder takes a record only when the plan rebuilds its
-// payload exactly: a payload of an unplanned kind, shorter than the fixed part, or with a byte other than 0
-// after the NUL of a char array is refused (nothing written), and the caller stores it raw, as in version 1.
+// payload exactly: a payload of an unplanned kind, or shorter than the fixed part, is refused (nothing
+// written), and the caller stores it raw, as in version 1.
 // Payload bytes are read from the caller's span once, during add(); nothing keeps the span.
 //
 // Reader: rebuild_payloads() checks everything a crafted batch could get wrong (counts, offsets, widths,
@@ -128,9 +129,9 @@ class ColumnarEncoder {
   void reset();
 
  private:
-  // Interned strings of one column: an open-addressing table of (hash, index), the strings by index. The
-  // hash is of the whole char array, whose bytes after the NUL are zero (add() checks), so equal arrays are
-  // equal strings; a hit costs two word loads and a compare, no allocation.
+  // Interned strings of one column: an open-addressing table of (hash, index), the strings by index. A
+  // string is a char array without its trailing zeros, so the hash is of the array's words (zero past the
+  // string); a hit costs two word loads and a compare, no allocation.
   class InternTable {
    public:
     std::uint32_t intern(const char* array, std::uint32_t width, std::size_t text_size);

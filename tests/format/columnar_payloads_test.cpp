@@ -156,12 +156,13 @@ TEST(ColumnarBatch, EncodesTheDocumentedBytes) {
 }
 
 TEST(ColumnarBatch, RecordsThePlanCannotRebuildGoRawInRecordOrder) {
+  // And a char array with bytes after its NUL is rebuilt with them (the string table keeps them).
   BatchEncoder enc(layout_of({small_schema()}));
   std::string unknown_kind = small(1, "abcd", "");
   unknown_kind[0] = 9;
   const std::vector<Rec> recs = {
       {10, 0, small(100, std::string("ab\0\0", 4), "")},
-      {11, 1, small(100, std::string("a\0z\0", 4), "")},  // a byte after the NUL: raw
+      {11, 1, small(100, std::string("a\0z\0", 4), "")},  // a byte after the NUL: interned with it
       {12, 0, std::string("\x05\0\0\0\x01", 5)},          // shorter than the fixed part: raw
       {13, 0, "", true},
       {14, 1, unknown_kind},                              // no plan: raw
@@ -172,7 +173,7 @@ TEST(ColumnarBatch, RecordsThePlanCannotRebuildGoRawInRecordOrder) {
   v1::Batch b;
   ASSERT_TRUE(b.ParseFromString(message));
   EXPECT_EQ(std::vector<std::uint32_t>(b.record_groups().begin(), b.record_groups().end()),
-            (std::vector<std::uint32_t>{1, 0, 0, 0, 1, 0}));
+            (std::vector<std::uint32_t>{1, 1, 0, 0, 1, 0}));
   expect_round_trip(message, recs);
 }
 
