@@ -67,7 +67,7 @@ void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
   for (std::uint32_t i = 0; i < width; ++i) dst[i] = static_cast<char>(v >> (8 * i));
 }
 
-std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+using wire::unzigzag;
 
 bool is_sequence_like(const std::string& dotted) {
   const std::string name = dotted.substr(dotted.rfind('.') == std::string::npos ? 0 : dotted.rfind('.') + 1);
@@ -83,53 +83,9 @@ std::size_t bytes_field_size(std::uint32_t field, std::size_t n) {
   return n == 0 ? 0 : wire::varint_size(field << 3) + wire::varint_size(n) + n;
 }
 
-// A bounds-checked cursor over wire bytes, as in recording/decoded_batch.cpp.
-struct Cursor {
-  const unsigned char* p;
-  const unsigned char* end;
-  bool bad = false;
+using Cursor = wire::Reader;
 
-  bool done() const { return p >= end || bad; }
-  std::uint64_t varint() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p >= end) break;
-      const unsigned char b = *p++;
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-    bad = true;
-    return 0;
-  }
-  std::span<const char> bytes() {
-    const std::uint64_t n = varint();
-    if (bad || n > static_cast<std::uint64_t>(end - p)) {
-      bad = true;
-      return {};
-    }
-    std::span<const char> s(reinterpret_cast<const char*>(p), n);
-    p += n;
-    return s;
-  }
-  void skip(std::uint32_t wire_type) {
-    switch (wire_type) {
-      case 0: varint(); break;
-      case 1: advance(8); break;
-      case 2: bytes(); break;
-      case 5: advance(4); break;
-      default: bad = true; break;
-    }
-  }
-  void advance(std::size_t n) {
-    if (static_cast<std::size_t>(end - p) < n) bad = true;
-    else p += n;
-  }
-};
-
-Cursor cursor(std::span<const char> s) {
-  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
-  return Cursor{b, b + s.size()};
-}
+Cursor cursor(std::span<const char> s) { return wire::Reader::of(s); }
 
 bool parse_column_view(std::span<const char> bytes, ColumnView& c) {
   Cursor w = cursor(bytes);

@@ -1,5 +1,6 @@
 // Protocol Buffers wire-format primitives, for encoding messages straight from ring views without building
-// message objects: base-128 varints, zigzag for sint fields, tags, and length-delimited fields.
+// message objects: base-128 varints, zigzag for sint fields, tags, and length-delimited fields; and Reader,
+// a bounds-checked cursor for decoding them without message objects.
 // https://protobuf.dev/programming-guides/encoding/ is the contract; the generated parser reads what this
 // writes (the batch tests check that).
 #pragma once
@@ -52,5 +53,67 @@ inline void put_bytes_field(std::string& out, std::uint32_t field, std::span<con
   put_varint(out, bytes.size());
   out.append(bytes.data(), bytes.size());
 }
+
+inline std::int64_t unzigzag(std::uint64_t v) {
+  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
+}
+
+// A cursor over wire bytes that may be anyone's: every read checks its bounds and, instead of running past
+// them, sets `bad` (and returns 0 or an empty span); a caller checks `bad` once after a run of reads.
+struct Reader {
+  const unsigned char* p;
+  const unsigned char* end;
+  bool bad = false;
+
+  static Reader of(std::span<const char> s) {
+    const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+    return Reader{b, b + s.size()};
+  }
+  bool done() const { return p >= end || bad; }
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p >= end) break;
+      const unsigned char b = *p++;
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    bad = true;
+    return 0;
+  }
+  // The bytes of a length-delimited field.
+  std::span<const char> bytes() {
+    const std::uint64_t n = varint();
+    if (bad || n > static_cast<std::uint64_t>(end - p)) {
+      bad = true;
+      return {};
+    }
+    std::span<const char> s(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return s;
+  }
+  // The same, as a reader of its own (a sub-message); a bad one when the field runs past the end.
+  Reader sub() {
+    const std::span<const char> s = bytes();
+    if (bad) return Reader{end, end, true};
+    return of(s);
+  }
+  void skip(std::uint32_t wire_type) {
+    switch (wire_type) {
+      case kVarint: varint(); break;
+      case kFixed64: advance(8); break;
+      case kLengthDelimited: bytes(); break;
+      case kFixed32: advance(4); break;
+      default: bad = true; break;  // groups (3, 4) and types 6, 7 have no place in perfstream's messages
+    }
+  }
+  void advance(std::size_t n) {
+    if (static_cast<std::size_t>(end - p) < n) {
+      bad = true;
+    } else {
+      p += n;
+    }
+  }
+};
 
 }  // namespace perfstream::wire

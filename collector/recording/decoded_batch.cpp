@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "collector/format/columnar_payloads.hpp"
+#include "collector/format/protobuf_wire.hpp"
 
 namespace perfstream::recording {
 namespace {
@@ -12,54 +13,8 @@ constexpr std::uint32_t kSequence = 1, kFirstTime = 2, kRecordCount = 3, kTimeDe
                         kPayloads = 7, kLost = 8, kWatermark = 9, kRecordGroups = 10, kGroups = 11;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 
-// A cursor over wire bytes; every read checks its bounds and sets `bad` instead of running past them.
-struct Wire {
-  const unsigned char* p;
-  const unsigned char* end;
-  bool bad = false;
-
-  bool done() const { return p >= end || bad; }
-  std::uint64_t varint() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p >= end) break;
-      const unsigned char b = *p++;
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-    bad = true;
-    return 0;
-  }
-  // The bytes of a length-delimited field.
-  Wire sub() {
-    const std::uint64_t n = varint();
-    if (bad || n > static_cast<std::uint64_t>(end - p)) {
-      bad = true;
-      return Wire{end, end, true};
-    }
-    Wire w{p, p + n};
-    p += n;
-    return w;
-  }
-  void skip(std::uint32_t wire_type) {
-    switch (wire_type) {
-      case 0: varint(); break;
-      case 1: advance(8); break;
-      case 2: sub(); break;
-      case 5: advance(4); break;
-      default: bad = true; break;  // groups (3, 4) and types 6, 7 have no place in this format
-    }
-  }
-  void advance(std::size_t n) {
-    if (static_cast<std::size_t>(end - p) < n) {
-      bad = true;
-    } else {
-      p += n;
-    }
-  }
-};
-
-std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+using Wire = wire::Reader;
+using wire::unzigzag;
 
 // Appends the numbers of a repeated field, packed (wire type 2) or one (wire type 0); false past `limit`.
 template <typename T, typename Convert>
