@@ -473,11 +473,12 @@ TEST(DrainRing, RingThatFillsUpAccountsForEveryRecordAsDeliveredOrLost) {
   EXPECT_EQ(fake.tail(), fake.head());
 }
 
-// A payload as the built-in probes write it: u32 kind, then `ts` at `offset`, then filler up to `size`.
+// A payload as the built-in probes write it: u32 kind, then `ts` at `offset`, then filler up to `size`. A
+// payload too short to hold all of `ts` gets none of it (filler only past the kind).
 Bytes stamped_payload(std::uint32_t kind, std::uint64_t ts, std::size_t offset, std::size_t size) {
   Bytes out(size, std::byte{0x5a});
   std::memcpy(out.data(), &kind, sizeof(kind));
-  std::memcpy(out.data() + offset, &ts, sizeof(ts));
+  if (offset + sizeof(ts) <= size) std::memcpy(out.data() + offset, &ts, sizeof(ts));
   return out;
 }
 
