@@ -85,10 +85,8 @@ std::size_t bytes_field_size(std::uint32_t field, std::size_t n) {
 
 using Cursor = wire::Reader;
 
-Cursor cursor(std::span<const char> s) { return wire::Reader::of(s); }
-
 bool parse_column_view(std::span<const char> bytes, ColumnView& c) {
-  Cursor w = cursor(bytes);
+  Cursor w = Cursor::of(bytes);
   while (!w.done()) {
     const std::uint64_t tag = w.varint();
     const auto field = static_cast<std::uint32_t>(tag >> 3);
@@ -364,7 +362,7 @@ void ColumnarEncoder::InternTable::clear() {
 // --- the reader -----------------------------------------------------------------------------------------
 
 bool parse_group_view(std::span<const char> bytes, GroupView& g) {
-  Cursor w = cursor(bytes);
+  Cursor w = Cursor::of(bytes);
   while (!w.done()) {
     const std::uint64_t tag = w.varint();
     const auto field = static_cast<std::uint32_t>(tag >> 3);
@@ -443,7 +441,7 @@ std::string count_error(const std::string& what, std::size_t values, std::size_t
 // Writes one column's value into each member's payload.
 Status rebuild_column(const std::string& col, const ColumnView& c, std::span<const std::uint32_t> members,
                       std::span<const std::uint64_t> offsets, char* out) {
-  Cursor values = cursor(c.values);
+  Cursor values = Cursor::of(c.values);
   std::uint64_t previous = 0;
   std::size_t done = 0;
   for (const std::uint32_t i : members) {
@@ -490,7 +488,7 @@ Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t f
                     std::span<const std::uint32_t> members, std::span<const std::uint32_t> sizes,
                     std::span<const std::uint64_t> offsets, char* out) {
   const std::string col = name + " tail";
-  Cursor shared = cursor(g.tail.values);
+  Cursor shared = Cursor::of(g.tail.values);
   std::size_t suffix_at = 0;
   const char* previous = nullptr;
   std::size_t previous_size = 0;
