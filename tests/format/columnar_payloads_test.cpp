@@ -13,6 +13,7 @@
 #include "collector/format/batch_encoder.hpp"
 #include "collector/format/trace_reader.hpp"
 #include "collector/recording/decoded_batch.hpp"
+#include "testing/schema_field.hpp"
 #include "perfstream.pb.h"
 
 namespace perfstream {
@@ -108,23 +109,16 @@ std::string unhex(const std::string& h) {
   return out;
 }
 
-v1::Field field(const std::string& name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size) {
-  v1::Field f;
-  f.set_name(name);
-  f.set_type(type);
-  f.set_offset(offset);
-  f.set_size(size);
-  return f;
-}
+using testing::schema_field;
 
 v1::EventSchema small_schema() {
   v1::EventSchema s;
   s.set_kind(5);
   s.set_name("small");
   s.set_fixed_size(12);
-  *s.add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = field("pid", v1::Field::UNSIGNED, 4, 4);
-  *s.add_fields() = field("comm", v1::Field::STRING, 8, 4);
+  *s.add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("pid", v1::Field::UNSIGNED, 4, 4);
+  *s.add_fields() = schema_field("comm", v1::Field::STRING, 8, 4);
   return s;
 }
 
@@ -258,7 +252,7 @@ v1::EventSchema random_schema(PayloadMaker& m, std::uint32_t kind) {
   s.set_name("k" + std::to_string(kind));
   std::uint32_t at = 0;
   if (kind != 0) {
-    *s.add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
+    *s.add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
     at = 4;
   }
   const std::size_t n = m.pick(8);
@@ -270,14 +264,14 @@ v1::EventSchema random_schema(PayloadMaker& m, std::uint32_t kind) {
                                                           : 1 + static_cast<std::uint32_t>(m.pick(8));
     const std::string name = (m.pick(2) == 0 ? "outer.inner" + std::to_string(i) : "f" + std::to_string(i)) +
                              (m.pick(4) == 0 ? "_pid" : "");
-    *s.add_fields() = field(name, type, at, size);
-    if (m.pick(6) == 0 && size > 1) *s.add_fields() = field(name + "_part", v1::Field::UNSIGNED, at, size / 2);  // a union
+    *s.add_fields() = schema_field(name, type, at, size);
+    if (m.pick(6) == 0 && size > 1) *s.add_fields() = schema_field(name + "_part", v1::Field::UNSIGNED, at, size / 2);  // a union
     at += size;
   }
   at += static_cast<std::uint32_t>(m.pick(6));
   s.set_fixed_size(std::max<std::uint32_t>(at, kind != 0 ? 4 : 1));
   if (m.pick(2) == 0) {
-    v1::Field tail = field("tail", v1::Field::STRING, s.fixed_size(), 64);
+    v1::Field tail = schema_field("tail", v1::Field::STRING, s.fixed_size(), 64);
     tail.set_variable(true);
     *s.add_fields() = tail;
   }
@@ -389,8 +383,8 @@ TEST(ColumnarBatch, RebuiltPayloadsOverTheLimitAreRefusedBeforeAllocating) {
 TEST(ColumnarLayout, PlansFieldsGapsAndUnionsIntoTilingColumns) {
   v1::EventSchema s = small_schema();
   s.set_fixed_size(20);
-  *s.add_fields() = field("ts", v1::Field::UNSIGNED, 14, 4);
-  *s.add_fields() = field("ts_low", v1::Field::UNSIGNED, 14, 2);  // inside ts: left to it
+  *s.add_fields() = schema_field("ts", v1::Field::UNSIGNED, 14, 4);
+  *s.add_fields() = schema_field("ts_low", v1::Field::UNSIGNED, 14, 2);  // inside ts: left to it
   const ColumnPlan plan = ColumnarLayout::plan_for_schema(s);
   std::string got;
   for (const auto& c : plan.columns) {

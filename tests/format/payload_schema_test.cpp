@@ -13,21 +13,12 @@
 
 #include "bpf/events.h"
 #include "testing/builtin_schemas.hpp"
+#include "testing/schema_field.hpp"
 
 namespace perfstream {
 namespace {
 
-v1::Field make_field(const std::string& name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size,
-                     const std::string& length_field = "", bool variable = false) {
-  v1::Field f;
-  f.set_name(name);
-  f.set_type(type);
-  f.set_offset(offset);
-  f.set_size(size);
-  f.set_length_field(length_field);
-  f.set_variable(variable);
-  return f;
-}
+using testing::schema_field;
 
 template <typename T>
 void put(std::string& payload, std::size_t offset, T value) {
@@ -41,14 +32,14 @@ std::span<const char> span_of(const std::string& s) { return std::span<const cha
 v1::EventSchema integer_schema() {
   v1::EventSchema s;
   s.set_name("ints");
-  *s.add_fields() = make_field("s8", v1::Field::SIGNED, 0, 1);
-  *s.add_fields() = make_field("u8", v1::Field::UNSIGNED, 1, 1);
-  *s.add_fields() = make_field("s16", v1::Field::SIGNED, 2, 2);
-  *s.add_fields() = make_field("u16", v1::Field::UNSIGNED, 4, 2);
-  *s.add_fields() = make_field("s32", v1::Field::SIGNED, 8, 4);
-  *s.add_fields() = make_field("u32", v1::Field::UNSIGNED, 12, 4);
-  *s.add_fields() = make_field("s64", v1::Field::SIGNED, 16, 8);
-  *s.add_fields() = make_field("u64", v1::Field::UNSIGNED, 24, 8);
+  *s.add_fields() = schema_field("s8", v1::Field::SIGNED, 0, 1);
+  *s.add_fields() = schema_field("u8", v1::Field::UNSIGNED, 1, 1);
+  *s.add_fields() = schema_field("s16", v1::Field::SIGNED, 2, 2);
+  *s.add_fields() = schema_field("u16", v1::Field::UNSIGNED, 4, 2);
+  *s.add_fields() = schema_field("s32", v1::Field::SIGNED, 8, 4);
+  *s.add_fields() = schema_field("u32", v1::Field::UNSIGNED, 12, 4);
+  *s.add_fields() = schema_field("s64", v1::Field::SIGNED, 16, 8);
+  *s.add_fields() = schema_field("u64", v1::Field::UNSIGNED, 24, 8);
   return s;
 }
 
@@ -120,7 +111,7 @@ TEST(DecodePayload, EmptyPayloadHasEveryFieldMissing) {
 
 TEST(DecodePayload, StringStopsAtTheFirstNul) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("comm", v1::Field::STRING, 4, 8);
+  *s.add_fields() = schema_field("comm", v1::Field::STRING, 4, 8);
   std::string p(12, '\0');
   std::memcpy(p.data() + 4, "ab\0cdefg", 8);
   const auto v = decode_payload(s, span_of(p));
@@ -131,7 +122,7 @@ TEST(DecodePayload, StringStopsAtTheFirstNul) {
 
 TEST(DecodePayload, StringWithoutNulFillsItsArray) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("comm", v1::Field::STRING, 0, 4);
+  *s.add_fields() = schema_field("comm", v1::Field::STRING, 0, 4);
   const std::string p = "abcdefgh";  // the array is 4 bytes; the next bytes are not part of it
   const auto v = decode_payload(s, span_of(p));
   EXPECT_EQ(v[0].text, "abcd");
@@ -139,8 +130,8 @@ TEST(DecodePayload, StringWithoutNulFillsItsArray) {
 
 TEST(DecodePayload, StringStopsAtItsLengthField) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("path_len", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = make_field("path", v1::Field::STRING, 4, 64, "path_len", true);
+  *s.add_fields() = schema_field("path_len", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("path", v1::Field::STRING, 4, 64, "path_len", true);
   std::string p;
   put<std::uint32_t>(p, 0, 4);
   p += "/tmpXXXXXXXX";  // no NUL: only path_len bytes are used
@@ -152,8 +143,8 @@ TEST(DecodePayload, StringStopsAtItsLengthField) {
 
 TEST(DecodePayload, StringLengthIncludingNulGivesTheTextWithoutIt) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("path_len", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = make_field("path", v1::Field::STRING, 4, 64, "path_len", true);
+  *s.add_fields() = schema_field("path_len", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("path", v1::Field::STRING, 4, 64, "path_len", true);
   std::string p;
   put<std::uint32_t>(p, 0, 5);
   p += std::string("/tmp\0", 5);
@@ -163,8 +154,8 @@ TEST(DecodePayload, StringLengthIncludingNulGivesTheTextWithoutIt) {
 
 TEST(DecodePayload, LengthFieldLargerThanThePayloadIsCutAtThePayload) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("data_len", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = make_field("data", v1::Field::BYTES, 4, 64, "data_len", true);
+  *s.add_fields() = schema_field("data_len", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("data", v1::Field::BYTES, 4, 64, "data_len", true);
   std::string p;
   put<std::uint32_t>(p, 0, 60);
   p += std::string("\x01\x02\x00\x03", 4);
@@ -175,8 +166,8 @@ TEST(DecodePayload, LengthFieldLargerThanThePayloadIsCutAtThePayload) {
 
 TEST(DecodePayload, VariableTrailingArrayIsCutByAShortPayload) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("n", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = make_field("data", v1::Field::BYTES, 4, 4096, "", true);
+  *s.add_fields() = schema_field("n", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("data", v1::Field::BYTES, 4, 4096, "", true);
   std::string p;
   put<std::uint32_t>(p, 0, 7);
   p += std::string("\xaa\xbb\xcc\x00\xdd\xee", 6);
@@ -189,8 +180,8 @@ TEST(DecodePayload, VariableTrailingArrayIsCutByAShortPayload) {
 
 TEST(DecodePayload, ArrayStartingAtThePayloadEndIsEmptyNotMissing) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("n", v1::Field::UNSIGNED, 0, 4);
-  *s.add_fields() = make_field("path", v1::Field::STRING, 4, 4096, "", true);
+  *s.add_fields() = schema_field("n", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("path", v1::Field::STRING, 4, 4096, "", true);
   std::string p;
   put<std::uint32_t>(p, 0, 0);
   const auto v = decode_payload(s, span_of(p));
@@ -200,8 +191,8 @@ TEST(DecodePayload, ArrayStartingAtThePayloadEndIsEmptyNotMissing) {
 
 TEST(DecodePayload, ArrayStartingPastThePayloadIsMissing) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("comm", v1::Field::STRING, 8, 16);
-  *s.add_fields() = make_field("blob", v1::Field::BYTES, 8, 16);
+  *s.add_fields() = schema_field("comm", v1::Field::STRING, 8, 16);
+  *s.add_fields() = schema_field("blob", v1::Field::BYTES, 8, 16);
   const std::string p(6, 'x');
   const auto v = decode_payload(s, span_of(p));
   EXPECT_TRUE(v[0].missing);
@@ -211,8 +202,8 @@ TEST(DecodePayload, ArrayStartingPastThePayloadIsMissing) {
 TEST(DecodePayload, OffsetNearTheTopOfTheRangeIsMissingNotWrapped) {
   // A schema read from a damaged file: offset + size overflows 32 bits.
   v1::EventSchema s;
-  *s.add_fields() = make_field("far", v1::Field::UNSIGNED, 0xffffffffu, 2);
-  *s.add_fields() = make_field("far_text", v1::Field::STRING, 0xfffffff0u, 64);
+  *s.add_fields() = schema_field("far", v1::Field::UNSIGNED, 0xffffffffu, 2);
+  *s.add_fields() = schema_field("far_text", v1::Field::STRING, 0xfffffff0u, 64);
   const std::string p(16, '\x01');
   const auto v = decode_payload(s, span_of(p));
   EXPECT_TRUE(v[0].missing);
@@ -221,21 +212,21 @@ TEST(DecodePayload, OffsetNearTheTopOfTheRangeIsMissingNotWrapped) {
 
 TEST(DecodePayload, IntegerOfZeroBytesIsMissing) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("none", v1::Field::SIGNED, 0, 0);
+  *s.add_fields() = schema_field("none", v1::Field::SIGNED, 0, 0);
   const std::string p(8, '\xff');
   EXPECT_TRUE(decode_payload(s, span_of(p))[0].missing);
 }
 
 TEST(DecodePayload, UnspecifiedTypeIsMissing) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("what", v1::Field::TYPE_UNSPECIFIED, 0, 4);
+  *s.add_fields() = schema_field("what", v1::Field::TYPE_UNSPECIFIED, 0, 4);
   const std::string p(8, '\0');
   EXPECT_TRUE(decode_payload(s, span_of(p))[0].missing);
 }
 
 TEST(DecodePayload, IntegerWiderThanEightBytesIsMissing) {
   v1::EventSchema s;
-  *s.add_fields() = make_field("wide", v1::Field::UNSIGNED, 0, 16);
+  *s.add_fields() = schema_field("wide", v1::Field::UNSIGNED, 0, 16);
   const std::string p(16, '\x01');
   EXPECT_TRUE(decode_payload(s, span_of(p))[0].missing);
 }

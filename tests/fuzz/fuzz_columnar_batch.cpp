@@ -13,36 +13,30 @@
 #include "collector/format/trace_reader.hpp"
 #include "collector/recording/decoded_batch.hpp"
 #include "fuzz/fuzz_input.hpp"
+#include "testing/schema_field.hpp"
 
 using namespace perfstream;
 using perfstream::fuzz::FuzzInput;
 
 namespace {
 
-v1::Field field(const char* name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size) {
-  v1::Field f;
-  f.set_name(name);
-  f.set_type(type);
-  f.set_offset(offset);
-  f.set_size(size);
-  return f;
-}
+using perfstream::testing::schema_field;
 
 std::shared_ptr<const ColumnarLayout> layout() {
   v1::TraceHeader h;
   v1::EventSchema* a = h.add_events();
   a->set_kind(1);
   a->set_fixed_size(24);
-  *a->add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
-  *a->add_fields() = field("pid", v1::Field::SIGNED, 4, 4);
-  *a->add_fields() = field("comm", v1::Field::STRING, 8, 8);
-  *a->add_fields() = field("ts", v1::Field::UNSIGNED, 16, 8);
+  *a->add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *a->add_fields() = schema_field("pid", v1::Field::SIGNED, 4, 4);
+  *a->add_fields() = schema_field("comm", v1::Field::STRING, 8, 8);
+  *a->add_fields() = schema_field("ts", v1::Field::UNSIGNED, 16, 8);
   v1::EventSchema* b = h.add_events();
   b->set_kind(2);
   b->set_fixed_size(11);
-  *b->add_fields() = field("kind", v1::Field::UNSIGNED, 0, 4);
-  *b->add_fields() = field("x", v1::Field::SIGNED, 5, 3);
-  *b->add_fields() = field("path", v1::Field::STRING, 11, 64);
+  *b->add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *b->add_fields() = schema_field("x", v1::Field::SIGNED, 5, 3);
+  *b->add_fields() = schema_field("path", v1::Field::STRING, 11, 64);
   return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
 }
 
