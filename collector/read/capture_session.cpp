@@ -199,7 +199,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::open(const CaptureOption
     if (!session->schemas_.empty()) {
       if (const v1::Field* field = time_field_of(session->schemas_.front())) {
         session->time_field_ = field->name();
-        session->ringbuf_timing_.time_offset = field->offset();
+        session->ringbuf_timing_.fields = {{session->schemas_.front().kind(), field->offset()}};
       }
     }
     if (session->follow_tracker_) {

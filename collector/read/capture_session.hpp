@@ -122,7 +122,7 @@ class CaptureSession {
   std::unique_ptr<ReaderPool> pool_;
   std::unique_ptr<BpfRingbuf> ringbuf_;            // instead of array_ and pool_
   std::unique_ptr<RingbufReader> ringbuf_reader_;  // destroyed before ringbuf_ (declared after it)
-  RingbufTiming ringbuf_timing_;
+  SampleTiming ringbuf_timing_;
   std::string output_map_name_;
   std::string time_field_;
   std::vector<v1::EventSchema> schemas_;

@@ -11,7 +11,9 @@ void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
   if (n != 0) counter.fetch_add(n, std::memory_order_relaxed);
 }
 
-// The time the BPF program wrote into `raw`, or false when the record has none where `timing` says.
+
+}  // namespace
+
 bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time) {
   std::uint32_t offset = 0;
   if (timing.fields.size() == 1) {
@@ -31,8 +33,6 @@ bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, st
   std::memcpy(&time, raw.data() + offset, sizeof(time));
   return true;
 }
-
-}  // namespace
 
 DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decoder, RecordConsumer& consumer,
                        CpuCounters& counters, const SampleTiming& timing) {

@@ -43,6 +43,10 @@ struct SampleTiming {
   clockid_t clock = CLOCK_MONOTONIC;  // of the drain time (lost notices, records without the field)
 };
 
+// The time the BPF program wrote into `raw` where `timing` says, into `time`; false when the record has none
+// there (no field for its kind, or too short to hold it). Shared with drain_ringbuf.
+bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time);
+
 // Reads up to the head loaded at the start of the pass, then commits the tail. `timing` is used only when
 // the decoder's sample_type lacks PERF_SAMPLE_TIME.
 DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decoder, RecordConsumer& consumer,

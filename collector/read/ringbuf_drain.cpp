@@ -1,7 +1,5 @@
 #include "collector/read/ringbuf_drain.hpp"
 
-#include <cstring>
-
 #include "collector/util/clock.hpp"
 
 namespace perfstream {
@@ -13,7 +11,7 @@ void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
 
 }  // namespace
 
-DrainResult drain_ringbuf(BpfRingbuf& ring, const RingbufTiming& timing, RecordConsumer& consumer,
+DrainResult drain_ringbuf(BpfRingbuf& ring, const SampleTiming& timing, RecordConsumer& consumer,
                           CpuCounters& counters) {
   DrainResult result;
   std::uint64_t samples = 0, sample_bytes = 0, discarded = 0;
@@ -35,17 +33,14 @@ DrainResult drain_ringbuf(BpfRingbuf& ring, const RingbufTiming& timing, RecordC
     do {
       while (auto record = pass.next()) {
         sample.raw = record->payload;
-        sample.time = drained_at;
-        if (timing.time_offset && *timing.time_offset + sizeof(std::uint64_t) <= record->payload.size()) {
-          std::memcpy(&sample.time, record->payload.data() + *timing.time_offset, sizeof(std::uint64_t));
-        }
+        if (!payload_time(timing, record->payload, sample.time)) sample.time = drained_at;
         ++samples;
         sample_bytes += record->payload.size();
         consumer.on_sample(kRingbufCpu, sample);
       }
       // Records taken in by extend() were submitted after drained_at was read: read it again, so that a drain
       // time is never earlier than its record.
-      if (!timing.time_offset) drained_at = clock_ns(timing.clock);
+      if (timing.fields.empty()) drained_at = clock_ns(timing.clock);
     } while (pass.consumed() < budget && pass.extend());
     discarded = pass.discarded();
     result.records = samples + discarded;

@@ -3,10 +3,10 @@
 // threads and Asio.
 //
 // What a ring buffer record does not carry, and what the SampleView says instead:
-//   - time: the u64 at RingbufTiming::time_offset in the payload (a timestamp field the event declares, taken
-//     by the program with bpf_ktime_get_ns: CLOCK_MONOTONIC, like the perf rings' times), or, without one,
-//     RingbufTiming::clock read when the pass began or last took in new records (the time the record was
-//     drained, later than its event);
+//   - time: the u64 the program wrote where the SampleTiming says (payload_time, as for perf rings: a
+//     timestamp field the event declares, taken with bpf_ktime_get_ns: CLOCK_MONOTONIC), or, for a record
+//     without one, SampleTiming::clock read when the pass began or last took in new records (the time the
+//     record was drained, later than its event);
 //   - cpu: kRingbufCpu. One ring buffer is shared by every CPU; the CPU that drained it is not the one that
 //     wrote the record, so no real CPU number is given;
 //   - pid, tid, id: 0.
@@ -17,7 +17,6 @@
 #include <time.h>
 
 #include <cstdint>
-#include <optional>
 
 #include "collector/kernel/bpf_ringbuf.hpp"
 #include "collector/read/record_consumer.hpp"
@@ -30,16 +29,11 @@ namespace perfstream {
 // buffer shared by all CPUs" (docs/FORMAT.md).
 constexpr std::uint32_t kRingbufCpu = 0xffffffff;
 
-struct RingbufTiming {
-  std::optional<std::uint32_t> time_offset;  // byte offset of a u64 timestamp in the payload
-  clockid_t clock = CLOCK_MONOTONIC;         // of the drain time, when there is no timestamp field
-};
-
 // Reads up to the producer position loaded at the start of the pass (or a busy record), then, while it has
 // read less than a quarter of the ring, on to whatever was produced meanwhile (BpfRingbuf::Pass::extend, as
 // libbpf's ring_buffer re-reads producer_pos until nothing is new), then commits.
 // DrainResult::bytes counts discarded records too, so bytes > 0 means the pass consumed something.
-DrainResult drain_ringbuf(BpfRingbuf& ring, const RingbufTiming& timing, RecordConsumer& consumer,
+DrainResult drain_ringbuf(BpfRingbuf& ring, const SampleTiming& timing, RecordConsumer& consumer,
                           CpuCounters& counters);
 
 }  // namespace perfstream

@@ -19,7 +19,7 @@
 namespace perfstream {
 
 struct RingbufReader::Impl {
-  Impl(BpfRingbuf& ring, std::string map_name, RingbufTiming timing, const ReaderOptions& options,
+  Impl(BpfRingbuf& ring, std::string map_name, SampleTiming timing, const ReaderOptions& options,
        std::unique_ptr<RecordConsumer> consumer, CpuCounters& counters)
       : ring(ring),
         map_name(std::move(map_name)),
@@ -158,7 +158,7 @@ struct RingbufReader::Impl {
 
   BpfRingbuf& ring;
   std::string map_name;
-  RingbufTiming timing;
+  SampleTiming timing;
   ReaderOptions options;
   std::unique_ptr<RecordConsumer> consumer;
   CpuCounters& counters;
@@ -176,7 +176,7 @@ struct RingbufReader::Impl {
 };
 
 Result<std::unique_ptr<RingbufReader>> RingbufReader::create(BpfRingbuf& ring, int map_fd, std::string map_name,
-                                                             RingbufTiming timing, const ReaderOptions& options,
+                                                             SampleTiming timing, const ReaderOptions& options,
                                                              const ConsumerFactory& make_consumer,
                                                              CpuCounters& counters) {
   if (options.flush_interval.count() <= 0) return Error("flush interval: must be positive");

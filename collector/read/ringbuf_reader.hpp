@@ -50,7 +50,7 @@ class RingbufReader {
   // options.flush_interval, options.log and the first of options.pin_cpus are used; threads and hotplug do
   // not apply to one ring.
   static Result<std::unique_ptr<RingbufReader>> create(BpfRingbuf& ring, int map_fd, std::string map_name,
-                                                       RingbufTiming timing, const ReaderOptions& options,
+                                                       SampleTiming timing, const ReaderOptions& options,
                                                        const ConsumerFactory& make_consumer, CpuCounters& counters);
   ~RingbufReader();
   RingbufReader(const RingbufReader&) = delete;

@@ -223,8 +223,8 @@ TEST(RingbufReader, DeliversEverySubmittedRecordOnceInOrderThroughWakeupsAndTime
   CpuCounters counters;
   ReaderOptions options;
   options.flush_interval = std::chrono::milliseconds(20);
-  RingbufTiming timing;
-  timing.time_offset = 0;  // the sequence number stands in for a timestamp field
+  SampleTiming timing;
+  timing.fields = {{0, 0}};  // the sequence number stands in for a timestamp field
   auto reader = RingbufReader::create(
       ring, program->map.get(), "ps_test_rb", timing, options,
       [&store](unsigned) { return std::make_unique<testing::StoreConsumer>(store); }, counters);
@@ -254,7 +254,7 @@ TEST(RingbufReader, DeliversEverySubmittedRecordOnceInOrderThroughWakeupsAndTime
       EXPECT_GT(got, last) << "in order: record " << k;
     }
     EXPECT_FALSE((got / 128) % 4 == 3 && (got & 1) == 1) << "discarded record " << got << " was delivered";
-    EXPECT_EQ(records[k].time, got) << "the time comes from the payload at time_offset";
+    EXPECT_EQ(records[k].time, got) << "the time comes from the payload where the SampleTiming says";
     EXPECT_EQ(records[k].cpu, kRingbufCpu);
     last = got;
   }
