@@ -359,7 +359,7 @@ Status PerfstreamRun::start() {
   if (!compressor) return compressor.error();
   BatchSink& sink = writer_ ? static_cast<BatchSink&>(*writer_) : null_sink_;
   worker_ = std::make_unique<BatchWorker>(std::move(*compressor), sink, pipeline_);
-  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(make_trace_header(*session_, {}).events()));
+  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::for_header(make_trace_header(*session_, {})));
   return session_->start([this](unsigned) { return make_consumer(); });
 }
 

@@ -608,7 +608,7 @@ std::optional<int> CaptureRun::set_up() {
   if (auto status = interrupted_while("loading the probes")) return *status;
   // From here on a signal stops the capture the normal way: the output is made, so it ends complete.
   const v1::TraceHeader header = make_trace_header(*session_, parser_.rest());
-  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(header.events()));
+  layout_ = std::make_shared<const ColumnarLayout>(ColumnarLayout::for_header(header));
   auto made = make_output_(header, log_);
   if (!made) {
     log_.line(made.error().message());

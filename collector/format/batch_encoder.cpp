@@ -27,7 +27,7 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
   cpus_.put_varint(cpu);
   sizes_.put_varint(payload.size());
   std::uint32_t group = 0;
-  if (columnar_ && columnar_->add(payload, group)) {
+  if (columnar_ && columnar_->add(payload, time_ns, group)) {
     record_groups_.put_varint(group + 1);
   } else {
     if (columnar_) record_groups_.put_varint(0);

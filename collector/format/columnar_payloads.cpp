@@ -143,7 +143,7 @@ void ByteBuffer::expand(std::size_t need) { data_.resize(std::max({need, data_.s
 
 // --- the plan -------------------------------------------------------------------------------------------
 
-ColumnPlan ColumnarLayout::plan_for_schema(const v1::EventSchema& schema) {
+ColumnPlan ColumnarLayout::plan_for_schema(const v1::EventSchema& schema, std::string_view time_field) {
   ColumnPlan plan;
   plan.kind = schema.kind();
   plan.fixed_size = schema.fixed_size();
@@ -166,6 +166,7 @@ ColumnPlan ColumnarLayout::plan_for_schema(const v1::EventSchema& schema) {
     ColumnEncoding encoding = ColumnEncoding::Raw;
     if ((f->type() == v1::Field::SIGNED || f->type() == v1::Field::UNSIGNED) && f->size() <= 8) {
       encoding = f->size() == 8 || is_sequence_like(f->name()) ? ColumnEncoding::Delta : ColumnEncoding::Zigzag;
+      if (f->size() == 8 && !time_field.empty() && f->name() == time_field) encoding = ColumnEncoding::TimeOffset;
     } else if (f->type() == v1::Field::STRING) {
       encoding = ColumnEncoding::String;
     }
@@ -176,7 +177,13 @@ ColumnPlan ColumnarLayout::plan_for_schema(const v1::EventSchema& schema) {
   return plan;
 }
 
-ColumnarLayout ColumnarLayout::from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas) {
+ColumnarLayout ColumnarLayout::for_header(const v1::TraceHeader& header) {
+  return from_schemas(header.events(),
+                      header.record_time() == v1::RECORD_TIME_EVENT_FIELD ? header.record_time_field() : std::string());
+}
+
+ColumnarLayout ColumnarLayout::from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas,
+                                            std::string_view time_field) {
   ColumnarLayout layout;
   const bool untagged = schemas.size() == 1 && schemas[0].kind() == 0;
   for (const auto& schema : schemas) {
@@ -186,7 +193,7 @@ ColumnarLayout ColumnarLayout::from_schemas(const google::protobuf::RepeatedPtrF
     if (schema.fixed_size() == 0 || schema.fixed_size() > kMaxFixedSize || (!untagged && schema.fixed_size() < 4)) {
       continue;
     }
-    layout.plans_.push_back(plan_for_schema(schema));
+    layout.plans_.push_back(plan_for_schema(schema, time_field));
   }
   layout.untagged_ = untagged && !layout.plans_.empty();
   layout.by_small_kind_.assign(64, -1);
@@ -218,7 +225,7 @@ ColumnarEncoder::GroupState& ColumnarEncoder::group_for_plan(int plan, std::uint
   return groups_[static_cast<std::size_t>(plan)];
 }
 
-bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& group) {
+bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group) {
   if (!layout_) return false;
   const int plan_index = layout_->plan_for(payload);
   if (plan_index < 0) return false;
@@ -241,6 +248,11 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
         c.previous = v;
         break;
       }
+      case ColumnEncoding::TimeOffset: {
+        const auto v = static_cast<std::uint64_t>(read_signed(at, c.plan.width));
+        written += c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - time_ns)));
+        break;
+      }
       case ColumnEncoding::String: {
         // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
         // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
@@ -255,8 +267,19 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint32_t& gro
       case ColumnEncoding::Prefix: break;  // never planned for a column
     }
   }
-  // The tail: what it shares with the previous record's, then the rest.
+  // The tail: what it shares with the previous record's, then the rest. Until a record of the group has one,
+  // empty tails are only counted: a group whose records are all of the fixed size is written without a tail.
   const std::size_t tail_size = payload.size() - plan.fixed_size;
+  if (tail_size == 0 && !g.tailed) {
+    ++g.untailed;
+    estimate_ += written;
+    ++g.records;
+    return true;
+  }
+  if (!g.tailed) {
+    g.tailed = true;
+    for (std::uint32_t i = 0; i < g.untailed; ++i) g.shared.put_varint(0);
+  }
   const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
   const std::size_t limit = std::min(tail_size, g.previous_tail.size());
   std::size_t shared = 0;
@@ -290,8 +313,10 @@ void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const
       put_column(group_bytes, kGroupColumns, c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
                  c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr, {});
     }
-    put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Prefix, g.shared.view(), nullptr,
-               g.suffixes.view());
+    if (g.tailed) {
+      put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Prefix, g.shared.view(), nullptr,
+                 g.suffixes.view());
+    }
     wire::put_bytes_field(out, field, group_bytes);
   }
 }
@@ -308,6 +333,8 @@ void ColumnarEncoder::reset() {
     g.shared.clear();
     g.suffixes.clear();
     g.previous_tail.clear();
+    g.tailed = false;
+    g.untailed = 0;
     batch_group_[static_cast<std::size_t>(plan_index)] = -1;
   }
   batch_order_.clear();
@@ -418,10 +445,11 @@ Status check_group(const std::string& name, const GroupView& g, std::uint32_t* f
     const std::string col = name + " column at offset " + std::to_string(c.offset);
     if (c.offset != at) return Error(col + ": the previous column ends at " + std::to_string(at));
     if (c.width == 0) return Error(col + ": width 0");
-    if (c.encoding > static_cast<std::uint32_t>(ColumnEncoding::String)) {
-      return Error(col + ": encoding " + std::to_string(c.encoding) + " is not one of a fixed column's (0-3)");
+    if (c.encoding > static_cast<std::uint32_t>(ColumnEncoding::TimeOffset) ||
+        c.encoding == static_cast<std::uint32_t>(ColumnEncoding::Prefix)) {
+      return Error(col + ": encoding " + std::to_string(c.encoding) + " is not one of a fixed column's (0-3, 5)");
     }
-    if ((c.encoding == 1 || c.encoding == 2) && c.width > 8) {
+    if ((c.encoding == 1 || c.encoding == 2 || c.encoding == 5) && c.width > 8) {
       return Error(col + ": an integer column of width " + std::to_string(c.width) + " (at most 8)");
     }
     at += c.width;
@@ -440,7 +468,7 @@ std::string count_error(const std::string& what, std::size_t values, std::size_t
 
 // Writes one column's value into each member's payload.
 Status rebuild_column(const std::string& col, const ColumnView& c, std::span<const std::uint32_t> members,
-                      std::span<const std::uint64_t> offsets, char* out) {
+                      std::span<const std::uint64_t> offsets, std::span<const std::uint64_t> times, char* out) {
   Cursor values = Cursor::of(c.values);
   std::uint64_t previous = 0;
   std::size_t done = 0;
@@ -468,6 +496,7 @@ Status rebuild_column(const std::string& col, const ColumnView& c, std::span<con
       } else {
         std::uint64_t x = static_cast<std::uint64_t>(unzigzag(v));
         if (c.encoding == 2) x = previous += x;
+        if (c.encoding == 5) x += times[i];
         store_low(dst, x, c.width);
       }
     }
@@ -530,9 +559,10 @@ Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t f
 }  // namespace
 
 Status rebuild_payloads(const std::string& name, std::span<const std::uint32_t> sizes,
-                        std::span<const std::uint32_t> record_groups, std::span<const char> raw,
+                        std::span<const std::uint64_t> times, std::span<const std::uint32_t> record_groups, std::span<const char> raw,
                         const std::vector<GroupView>& groups, std::size_t max_bytes, std::string& out) {
   const std::size_t n = sizes.size();
+  if (times.size() != n) return Error(name + ": " + count_error("the times", times.size(), n));
   if (!record_groups.empty() && record_groups.size() != n) {
     return Error(name + ": " + count_error("record_groups", record_groups.size(), n));
   }
@@ -598,7 +628,8 @@ Status rebuild_payloads(const std::string& name, std::span<const std::uint32_t> 
       }
     }
     for (const ColumnView& c : group.columns) {
-      if (auto st = rebuild_column(gname + " column at offset " + std::to_string(c.offset), c, mine, offsets, out.data());
+      if (auto st = rebuild_column(gname + " column at offset " + std::to_string(c.offset), c, mine, offsets, times,
+                                   out.data());
           !st) {
         return st;
       }

@@ -9,7 +9,8 @@
 // (each array without its trailing zero bytes, so an array with bytes after its NUL is rebuilt exactly too),
 // any other bytes (gaps, byte arrays, padding inside the fixed part) as raw bytes, and the bytes after the
 // fixed part (the variable-length array and the kernel's zero padding) as a tail that shares its leading bytes
-// with the previous record's tail (paths). ColumnarEncoder takes a record only when the plan rebuilds its
+// with the previous record's tail (paths). The field that holds each record's time (the header's
+// record_time_field) is stored as its difference from the record's time, which is 0 when the time came from it. ColumnarEncoder takes a record only when the plan rebuilds its
 // payload exactly: a payload of an unplanned kind, or shorter than the fixed part, is refused (nothing
 // written), and the caller stores it raw, as in version 1.
 // Payload bytes are read from the caller's span once, during add(); nothing keeps the span.
@@ -70,7 +71,7 @@ class ByteBuffer {
   std::size_t size_ = 0;
 };
 
-enum class ColumnEncoding : std::uint8_t { Raw = 0, Zigzag = 1, Delta = 2, String = 3, Prefix = 4 };
+enum class ColumnEncoding : std::uint8_t { Raw = 0, Zigzag = 1, Delta = 2, String = 3, Prefix = 4, TimeOffset = 5 };
 
 // How one event kind's payloads split into columns.
 struct ColumnPlan {
@@ -90,9 +91,14 @@ class ColumnarLayout {
   ColumnarLayout() = default;
   // A plan for each schema that has a fixed size, the first schema of each kind (docs/FORMAT.md, "Pick the
   // schema"): the same schema a reader decodes the payload with, though the plan need not be (any plan that
-  // rebuilds the bytes is right).
-  static ColumnarLayout from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas);
-  static ColumnPlan plan_for_schema(const v1::EventSchema& schema);
+  // rebuilds the bytes is right). `time_field`, when not empty, names the 8-byte integer field that holds each
+  // record's time: it is planned as TimeOffset.
+  static ColumnarLayout from_schemas(const google::protobuf::RepeatedPtrField<v1::EventSchema>& schemas,
+                                     std::string_view time_field = {});
+  // The plans `record` uses for a recording with this header: its events, and its record_time_field when the
+  // records' times come from that field.
+  static ColumnarLayout for_header(const v1::TraceHeader& header);
+  static ColumnPlan plan_for_schema(const v1::EventSchema& schema, std::string_view time_field = {});
 
   // The plan for this payload, or -1.
   int plan_for(std::span<const std::byte> payload) const {
@@ -119,9 +125,9 @@ class ColumnarEncoder {
  public:
   explicit ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout);
 
-  // Appends `payload` to its group and sets `group` (0-based, in order of first use in the batch); false, with
-  // nothing written, when no plan rebuilds it exactly.
-  bool add(std::span<const std::byte> payload, std::uint32_t& group);
+  // Appends `payload`, a record of time `time_ns`, to its group and sets `group` (0-based, in order of first
+  // use in the batch); false, with nothing written, when no plan rebuilds it exactly.
+  bool add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group);
   // Bytes the groups will take, encoded, about.
   std::size_t encoded_size_estimate() const { return estimate_; }
   // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup).
@@ -158,8 +164,10 @@ class ColumnarEncoder {
     int plan = -1;
     std::uint32_t records = 0;
     std::vector<ColumnState> columns;
-    ByteBuffer shared;    // tail: varint shared-prefix lengths
-    ByteBuffer suffixes;  // tail: the bytes after the shared prefixes
+    bool tailed = false;         // a record of the group so far has bytes after the fixed part
+    std::uint32_t untailed = 0;  // records before the first such one (their shared lengths, all 0, come later)
+    ByteBuffer shared;           // tail: varint shared-prefix lengths
+    ByteBuffer suffixes;         // tail: the bytes after the shared prefixes
     std::string previous_tail;
   };
   GroupState& group_for_plan(int plan, std::uint32_t& index);
@@ -193,9 +201,11 @@ bool parse_group_view(std::span<const char> bytes, GroupView& out);
 GroupView group_view(const v1::ColumnGroup& group);
 
 // Rebuilds every record's payload into `out` (replacing it), records back to back in record order, from the
-// raw payloads (records whose group is 0) and the groups. `name` starts every error ("batch 9"). Fails, with
-// `out` unspecified, on any inconsistency, or when the payloads add up to more than max_bytes.
+// raw payloads (records whose group is 0) and the groups; `times` are the records' times (TimeOffset columns
+// add to them), one per size. `name` starts every error ("batch 9"). Fails, with `out` unspecified, on any
+// inconsistency, or when the payloads add up to more than max_bytes.
 Status rebuild_payloads(const std::string& name, std::span<const std::uint32_t> sizes,
+                        std::span<const std::uint64_t> times,
                         std::span<const std::uint32_t> record_groups, std::span<const char> raw,
                         const std::vector<GroupView>& groups, std::size_t max_bytes, std::string& out);
 

@@ -239,9 +239,12 @@ Result<BatchView> BatchView::parse(const std::string& message) {
     const std::vector<std::uint32_t> sizes(b.sizes().begin(), b.sizes().end());
     const std::vector<std::uint32_t> record_groups(b.record_groups().begin(), b.record_groups().end());
     std::string rebuilt;
-    if (sizes.size() == static_cast<std::size_t>(n)) {
-      if (auto st = rebuild_payloads("batch " + std::to_string(b.sequence()), sizes, record_groups, b.payloads(), groups,
-                                     kMaxMessageSize, rebuilt);
+    if (sizes.size() == static_cast<std::size_t>(n) && b.time_deltas_size() == n) {
+      std::vector<std::uint64_t> times(sizes.size());
+      std::uint64_t time = b.first_time_ns();
+      for (int i = 0; i < n; ++i) times[static_cast<std::size_t>(i)] = time += static_cast<std::uint64_t>(b.time_deltas(i));
+      if (auto st = rebuild_payloads("batch " + std::to_string(b.sequence()), sizes, times, record_groups, b.payloads(),
+                                     groups, kMaxMessageSize, rebuilt);
           !st) {
         return st.error();
       }

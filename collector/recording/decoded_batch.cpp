@@ -169,6 +169,8 @@ Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_byte
     return Error(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
                  " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");
   }
+  std::uint64_t time = first_time_ns;
+  for (std::size_t i = 0; i < n; ++i) times[i] = time += deltas[i];
   if (!record_groups_.empty() || !group_bytes_.empty()) {
     std::vector<GroupView> groups(group_bytes_.size());
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -177,7 +179,7 @@ Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_byte
       }
     }
     const auto* raw = message_.data() + payloads_at_;
-    if (auto st = rebuild_payloads(name, sizes, record_groups_, std::span<const char>(raw, payloads_size_), groups,
+    if (auto st = rebuild_payloads(name, sizes, times, record_groups_, std::span<const char>(raw, payloads_size_), groups,
                                    max_payload_bytes, rebuilt_);
         !st) {
       return st;
@@ -186,11 +188,8 @@ Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_byte
     payloads_size_ = rebuilt_.size();
   }
   offsets.resize(n);
-  std::uint64_t time = first_time_ns;
   std::uint64_t offset = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    time += deltas[i];
-    times[i] = time;
     offsets[i] = static_cast<std::uint32_t>(offset);
     offset += sizes[i];
     if (offset > payloads_size_) return Error(name + ": record sizes run past the payload bytes");

@@ -243,7 +243,7 @@ class Batch:
                                                            else np.zeros(0, np.uint64))
             rg = np.minimum(rg, np.uint64(_U32_MAX)).astype(np.int64)
             raw = self.message[self.payload_base:self.payload_base + self.payload_size]
-            self.message = _rebuild(name, sizes, rg, raw, groups, max_payload_bytes)
+            self.message = _rebuild(name, sizes, self.times, rg, raw, groups, max_payload_bytes)
             self.payload_base, self.payload_size = 0, len(self.message)
         ends = np.cumsum(sizes)
         total = int(ends[-1]) if n else 0
@@ -271,7 +271,7 @@ class Batch:
 
 # --- format version 2: column groups ------------------------------------------------------------------
 
-_RAW, _ZIGZAG, _DELTA, _STRING, _PREFIX = range(5)
+_RAW, _ZIGZAG, _DELTA, _STRING, _PREFIX, _TIME_OFFSET = range(6)
 
 
 class _Column:
@@ -359,8 +359,9 @@ def _count_error(what, values, records):
     return "%s has %d values for %d records" % (what, values, records)
 
 
-def _rebuild(name, sizes, record_groups, raw, groups, max_bytes):
-    """The payloads of every record, back to back in record order (bytes), as rebuild_payloads does."""
+def _rebuild(name, sizes, times, record_groups, raw, groups, max_bytes):
+    """The payloads of every record, back to back in record order (bytes), as rebuild_payloads does; `times`
+    are the records' times (uint64), which TIME_OFFSET columns add to."""
     n = sizes.size
     if record_groups.size and record_groups.size != n:
         raise BatchError("%s: %s" % (name, _count_error("record_groups", record_groups.size, n)))
@@ -404,9 +405,9 @@ def _rebuild(name, sizes, record_groups, raw, groups, max_bytes):
                 raise BatchError("%s: the previous column ends at %d" % (col, at))
             if c.width == 0:
                 raise BatchError(col + ": width 0")
-            if c.encoding > _STRING:
-                raise BatchError("%s: encoding %d is not one of a fixed column's (0-3)" % (col, c.encoding))
-            if c.encoding in (_ZIGZAG, _DELTA) and c.width > 8:
+            if c.encoding > _TIME_OFFSET or c.encoding == _PREFIX:
+                raise BatchError("%s: encoding %d is not one of a fixed column's (0-3, 5)" % (col, c.encoding))
+            if c.encoding in (_ZIGZAG, _DELTA, _TIME_OFFSET) and c.width > 8:
                 raise BatchError("%s: an integer column of width %d (at most 8)" % (col, c.width))
             at += c.width
             if at > MAX_FIXED_SIZE:
@@ -452,6 +453,8 @@ def _rebuild(name, sizes, record_groups, raw, groups, max_bytes):
                 x = _unzigzag(vals)
                 if c.encoding == _DELTA:
                     x = np.cumsum(x, dtype=np.uint64)
+                elif c.encoding == _TIME_OFFSET:
+                    x = x + times[members]
             out[places] = x.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :w]
         if group.tail is not None:
             _rebuild_tail(gname, group.tail, fixed, members, sizes, offsets, out)

@@ -30,10 +30,20 @@ std::span<const std::byte> bytes_of(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-std::shared_ptr<const ColumnarLayout> layout_of(const std::vector<v1::EventSchema>& schemas) {
+std::shared_ptr<const ColumnarLayout> layout_of(const std::vector<v1::EventSchema>& schemas,
+                                                std::string_view time_field = {}) {
   v1::TraceHeader h;
   for (const auto& s : schemas) *h.add_events() = s;
-  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events(), time_field));
+}
+
+// Sets the 8-byte field `name` of `payload`, if the schema has it and the payload reaches it, to `value`.
+void set_u64_field(const v1::EventSchema& schema, const std::string& name, std::uint64_t value, std::string& payload) {
+  for (const auto& f : schema.fields()) {
+    if (f.name() == name && f.size() == 8 && !f.variable() && f.offset() + 8 <= payload.size()) {
+      std::memcpy(payload.data() + f.offset(), &value, 8);
+    }
+  }
 }
 
 std::string encode(BatchEncoder& enc, const std::vector<Rec>& recs) {
@@ -149,6 +159,74 @@ TEST(ColumnarBatch, EncodesTheDocumentedBytes) {
   expect_round_trip(message, recs);
 }
 
+// A record's time field (the header's record_time_field) is stored as its difference from the record's time:
+// 0 when the time came from it.
+TEST(ColumnarBatch, TheTimeFieldIsStoredAsItsOffsetFromTheRecordsTime) {
+  v1::EventSchema s;
+  s.set_kind(6);
+  s.set_name("stamped");
+  s.set_fixed_size(16);
+  *s.add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("value", v1::Field::UNSIGNED, 4, 4);
+  *s.add_fields() = schema_field("ts", v1::Field::UNSIGNED, 8, 8);
+  auto stamped = [](std::uint32_t value, std::uint64_t ts) {
+    std::string p(16, '\0');
+    const std::uint32_t kind = 6;
+    std::memcpy(p.data(), &kind, 4);
+    std::memcpy(p.data() + 4, &value, 4);
+    std::memcpy(p.data() + 8, &ts, 8);
+    return p;
+  };
+  BatchEncoder enc(layout_of({s}, "ts"));
+  // The first two as `record` writes them; the third's ts is 7 ns before its time (the kernel's time was
+  // asked for), the fourth's is anything at all.
+  const std::vector<Rec> recs = {{1000, 0, stamped(1, 1000)},
+                                 {1005, 0, stamped(2, 1005)},
+                                 {1010, 1, stamped(3, 1003)},
+                                 {1020, 1, stamped(4, ~std::uint64_t{0})}};
+  const std::string message = encode(enc, recs);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  ASSERT_EQ(b.groups_size(), 1);
+  ASSERT_EQ(b.groups(0).columns_size(), 3);
+  const v1::Column& ts = b.groups(0).columns(2);
+  EXPECT_EQ(ts.offset(), 8u);
+  EXPECT_EQ(ts.width(), 8u);
+  EXPECT_EQ(ts.encoding(), v1::Column::TIME_OFFSET);
+  // zigzag(0), zigzag(0), zigzag(-7) = 13, zigzag(2^64 - 1 - 1020 as -1021) = 2041
+  EXPECT_EQ(hex(ts.values()), hex(unhex("00 00 0d f9 0f")));
+  EXPECT_EQ(hex(message), hex(unhex(
+      "08 07 10 e8 07 18 04 22 04 00 0a 0a 14 2a 04 00 00 01 01 32 04 10 10 10 10"  // through sizes
+      " 52 04 01 01 01 01 5a 2d 08 06 10 04"                                      // record_groups, group: kind 6
+      " 1a 0a 10 04 18 01 22 04 0c 0c 0c 0c"                                      // kind: ZIGZAG 6 x4
+      " 1a 0c 08 04 10 04 18 01 22 04 02 04 06 08"                                // value: ZIGZAG 1-4
+      " 1a 0d 08 08 10 08 18 05 22 05 00 00 0d f9 0f")));                         // ts: TIME_OFFSET; no tail
+  expect_round_trip(message, recs);
+}
+
+// Empty tails are written only once a record of the group has a tail; a group without any has no tail.
+TEST(ColumnarBatch, AGroupWritesATailOnlyWhenARecordHasOne) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  const std::string ab0 = std::string("ab\0\0", 4);
+  const std::vector<Rec> fixed = {{1000, 0, small(1, ab0, "")}, {1001, 0, small(2, ab0, "")}};
+  std::string message = encode(enc, fixed);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  EXPECT_FALSE(b.groups(0).has_tail());
+  expect_round_trip(message, fixed);
+  const std::vector<Rec> mixed = {{1000, 0, small(1, ab0, "")},
+                                  {1001, 0, small(2, ab0, "")},
+                                  {1002, 0, small(3, ab0, "ab")},
+                                  {1003, 0, small(4, ab0, "")},
+                                  {1004, 0, small(5, ab0, "abc")}};
+  message = encode(enc, mixed);  // the same encoder: nothing of the first batch's group is left
+  ASSERT_TRUE(b.ParseFromString(message));
+  ASSERT_TRUE(b.groups(0).has_tail());
+  EXPECT_EQ(hex(b.groups(0).tail().values()), "00 00 00 00 00 ");
+  EXPECT_EQ(b.groups(0).tail().suffixes(), "ababc");
+  expect_round_trip(message, mixed);
+}
+
 TEST(ColumnarBatch, RecordsThePlanCannotRebuildGoRawInRecordOrder) {
   // And a char array with bytes after its NUL is rebuilt with them (the string table keeps them).
   BatchEncoder enc(layout_of({small_schema()}));
@@ -225,7 +303,8 @@ TEST(ColumnarBatch, EveryBuiltInProbeRoundTripsByteForByte) {
     ASSERT_TRUE(s) << s.error().message();
     schemas.push_back(*s);
   }
-  BatchEncoder enc(layout_of(schemas));
+  // As `record` plans them: every built-in probe stamps `ts`, and record times come from it.
+  BatchEncoder enc(layout_of(schemas, "ts"));
   PayloadMaker maker(1);
   for (int batch = 0; batch < 3; ++batch) {  // the encoder's buffers and tables are reused across batches
     std::vector<Rec> recs;
@@ -236,7 +315,9 @@ TEST(ColumnarBatch, EveryBuiltInProbeRoundTripsByteForByte) {
       if (maker.pick(50) == 0) recs.push_back(Rec{t, static_cast<std::uint32_t>(maker.pick(4)), "", true});
       std::string p = maker.make(s, true);
       p.resize((p.size() + 4 + 7) / 8 * 8 - 4, '\0');  // the kernel's padding
-      recs.push_back(Rec{t - maker.pick(3000), static_cast<std::uint32_t>(maker.pick(4)), std::move(p)});
+      const std::uint64_t time = t - maker.pick(3000);
+      if (maker.pick(4) != 0) set_u64_field(s, "ts", time, p);  // else random bytes in ts
+      recs.push_back(Rec{time, static_cast<std::uint32_t>(maker.pick(4)), std::move(p)});
     }
     const std::string message = encode(enc, recs);
     EXPECT_GT(columnar_records(message), 1500u);
@@ -288,7 +369,9 @@ TEST(ColumnarBatch, RandomLayoutsRoundTripByteForByte) {
     } else {
       for (std::uint32_t k = 1; k <= 1 + m.pick(4); ++k) schemas.push_back(random_schema(m, k * (seed % 3 == 0 ? 1000 : 1)));
     }
-    BatchEncoder enc(layout_of(schemas));
+    // Some seeds name a time field: the random layouts' 8-byte integers named f<i> take turns.
+    const std::string time_field = seed % 4 == 1 ? "f" + std::to_string(seed % 3) : "";
+    BatchEncoder enc(layout_of(schemas, time_field));
     std::vector<Rec> recs;
     std::uint64_t t = seed * 1'000'000'000ull;
     for (int i = 0; i < 300; ++i) {
@@ -391,6 +474,28 @@ TEST(ColumnarLayout, PlansFieldsGapsAndUnionsIntoTilingColumns) {
     got += std::to_string(c.offset) + "+" + std::to_string(c.width) + ":" + std::to_string(static_cast<int>(c.encoding)) + " ";
   }
   EXPECT_EQ(got, "0+4:1 4+4:2 8+4:3 12+2:0 14+4:1 18+2:0 ");
+}
+
+TEST(ColumnarLayout, PlansTheRecordTimeFieldAsTimeOffsetWhenItIsEightBytes) {
+  v1::EventSchema s = small_schema();
+  s.set_fixed_size(28);
+  *s.add_fields() = schema_field("ts", v1::Field::UNSIGNED, 12, 8);
+  *s.add_fields() = schema_field("other", v1::Field::UNSIGNED, 20, 8);
+  auto encodings = [](const ColumnPlan& plan) {
+    std::string got;
+    for (const auto& c : plan.columns) got += std::to_string(static_cast<int>(c.encoding));
+    return got;
+  };
+  EXPECT_EQ(encodings(ColumnarLayout::plan_for_schema(s, "ts")), "12352");
+  EXPECT_EQ(encodings(ColumnarLayout::plan_for_schema(s)), "12322");
+  EXPECT_EQ(encodings(ColumnarLayout::plan_for_schema(s, "pid")), "12322");  // 4 bytes: not a time
+  v1::TraceHeader h;
+  *h.add_events() = s;
+  h.set_record_time_field("ts");
+  h.set_record_time(v1::RECORD_TIME_PERF_SAMPLE);  // the kernel's times: ts is not the records' time
+  EXPECT_EQ(encodings(ColumnarLayout::for_header(h).plans()[0]), "12322");
+  h.set_record_time(v1::RECORD_TIME_EVENT_FIELD);
+  EXPECT_EQ(encodings(ColumnarLayout::for_header(h).plans()[0]), "12352");
 }
 
 }  // namespace

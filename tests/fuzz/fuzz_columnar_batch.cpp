@@ -37,7 +37,8 @@ std::shared_ptr<const ColumnarLayout> layout() {
   *b->add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
   *b->add_fields() = schema_field("x", v1::Field::SIGNED, 5, 3);
   *b->add_fields() = schema_field("path", v1::Field::STRING, 11, 64);
-  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  // Kind 1's ts is planned as the record's time field (TIME_OFFSET).
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events(), "ts"));
 }
 
 }  // namespace

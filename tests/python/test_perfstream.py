@@ -306,6 +306,18 @@ class ColumnarBatches(unittest.TestCase):
         self.assertEqual(self.payloads(self.MESSAGE), [k + (100).to_bytes(4, "little") + b"ab\0\0xy",
                                                        k + (101).to_bytes(4, "little") + b"ab\0\0xz"])
 
+    def test_a_time_offset_column_adds_the_records_time(self):
+        # The batch of columnar_payloads_test.cpp, TheTimeFieldIsStoredAsItsOffsetFromTheRecordsTime: records
+        # (u32 kind 6, u32 value, u64 ts) at times 1000, 1005, 1010, 1020, ts stored as ts - time.
+        message = bytes.fromhex(
+            "08 07 10 e8 07 18 04 22 04 00 0a 0a 14 2a 04 00 00 01 01 32 04 10 10 10 10 52 04 01 01 01 01"
+            " 5a 2d 08 06 10 04 1a 0a 10 04 18 01 22 04 0c 0c 0c 0c 1a 0c 08 04 10 04 18 01 22 04 02 04 06 08"
+            " 1a 0d 08 08 10 08 18 05 22 05 00 00 0d f9 0f")
+        k = (6).to_bytes(4, "little")
+        self.assertEqual(self.payloads(message),
+                         [k + (v).to_bytes(4, "little") + ts.to_bytes(8, "little")
+                          for v, ts in ((1, 1000), (2, 1005), (3, 1003), (4, 2**64 - 1))])
+
     def test_a_corrupt_group_is_refused_with_the_cpp_readers_message(self):
         from perfstream.batch import BatchError
         b = pb.Batch()

@@ -154,7 +154,7 @@ class CpuStream {
       SampleView s;
       s.time = t;
       s.cpu = cpu_;
-      s.raw = fill_payload();
+      s.raw = fill_payload(t);
       consumer.on_sample(cpu_, s);
       ++emitted_;
     }
@@ -163,7 +163,9 @@ class CpuStream {
   }
 
  private:
-  std::span<const std::byte> fill_payload() {
+  // A record of time t: its ts field holds t, as ps_output_stamped's does (the header says record times come
+  // from it).
+  std::span<const std::byte> fill_payload(std::uint64_t t) {
     const std::uint64_t h = mix(options_.seed ^ (std::uint64_t{cpu_} << 40) ^ emitted_ ^ 0x5eed);
     // Mostly the ping-pong (sched-pipe to its partner, or to and from the idle task), sometimes another
     // task; never to itself.
@@ -180,6 +182,7 @@ class CpuStream {
     e.prev_state = (h >> 12) % 16 == 0 ? 0x100 : (prev.pid == 0 ? 0 : 1);  // preempted, or sleeping
     std::strncpy(e.prev_comm, prev.comm, sizeof(e.prev_comm) - 1);
     std::strncpy(e.next_comm, to.comm, sizeof(e.next_comm) - 1);
+    e.ts = t;
     std::memcpy(raw_, &e, sizeof(e));
     current_ = next;
     return std::span<const std::byte>(raw_, kRawBytes);
@@ -212,7 +215,9 @@ v1::TraceHeader make_header(const Options& o, const std::vector<std::string>& ar
   timespec real{};
   clock_gettime(CLOCK_REALTIME, &real);
   h.set_start_realtime_ns(static_cast<std::uint64_t>(real.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(real.tv_nsec));
-  h.set_sample_type(PERF_SAMPLE_TIME | PERF_SAMPLE_CPU | PERF_SAMPLE_RAW);
+  h.set_sample_type(PERF_SAMPLE_RAW);  // as `record` asks for built-in probes: times come from their ts field
+  h.set_record_time(v1::RECORD_TIME_EVENT_FIELD);
+  h.set_record_time_field("ts");
   h.add_probes("sched_switch");
   *h.add_events() = testing::builtin_schema("sched_switch", PS_EVENT_SCHED_SWITCH);
   h.mutable_ring()->set_data_pages(128);
@@ -392,7 +397,7 @@ int run(const Options& o, const std::vector<std::string>& argv) {
   writer_options.path = o.output;
   writer_options.rotate_bytes = o.rotate_bytes;
   const v1::TraceHeader header = make_header(o, argv, start_ns);
-  const auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(header.events()));
+  const auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::for_header(header));
   auto writer = TraceFileWriter::create(writer_options, header);
   if (!writer) {
     std::cerr << "perfstream_make_recording: " << writer.error().message() << "\n";
