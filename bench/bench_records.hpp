@@ -149,6 +149,7 @@ inline Corpus make_openat_corpus(std::size_t n, std::uint32_t seed = 1) {
     event.flags = 0x80000;  // O_RDONLY | O_CLOEXEC
     std::strncpy(event.comm, proc.comm, sizeof(event.comm) - 1);
     event.path_len = static_cast<__u32>(path.size() + 1);
+    event.ts = time;  // ps_output_stamped: the record's time
     std::memcpy(event.path, path.c_str(), path.size() + 1);
 
     Bytes emitted(PS_OPENAT_HEADER_SIZE + event.path_len);
@@ -174,6 +175,7 @@ inline Corpus make_loadgen_corpus(std::size_t n, std::size_t record_size = 64, s
     header.seq = seq[cpu]++;
     header.cpu = cpu;
     header.pid = 5120;
+    header.ts = time;
     std::memcpy(emitted.data(), &header, PS_LOADGEN_HEADER_SIZE);
     c.emitted.push_back(std::move(emitted));
     c.samples.push_back(SampleView{time, cpu, 5120, 5120, 0, {}});
@@ -238,7 +240,8 @@ inline std::shared_ptr<const ColumnarLayout> corpus_layout(std::int64_t format) 
     if (!schema) throw std::runtime_error(schema.error().message());
     *h.add_events() = *schema;
   }
-  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  // As `record` plans them: record times come from the probes' ts fields.
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events(), "ts"));
 }
 
 inline EncodedCorpusBatch encode_full_batch(const Corpus& corpus, const BatchLimits& limits = BatchLimits{},

@@ -233,6 +233,10 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
   if (payload.size() < plan.fixed_size) return false;
   const std::byte* p = payload.data();
   GroupState& g = group_for_plan(plan_index, group);
+  // The tail's slot in its table is fetched while the columns are written.
+  const std::size_t tail_size = payload.size() - plan.fixed_size;
+  const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
+  const std::uint32_t tail_hash = tail_size != 0 || g.tailed ? g.tails.prepare(tail, tail_size) : 0;
   std::size_t written = 0;
   for (ColumnState& c : g.columns) {
     const std::byte* at = p + c.plan.offset;
@@ -269,7 +273,6 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
   }
   // The tail: what it shares with the previous record's, then the rest. Until a record of the group has one,
   // empty tails are only counted: a group whose records are all of the fixed size is written without a tail.
-  const std::size_t tail_size = payload.size() - plan.fixed_size;
   if (tail_size == 0 && !g.tailed) {
     ++g.untailed;
     estimate_ += written;
@@ -278,25 +281,10 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
   }
   if (!g.tailed) {
     g.tailed = true;
-    for (std::uint32_t i = 0; i < g.untailed; ++i) g.shared.put_varint(0);
+    g.tails.add_empty(g.untailed, g.tail_values);
   }
-  const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
-  const std::size_t limit = std::min(tail_size, g.previous_tail.size());
-  std::size_t shared = 0;
-  // Eight bytes at a time while they match (paths share long prefixes), then byte by byte.
-  while (shared + 8 <= limit) {
-    std::uint64_t a, b;
-    std::memcpy(&a, g.previous_tail.data() + shared, 8);
-    std::memcpy(&b, tail + shared, 8);
-    if (a != b) break;
-    shared += 8;
-  }
-  while (shared < limit && g.previous_tail[shared] == tail[shared]) ++shared;
-  written += g.shared.put_varint(shared);
-  g.suffixes.append(tail + shared, tail_size - shared);
-  g.previous_tail.resize(shared);
-  g.previous_tail.append(tail + shared, tail_size - shared);
-  estimate_ += written + (tail_size - shared);
+  written += g.tails.add(tail_hash, tail, tail_size, g.tail_values, g.suffixes);
+  estimate_ += written;
   ++g.records;
   return true;
 }
@@ -314,7 +302,7 @@ void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const
                  c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr, {});
     }
     if (g.tailed) {
-      put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Prefix, g.shared.view(), nullptr,
+      put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Repeat, g.tail_values.view(), nullptr,
                  g.suffixes.view());
     }
     wire::put_bytes_field(out, field, group_bytes);
@@ -330,9 +318,9 @@ void ColumnarEncoder::reset() {
       c.previous = 0;
       c.table.clear();
     }
-    g.shared.clear();
+    g.tail_values.clear();
     g.suffixes.clear();
-    g.previous_tail.clear();
+    g.tails.clear();
     g.tailed = false;
     g.untailed = 0;
     batch_group_[static_cast<std::size_t>(plan_index)] = -1;
@@ -367,6 +355,108 @@ std::uint32_t ColumnarEncoder::InternTable::intern(const char* array, std::uint3
       if (s.size() == text_size && std::memcmp(s.data(), array, text_size) == 0) return slot.index;
     }
   }
+}
+
+namespace {
+// A hash of a tail's bytes, eight at a time; never reads past them.
+std::uint64_t hash_bytes(const char* p, std::size_t n) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+  }
+  // The last 1-7 bytes through loads of a constant size (overlapping), never a variable-size memcpy: that is a
+  // call, and its bytes stored and loaded back as one word miss store-to-load forwarding.
+  const std::size_t r = n - i;
+  if (r >= 4) {
+    std::uint32_t lo, hi;
+    std::memcpy(&lo, p + i, 4);
+    std::memcpy(&hi, p + n - 4, 4);
+    h = (h ^ (lo | (std::uint64_t{hi} << 32))) * 0x94D049BB133111EBull;
+  } else if (r > 0) {
+    const auto b = [&](std::size_t k) { return std::uint64_t{static_cast<unsigned char>(p[k])}; };
+    h = (h ^ (b(i) | b(i + r / 2) << 8 | b(n - 1) << 16)) * 0x94D049BB133111EBull;
+  }
+  return h ^ (h >> 31);
+}
+
+std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
+  std::size_t n = 0;
+  // Eight bytes at a time while they match (paths share long prefixes), then byte by byte.
+  while (n + 8 <= limit) {
+    std::uint64_t x, y;
+    std::memcpy(&x, a + n, 8);
+    std::memcpy(&y, b + n, 8);
+    if (x != y) return n + static_cast<std::size_t>(__builtin_ctzll(x ^ y)) / 8;
+    n += 8;
+  }
+  while (n < limit && a[n] == b[n]) ++n;
+  return n;
+}
+}  // namespace
+
+std::uint32_t ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size) {
+  if (slots_.empty()) slots_.resize(256);
+  const auto hash = static_cast<std::uint32_t>(hash_bytes(tail, size));
+  __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
+  return hash;
+}
+
+std::size_t ColumnarEncoder::TailTable::add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values,
+                                            ByteBuffer& suffixes) {
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t i = hash & mask;
+  for (;; i = (i + 1) & mask) {
+    const Slot& slot = slots_[i];
+    if (slot.entry == UINT32_MAX) break;
+    if (slot.hash == hash && slot.size == size && std::memcmp(bytes_.view().data() + slot.at, tail, size) == 0) {
+      previous_at_ = slot.at;
+      previous_size_ = slot.size;
+      return values.put_varint(2 * std::uint64_t{slot.entry} + 1);
+    }
+  }
+  const std::size_t shared =
+      common_prefix(bytes_.view().data() + previous_at_, tail, std::min<std::size_t>(previous_size_, size));
+  const std::size_t n = values.put_varint(2 * std::uint64_t{shared});
+  suffixes.append(tail + shared, size - shared);
+  insert(i, hash, tail, size);
+  return n + size - shared;
+}
+
+void ColumnarEncoder::TailTable::add_empty(std::uint32_t n, ByteBuffer& values) {
+  for (std::uint32_t k = 0; k < n; ++k) values.put_varint(0);
+  entries_ += n;
+  previous_size_ = 0;
+}
+
+void ColumnarEncoder::TailTable::insert(std::size_t slot, std::uint32_t hash, const char* tail, std::size_t size) {
+  previous_at_ = static_cast<std::uint32_t>(bytes_.size());
+  previous_size_ = static_cast<std::uint32_t>(size);
+  bytes_.append(tail, size);
+  slots_[slot] = Slot{hash, entries_++, previous_at_, previous_size_};
+  if (std::size_t{entries_} * 2 > slots_.size()) grow();
+}
+
+void ColumnarEncoder::TailTable::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  const std::size_t mask = slots_.size() - 1;
+  for (const Slot& slot : old) {
+    if (slot.entry == UINT32_MAX) continue;
+    std::size_t i = slot.hash & mask;
+    while (slots_[i].entry != UINT32_MAX) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
+}
+
+void ColumnarEncoder::TailTable::clear() {
+  if (entries_ != 0) std::fill(slots_.begin(), slots_.end(), Slot{});
+  entries_ = 0;
+  bytes_.clear();
+  previous_at_ = previous_size_ = 0;
 }
 
 void ColumnarEncoder::InternTable::grow() {
@@ -455,8 +545,9 @@ Status check_group(const std::string& name, const GroupView& g, std::uint32_t* f
     at += c.width;
     if (at > kMaxFixedSize) return Error(name + ": columns cover more than " + std::to_string(kMaxFixedSize) + " bytes");
   }
-  if (g.has_tail && g.tail.encoding != static_cast<std::uint32_t>(ColumnEncoding::Prefix)) {
-    return Error(name + " tail: encoding " + std::to_string(g.tail.encoding) + ", not PREFIX (4)");
+  if (g.has_tail && g.tail.encoding != static_cast<std::uint32_t>(ColumnEncoding::Prefix) &&
+      g.tail.encoding != static_cast<std::uint32_t>(ColumnEncoding::Repeat)) {
+    return Error(name + " tail: encoding " + std::to_string(g.tail.encoding) + ", not PREFIX (4) or REPEAT (6)");
   }
   *fixed = static_cast<std::uint32_t>(at);
   return {};
@@ -517,17 +608,36 @@ Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t f
                     std::span<const std::uint32_t> members, std::span<const std::uint32_t> sizes,
                     std::span<const std::uint64_t> offsets, char* out) {
   const std::string col = name + " tail";
+  const bool repeats = g.tail.encoding == static_cast<std::uint32_t>(ColumnEncoding::Repeat);
   Cursor shared = Cursor::of(g.tail.values);
   std::size_t suffix_at = 0;
   const char* previous = nullptr;
   std::size_t previous_size = 0;
   std::size_t done = 0;
+  std::vector<std::pair<const char*, std::size_t>> table;  // REPEAT: the distinct tails, rebuilt already
   for (const std::uint32_t i : members) {
     const std::size_t size = sizes[i] - fixed;
     char* dst = out + offsets[i] + fixed;
     if (shared.done()) break;
-    const std::uint64_t n = shared.varint();
-    if (shared.bad) return Error(col + ": a shared length is not a valid varint");
+    std::uint64_t n = shared.varint();
+    if (shared.bad) return Error(col + ": a value is not a valid varint");
+    if (repeats && (n & 1) != 0) {
+      const std::uint64_t k = n >> 1;
+      if (k >= table.size()) {
+        return Error(col + ": record " + std::to_string(i) + " repeats tail " + std::to_string(k) + " but only " +
+                     std::to_string(table.size()) + " came before it");
+      }
+      if (table[k].second != size) {
+        return Error(col + ": record " + std::to_string(i) + " repeats tail " + std::to_string(k) + " of " +
+                     std::to_string(table[k].second) + " bytes, its own being " + std::to_string(size));
+      }
+      if (size != 0) std::memcpy(dst, table[k].first, size);
+      previous = dst;
+      previous_size = size;
+      ++done;
+      continue;
+    }
+    if (repeats) n >>= 1;
     if (n > size || n > previous_size) {
       return Error(col + ": record " + std::to_string(i) + " shares " + std::to_string(n) +
                    " bytes with the previous tail of " + std::to_string(previous_size) + " bytes, its own being " +
@@ -540,6 +650,7 @@ Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t f
     suffix_at += rest;
     previous = dst;
     previous_size = size;
+    if (repeats) table.emplace_back(dst, size);
     ++done;
   }
   if (done < members.size() || !shared.done()) {

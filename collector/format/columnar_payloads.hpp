@@ -9,7 +9,8 @@
 // (each array without its trailing zero bytes, so an array with bytes after its NUL is rebuilt exactly too),
 // any other bytes (gaps, byte arrays, padding inside the fixed part) as raw bytes, and the bytes after the
 // fixed part (the variable-length array and the kernel's zero padding) as a tail that shares its leading bytes
-// with the previous record's tail (paths). The field that holds each record's time (the header's
+// with the previous record's tail (paths), or, when the group had the same tail before, names that one
+// (Repeat: a build opens the same headers again and again). The field that holds each record's time (the header's
 // record_time_field) is stored as its difference from the record's time, which is 0 when the time came from it. ColumnarEncoder takes a record only when the plan rebuilds its
 // payload exactly: a payload of an unplanned kind, or shorter than the fixed part, is refused (nothing
 // written), and the caller stores it raw, as in version 1.
@@ -71,7 +72,15 @@ class ByteBuffer {
   std::size_t size_ = 0;
 };
 
-enum class ColumnEncoding : std::uint8_t { Raw = 0, Zigzag = 1, Delta = 2, String = 3, Prefix = 4, TimeOffset = 5 };
+enum class ColumnEncoding : std::uint8_t {
+  Raw = 0,
+  Zigzag = 1,
+  Delta = 2,
+  String = 3,
+  Prefix = 4,      // tails: shared with the previous record's, then suffixes (read; no longer written)
+  TimeOffset = 5,
+  Repeat = 6,      // tails: as Prefix, or the same bytes as an earlier distinct tail of the group
+};
 
 // How one event kind's payloads split into columns.
 struct ColumnPlan {
@@ -154,6 +163,36 @@ class ColumnarEncoder {
     std::vector<Slot> slots_;
     std::vector<std::string> strings_;
   };
+  // The distinct tails of one group in a batch, in the order the reader's table gets them (Repeat): a tail
+  // seen before is written as its index; any other as the bytes it shares with the previous record's tail
+  // and the rest, and becomes the next entry. Entries' bytes are kept in one buffer, so the previous tail is
+  // always an entry and never copied again.
+  class TailTable {
+   public:
+    // The tail's hash, its slot fetched into the cache ahead of add().
+    std::uint32_t prepare(const char* tail, std::size_t size);
+    // Writes this tail's value (and suffix) and returns the bytes written.
+    std::size_t add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
+    // `n` empty tails written as 0 before the first tail of the group (each is an entry, as for the reader).
+    void add_empty(std::uint32_t n, ByteBuffer& values);
+    void clear();
+
+   private:
+    // Everything a lookup needs but the bytes, so that a hit costs one slot and one compare of bytes.
+    struct Slot {
+      std::uint32_t hash = 0;
+      std::uint32_t entry = UINT32_MAX;  // UINT32_MAX: empty
+      std::uint32_t at = 0;              // the entry's bytes in bytes_
+      std::uint32_t size = 0;
+    };
+    void insert(std::size_t slot, std::uint32_t hash, const char* tail, std::size_t size);
+    void grow();
+    std::uint32_t entries_ = 0;
+    std::vector<Slot> slots_;
+    ByteBuffer bytes_;
+    std::uint32_t previous_at_ = 0;  // the previous record's tail in bytes_
+    std::uint32_t previous_size_ = 0;
+  };
   struct ColumnState {
     ColumnPlan::Column plan;
     ByteBuffer values;
@@ -165,10 +204,10 @@ class ColumnarEncoder {
     std::uint32_t records = 0;
     std::vector<ColumnState> columns;
     bool tailed = false;         // a record of the group so far has bytes after the fixed part
-    std::uint32_t untailed = 0;  // records before the first such one (their shared lengths, all 0, come later)
-    ByteBuffer shared;           // tail: varint shared-prefix lengths
+    std::uint32_t untailed = 0;  // records before the first such one (their values, all 0, come later)
+    ByteBuffer tail_values;      // tail: a varint per record (Repeat)
     ByteBuffer suffixes;         // tail: the bytes after the shared prefixes
-    std::string previous_tail;
+    TailTable tails;
   };
   GroupState& group_for_plan(int plan, std::uint32_t& index);
 

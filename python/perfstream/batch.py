@@ -271,7 +271,7 @@ class Batch:
 
 # --- format version 2: column groups ------------------------------------------------------------------
 
-_RAW, _ZIGZAG, _DELTA, _STRING, _PREFIX, _TIME_OFFSET = range(6)
+_RAW, _ZIGZAG, _DELTA, _STRING, _PREFIX, _TIME_OFFSET, _REPEAT = range(7)
 
 
 class _Column:
@@ -413,8 +413,8 @@ def _rebuild(name, sizes, times, record_groups, raw, groups, max_bytes):
             if at > MAX_FIXED_SIZE:
                 raise BatchError("%s: columns cover more than %d bytes" % (gname, MAX_FIXED_SIZE))
         fixed = at
-        if group.tail is not None and group.tail.encoding != _PREFIX:
-            raise BatchError("%s tail: encoding %d, not PREFIX (4)" % (gname, group.tail.encoding))
+        if group.tail is not None and group.tail.encoding not in (_PREFIX, _REPEAT):
+            raise BatchError("%s tail: encoding %d, not PREFIX (4) or REPEAT (6)" % (gname, group.tail.encoding))
         msizes = sizes[members]
         if members.size and msizes.min() < fixed:
             i = int(members[np.flatnonzero(msizes < fixed)[0]])
@@ -469,9 +469,24 @@ def _rebuild_tail(gname, tail, fixed, members, sizes, offsets, out):
     suffixes = tail.suffixes
     at = 0
     previous = b""
+    repeats = tail.encoding == _REPEAT
+    table = []  # REPEAT: the group's distinct tails so far
     for k, i in enumerate(members.tolist()):
         size = int(sizes[i]) - fixed
         s = int(shared[k])
+        if repeats and s & 1:
+            e = s >> 1
+            if e >= len(table):
+                raise BatchError("%s: record %d repeats tail %d but only %d came before it" % (col, i, e, len(table)))
+            if len(table[e]) != size:
+                raise BatchError("%s: record %d repeats tail %d of %d bytes, its own being %d"
+                                 % (col, i, e, len(table[e]), size))
+            start = int(offsets[i]) + fixed
+            out[start:start + size] = np.frombuffer(table[e], np.uint8)
+            previous = table[e]
+            continue
+        if repeats:
+            s >>= 1
         if s > size or s > len(previous):
             raise BatchError("%s: record %d shares %d bytes with the previous tail of %d bytes, its own being %d"
                              % (col, i, s, len(previous), size))
@@ -483,5 +498,7 @@ def _rebuild_tail(gname, tail, fixed, members, sizes, offsets, out):
         start = int(offsets[i]) + fixed
         out[start:start + size] = np.frombuffer(value, np.uint8)
         previous = value
+        if repeats:
+            table.append(value)
     if at != len(suffixes):
         raise BatchError("%s: %d suffix bytes belong to no record" % (col, len(suffixes) - at))

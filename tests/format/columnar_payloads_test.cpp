@@ -154,8 +154,43 @@ TEST(ColumnarBatch, EncodesTheDocumentedBytes) {
       " 1a 08 10 04 18 01 22 02 0a 0a"                            // kind: ZIGZAG 5, 5
       " 1a 0b 08 04 10 04 18 02 22 03 c8 01 02"                   // pid: DELTA 100, +1
       " 1a 0e 08 08 10 04 18 03 22 02 00 00 2a 02 61 62"          // comm: STRING "ab", "ab"
-      " 22 0d 08 0c 18 04 22 02 00 01 32 03 78 79 7a");           // tail: PREFIX 0 "xy", 1 "z"
+      " 22 0d 08 0c 18 06 22 02 00 02 32 03 78 79 7a");           // tail: REPEAT new 0 "xy", new 1 "z"
   EXPECT_EQ(hex(message), hex(expected));
+  expect_round_trip(message, recs);
+}
+
+// Tails written with PREFIX (encoding 4), as perfstream wrote them before REPEAT, read as they were.
+TEST(ColumnarBatch, ReadsPrefixTailsAsEarlierWritersWroteThem) {
+  const std::string message = unhex(
+      "08 07 10 e8 07 18 02 22 02 00 0a 2a 02 00 00 32 02 0e 0e 52 02 01 01 5a 3a 08 05 10 02"
+      " 1a 08 10 04 18 01 22 02 0a 0a 1a 0b 08 04 10 04 18 02 22 03 c8 01 02"
+      " 1a 0e 08 08 10 04 18 03 22 02 00 00 2a 02 61 62 22 0d 08 0c 18 04 22 02 00 01 32 03 78 79 7a");
+  expect_round_trip(message, {{1000, 0, small(100, std::string("ab\0\0", 4), "xy")},
+                              {1005, 0, small(101, std::string("ab\0\0", 4), "xz")}});
+}
+
+// A tail the group had before is written as its index among the group's distinct tails (odd values); a new
+// one as twice the bytes it shares with the previous record's tail (even), its other bytes in the suffixes.
+TEST(ColumnarBatch, ARepeatedTailIsWrittenAsTheIndexOfItsFirstOccurrence) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  const std::string ab0 = std::string("ab\0\0", 4);
+  const std::vector<Rec> recs = {{1000, 0, small(1, ab0, "/usr/lib/libc.so")},
+                                 {1001, 0, small(2, ab0, "/usr/lib/libm.so")},
+                                 {1002, 0, small(3, ab0, "/usr/lib/libc.so")},
+                                 {1003, 0, small(4, ab0, "/etc/passwd")},
+                                 {1004, 0, small(5, ab0, "/usr/lib/libm.so")},
+                                 {1005, 0, small(6, ab0, "/usr/lib/libm.so.6")},
+                                 {1006, 0, small(7, ab0, "")},
+                                 {1007, 0, small(8, ab0, "")}};
+  const std::string message = encode(enc, recs);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  const v1::Column& tail = b.groups(0).tail();
+  EXPECT_EQ(tail.encoding(), v1::Column::REPEAT);
+  // new 0 (shares 0), new 1 (shares 12), repeats 0, new 2 (shares 1), repeats 1, new 3 (shares 16 with
+  // entry 1), new 4 (empty), repeats 4
+  EXPECT_EQ(hex(tail.values()), "00 18 01 02 03 20 00 09 ");
+  EXPECT_EQ(tail.suffixes(), "/usr/lib/libc.som.soetc/passwd.6");
   expect_round_trip(message, recs);
 }
 
@@ -441,9 +476,17 @@ TEST(ColumnarBatch, CorruptGroupsAreRefusedWithTheReason) {
             "batch 7: group 0 (kind 5) column at offset 5: the previous column ends at 4");
   EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_columns(1)->set_width(9); }),
             "batch 7: group 0 (kind 5) column at offset 4: an integer column of width 9 (at most 8)");
-  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->set_values(std::string("\x00\x03", 2)); }),
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->set_values(std::string("\x00\x06", 2)); }),
             "batch 7: group 0 (kind 5) tail: record 1 shares 3 bytes with the previous tail of 2 bytes, its own "
             "being 2");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->set_values(std::string("\x00\x03", 2)); }),
+            "batch 7: group 0 (kind 5) tail: record 1 repeats tail 1 but only 1 came before it");
+  EXPECT_EQ(with([](v1::Batch& b) {
+              b.mutable_groups(0)->mutable_tail()->set_values(std::string("\x00\x01", 2));
+              b.set_sizes(1, 15);
+              b.mutable_groups(0)->mutable_tail()->set_suffixes("xy");
+            }),
+            "batch 7: group 0 (kind 5) tail: record 1 repeats tail 0 of 2 bytes, its own being 3");
   EXPECT_EQ(with([](v1::Batch& b) { b.mutable_groups(0)->mutable_tail()->mutable_suffixes()->push_back('!'); }),
             "batch 7: group 0 (kind 5) tail: 1 suffix bytes belong to no record");
   EXPECT_EQ(with([](v1::Batch& b) { b.set_sizes(0, 11); }),

@@ -318,6 +318,24 @@ class ColumnarBatches(unittest.TestCase):
                          [k + (v).to_bytes(4, "little") + ts.to_bytes(8, "little")
                           for v, ts in ((1, 1000), (2, 1005), (3, 1003), (4, 2**64 - 1))])
 
+    def test_repeated_tails_are_rebuilt_from_the_groups_table(self):
+        # The tail of columnar_payloads_test.cpp, ARepeatedTailIsWrittenAsTheIndexOfItsFirstOccurrence, on the
+        # records of MESSAGE: REPEAT values new (shares 0) "xy", then entry 0 again.
+        b = pb.Batch()
+        b.ParseFromString(self.MESSAGE)
+        b.groups[0].tail.encoding = 6
+        b.groups[0].tail.values = b"\x00\x01"
+        b.groups[0].tail.suffixes = b"xy"
+        k = (5).to_bytes(4, "little")
+        self.assertEqual(self.payloads(b.SerializeToString()), [k + (100).to_bytes(4, "little") + b"ab\0\0xy",
+                                                                k + (101).to_bytes(4, "little") + b"ab\0\0xy"])
+        from perfstream.batch import BatchError
+        b.groups[0].tail.values = b"\x00\x03"
+        with self.assertRaises(BatchError) as e:
+            self.payloads(b.SerializeToString())
+        self.assertEqual(str(e.exception), "batch 7: group 0 (kind 5) tail: record 1 repeats tail 1 but only 1 came "
+                                           "before it")
+
     def test_a_corrupt_group_is_refused_with_the_cpp_readers_message(self):
         from perfstream.batch import BatchError
         b = pb.Batch()
