@@ -67,6 +67,54 @@ void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
   for (std::uint32_t i = 0; i < width; ++i) dst[i] = static_cast<char>(v >> (8 * i));
 }
 
+// Copies n bytes with fixed-size moves (overlapping at the end) instead of a call: raw columns are tens of
+// bytes. Reads and writes only [src, src + n) and [dst, dst + n).
+[[gnu::always_inline]] inline void copy_bytes(char* dst, const void* source, std::size_t n) {
+  const auto* src = static_cast<const char*>(source);
+  if (n >= 16) {
+    if (n > 256) {
+      std::memcpy(dst, src, n);
+      return;
+    }
+    for (std::size_t i = 0; i + 16 < n; i += 16) __builtin_memcpy(dst + i, src + i, 16);
+    __builtin_memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::uint64_t head, last;
+    __builtin_memcpy(&head, src, 8);
+    __builtin_memcpy(&last, src + n - 8, 8);
+    __builtin_memcpy(dst, &head, 8);
+    __builtin_memcpy(dst + n - 8, &last, 8);
+  } else if (n >= 4) {
+    std::uint32_t head, last;
+    __builtin_memcpy(&head, src, 4);
+    __builtin_memcpy(&last, src + n - 4, 4);
+    __builtin_memcpy(dst, &head, 4);
+    __builtin_memcpy(dst + n - 4, &last, 4);
+  } else if (n != 0) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+
+template <std::size_t N>
+[[gnu::always_inline]] inline char* copy_raw(char* out, const std::byte* at) {
+  __builtin_memcpy(out, at, N);
+  return out + N;
+}
+
+[[gnu::always_inline]] inline char* put_zigzag(char* out, std::int64_t value) {
+  return put_varint_unchecked(out, wire::zigzag(value));
+}
+
+// Writes the zigzag difference of value from previous (as 64-bit words), and makes value the previous.
+[[gnu::always_inline]] inline char* put_delta(char* out, std::uint64_t& previous, std::int64_t value) {
+  const auto v = static_cast<std::uint64_t>(value);
+  out = put_varint_unchecked(out, wire::zigzag(static_cast<std::int64_t>(v - previous)));
+  previous = v;
+  return out;
+}
+
 using wire::unzigzag;
 
 bool is_sequence_like(const std::string& dotted) {
@@ -139,7 +187,16 @@ void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std
 
 }  // namespace
 
-void ByteBuffer::expand(std::size_t need) { data_.resize(std::max({need, data_.size() * 2, std::size_t{4096}})); }
+void ByteBuffer::expand(std::size_t need) {
+  const std::size_t size = this->size();
+  const std::size_t capacity =
+      std::max({need, 2 * static_cast<std::size_t>(capacity_end_ - data_.get()), std::size_t{4096}});
+  std::unique_ptr<char[]> bigger(new char[capacity]);  // default-initialized: pages are touched as written
+  if (size != 0) std::memcpy(bigger.get(), data_.get(), size);
+  data_ = std::move(bigger);
+  end_ = data_.get() + size;
+  capacity_end_ = data_.get() + capacity;
+}
 
 // --- the plan -------------------------------------------------------------------------------------------
 
@@ -205,70 +262,174 @@ ColumnarLayout ColumnarLayout::from_schemas(const google::protobuf::RepeatedPtrF
 
 // --- the encoder ----------------------------------------------------------------------------------------
 
+ColumnarEncoder::ColumnOp ColumnarEncoder::column_op(const ColumnPlan::Column& column) {
+  const std::uint32_t w = column.width;
+  switch (column.encoding) {
+    case ColumnEncoding::Raw:
+      return w == 1 ? ColumnOp::Raw1 : w == 2 ? ColumnOp::Raw2 : w == 4 ? ColumnOp::Raw4 : w == 8 ? ColumnOp::Raw8
+             : w == 16 ? ColumnOp::Raw16 : ColumnOp::RawOther;
+    case ColumnEncoding::Zigzag:
+      return w == 1 ? ColumnOp::Zigzag1 : w == 2 ? ColumnOp::Zigzag2 : w == 4 ? ColumnOp::Zigzag4
+             : w == 8 ? ColumnOp::Zigzag8 : ColumnOp::ZigzagOther;
+    case ColumnEncoding::Delta:
+      return w == 1 ? ColumnOp::Delta1 : w == 2 ? ColumnOp::Delta2 : w == 4 ? ColumnOp::Delta4
+             : w == 8 ? ColumnOp::Delta8 : ColumnOp::DeltaOther;
+    case ColumnEncoding::TimeOffset: return w == 8 ? ColumnOp::TimeOffset8 : ColumnOp::TimeOffsetOther;
+    case ColumnEncoding::String: return w == 16 ? ColumnOp::String16 : ColumnOp::StringOther;
+    case ColumnEncoding::Prefix:
+    case ColumnEncoding::Repeat: break;  // tails' encodings: never planned for a column
+  }
+  return ColumnOp::RawOther;
+}
+
+std::size_t ColumnarEncoder::max_value_bytes(ColumnOp op, std::uint32_t width) {
+  switch (op) {
+    case ColumnOp::Raw1: case ColumnOp::Raw2: case ColumnOp::Raw4: case ColumnOp::Raw8: case ColumnOp::Raw16:
+    case ColumnOp::RawOther:
+      return width;
+    default: return kMaxVarintBytes;
+  }
+}
+
 ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout) : layout_(std::move(layout)) {
   const std::size_t plans = layout_ ? layout_->plans().size() : 0;
   groups_.resize(plans);
   batch_group_.assign(plans, -1);
   for (std::size_t i = 0; i < plans; ++i) {
+    const ColumnPlan& plan = layout_->plans()[i];
     groups_[i].plan = static_cast<int>(i);
-    for (const auto& c : layout_->plans()[i].columns) groups_[i].columns.push_back(ColumnState{c, {}, 0, {}});
+    GroupState& g = groups_[i];
+    g.fixed_size = plan.fixed_size;
+    for (std::uint32_t k = 0; k < plan.columns.size(); ++k) g.plan_order.push_back(k);
+    std::stable_sort(g.plan_order.begin(), g.plan_order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return column_op(plan.columns[a]) < column_op(plan.columns[b]);
+    });
+    // plan_order is now the order in `columns`; turned around below into the plan's order.
+    std::vector<std::uint32_t> at(plan.columns.size());
+    for (std::uint32_t k = 0; k < g.plan_order.size(); ++k) {
+      const ColumnPlan::Column& c = plan.columns[g.plan_order[k]];
+      ColumnState& state = g.columns.emplace_back();
+      state.plan = c;
+      state.op = column_op(c);
+      if (g.runs.empty() || g.runs.back().op != state.op) g.runs.push_back({state.op, 0});
+      ++g.runs.back().count;
+      at[g.plan_order[k]] = k;
+    }
+    g.plan_order = std::move(at);
   }
 }
 
-ColumnarEncoder::GroupState& ColumnarEncoder::group_for_plan(int plan, std::uint32_t& index) {
-  int& g = batch_group_[static_cast<std::size_t>(plan)];
-  if (g < 0) {
-    g = static_cast<int>(batch_order_.size());
-    batch_order_.push_back(plan);
-  }
-  index = static_cast<std::uint32_t>(g);
-  return groups_[static_cast<std::size_t>(plan)];
+std::uint32_t ColumnarEncoder::first_use(int plan) {
+  batch_group_[static_cast<std::size_t>(plan)] = static_cast<int>(batch_order_.size());
+  batch_order_.push_back(plan);
+  return static_cast<std::uint32_t>(batch_order_.size() - 1);
+}
+
+void ColumnarEncoder::make_room(GroupState& g) {
+  for (ColumnState& c : g.columns) c.values.reserve(kRoomRecords * max_value_bytes(c.op, c.plan.width));
+  g.room = kRoomRecords;
 }
 
 bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group) {
   if (!layout_) return false;
   const int plan_index = layout_->plan_for(payload);
   if (plan_index < 0) return false;
-  const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
-  if (payload.size() < plan.fixed_size) return false;
+  GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
+  if (payload.size() < g.fixed_size) return false;
+  group = batch_group(plan_index);
+  if (g.room == 0) make_room(g);
+  --g.room;
   const std::byte* p = payload.data();
-  GroupState& g = group_for_plan(plan_index, group);
   // The tail's slot in its table is fetched while the columns are written.
-  const std::size_t tail_size = payload.size() - plan.fixed_size;
-  const auto* tail = reinterpret_cast<const char*>(p + plan.fixed_size);
+  const std::size_t tail_size = payload.size() - g.fixed_size;
+  const auto* tail = reinterpret_cast<const char*>(p + g.fixed_size);
   const std::uint32_t tail_hash = tail_size != 0 || g.tailed ? g.tails.prepare(tail, tail_size) : 0;
   std::size_t written = 0;
-  for (ColumnState& c : g.columns) {
-    const std::byte* at = p + c.plan.offset;
-    switch (c.plan.encoding) {
-      case ColumnEncoding::Raw:
-        c.values.append(at, c.plan.width);
-        written += c.plan.width;
-        break;
-      case ColumnEncoding::Zigzag: written += c.values.put_varint(wire::zigzag(read_signed(at, c.plan.width))); break;
-      case ColumnEncoding::Delta: {
-        const auto v = static_cast<std::uint64_t>(read_signed(at, c.plan.width));
-        written += c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - c.previous)));
-        c.previous = v;
-        break;
+  ColumnState* c = g.columns.data();
+  for (const ColumnRun& run : g.runs) {
+    ColumnState* const run_end = c + run.count;
+    // Stores, for each column of the run, what write(column, at) writes at the column's end: at most
+    // max_value_bytes(op) bytes, which make_room() has reserved.
+    auto each = [&](auto&& write) {
+      for (; c != run_end; ++c) {
+        char* const start = c->values.end();
+        char* const end = write(*c, start, p + c->plan.offset);
+        c->values.set_end(end);
+        written += static_cast<std::size_t>(end - start);
       }
-      case ColumnEncoding::TimeOffset: {
-        const auto v = static_cast<std::uint64_t>(read_signed(at, c.plan.width));
-        written += c.values.put_varint(wire::zigzag(static_cast<std::int64_t>(v - time_ns)));
+    };
+    using C = ColumnState;
+    using B = const std::byte*;
+    switch (run.op) {
+      case ColumnOp::Raw1: each([](C&, char* out, B at) { return copy_raw<1>(out, at); }); break;
+      case ColumnOp::Raw2: each([](C&, char* out, B at) { return copy_raw<2>(out, at); }); break;
+      case ColumnOp::Raw4: each([](C&, char* out, B at) { return copy_raw<4>(out, at); }); break;
+      case ColumnOp::Raw8: each([](C&, char* out, B at) { return copy_raw<8>(out, at); }); break;
+      case ColumnOp::Raw16: each([](C&, char* out, B at) { return copy_raw<16>(out, at); }); break;
+      case ColumnOp::RawOther:
+        each([](C& col, char* out, B at) {
+          copy_bytes(out, at, col.plan.width);
+          return out + col.plan.width;
+        });
         break;
-      }
-      case ColumnEncoding::String: {
-        // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
-        // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
-        // rebuilt exactly and none sends its record raw.
-        const auto* s = reinterpret_cast<const char*>(at);
-        const std::size_t length = used_length(s, c.plan.width);
-        const std::size_t known = c.table.size();
-        written += c.values.put_varint(c.table.intern(s, c.plan.width, length));
-        if (c.table.size() != known) written += length + 2;
+      case ColumnOp::Zigzag1: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int8_t>(at)); }); break;
+      case ColumnOp::Zigzag2: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int16_t>(at)); }); break;
+      case ColumnOp::Zigzag4: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int32_t>(at)); }); break;
+      case ColumnOp::Zigzag8: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int64_t>(at)); }); break;
+      case ColumnOp::ZigzagOther:
+        each([](C& col, char* out, B at) { return put_zigzag(out, read_signed(at, col.plan.width)); });
         break;
-      }
-      case ColumnEncoding::Prefix: break;  // never planned for a column
+      case ColumnOp::Delta1:
+        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int8_t>(at)); });
+        break;
+      case ColumnOp::Delta2:
+        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int16_t>(at)); });
+        break;
+      case ColumnOp::Delta4:
+        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int32_t>(at)); });
+        break;
+      case ColumnOp::Delta8:
+        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int64_t>(at)); });
+        break;
+      case ColumnOp::DeltaOther:
+        each([](C& col, char* out, B at) { return put_delta(out, col.previous, read_signed(at, col.plan.width)); });
+        break;
+      case ColumnOp::TimeOffset8:
+        each([&](C&, char* out, B at) { return put_zigzag(out, load<std::int64_t>(at) - static_cast<std::int64_t>(time_ns)); });
+        break;
+      case ColumnOp::TimeOffsetOther:
+        each([&](C& col, char* out, B at) {
+          return put_zigzag(out, static_cast<std::int64_t>(static_cast<std::uint64_t>(read_signed(at, col.plan.width)) - time_ns));
+        });
+        break;
+      case ColumnOp::String16:
+        each([&](C& col, char* out, B at) {
+          // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
+          // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
+          // rebuilt exactly and none sends its record raw.
+          const InternTable::Key key{load<std::uint64_t>(at), load<std::uint64_t>(at + 8)};
+          const std::size_t length = key.w1 != 0   ? 16 - static_cast<std::size_t>(__builtin_clzll(key.w1)) / 8
+                                     : key.w0 != 0 ? 8 - static_cast<std::size_t>(__builtin_clzll(key.w0)) / 8
+                                                   : 0;
+          const std::size_t known = col.table.size();
+          out = put_varint_unchecked(out, col.table.intern(key, reinterpret_cast<const char*>(at), 16, length));
+          if (col.table.size() != known) written += length + 2;
+          return out;
+        });
+        break;
+      case ColumnOp::StringOther:
+        each([&](C& col, char* out, B at) {
+          const auto* s = reinterpret_cast<const char*>(at);
+          InternTable::Key key;
+          std::memcpy(&key.w0, s, std::min<std::size_t>(col.plan.width, 8));
+          if (col.plan.width > 8) std::memcpy(&key.w1, s + 8, std::min<std::size_t>(col.plan.width - 8, 8));
+          const std::size_t length = used_length(s, col.plan.width);
+          const std::size_t known = col.table.size();
+          out = put_varint_unchecked(out, col.table.intern(key, s, col.plan.width, length));
+          if (col.table.size() != known) written += length + 2;
+          return out;
+        });
+        break;
     }
   }
   // The tail: what it shares with the previous record's, then the rest. Until a record of the group has one,
@@ -297,7 +458,8 @@ void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const
     group_bytes.clear();
     wire::put_uint_field(group_bytes, kGroupKind, plan.kind);
     wire::put_uint_field(group_bytes, kGroupRecordCount, g.records);
-    for (const ColumnState& c : g.columns) {
+    for (const std::uint32_t k : g.plan_order) {
+      const ColumnState& c = g.columns[k];
       put_column(group_bytes, kGroupColumns, c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
                  c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr, {});
     }
@@ -329,13 +491,9 @@ void ColumnarEncoder::reset() {
   estimate_ = 0;
 }
 
-std::uint32_t ColumnarEncoder::InternTable::intern(const char* array, std::uint32_t width, std::size_t text_size) {
-  // The hash of the array's first 16 bytes as two words (zero-padded: bytes after the NUL are zero), then of
-  // the rest of the text, if any.
-  std::uint64_t w0 = 0, w1 = 0;
-  std::memcpy(&w0, array, std::min<std::size_t>(width, 8));
-  if (width > 8) std::memcpy(&w1, array + 8, std::min<std::size_t>(width - 8, 8));
-  std::uint64_t h = (w0 * 0x9E3779B97F4A7C15ull) ^ (w1 + 0x632BE59BD9B4E019ull + (w0 >> 29));
+std::uint32_t ColumnarEncoder::InternTable::intern(Key key, const char* array, std::uint32_t width,
+                                                  std::size_t text_size) {
+  std::uint64_t h = (key.w0 * 0x9E3779B97F4A7C15ull) ^ (key.w1 + 0x632BE59BD9B4E019ull + (key.w0 >> 29));
   if (text_size > 16) h ^= std::hash<std::string_view>{}(std::string_view(array + 16, text_size - 16));
   h *= 0xBF58476D1CE4E5B9ull;
   h ^= h >> 31;
@@ -343,16 +501,11 @@ std::uint32_t ColumnarEncoder::InternTable::intern(const char* array, std::uint3
   const std::size_t mask = slots_.size() - 1;
   for (std::size_t i = h & mask;; i = (i + 1) & mask) {
     Slot& slot = slots_[i];
-    if (slot.index == UINT32_MAX) {
-      const auto index = static_cast<std::uint32_t>(strings_.size());
-      strings_.emplace_back(array, text_size);
-      slot = Slot{h, index};
-      if (strings_.size() * 2 > slots_.size()) grow();
-      return index;
-    }
-    if (slot.hash == h) {
+    if (slot.index == UINT32_MAX) return insert(slot, key, h, array, text_size);
+    if (slot.key.w0 == key.w0 && slot.key.w1 == key.w1) {
+      if (width <= 16) return slot.index;  // the key is the whole array
       const std::string& s = strings_[slot.index];
-      if (s.size() == text_size && std::memcmp(s.data(), array, text_size) == 0) return slot.index;
+      if (slot.hash == h && s.size() == text_size && std::memcmp(s.data(), array, text_size) == 0) return slot.index;
     }
   }
 }
@@ -457,6 +610,15 @@ void ColumnarEncoder::TailTable::clear() {
   entries_ = 0;
   bytes_.clear();
   previous_at_ = previous_size_ = 0;
+}
+
+std::uint32_t ColumnarEncoder::InternTable::insert(Slot& slot, Key key, std::uint64_t hash, const char* array,
+                                                   std::size_t text_size) {
+  const auto index = static_cast<std::uint32_t>(strings_.size());
+  strings_.emplace_back(array, text_size);
+  slot = Slot{key, hash, index};
+  if (strings_.size() * 2 > slots_.size()) grow();
+  return index;
 }
 
 void ColumnarEncoder::InternTable::grow() {

@@ -36,14 +36,44 @@
 
 namespace perfstream {
 
+// Writes v as a base-128 varint at p, which has room for kMaxVarintBytes, and returns the end. Values below
+// 2^56 (all but the rarest) take no branch on their length: their 7-bit groups are spread into the bytes of
+// a word, the continuation bits set below the last byte, and the word stored whole (8 bytes, within the
+// room); the length comes from the highest set bit.
+inline constexpr std::size_t kMaxVarintBytes = 10;
+[[gnu::always_inline]] inline char* put_varint_unchecked(char* p, std::uint64_t v) {
+  if (v < 0x80) {
+    *p = static_cast<char>(v);
+    return p + 1;
+  }
+  if (__builtin_expect(v < (std::uint64_t{1} << 56), 1)) {
+    std::uint64_t x = (v & 0x0FFFFFFFull) | ((v & 0x00FFFFFFF0000000ull) << 4);   // 28-bit halves
+    x = (x & 0x00003FFF00003FFFull) | ((x & 0x0FFFC0000FFFC000ull) << 2);         // 14-bit quarters
+    x = (x & 0x007F007F007F007Full) | ((x & 0x3F803F803F803F80ull) << 1);         // 7-bit groups
+    const auto high_bit = static_cast<unsigned>(63 - __builtin_clzll(v | 1));
+    const std::size_t length = (high_bit * 9 + 73) / 64;  // 1-8
+    x |= 0x8080808080808080ull & ((std::uint64_t{1} << (8 * length - 8)) - 1);
+    __builtin_memcpy(p, &x, 8);
+    return p + length;
+  }
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+
 // A growable byte buffer whose capacity survives clear(): the encoder's columns fill these record by record
-// without allocating once they have reached a batch's size.
+// without allocating once they have reached a batch's size. Bytes go in through the checked calls (grow,
+// append, put_varint), or, after reserve(n), through the cursor: up to n bytes stored from end() on, then
+// set_end() past the last one. The storage is not zero-filled: only the bytes written are touched.
 class ByteBuffer {
  public:
   char* grow(std::size_t n) {
-    if (size_ + n > data_.size()) expand(size_ + n);
-    char* p = data_.data() + size_;
-    size_ += n;
+    reserve(n);
+    char* p = end_;
+    end_ += n;
     return p;
   }
   void append(const void* p, std::size_t n) {
@@ -51,25 +81,28 @@ class ByteBuffer {
   }
   // Returns the bytes written (1-10).
   std::size_t put_varint(std::uint64_t v) {
-    if (size_ + 10 > data_.size()) expand(size_ + 10);
-    char* p = data_.data() + size_;
-    std::size_t n = 0;
-    while (v >= 0x80) {
-      p[n++] = static_cast<char>((v & 0x7f) | 0x80);
-      v >>= 7;
-    }
-    p[n++] = static_cast<char>(v);
-    size_ += n;
-    return n;
+    reserve(kMaxVarintBytes);
+    char* start = end_;
+    end_ = put_varint_unchecked(end_, v);
+    return static_cast<std::size_t>(end_ - start);
   }
-  std::span<const char> view() const { return {data_.data(), size_}; }
-  std::size_t size() const { return size_; }
-  void clear() { size_ = 0; }
+  // Room for n more bytes after end().
+  void reserve(std::size_t n) {
+    if (static_cast<std::size_t>(capacity_end_ - end_) < n) expand(size() + n);
+  }
+  char* end() { return end_; }
+  void set_end(char* end) { end_ = end; }
+  std::span<const char> view() const { return {data_.get(), size()}; }
+  std::size_t size() const { return static_cast<std::size_t>(end_ - data_.get()); }
+  void clear() { end_ = data_.get(); }
+  // Keeps the first n bytes (n <= size()).
+  void truncate(std::size_t n) { end_ = data_.get() + n; }
 
  private:
   void expand(std::size_t need);
-  std::string data_;
-  std::size_t size_ = 0;
+  std::unique_ptr<char[]> data_;
+  char* end_ = nullptr;
+  char* capacity_end_ = nullptr;
 };
 
 enum class ColumnEncoding : std::uint8_t {
@@ -144,21 +177,28 @@ class ColumnarEncoder {
   void reset();
 
  private:
-  // Interned strings of one column: an open-addressing table of (hash, index), the strings by index. A
-  // string is a char array without its trailing zeros, so the hash is of the array's words (zero past the
-  // string); a hit costs two word loads and a compare, no allocation.
+  // Interned strings of one column: an open-addressing table of slots, the strings by index. A string is a
+  // char array without its trailing zeros; its key is the array's first 16 bytes as two words (zero past
+  // the array), which for arrays of up to 16 bytes (comm) is the whole string, so a hit is a hash, one slot
+  // load and two word compares, no allocation. Longer arrays compare the rest too.
   class InternTable {
    public:
-    std::uint32_t intern(const char* array, std::uint32_t width, std::size_t text_size);
+    struct Key {
+      std::uint64_t w0 = 0, w1 = 0;
+    };
+    // The index of the string `array[0, text_size)` of the column's `width`-byte arrays, whose key is `key`.
+    std::uint32_t intern(Key key, const char* array, std::uint32_t width, std::size_t text_size);
     const std::vector<std::string>& strings() const { return strings_; }
     std::size_t size() const { return strings_.size(); }
     void clear();
 
    private:
     struct Slot {
+      Key key;
       std::uint64_t hash = 0;
       std::uint32_t index = UINT32_MAX;  // UINT32_MAX: empty
     };
+    std::uint32_t insert(Slot& slot, Key key, std::uint64_t hash, const char* array, std::size_t text_size);
     void grow();
     std::vector<Slot> slots_;
     std::vector<std::string> strings_;
@@ -193,23 +233,57 @@ class ColumnarEncoder {
     std::uint32_t previous_at_ = 0;  // the previous record's tail in bytes_
     std::uint32_t previous_size_ = 0;
   };
+  // What add() does for a column, chosen once from its (encoding, width) when the encoder is made, so that
+  // the per-record loop neither re-derives it nor takes a variable-size path for the common widths.
+  enum class ColumnOp : std::uint8_t {
+    Raw1, Raw2, Raw4, Raw8, Raw16, RawOther,
+    Zigzag1, Zigzag2, Zigzag4, Zigzag8, ZigzagOther,
+    Delta1, Delta2, Delta4, Delta8, DeltaOther,
+    TimeOffset8, TimeOffsetOther,
+    String16, StringOther,
+  };
+  static ColumnOp column_op(const ColumnPlan::Column& column);
+  // The most bytes one record adds to a column of this op (a varint's room, or the raw width).
+  static std::size_t max_value_bytes(ColumnOp op, std::uint32_t width);
   struct ColumnState {
     ColumnPlan::Column plan;
-    ByteBuffer values;
+    ColumnOp op = ColumnOp::RawOther;
     std::uint64_t previous = 0;  // Delta
+    ByteBuffer values;
     InternTable table;           // String
   };
+  // Columns of one op, next to each other in GroupState::columns: add() dispatches once per run and then
+  // loops over the run's columns doing the same thing, which the branch predictors follow far better than a
+  // dispatch per column.
+  struct ColumnRun {
+    ColumnOp op;
+    std::uint32_t count;
+  };
+  // Records a group's column buffers take with no capacity check: make_room() reserves, in every column, the
+  // most kRoomRecords records can add, and add() counts `room` down. (The tail goes through TailTable's
+  // checked writes: its bytes have no bound per record.)
+  static constexpr std::uint32_t kRoomRecords = 64;
   struct GroupState {
     int plan = -1;
+    std::uint32_t fixed_size = 0;
     std::uint32_t records = 0;
-    std::vector<ColumnState> columns;
+    std::uint32_t room = 0;
+    std::vector<ColumnState> columns;       // by op (the runs), then by offset
+    std::vector<ColumnRun> runs;
+    std::vector<std::uint32_t> plan_order;  // the columns in the plan's order (by offset): how they are written
     bool tailed = false;         // a record of the group so far has bytes after the fixed part
     std::uint32_t untailed = 0;  // records before the first such one (their values, all 0, come later)
     ByteBuffer tail_values;      // tail: a varint per record (Repeat)
     ByteBuffer suffixes;         // tail: the bytes after the shared prefixes
     TailTable tails;
   };
-  GroupState& group_for_plan(int plan, std::uint32_t& index);
+  static void make_room(GroupState& g);
+  // The group's index in this batch, the plan's group being given one on first use.
+  std::uint32_t batch_group(int plan) {
+    const int g = batch_group_[static_cast<std::size_t>(plan)];
+    return g >= 0 ? static_cast<std::uint32_t>(g) : first_use(plan);
+  }
+  std::uint32_t first_use(int plan);
 
   std::shared_ptr<const ColumnarLayout> layout_;
   std::vector<GroupState> groups_;    // one per plan, made on first use and kept (buffers reused)
