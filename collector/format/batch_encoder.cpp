@@ -22,18 +22,28 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
     last_time_ = time_ns;
   }
   note_time(time_ns);
-  time_deltas_.put_varint(wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
+  if (room_ == 0) make_room();
+  --room_;
+  time_deltas_.set_end(
+      put_varint_unchecked(time_deltas_.end(), wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_))));
   last_time_ = time_ns;
-  cpus_.put_varint(cpu);
-  sizes_.put_varint(payload.size());
+  cpus_.set_end(put_varint_unchecked(cpus_.end(), cpu));
+  sizes_.set_end(put_varint_unchecked(sizes_.end(), payload.size()));
   std::uint32_t group = 0;
   if (columnar_ && columnar_->add(payload, time_ns, group)) {
-    record_groups_.put_varint(group + 1);
+    record_groups_.set_end(put_varint_unchecked(record_groups_.end(), group + 1));
   } else {
-    if (columnar_) record_groups_.put_varint(0);
+    if (columnar_) record_groups_.set_end(put_varint_unchecked(record_groups_.end(), 0));
     payloads_.append(payload.data(), payload.size());
   }
   ++records_;
+}
+
+void BatchEncoder::make_room() {
+  for (ByteBuffer* column : {&time_deltas_, &cpus_, &sizes_, &record_groups_}) {
+    column->reserve(kRoomRecords * kMaxVarintBytes);
+  }
+  room_ = kRoomRecords;
 }
 
 void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_t time_ns, std::uint32_t source) {

@@ -51,6 +51,10 @@ class BatchEncoder {
 
  private:
   void note_time(std::uint64_t time_ns);
+  // Records the four per-record columns take with no capacity check: make_room() reserves, in each, the
+  // most kRoomRecords records can add (a varint each), and add_record() counts room_ down.
+  static constexpr std::uint32_t kRoomRecords = 64;
+  void make_room();
   void append_body(std::string& out) const;
 
   ByteBuffer time_deltas_;
@@ -67,6 +71,7 @@ class BatchEncoder {
   bool timed_ = false;
   std::uint32_t records_ = 0;
   std::uint32_t lost_notices_ = 0;
+  std::uint32_t room_ = 0;
 };
 
 // Appends the sequence (Batch field 1) and watermark (field 9) to an encoded batch. A protobuf parser takes
