@@ -159,9 +159,9 @@ bool parse_column_view(std::span<const char> bytes, ColumnView& c) {
   return !w.bad;
 }
 
-void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std::uint32_t width,
-                ColumnEncoding encoding, std::span<const char> values, const std::vector<std::string>* strings,
-                std::span<const char> suffixes) {
+// The bytes of a Column message's body.
+std::size_t column_size(std::uint32_t offset, std::uint32_t width, ColumnEncoding encoding, std::span<const char> values,
+                        const std::vector<std::string>* strings, std::span<const char> suffixes) {
   std::size_t size = uint_field_size(kColumnOffset, offset) + uint_field_size(kColumnWidth, width) +
                      uint_field_size(kColumnEncoding, static_cast<std::uint64_t>(encoding)) +
                      bytes_field_size(kColumnValues, values.size()) + bytes_field_size(kColumnSuffixes, suffixes.size());
@@ -169,6 +169,13 @@ void put_column(std::string& out, std::uint32_t field, std::uint32_t offset, std
     // An empty string is written too: its place in the table is its index.
     for (const std::string& s : *strings) size += wire::varint_size(kColumnStrings << 3) + wire::varint_size(s.size()) + s.size();
   }
+  return size;
+}
+
+// A Column message as field `field`, its body `size` bytes (column_size()).
+void put_column(std::string& out, std::uint32_t field, std::size_t size, std::uint32_t offset, std::uint32_t width,
+                ColumnEncoding encoding, std::span<const char> values, const std::vector<std::string>* strings,
+                std::span<const char> suffixes) {
   wire::put_tag(out, field, wire::kLengthDelimited);
   wire::put_varint(out, size);
   wire::put_uint_field(out, kColumnOffset, offset);
@@ -451,23 +458,40 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
 }
 
 void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const {
-  std::string group_bytes;
+  // Each group straight into `out`: its size first, from its columns' sizes, so that no group is built
+  // apart and copied (a batch's groups are most of its bytes).
+  std::vector<std::size_t> sizes;  // the group's columns' body sizes, in the plan's order
   for (const int plan_index : batch_order_) {
     const GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
     const ColumnPlan& plan = layout_->plans()[static_cast<std::size_t>(plan_index)];
-    group_bytes.clear();
-    wire::put_uint_field(group_bytes, kGroupKind, plan.kind);
-    wire::put_uint_field(group_bytes, kGroupRecordCount, g.records);
+    auto strings_of = [](const ColumnState& c) {
+      return c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr;
+    };
+    sizes.clear();
     for (const std::uint32_t k : g.plan_order) {
       const ColumnState& c = g.columns[k];
-      put_column(group_bytes, kGroupColumns, c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
-                 c.plan.encoding == ColumnEncoding::String ? &c.table.strings() : nullptr, {});
+      sizes.push_back(column_size(c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(), strings_of(c), {}));
+    }
+    // The tail column only when a record of the group had a tail.
+    const std::size_t tail_size =
+        g.tailed ? column_size(plan.fixed_size, 0, ColumnEncoding::Repeat, g.tail_values.view(), nullptr, g.suffixes.view())
+                 : 0;
+    std::size_t group_size = uint_field_size(kGroupKind, plan.kind) + uint_field_size(kGroupRecordCount, g.records);
+    for (const std::size_t size : sizes) group_size += wire::varint_size(kGroupColumns << 3) + wire::varint_size(size) + size;
+    if (g.tailed) group_size += wire::varint_size(kGroupTail << 3) + wire::varint_size(tail_size) + tail_size;
+    wire::put_tag(out, field, wire::kLengthDelimited);
+    wire::put_varint(out, group_size);
+    wire::put_uint_field(out, kGroupKind, plan.kind);
+    wire::put_uint_field(out, kGroupRecordCount, g.records);
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const ColumnState& c = g.columns[g.plan_order[i]];
+      put_column(out, kGroupColumns, sizes[i], c.plan.offset, c.plan.width, c.plan.encoding, c.values.view(),
+                 strings_of(c), {});
     }
     if (g.tailed) {
-      put_column(group_bytes, kGroupTail, plan.fixed_size, 0, ColumnEncoding::Repeat, g.tail_values.view(), nullptr,
+      put_column(out, kGroupTail, tail_size, plan.fixed_size, 0, ColumnEncoding::Repeat, g.tail_values.view(), nullptr,
                  g.suffixes.view());
     }
-    wire::put_bytes_field(out, field, group_bytes);
   }
 }
 
