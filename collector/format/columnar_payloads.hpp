@@ -29,6 +29,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "collector/util/result.hpp"
@@ -56,6 +57,15 @@ inline constexpr std::size_t kMaxVarintBytes = 10;
 // set_end() past the last one. The storage is not zero-filled: only the bytes written are touched.
 class ByteBuffer {
  public:
+  ByteBuffer() = default;
+  ByteBuffer(ByteBuffer&& other) noexcept { *this = std::move(other); }
+  ByteBuffer& operator=(ByteBuffer&& other) noexcept {
+    data_ = std::move(other.data_);
+    end_ = std::exchange(other.end_, nullptr);
+    capacity_end_ = std::exchange(other.capacity_end_, nullptr);
+    return *this;
+  }
+
   char* grow(std::size_t n) {
     reserve(n);
     char* p = end_;
