@@ -402,7 +402,7 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
         each([](C& col, char* out, B at) { return put_delta(out, col.previous, read_signed(at, col.plan.width)); });
         break;
       case ColumnOp::TimeOffset8:
-        each([&](C&, char* out, B at) { return put_zigzag(out, load<std::int64_t>(at) - static_cast<std::int64_t>(time_ns)); });
+        each([&](C&, char* out, B at) { return put_zigzag(out, static_cast<std::int64_t>(load<std::uint64_t>(at) - time_ns)); });
         break;
       case ColumnOp::TimeOffsetOther:
         each([&](C& col, char* out, B at) {
