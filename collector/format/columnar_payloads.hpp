@@ -266,7 +266,7 @@ class ColumnarEncoder {
     std::uint32_t room = 0;
     std::vector<ColumnState> columns;       // by op (the runs), then by offset
     std::vector<ColumnRun> runs;
-    std::vector<std::uint32_t> plan_order;  // the columns in the plan's order (by offset): how they are written
+    std::vector<std::uint32_t> plan_order;  // the plan's column i is columns[plan_order[i]] (the written order)
     bool tailed = false;         // a record of the group so far has bytes after the fixed part
     std::uint32_t untailed = 0;  // records before the first such one (their values, all 0, come later)
     ByteBuffer tail_values;      // tail: a varint per record (Repeat)
