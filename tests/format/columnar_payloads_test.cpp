@@ -293,7 +293,7 @@ TEST(ColumnarBatch, LongBatchesOfEveryColumnOpAndTailLengthRoundTripByteForByte)
   {
     std::set<std::pair<ColumnEncoding, std::uint32_t>> ops;
     for (const ColumnPlan::Column& c : layout->plans()[0].columns) ops.insert({c.encoding, c.width});
-    for (const std::pair<ColumnEncoding, std::uint32_t> op :
+    for (const std::pair<ColumnEncoding, std::uint32_t>& op :
          {std::pair{ColumnEncoding::Zigzag, 1u}, {ColumnEncoding::Zigzag, 2u}, {ColumnEncoding::Zigzag, 3u},
           {ColumnEncoding::Zigzag, 4u}, {ColumnEncoding::Delta, 1u}, {ColumnEncoding::Delta, 2u},
           {ColumnEncoding::Delta, 3u}, {ColumnEncoding::Delta, 4u}, {ColumnEncoding::Delta, 8u},
