@@ -350,7 +350,7 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
   // The tail's slot in its table is fetched while the columns are written.
   const std::size_t tail_size = payload.size() - g.fixed_size;
   const auto* tail = reinterpret_cast<const char*>(p + g.fixed_size);
-  const std::uint32_t tail_hash = tail_size != 0 || g.tailed ? g.tails.prepare(tail, tail_size) : 0;
+  const TailTable::Key tail_key = tail_size != 0 || g.tailed ? g.tails.prepare(tail, tail_size) : TailTable::Key{};
   std::size_t written = 0;
   ColumnState* c = g.columns.data();
   for (const ColumnRun& run : g.runs) {
@@ -451,7 +451,7 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
     g.tailed = true;
     g.tails.add_empty(g.untailed, g.tail_values);
   }
-  written += g.tails.add(tail_hash, tail, tail_size, g.tail_values, g.suffixes);
+  written += g.tails.add(tail_key, tail, tail_size, g.tail_values, g.suffixes);
   estimate_ += written;
   ++g.records;
   return true;
@@ -575,15 +575,21 @@ std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
 }
 }  // namespace
 
-std::uint32_t ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size) {
+ColumnarEncoder::TailTable::Key ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size) {
+  if (previous_entry_ != UINT32_MAX && size == previous_size_ &&
+      common_prefix(bytes_.view().data() + previous_at_, tail, size) == size) {
+    return Key{true, 0};
+  }
   if (slots_.empty()) slots_.resize(256);
   const auto hash = static_cast<std::uint32_t>(hash_bytes(tail, size));
   __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
-  return hash;
+  return Key{false, hash};
 }
 
-std::size_t ColumnarEncoder::TailTable::add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values,
+std::size_t ColumnarEncoder::TailTable::add(Key key, const char* tail, std::size_t size, ByteBuffer& values,
                                             ByteBuffer& suffixes) {
+  if (key.same_as_previous) return values.put_varint(2 * std::uint64_t{previous_entry_} + 1);
+  const std::uint32_t hash = key.hash;
   const std::size_t mask = slots_.size() - 1;
   std::size_t i = hash & mask;
   for (;; i = (i + 1) & mask) {
@@ -592,6 +598,7 @@ std::size_t ColumnarEncoder::TailTable::add(std::uint32_t hash, const char* tail
     if (slot.hash == hash && slot.size == size && std::memcmp(bytes_.view().data() + slot.at, tail, size) == 0) {
       previous_at_ = slot.at;
       previous_size_ = slot.size;
+      previous_entry_ = slot.entry;
       return values.put_varint(2 * std::uint64_t{slot.entry} + 1);
     }
   }
@@ -607,11 +614,13 @@ void ColumnarEncoder::TailTable::add_empty(std::uint32_t n, ByteBuffer& values) 
   for (std::uint32_t k = 0; k < n; ++k) values.put_varint(0);
   entries_ += n;
   previous_size_ = 0;
+  if (n != 0) previous_entry_ = entries_ - 1;
 }
 
 void ColumnarEncoder::TailTable::insert(std::size_t slot, std::uint32_t hash, const char* tail, std::size_t size) {
   previous_at_ = static_cast<std::uint32_t>(bytes_.size());
   previous_size_ = static_cast<std::uint32_t>(size);
+  previous_entry_ = entries_;
   bytes_.append(tail, size);
   slots_[slot] = Slot{hash, entries_++, previous_at_, previous_size_};
   if (std::size_t{entries_} * 2 > slots_.size()) grow();
@@ -634,6 +643,7 @@ void ColumnarEncoder::TailTable::clear() {
   entries_ = 0;
   bytes_.clear();
   previous_at_ = previous_size_ = 0;
+  previous_entry_ = UINT32_MAX;
 }
 
 std::uint32_t ColumnarEncoder::InternTable::insert(Slot& slot, Key key, std::uint64_t hash, const char* array,

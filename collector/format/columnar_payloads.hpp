@@ -205,10 +205,16 @@ class ColumnarEncoder {
   // always an entry and never copied again.
   class TailTable {
    public:
-    // The tail's hash, its slot fetched into the cache ahead of add().
-    std::uint32_t prepare(const char* tail, std::size_t size);
+    // A tail looked at ahead of add(): the same bytes as the previous record's (then nothing else is needed:
+    // fixed-size payload areas, a path opened twice in a row), or its hash, with its slot fetched into the
+    // cache while the columns are written.
+    struct Key {
+      bool same_as_previous = false;
+      std::uint32_t hash = 0;
+    };
+    Key prepare(const char* tail, std::size_t size);
     // Writes this tail's value (and suffix) and returns the bytes written.
-    std::size_t add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
+    std::size_t add(Key key, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
     // `n` empty tails written as 0 before the first tail of the group (each is an entry, as for the reader).
     void add_empty(std::uint32_t n, ByteBuffer& values);
     void clear();
@@ -228,6 +234,7 @@ class ColumnarEncoder {
     ByteBuffer bytes_;
     std::uint32_t previous_at_ = 0;  // the previous record's tail in bytes_
     std::uint32_t previous_size_ = 0;
+    std::uint32_t previous_entry_ = UINT32_MAX;  // and its entry; UINT32_MAX: none yet
   };
   // What add() does for a column, chosen once from its (encoding, width) when the encoder is made, so that
   // the per-record loop neither re-derives it nor takes a variable-size path for the common widths.
