@@ -607,7 +607,7 @@ std::size_t ColumnarEncoder::TailTable::add(Key key, const char* tail, std::size
   const std::size_t n = values.put_varint(2 * std::uint64_t{shared});
   suffixes.append(tail + shared, size - shared);
   insert(i, hash, tail, size);
-  return n + size - shared;
+  return n + size;  // the suffix written, and the shared bytes the new entry keeps
 }
 
 void ColumnarEncoder::TailTable::add_empty(std::uint32_t n, ByteBuffer& values) {
@@ -810,7 +810,7 @@ Status rebuild_tail(const std::string& name, const GroupView& g, std::uint32_t f
   const char* previous = nullptr;
   std::size_t previous_size = 0;
   std::size_t done = 0;
-  std::vector<std::pair<const char*, std::size_t>> table;  // REPEAT: the distinct tails, rebuilt already
+  std::vector<std::pair<const char*, std::size_t>> table;  // REPEAT: the table of tails, rebuilt already
   for (const std::uint32_t i : members) {
     const std::size_t size = sizes[i] - fixed;
     char* dst = out + offsets[i] + fixed;

@@ -108,7 +108,7 @@ enum class ColumnEncoding : std::uint8_t {
   String = 3,
   Prefix = 4,      // tails: shared with the previous record's, then suffixes (read; no longer written)
   TimeOffset = 5,
-  Repeat = 6,      // tails: as Prefix, or the same bytes as an earlier distinct tail of the group
+  Repeat = 6,      // tails: as Prefix, or the same bytes as an earlier tail of the group
 };
 
 // How one event kind's payloads split into columns.
@@ -166,7 +166,8 @@ class ColumnarEncoder {
   // Appends `payload`, a record of time `time_ns`, to its group and sets `group` (0-based, in order of first
   // use in the batch); false, with nothing written, when no plan rebuilds it exactly.
   bool add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group);
-  // Bytes the groups will take, encoded, about.
+  // Bytes the groups will take, encoded, about, with the bytes of new tails that share a prefix with the
+  // previous one (the tail table keeps them whole): a batch closed on it bounds the encoder's memory too.
   std::size_t encoded_size_estimate() const { return estimate_; }
   // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup).
   void append_groups(std::string& out, std::uint32_t field) const;
@@ -199,7 +200,7 @@ class ColumnarEncoder {
     std::vector<Slot> slots_;
     std::vector<std::string> strings_;
   };
-  // The distinct tails of one group in a batch, in the order the reader's table gets them (Repeat): a tail
+  // The tails of one group in a batch, in the order the reader's table gets them (Repeat): a tail
   // seen before is written as its index; any other as the bytes it shares with the previous record's tail
   // and the rest, and becomes the next entry. Entries' bytes are kept in one buffer, so the previous tail is
   // always an entry and never copied again.
@@ -213,7 +214,9 @@ class ColumnarEncoder {
       std::uint32_t hash = 0;
     };
     Key prepare(const char* tail, std::size_t size);
-    // Writes this tail's value (and suffix) and returns the bytes written.
+    // Writes this tail's value (and suffix). Returns what the record costs the batch: the bytes written, and
+    // for a new entry also the bytes the table keeps of it, so that a batch closed on its estimate bounds the
+    // table too (32 MiB at most: offsets fit 32 bits).
     std::size_t add(Key key, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
     // `n` empty tails written as 0 before the first tail of the group (each is an entry, as for the reader).
     void add_empty(std::uint32_t n, ByteBuffer& values);

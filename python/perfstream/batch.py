@@ -470,7 +470,7 @@ def _rebuild_tail(gname, tail, fixed, members, sizes, offsets, out):
     at = 0
     previous = b""
     repeats = tail.encoding == _REPEAT
-    table = []  # REPEAT: the group's distinct tails so far
+    table = []  # REPEAT: the group's table of tails so far
     for k, i in enumerate(members.tolist()):
         size = int(sizes[i]) - fixed
         s = int(shared[k])
