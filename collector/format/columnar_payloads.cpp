@@ -560,6 +560,21 @@ std::uint64_t hash_bytes(const char* p, std::size_t n) {
   return h ^ (h >> 31);
 }
 
+// Doubles an open-addressing table (linear probing from the low bits of each slot's `hash`), placing every
+// used slot again.
+template <typename Slot, typename Used>
+void double_table(std::vector<Slot>& slots, Used used) {
+  std::vector<Slot> old(slots.size() * 2);
+  old.swap(slots);
+  const std::size_t mask = slots.size() - 1;
+  for (const Slot& slot : old) {
+    if (!used(slot)) continue;
+    std::size_t i = slot.hash & mask;
+    while (used(slots[i])) i = (i + 1) & mask;
+    slots[i] = slot;
+  }
+}
+
 std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
   std::size_t n = 0;
   // Eight bytes at a time while they match (paths share long prefixes), then byte by byte.
@@ -627,15 +642,7 @@ void ColumnarEncoder::TailTable::insert(std::size_t slot, std::uint32_t hash, co
 }
 
 void ColumnarEncoder::TailTable::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
-  old.swap(slots_);
-  const std::size_t mask = slots_.size() - 1;
-  for (const Slot& slot : old) {
-    if (slot.entry == UINT32_MAX) continue;
-    std::size_t i = slot.hash & mask;
-    while (slots_[i].entry != UINT32_MAX) i = (i + 1) & mask;
-    slots_[i] = slot;
-  }
+  double_table(slots_, [](const Slot& slot) { return slot.entry != UINT32_MAX; });
 }
 
 void ColumnarEncoder::TailTable::clear() {
@@ -656,15 +663,7 @@ std::uint32_t ColumnarEncoder::InternTable::insert(Slot& slot, Key key, std::uin
 }
 
 void ColumnarEncoder::InternTable::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
-  old.swap(slots_);
-  const std::size_t mask = slots_.size() - 1;
-  for (const Slot& slot : old) {
-    if (slot.index == UINT32_MAX) continue;
-    std::size_t i = slot.hash & mask;
-    while (slots_[i].index != UINT32_MAX) i = (i + 1) & mask;
-    slots_[i] = slot;
-  }
+  double_table(slots_, [](const Slot& slot) { return slot.index != UINT32_MAX; });
 }
 
 void ColumnarEncoder::InternTable::clear() {
