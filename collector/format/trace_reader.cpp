@@ -232,6 +232,15 @@ Result<BatchView> BatchView::parse(const std::string& message) {
   if (!view.batch_.ParseFromString(message)) return Error("batch: not a valid Batch message");
   const auto& b = view.batch_;
   const int n = static_cast<int>(b.record_count());
+  if (b.time_deltas_size() != n || b.cpus_size() != n || b.sizes_size() != n) {
+    return Error("batch " + std::to_string(b.sequence()) + ": record_count " + std::to_string(n) +
+                 " but columns of " + std::to_string(b.time_deltas_size()) + " times, " + std::to_string(b.cpus_size()) +
+                 " CPUs and " + std::to_string(b.sizes_size()) + " sizes");
+  }
+  // The records' times first: a version 2 batch's TIME_OFFSET columns are rebuilt from them.
+  view.times_.resize(n);
+  std::uint64_t time = b.first_time_ns();
+  for (int i = 0; i < n; ++i) view.times_[i] = time += static_cast<std::uint64_t>(b.time_deltas(i));
   if (b.record_groups_size() != 0 || b.groups_size() != 0) {
     // Version 2: rebuild the payloads and hand out a batch that has them all in `payloads`, as version 1.
     std::vector<GroupView> groups;
@@ -239,32 +248,18 @@ Result<BatchView> BatchView::parse(const std::string& message) {
     const std::vector<std::uint32_t> sizes(b.sizes().begin(), b.sizes().end());
     const std::vector<std::uint32_t> record_groups(b.record_groups().begin(), b.record_groups().end());
     std::string rebuilt;
-    if (sizes.size() == static_cast<std::size_t>(n) && b.time_deltas_size() == n) {
-      std::vector<std::uint64_t> times(sizes.size());
-      std::uint64_t time = b.first_time_ns();
-      for (int i = 0; i < n; ++i) times[static_cast<std::size_t>(i)] = time += static_cast<std::uint64_t>(b.time_deltas(i));
-      if (auto st = rebuild_payloads("batch " + std::to_string(b.sequence()), sizes, times, record_groups, b.payloads(),
-                                     groups, kMaxMessageSize, rebuilt);
-          !st) {
-        return st.error();
-      }
-      view.batch_.set_payloads(std::move(rebuilt));
-      view.batch_.clear_record_groups();
-      view.batch_.clear_groups();
+    if (auto st = rebuild_payloads("batch " + std::to_string(b.sequence()), sizes, view.times_, record_groups,
+                                   b.payloads(), groups, kMaxMessageSize, rebuilt);
+        !st) {
+      return st.error();
     }
+    view.batch_.set_payloads(std::move(rebuilt));
+    view.batch_.clear_record_groups();
+    view.batch_.clear_groups();
   }
-  if (b.time_deltas_size() != n || b.cpus_size() != n || b.sizes_size() != n) {
-    return Error("batch " + std::to_string(b.sequence()) + ": record_count " + std::to_string(n) +
-                 " but columns of " + std::to_string(b.time_deltas_size()) + " times, " + std::to_string(b.cpus_size()) +
-                 " CPUs and " + std::to_string(b.sizes_size()) + " sizes");
-  }
-  view.times_.resize(n);
   view.offsets_.resize(n);
-  std::uint64_t time = b.first_time_ns();
   std::size_t offset = 0;
   for (int i = 0; i < n; ++i) {
-    time += static_cast<std::uint64_t>(b.time_deltas(i));
-    view.times_[i] = time;
     view.offsets_[i] = offset;
     offset += b.sizes(i);
     if (offset > b.payloads().size()) {
