@@ -16,6 +16,11 @@ constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore
 using Wire = wire::Reader;
 using wire::unzigzag;
 
+// A u32 column's value (sizes, record_groups); anything larger reads as the largest, which no check passes.
+std::uint32_t clamp_u32(std::uint64_t v) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
+}
+
 // Appends the numbers of a repeated field, packed (wire type 2) or one (wire type 0); false past `limit`.
 template <typename T, typename Convert>
 bool read_numbers(Wire& w, std::uint32_t wire_type, std::vector<T>& out, std::size_t limit, Convert convert) {
@@ -119,9 +124,7 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
         over = !read_numbers(w, type, cpus, limit, [](std::uint64_t v) { return static_cast<std::uint32_t>(v); });
         continue;
       case kSizes:
-        over = !read_numbers(w, type, sizes, limit, [](std::uint64_t v) {
-          return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
-        });
+        over = !read_numbers(w, type, sizes, limit, clamp_u32);
         continue;
       case kPayloads:
         if (type == 2) {
@@ -132,9 +135,7 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
         }
         break;
       case kRecordGroups:
-        over = !read_numbers(w, type, record_groups_, limit, [](std::uint64_t v) {
-          return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
-        });
+        over = !read_numbers(w, type, record_groups_, limit, clamp_u32);
         continue;
       case kGroups:
         if (type == 2) {

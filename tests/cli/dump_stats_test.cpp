@@ -23,6 +23,7 @@
 #include "collector/format/trace_reader.hpp"
 #include "collector/format/trace_writer.hpp"
 #include "collector/format/zstd_codec.hpp"
+#include "testing/schema_field.hpp"
 #include "testing/temp_dir.hpp"
 
 namespace perfstream::cli {
@@ -189,16 +190,10 @@ constexpr std::size_t kLegacyExecHeader = 40;
 static_assert(offsetof(legacy_openat_event, path) == kLegacyOpenatHeader);
 static_assert(offsetof(legacy_exec_event, filename) == kLegacyExecHeader);
 
+// A field as those schemas had it: an array with a length field is the variable part.
 v1::Field legacy_field(const std::string& name, v1::Field::Type type, std::uint32_t offset, std::uint32_t size,
                        const std::string& length_field = "") {
-  v1::Field f;
-  f.set_name(name);
-  f.set_type(type);
-  f.set_offset(offset);
-  f.set_size(size);
-  f.set_length_field(length_field);
-  f.set_variable(!length_field.empty());
-  return f;
+  return testing::schema_field(name, type, offset, size, length_field, !length_field.empty());
 }
 
 // The schemas the recorder wrote for those layouts (as read from their BTF then).
