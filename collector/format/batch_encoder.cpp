@@ -12,8 +12,8 @@ constexpr std::uint32_t kBatchSequence = 1, kBatchFirstTime = 2, kBatchRecordCou
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 }  // namespace
 
-BatchEncoder::BatchEncoder(std::shared_ptr<const ColumnarLayout> layout) {
-  if (layout && !layout->empty()) columnar_ = std::make_unique<ColumnarEncoder>(std::move(layout));
+BatchEncoder::BatchEncoder(std::shared_ptr<const ColumnarLayout> layout, PayloadViews views) {
+  if (layout && !layout->empty()) columnar_ = std::make_unique<ColumnarEncoder>(std::move(layout), views);
 }
 
 void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload) {
@@ -71,20 +71,20 @@ void BatchEncoder::note_time(std::uint64_t time_ns) {
   timed_ = true;
 }
 
-void BatchEncoder::finish(std::uint64_t sequence, std::string& out) const {
+void BatchEncoder::finish(std::uint64_t sequence, std::string& out) {
   out.clear();
   out.reserve(encoded_size_estimate());
   wire::put_uint_field(out, kBatchSequence, sequence);
   append_body(out);
 }
 
-void BatchEncoder::finish_unstamped(std::string& out) const {
+void BatchEncoder::finish_unstamped(std::string& out) {
   out.clear();
   out.reserve(encoded_size_estimate());
   append_body(out);
 }
 
-void BatchEncoder::append_body(std::string& out) const {
+void BatchEncoder::append_body(std::string& out) {
   wire::put_uint_field(out, kBatchFirstTime, first_time_);
   wire::put_uint_field(out, kBatchRecordCount, records_);
   wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_.view());

@@ -10,7 +10,9 @@
 //
 // One encoder per thread; reset() after finish() reuses its buffers, so steady-state encoding allocates
 // nothing. Payload bytes are read out of the ring once, into their columns (or the payload column); finish()
-// then assembles the message from the columns, which in version 2 are a fraction of the payload bytes.
+// then assembles the message from the columns, which in version 2 are a fraction of the payload bytes. A
+// ring reader keeps its views until its pass ends, so it lets the encoder read them a block at a time
+// (PayloadViews::KeptUntilFlush) and flushes at the pass's end.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +27,16 @@ namespace perfstream {
 class BatchEncoder {
  public:
   BatchEncoder() = default;
-  explicit BatchEncoder(std::shared_ptr<const ColumnarLayout> layout);
+  // `views`: how long add_record's payload views stay valid (columnar_payloads.hpp); with KeptUntilFlush,
+  // until flush_views() or finish().
+  explicit BatchEncoder(std::shared_ptr<const ColumnarLayout> layout,
+                        PayloadViews views = PayloadViews::ReadInAdd);
 
   void add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload);
+  // Reads every payload view taken and not read yet (KeptUntilFlush): after it, they may go.
+  void flush_views() {
+    if (columnar_) columnar_->flush();
+  }
   // A loss noticed before the next record added (source 0 = kernel, 1 = collector).
   void add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_t time_ns, std::uint32_t source = 0);
 
@@ -43,10 +52,10 @@ class BatchEncoder {
   std::uint64_t max_time() const { return max_time_; }
 
   // Encodes the batch into `out` (replacing its contents) with the given sequence number.
-  void finish(std::uint64_t sequence, std::string& out) const;
+  void finish(std::uint64_t sequence, std::string& out);
   // Encodes the batch without its sequence: BatchWorker stamps it (append_batch_stamp) when it writes the
   // batch, so that sequence numbers follow the order in which batches reach the sink.
-  void finish_unstamped(std::string& out) const;
+  void finish_unstamped(std::string& out);
   void reset();
 
  private:
@@ -55,7 +64,7 @@ class BatchEncoder {
   // most kRoomRecords records can add (a varint each), and add_record() counts room_ down.
   static constexpr std::uint32_t kRoomRecords = 64;
   void make_room();
-  void append_body(std::string& out) const;
+  void append_body(std::string& out);
 
   ByteBuffer time_deltas_;
   ByteBuffer cpus_;

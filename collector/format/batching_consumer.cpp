@@ -11,7 +11,7 @@ std::uint64_t less_margin(std::uint64_t t) { return t > kWatermarkMarginNs ? t -
 
 BatchingConsumer::BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock,
                                    std::shared_ptr<const ColumnarLayout> layout)
-    : limits_(limits), worker_(worker), producer_(worker.add_producer()), clock_(clock), encoder_(std::move(layout)) {}
+    : limits_(limits), worker_(worker), producer_(worker.add_producer()), clock_(clock), encoder_(std::move(layout), PayloadViews::KeptUntilFlush) {}
 
 BatchingConsumer::~BatchingConsumer() {
   if (!stopped_) worker_.retire(producer_);
@@ -49,6 +49,7 @@ void BatchingConsumer::on_lost(unsigned cpu, const LostView& lost) {
 void BatchingConsumer::on_pass_begin(unsigned cpu) { ring(cpu).pass_began = clock_ns(clock_); }
 
 void BatchingConsumer::on_pass_end(unsigned cpu) {
+  encoder_.flush_views();  // the pass's views go after this call
   RingMark& mark = ring(cpu);
   if (mark.pass_began != 0) {
     mark.complete_below = std::max(mark.complete_below, less_margin(mark.pass_began));

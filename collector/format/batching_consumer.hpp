@@ -2,8 +2,9 @@
 // BatchWorker, which compresses and writes it. One per reader thread; each is one producer of the worker.
 //
 // A batch closes when it reaches max_bytes (encoded) or max_records, when its oldest record is max_age
-// old (checked on every pass and on the reader's timer tick), and at stop. Payloads are copied once, into
-// the batch's payload column, before the pass ends (views die with the pass).
+// old (checked on every pass and on the reader's timer tick), and at stop. Payloads are read once, into
+// the batch's columns (or its payload column), before the pass ends (views die with the pass): the encoder
+// reads them in blocks (PayloadViews::KeptUntilFlush), and on_pass_end flushes it first.
 //
 // Watermark: the consumer tells the worker how far its records are complete, so that readers can merge
 // batches into time order in bounded memory (see BatchWorker and Batch.watermark_ns). For each ring it

@@ -298,7 +298,8 @@ std::size_t ColumnarEncoder::max_value_bytes(ColumnOp op, std::uint32_t width) {
   }
 }
 
-ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout) : layout_(std::move(layout)) {
+ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout, PayloadViews views)
+    : layout_(std::move(layout)), views_(views) {
   const std::size_t plans = layout_ ? layout_->plans().size() : 0;
   groups_.resize(plans);
   batch_group_.assign(plans, -1);
@@ -332,11 +333,6 @@ std::uint32_t ColumnarEncoder::first_use(int plan) {
   return static_cast<std::uint32_t>(batch_order_.size() - 1);
 }
 
-void ColumnarEncoder::make_room(GroupState& g) {
-  for (ColumnState& c : g.columns) c.values.reserve(kRoomRecords * max_value_bytes(c.op, c.plan.width));
-  g.room = kRoomRecords;
-}
-
 bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group) {
   if (!layout_) return false;
   const int plan_index = layout_->plan_for(payload);
@@ -344,120 +340,180 @@ bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time
   GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
   if (payload.size() < g.fixed_size) return false;
   group = batch_group(plan_index);
-  if (g.room == 0) make_room(g);
-  --g.room;
   const std::byte* p = payload.data();
-  // The tail's slot in its table is fetched while the columns are written.
-  const std::size_t tail_size = payload.size() - g.fixed_size;
-  const auto* tail = reinterpret_cast<const char*>(p + g.fixed_size);
-  const TailTable::Key tail_key = tail_size != 0 || g.tailed ? g.tails.prepare(tail, tail_size) : TailTable::Key{};
+  const auto tail_size = static_cast<std::uint32_t>(payload.size() - g.fixed_size);
+  g.pending[g.pending_count++] = Pending{p, time_ns, tail_size};
+  // Until the block is encoded, the record counts its columns as the group's last block did, and its tail
+  // as at most all of its bytes and a varint.
+  estimate_ += g.row_guess + tail_size + kMaxVarintBytes;
+  ++g.records;
+  if (g.pending_count == kRoomRecords || views_ == PayloadViews::ReadInAdd) encode_pending(g);
+  return true;
+}
+
+namespace {
+// Runs write(out, at, time, previous) for each of `n` records on one column, `at` being the column's bytes
+// in the record's payload; previous (Delta) lives in a register for the loop.
+template <typename Write>
+[[gnu::always_inline]] inline char* column_loop(char* out, std::uint32_t offset, const auto* rows, std::uint32_t n,
+                                                std::uint64_t& previous_io, Write write) {
+  std::uint64_t previous = previous_io;
+  for (std::uint32_t r = 0; r < n; ++r) out = write(out, rows[r].payload + offset, rows[r].time, previous);
+  previous_io = previous;
+  return out;
+}
+
+// column_loop over column `c`'s values, adding the bytes it writes to `written`.
+template <typename Column, typename Row, typename Write>
+[[gnu::always_inline]] inline void each_record_of(Column& c, const Row* rows, std::uint32_t n, std::size_t& written,
+                                                  Write write) {
+  char* const start = c.values.end();
+  char* const end = column_loop(start, c.plan.offset, rows, n, c.previous, write);
+  c.values.set_end(end);
+  written += static_cast<std::size_t>(end - start);
+}
+}  // namespace
+
+void ColumnarEncoder::encode_pending(GroupState& g) {
+  const std::uint32_t n = g.pending_count;
+  if (n == 0) return;
+  g.pending_count = 0;
+  for (ColumnState& c : g.columns) c.values.reserve(n * max_value_bytes(c.op, c.plan.width));
+  const Pending* rows = g.pending.data();
   std::size_t written = 0;
   ColumnState* c = g.columns.data();
   for (const ColumnRun& run : g.runs) {
     ColumnState* const run_end = c + run.count;
-    // Stores, for each column of the run, what write(column, at) writes at the column's end: at most
-    // max_value_bytes(op) bytes, which make_room() has reserved.
+    // Stores, for each column of the run and each pending record, what write() writes at the column's end:
+    // at most max_value_bytes(op) bytes a record, reserved above.
     auto each = [&](auto&& write) {
-      for (; c != run_end; ++c) {
-        char* const start = c->values.end();
-        char* const end = write(*c, start, p + c->plan.offset);
-        c->values.set_end(end);
-        written += static_cast<std::size_t>(end - start);
-      }
+      for (; c != run_end; ++c) each_record_of(*c, rows, n, written, write);
     };
-    using C = ColumnState;
     using B = const std::byte*;
+    using U = std::uint64_t;
     switch (run.op) {
-      case ColumnOp::Raw1: each([](C&, char* out, B at) { return copy_raw<1>(out, at); }); break;
-      case ColumnOp::Raw2: each([](C&, char* out, B at) { return copy_raw<2>(out, at); }); break;
-      case ColumnOp::Raw4: each([](C&, char* out, B at) { return copy_raw<4>(out, at); }); break;
-      case ColumnOp::Raw8: each([](C&, char* out, B at) { return copy_raw<8>(out, at); }); break;
-      case ColumnOp::Raw16: each([](C&, char* out, B at) { return copy_raw<16>(out, at); }); break;
-      case ColumnOp::RawOther:
-        each([](C& col, char* out, B at) {
-          copy_bytes(out, at, col.plan.width);
-          return out + col.plan.width;
-        });
+      case ColumnOp::Raw1: each([](char* out, B at, U, U&) { return copy_raw<1>(out, at); }); break;
+      case ColumnOp::Raw2: each([](char* out, B at, U, U&) { return copy_raw<2>(out, at); }); break;
+      case ColumnOp::Raw4: each([](char* out, B at, U, U&) { return copy_raw<4>(out, at); }); break;
+      case ColumnOp::Raw8: each([](char* out, B at, U, U&) { return copy_raw<8>(out, at); }); break;
+      case ColumnOp::Raw16: each([](char* out, B at, U, U&) { return copy_raw<16>(out, at); }); break;
+      case ColumnOp::RawOther: {
+        for (; c != run_end; ++c) {
+          const std::uint32_t width = c->plan.width;
+          char* out = c->values.grow(std::size_t{n} * width);
+          for (std::uint32_t r = 0; r < n; ++r, out += width) copy_bytes(out, rows[r].payload + c->plan.offset, width);
+          written += std::size_t{n} * width;
+        }
         break;
-      case ColumnOp::Zigzag1: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int8_t>(at)); }); break;
-      case ColumnOp::Zigzag2: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int16_t>(at)); }); break;
-      case ColumnOp::Zigzag4: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int32_t>(at)); }); break;
-      case ColumnOp::Zigzag8: each([](C&, char* out, B at) { return put_zigzag(out, load<std::int64_t>(at)); }); break;
+      }
+      case ColumnOp::Zigzag1: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int8_t>(at)); }); break;
+      case ColumnOp::Zigzag2: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int16_t>(at)); }); break;
+      case ColumnOp::Zigzag4: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int32_t>(at)); }); break;
+      case ColumnOp::Zigzag8: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int64_t>(at)); }); break;
       case ColumnOp::ZigzagOther:
-        each([](C& col, char* out, B at) { return put_zigzag(out, read_signed(at, col.plan.width)); });
+        for (; c != run_end; ++c) {
+          const std::uint32_t width = c->plan.width;
+          each_record_of(*c, rows, n, written, [width](char* out, B at, U, U&) { return put_zigzag(out, read_signed(at, width)); });
+        }
         break;
-      case ColumnOp::Delta1:
-        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int8_t>(at)); });
-        break;
-      case ColumnOp::Delta2:
-        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int16_t>(at)); });
-        break;
-      case ColumnOp::Delta4:
-        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int32_t>(at)); });
-        break;
-      case ColumnOp::Delta8:
-        each([](C& col, char* out, B at) { return put_delta(out, col.previous, load<std::int64_t>(at)); });
-        break;
+      case ColumnOp::Delta1: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int8_t>(at)); }); break;
+      case ColumnOp::Delta2: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int16_t>(at)); }); break;
+      case ColumnOp::Delta4: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int32_t>(at)); }); break;
+      case ColumnOp::Delta8: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int64_t>(at)); }); break;
       case ColumnOp::DeltaOther:
-        each([](C& col, char* out, B at) { return put_delta(out, col.previous, read_signed(at, col.plan.width)); });
+        for (; c != run_end; ++c) {
+          const std::uint32_t width = c->plan.width;
+          each_record_of(*c, rows, n, written, [width](char* out, B at, U, U& prev) { return put_delta(out, prev, read_signed(at, width)); });
+        }
         break;
       case ColumnOp::TimeOffset8:
-        each([&](C&, char* out, B at) { return put_zigzag(out, static_cast<std::int64_t>(load<std::uint64_t>(at) - time_ns)); });
+        each([](char* out, B at, U time, U&) { return put_zigzag(out, static_cast<std::int64_t>(load<std::uint64_t>(at) - time)); });
         break;
       case ColumnOp::TimeOffsetOther:
-        each([&](C& col, char* out, B at) {
-          return put_zigzag(out, static_cast<std::int64_t>(static_cast<std::uint64_t>(read_signed(at, col.plan.width)) - time_ns));
-        });
+        for (; c != run_end; ++c) {
+          const std::uint32_t width = c->plan.width;
+          each_record_of(*c, rows, n, written, [width](char* out, B at, U time, U&) {
+            return put_zigzag(out, static_cast<std::int64_t>(static_cast<std::uint64_t>(read_signed(at, width)) - time));
+          });
+        }
         break;
       case ColumnOp::String16:
-        each([&](C& col, char* out, B at) {
-          // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
-          // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
-          // rebuilt exactly and none sends its record raw.
-          const InternTable::Key key{load<std::uint64_t>(at), load<std::uint64_t>(at + 8)};
-          const std::size_t length = key.w1 != 0   ? 16 - static_cast<std::size_t>(__builtin_clzll(key.w1)) / 8
-                                     : key.w0 != 0 ? 8 - static_cast<std::size_t>(__builtin_clzll(key.w0)) / 8
-                                                   : 0;
-          const std::size_t known = col.table.size();
-          out = put_varint_unchecked(out, col.table.intern(key, reinterpret_cast<const char*>(at), 16, length));
-          if (col.table.size() != known) written += length + 2;
-          return out;
-        });
+        for (; c != run_end; ++c) {
+          InternTable& table = c->table;
+          each_record_of(*c, rows, n, written, [&](char* out, B at, U, U&) {
+            // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
+            // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
+            // rebuilt exactly and none sends its record raw.
+            const InternTable::Key key{load<std::uint64_t>(at), load<std::uint64_t>(at + 8)};
+            const std::size_t length = key.w1 != 0   ? 16 - static_cast<std::size_t>(__builtin_clzll(key.w1)) / 8
+                                       : key.w0 != 0 ? 8 - static_cast<std::size_t>(__builtin_clzll(key.w0)) / 8
+                                                     : 0;
+            const std::size_t known = table.size();
+            out = put_varint_unchecked(out, table.intern(key, reinterpret_cast<const char*>(at), 16, length));
+            if (table.size() != known) written += length + 2;
+            return out;
+          });
+        }
         break;
       case ColumnOp::StringOther:
-        each([&](C& col, char* out, B at) {
-          const auto* s = reinterpret_cast<const char*>(at);
-          InternTable::Key key;
-          std::memcpy(&key.w0, s, std::min<std::size_t>(col.plan.width, 8));
-          if (col.plan.width > 8) std::memcpy(&key.w1, s + 8, std::min<std::size_t>(col.plan.width - 8, 8));
-          const std::size_t length = used_length(s, col.plan.width);
-          const std::size_t known = col.table.size();
-          out = put_varint_unchecked(out, col.table.intern(key, s, col.plan.width, length));
-          if (col.table.size() != known) written += length + 2;
-          return out;
-        });
+        for (; c != run_end; ++c) {
+          InternTable& table = c->table;
+          const std::uint32_t width = c->plan.width;
+          each_record_of(*c, rows, n, written, [&](char* out, B at, U, U&) {
+            const auto* s = reinterpret_cast<const char*>(at);
+            InternTable::Key key;
+            std::memcpy(&key.w0, s, std::min<std::size_t>(width, 8));
+            if (width > 8) std::memcpy(&key.w1, s + 8, std::min<std::size_t>(width - 8, 8));
+            const std::size_t length = used_length(s, width);
+            const std::size_t known = table.size();
+            out = put_varint_unchecked(out, table.intern(key, s, width, length));
+            if (table.size() != known) written += length + 2;
+            return out;
+          });
+        }
         break;
     }
   }
-  // The tail: what it shares with the previous record's, then the rest. Until a record of the group has one,
-  // empty tails are only counted: a group whose records are all of the fixed size is written without a tail.
-  if (tail_size == 0 && !g.tailed) {
-    ++g.untailed;
-    estimate_ += written;
-    ++g.records;
-    return true;
-  }
+  // The estimate counted row_guess bytes for each of these records; it now counts what they took, and the
+  // next ones are guessed from these.
+  estimate_ += written;
+  estimate_ -= std::size_t{n} * g.row_guess;
+  g.row_guess = static_cast<std::uint32_t>((written + n - 1) / n);
+  encode_pending_tails(g, n);
+}
+
+void ColumnarEncoder::encode_pending_tails(GroupState& g, std::uint32_t n) {
+  // The tails: what each shares with the previous record's, then the rest. Until a record of the group has
+  // one, empty tails are only counted: a group whose records are all of the fixed size is written without a
+  // tail. Each tail is looked at (hashed, its slot fetched) before any is added, so the slots' loads overlap.
+  const Pending* rows = g.pending.data();
+  for (std::uint32_t k = 0; k < n; ++k) estimate_ -= rows[k].tail_size + kMaxVarintBytes;
+  std::uint32_t r = 0;
   if (!g.tailed) {
+    while (r < n && rows[r].tail_size == 0) ++r;
+    g.untailed += r;
+    if (r == n) return;
     g.tailed = true;
     g.tails.add_empty(g.untailed, g.tail_values);
   }
-  written += g.tails.add(tail_key, tail, tail_size, g.tail_values, g.suffixes);
-  estimate_ += written;
-  ++g.records;
-  return true;
+  auto tail_of = [&](std::uint32_t k) { return reinterpret_cast<const char*>(rows[k].payload + g.fixed_size); };
+  std::array<TailTable::Key, kRoomRecords> keys;
+  for (std::uint32_t k = r; k < n; ++k) {
+    // The previous record's tail is the table's for the block's first tail, else the row before's.
+    keys[k] = k == r ? g.tails.prepare(tail_of(k), rows[k].tail_size)
+                     : g.tails.prepare(tail_of(k), rows[k].tail_size, tail_of(k - 1), rows[k - 1].tail_size);
+  }
+  for (; r < n; ++r) {
+    estimate_ += g.tails.add(keys[r], tail_of(r), rows[r].tail_size, g.tail_values, g.suffixes);
+  }
 }
 
-void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) const {
+void ColumnarEncoder::flush() {
+  for (const int plan_index : batch_order_) encode_pending(groups_[static_cast<std::size_t>(plan_index)]);
+}
+
+void ColumnarEncoder::append_groups(std::string& out, std::uint32_t field) {
+  flush();
   // Each group straight into `out`: its size first, from its columns' sizes, so that no group is built
   // apart and copied (a batch's groups are most of its bytes).
   std::vector<std::size_t> sizes;  // the group's columns' body sizes, in the plan's order
@@ -499,6 +555,7 @@ void ColumnarEncoder::reset() {
   for (const int plan_index : batch_order_) {
     GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
     g.records = 0;
+    g.pending_count = 0;
     for (ColumnState& c : g.columns) {
       c.values.clear();
       c.previous = 0;
@@ -590,9 +647,13 @@ std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
 }
 }  // namespace
 
-ColumnarEncoder::TailTable::Key ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size) {
-  if (previous_entry_ != UINT32_MAX && size == previous_size_ &&
-      common_prefix(bytes_.view().data() + previous_at_, tail, size) == size) {
+ColumnarEncoder::TailTable::Key ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size,
+                                                                    const char* previous, std::size_t previous_size) {
+  if (previous == nullptr && previous_entry_ != UINT32_MAX) {
+    previous = bytes_.view().data() + previous_at_;
+    previous_size = previous_size_;
+  }
+  if (previous != nullptr && size == previous_size && common_prefix(previous, tail, size) == size) {
     return Key{true, 0};
   }
   if (slots_.empty()) slots_.resize(256);

@@ -23,6 +23,7 @@
 // Threads: a layout is immutable and may be shared; an encoder belongs to one thread.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -159,18 +160,32 @@ class ColumnarLayout {
   bool untagged_ = false;           // one schema of kind 0: it plans every payload
 };
 
+// How long the payload views handed to an encoder stay valid.
+//   ReadInAdd:      only during the call that takes them (a test's reused buffer).
+//   KeptUntilFlush: until the encoder's flush() (or the batch's finish()), which the owner calls before the
+//                   views go: a ring reader's views live until its pass ends (RecordConsumer::on_pass_end).
+//                   The encoder then reads a group's records a block at a time, column by column: each column
+//                   in one tight loop over the block's records, and the tails hashed and their table slots
+//                   fetched for the whole block before any is looked up.
+enum class PayloadViews : std::uint8_t { ReadInAdd, KeptUntilFlush };
+
 class ColumnarEncoder {
  public:
-  explicit ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout);
+  explicit ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout,
+                           PayloadViews views = PayloadViews::ReadInAdd);
 
-  // Appends `payload`, a record of time `time_ns`, to its group and sets `group` (0-based, in order of first
-  // use in the batch); false, with nothing written, when no plan rebuilds it exactly.
+  // Takes `payload`, a record of time `time_ns`, into its group and sets `group` (0-based, in order of first
+  // use in the batch); false, with nothing taken, when no plan rebuilds it exactly. With KeptUntilFlush the
+  // payload is read by a later add() or flush(), and must stay valid until then.
   bool add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group);
+  // Reads every payload taken and not read yet: after it, the views given to add() may go.
+  void flush();
   // Bytes the groups will take, encoded, about, with the bytes of new tails that share a prefix with the
   // previous one (the tail table keeps them whole): a batch closed on it bounds the encoder's memory too.
+  // Records not read yet count as many column bytes as their group's last block took, and their tails whole.
   std::size_t encoded_size_estimate() const { return estimate_; }
-  // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup).
-  void append_groups(std::string& out, std::uint32_t field) const;
+  // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup), after flush().
+  void append_groups(std::string& out, std::uint32_t field);
   void reset();
 
  private:
@@ -213,7 +228,8 @@ class ColumnarEncoder {
       bool same_as_previous = false;
       std::uint32_t hash = 0;
     };
-    Key prepare(const char* tail, std::size_t size);
+    // `previous` is the previous record's tail (nullptr: the one last added).
+    Key prepare(const char* tail, std::size_t size, const char* previous = nullptr, std::size_t previous_size = 0);
     // Writes this tail's value (and suffix). Returns what the record costs the batch: the bytes written, and
     // for a new entry also the bytes the table keeps of it, so that a batch closed on its estimate bounds the
     // table too (32 MiB at most: offsets fit 32 bits).
@@ -265,15 +281,22 @@ class ColumnarEncoder {
     ColumnOp op;
     std::uint32_t count;
   };
-  // Records a group's column buffers take with no capacity check: make_room() reserves, in every column, the
-  // most kRoomRecords records can add, and add() counts `room` down. (The tail goes through TailTable's
-  // checked writes: its bytes have no bound per record.)
+  // A group's records taken and not read yet (at most kRoomRecords: a block), read column by column by
+  // encode_pending(), which first reserves in every column the most the block can add and then writes with
+  // no capacity check. (The tail goes through TailTable's checked writes: its bytes have no bound.)
   static constexpr std::uint32_t kRoomRecords = 64;
+  struct Pending {
+    const std::byte* payload;
+    std::uint64_t time;
+    std::uint32_t tail_size;  // payload bytes after the fixed part
+  };
   struct GroupState {
     int plan = -1;
     std::uint32_t fixed_size = 0;
     std::uint32_t records = 0;
-    std::uint32_t room = 0;
+    std::array<Pending, kRoomRecords> pending;
+    std::uint32_t pending_count = 0;
+    std::uint32_t row_guess = 1;  // column bytes a record took in the group's last block, rounded up
     std::vector<ColumnState> columns;       // by op (the runs), then by offset
     std::vector<ColumnRun> runs;
     std::vector<std::uint32_t> plan_order;  // the plan's column i is columns[plan_order[i]] (the written order)
@@ -283,7 +306,9 @@ class ColumnarEncoder {
     ByteBuffer suffixes;         // tail: the bytes after the shared prefixes
     TailTable tails;
   };
-  static void make_room(GroupState& g);
+  // Reads the group's pending records into its columns, then their tails.
+  void encode_pending(GroupState& g);
+  void encode_pending_tails(GroupState& g, std::uint32_t n);
   // The group's index in this batch, the plan's group being given one on first use.
   std::uint32_t batch_group(int plan) {
     const int g = batch_group_[static_cast<std::size_t>(plan)];
@@ -296,6 +321,7 @@ class ColumnarEncoder {
   std::vector<int> batch_group_;      // plan -> group index in this batch, -1 when unused so far
   std::vector<int> batch_order_;      // group index in this batch -> plan
   std::size_t estimate_ = 0;
+  PayloadViews views_ = PayloadViews::ReadInAdd;
 };
 
 // A ColumnGroup as read from a batch: spans into the message bytes.

@@ -58,6 +58,14 @@ std::string encode(BatchEncoder& enc, const std::vector<Rec>& recs) {
   return message;
 }
 
+// The same records read a block at a time (PayloadViews::KeptUntilFlush: how a ring reader's encoder reads
+// them, column by column over up to 64 records of a group) give the same bytes as records read one by one.
+void expect_same_bytes_read_in_blocks(std::shared_ptr<const ColumnarLayout> layout, const std::vector<Rec>& recs,
+                                      const std::string& message) {
+  BatchEncoder blocks(std::move(layout), PayloadViews::KeptUntilFlush);
+  EXPECT_EQ(encode(blocks, recs), message);
+}
+
 // How many records went into column groups.
 std::size_t columnar_records(const std::string& message) {
   v1::Batch b;
@@ -338,6 +346,7 @@ TEST(ColumnarBatch, LongBatchesOfEveryColumnOpAndTailLengthRoundTripByteForByte)
   expect_round_trip(message, recs);
   // The encoder's buffers are reused: the same records again give the same bytes.
   EXPECT_EQ(encode(enc, recs), message);
+  expect_same_bytes_read_in_blocks(layout, recs, message);
 }
 
 // Long tails that differ only in their last bytes cost a few bytes each in the batch, but the tail table keeps
@@ -436,7 +445,8 @@ TEST(ColumnarBatch, EveryBuiltInProbeRoundTripsByteForByte) {
     schemas.push_back(*s);
   }
   // As `record` plans them: every built-in probe stamps `ts`, and record times come from it.
-  BatchEncoder enc(layout_of(schemas, "ts"));
+  const auto layout = layout_of(schemas, "ts");
+  BatchEncoder enc(layout);
   PayloadMaker maker(1);
   for (int batch = 0; batch < 3; ++batch) {  // the encoder's buffers and tables are reused across batches
     std::vector<Rec> recs;
@@ -454,6 +464,7 @@ TEST(ColumnarBatch, EveryBuiltInProbeRoundTripsByteForByte) {
     const std::string message = encode(enc, recs);
     EXPECT_GT(columnar_records(message), 1500u);
     expect_round_trip(message, recs);
+    expect_same_bytes_read_in_blocks(layout, recs, message);
   }
 }
 
@@ -503,7 +514,8 @@ TEST(ColumnarBatch, RandomLayoutsRoundTripByteForByte) {
     }
     // Some seeds name a time field: the random layouts' 8-byte integers named f<i> take turns.
     const std::string time_field = seed % 4 == 1 ? "f" + std::to_string(seed % 3) : "";
-    BatchEncoder enc(layout_of(schemas, time_field));
+    const auto layout = layout_of(schemas, time_field);
+    BatchEncoder enc(layout);
     std::vector<Rec> recs;
     std::uint64_t t = seed * 1'000'000'000ull;
     for (int i = 0; i < 300; ++i) {
@@ -525,6 +537,7 @@ TEST(ColumnarBatch, RandomLayoutsRoundTripByteForByte) {
     const std::string message = encode(enc, recs);
     EXPECT_GT(columnar_records(message), 0u);
     expect_round_trip(message, recs);
+    expect_same_bytes_read_in_blocks(layout, recs, message);
   }
 }
 

@@ -29,6 +29,7 @@
 #include "collector/format/trace_writer.hpp"
 #include "collector/format/zstd_codec.hpp"
 #include "perfstream.pb.h"
+#include "testing/schema_field.hpp"
 #include "testing/temp_dir.hpp"
 
 namespace perfstream {
@@ -1241,6 +1242,62 @@ TEST(BatchingConsumer, WritesEveryRecordThroughATraceFileInOrder) {
   EXPECT_EQ(back.sequences, (std::vector<std::uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
   ASSERT_TRUE(back.trailer);
   EXPECT_EQ(back.trailer->records(), 95u);
+}
+
+// A reader's views live until its pass ends (RecordConsumer::on_pass_end), and the consumer's encoder reads
+// column groups' payloads a block at a time: on_pass_end reads what is left, so bytes the ring reuses after
+// the pass do not reach the batch.
+TEST(BatchingConsumer, ReadsEveryViewOfAPassBeforeThePassEnds) {
+  v1::TraceHeader h;
+  v1::EventSchema& schema = *h.add_events();
+  schema.set_kind(3);
+  schema.set_name("counted");
+  schema.set_fixed_size(16);
+  *schema.add_fields() = testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *schema.add_fields() = testing::schema_field("seq", v1::Field::UNSIGNED, 8, 8);
+  *schema.add_fields() = testing::schema_field("name", v1::Field::STRING, 16, 32, "", true);
+  auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  TestSink sink;
+  PipelineCounters counters;
+  BatchWorker worker(compressor(), sink, counters);
+  BatchingConsumer consumer(BatchLimits{}, worker, CLOCK_MONOTONIC, layout);
+  std::vector<std::string> expected;
+  // Two passes of 100 and 30 records: a block of 64 is read during the pass, the other 36 and then 30 only
+  // when the pass ends; the ring's bytes are scribbled over right after each pass.
+  for (const int n : {100, 30}) {
+    std::vector<std::string> ring;
+    for (int i = 0; i < n; ++i) {
+      std::string p(16, '\0');
+      const std::uint32_t kind = 3;
+      const std::uint64_t seq = expected.size();
+      std::memcpy(p.data(), &kind, 4);
+      std::memcpy(p.data() + 8, &seq, 8);
+      p += "/tmp/file-" + std::to_string(seq % 7);
+      ring.push_back(p);
+      expected.push_back(p);
+    }
+    consumer.on_pass_begin(0);
+    for (std::size_t i = 0; i < ring.size(); ++i) {
+      SampleView v;
+      v.time = 1000 + i;
+      v.raw = bytes_of(ring[i]);
+      consumer.on_sample(0, v);
+    }
+    consumer.on_pass_end(0);
+    for (std::string& p : ring) std::fill(p.begin(), p.end(), '\xff');
+  }
+  consumer.on_stop();
+  worker.finish();
+  ASSERT_FALSE(worker.first_error());
+  ASSERT_EQ(sink.batches.size(), 1u);
+  ASSERT_EQ(sink.batches[0].groups_size(), 1);  // the records went into a column group
+  auto view = BatchView::parse(sink.batches[0].SerializeAsString());
+  ASSERT_TRUE(view) << view.error().message();
+  ASSERT_EQ(view->size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const auto r = view->record(i);
+    ASSERT_EQ(std::string(r.payload.data(), r.payload.size()), expected[i]) << "record " << i;
+  }
 }
 
 TEST(BatchingConsumer, ClosesABatchAtMaxBytes) {

@@ -3,7 +3,8 @@
 //   mode bit 0 clear: the rest is a Batch message, decoded as it is;
 //   mode bit 0 set:   u8 flips | records | flips x (u16 position, u8 xor): records are made from the input
 //                     (a kind byte picks one of three schemas, then the payload bytes), encoded by BatchEncoder
-//                     with their plans, then the message's bytes at `position` are XORed.
+//                     with their plans (mode bit 1 set: read a block at a time, PayloadViews::KeptUntilFlush),
+//                     then the message's bytes at `position` are XORed.
 // Invariants: DecodedBatch and BatchView never crash; whatever both accept they read alike; with no flip,
 // both give back exactly the payloads that were encoded.
 #include <string>
@@ -55,8 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     message.assign(reinterpret_cast<const char*>(rest.data()), rest.size());
   } else {
     flips = in.take<std::uint8_t>() % 4;
-    const std::size_t records = in.take<std::uint8_t>() % 32;
-    BatchEncoder enc(plans);
+    const std::size_t records = in.take<std::uint8_t>() % 160;  // past a block of 64
+    BatchEncoder enc(plans, (mode & 2) != 0 ? PayloadViews::KeptUntilFlush : PayloadViews::ReadInAdd);
+    payloads.reserve(records);  // the views stay where they are until finish()
     for (std::size_t i = 0; i < records && in.remaining() > 0; ++i) {
       const std::uint8_t kind = in.take<std::uint8_t>() % 3;
       const auto bytes = in.take_bytes(in.take<std::uint8_t>() % 48);
@@ -65,9 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         p[0] = static_cast<char>(kind);
         p[1] = p[2] = p[3] = 0;
       }
-      enc.add_record(1000 + i, static_cast<std::uint32_t>(i % 2),
-                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(p.data()), p.size()));
       payloads.push_back(std::move(p));
+      const std::string& kept = payloads.back();
+      enc.add_record(1000 + i, static_cast<std::uint32_t>(i % 2),
+                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(kept.data()), kept.size()));
     }
     enc.finish(1, message);
     for (std::size_t f = 0; f < flips && !message.empty(); ++f) {

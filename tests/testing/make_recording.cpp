@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -112,9 +113,7 @@ constexpr unsigned kTaskCount = sizeof(kTasks) / sizeof(kTasks[0]);
 // One CPU: the records it has made and not yet handed to its reader (`pending`), and what it has handed.
 class CpuStream {
  public:
-  CpuStream(unsigned cpu, const Options& o, std::uint64_t quota) : cpu_(cpu), options_(o), quota_(quota) {
-    std::memset(raw_, 0, sizeof(raw_));
-  }
+  CpuStream(unsigned cpu, const Options& o, std::uint64_t quota) : cpu_(cpu), options_(o), quota_(quota) {}
 
   unsigned cpu() const { return cpu_; }
   bool online() const { return online_; }
@@ -137,6 +136,7 @@ class CpuStream {
   // margin is drained", holds). The caller makes sure until - drained_to > pending.
   void drain(std::uint64_t until, RecordConsumer& consumer) {
     const std::uint64_t n = pending_;
+    pass_raw_.assign(n, {});  // the pass's views stay valid until the next pass, as a ring's do
     const std::uint64_t step = n == 0 ? 0 : (until - drained_to_) / (n + 1);
     for (std::uint64_t j = 0; j < n; ++j) {
       std::uint64_t t = drained_to_ + (j + 1) * step;
@@ -154,7 +154,7 @@ class CpuStream {
       SampleView s;
       s.time = t;
       s.cpu = cpu_;
-      s.raw = fill_payload(t);
+      s.raw = fill_payload(t, pass_raw_[j]);
       consumer.on_sample(cpu_, s);
       ++emitted_;
     }
@@ -165,7 +165,7 @@ class CpuStream {
  private:
   // A record of time t: its ts field holds t, as ps_output_stamped's does (the header says record times come
   // from it).
-  std::span<const std::byte> fill_payload(std::uint64_t t) {
+  std::span<const std::byte> fill_payload(std::uint64_t t, std::array<std::byte, kRawBytes>& raw) {
     const std::uint64_t h = mix(options_.seed ^ (std::uint64_t{cpu_} << 40) ^ emitted_ ^ 0x5eed);
     // Mostly the ping-pong (sched-pipe to its partner, or to and from the idle task), sometimes another
     // task; never to itself.
@@ -183,9 +183,9 @@ class CpuStream {
     std::strncpy(e.prev_comm, prev.comm, sizeof(e.prev_comm) - 1);
     std::strncpy(e.next_comm, to.comm, sizeof(e.next_comm) - 1);
     e.ts = t;
-    std::memcpy(raw_, &e, sizeof(e));
+    std::memcpy(raw.data(), &e, sizeof(e));
     current_ = next;
-    return std::span<const std::byte>(raw_, kRawBytes);
+    return raw;
   }
 
   unsigned cpu_;
@@ -197,7 +197,7 @@ class CpuStream {
   std::uint64_t emitted_ = 0;
   std::uint64_t lost_ = 0;
   unsigned current_ = 0;
-  std::byte raw_[kRawBytes];
+  std::vector<std::array<std::byte, kRawBytes>> pass_raw_;  // the records of the latest pass
 };
 
 v1::TraceHeader make_header(const Options& o, const std::vector<std::string>& argv, std::uint64_t start_ns) {
