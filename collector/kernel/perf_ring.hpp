@@ -92,11 +92,14 @@ class PerfRing {
     friend class PerfRing;
     explicit Pass(PerfRing& ring);
     void resynchronise(std::uint64_t at, std::uint32_t header_size, const char* reason);
+    // How far ahead of the record being read next() asks the ring's bytes into the cache.
+    static constexpr std::uint64_t kPrefetchAhead = 1024;
 
     PerfRing& ring_;
     std::uint64_t head_ = 0;
     std::uint64_t start_ = 0;
     std::uint64_t position_ = 0;
+    std::uint64_t prefetched_ = 0;  // ring bytes below this have been asked into the cache
     std::uint64_t committed_ = 0;
     std::optional<RingCorruption> corruption_;
   };
