@@ -363,6 +363,23 @@ template <typename Write>
   return out;
 }
 
+// Whether a[0, n) and b[0, n) hold the same bytes: words compared, the last one overlapping, no call.
+[[gnu::always_inline]] inline bool same_bytes(const char* a, const char* b, std::size_t n) {
+  const auto word = [](const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  if (n >= 8) {
+    std::uint64_t differ = 0;
+    for (std::size_t i = 0; i + 8 <= n; i += 8) differ |= word(a + i) ^ word(b + i);
+    return (differ | (word(a + n - 8) ^ word(b + n - 8))) == 0;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
 // column_loop over column `c`'s values, adding the bytes it writes to `written`.
 template <typename Column, typename Row, typename Write>
 [[gnu::always_inline]] inline void each_record_of(Column& c, const Row* rows, std::uint32_t n, std::size_t& written,
@@ -497,14 +514,23 @@ void ColumnarEncoder::encode_pending_tails(GroupState& g, std::uint32_t n) {
     g.tails.add_empty(g.untailed, g.tail_values);
   }
   auto tail_of = [&](std::uint32_t k) { return reinterpret_cast<const char*>(rows[k].payload + g.fixed_size); };
-  std::array<TailTable::Key, kRoomRecords> keys;
+  // A tail with the bytes of the record before's (the table's last for the block's first) is written as that
+  // one's value again; for any other, hash and slot now, lookup after.
+  static_assert(kRoomRecords <= 64, "one bit per record of a block");
+  std::uint64_t same = 0;  // bit k: record k's tail is the record before's
+  std::array<std::uint32_t, kRoomRecords> hashes;
   for (std::uint32_t k = r; k < n; ++k) {
-    // The previous record's tail is the table's for the block's first tail, else the row before's.
-    keys[k] = k == r ? g.tails.prepare(tail_of(k), rows[k].tail_size)
-                     : g.tails.prepare(tail_of(k), rows[k].tail_size, tail_of(k - 1), rows[k - 1].tail_size);
+    const std::uint32_t size = rows[k].tail_size;
+    if (k == r ? g.tails.same_as_last(tail_of(k), size)
+               : size == rows[k - 1].tail_size && same_bytes(tail_of(k - 1), tail_of(k), size)) {
+      same |= std::uint64_t{1} << k;
+    } else {
+      hashes[k] = g.tails.look_ahead(tail_of(k), size);
+    }
   }
   for (; r < n; ++r) {
-    estimate_ += g.tails.add(keys[r], tail_of(r), rows[r].tail_size, g.tail_values, g.suffixes);
+    estimate_ += (same >> r & 1) != 0 ? g.tails.add_last_again(g.tail_values)
+                                      : g.tails.add(hashes[r], tail_of(r), rows[r].tail_size, g.tail_values, g.suffixes);
   }
 }
 
@@ -645,41 +671,36 @@ std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
   while (n < limit && a[n] == b[n]) ++n;
   return n;
 }
+
 }  // namespace
 
-ColumnarEncoder::TailTable::Key ColumnarEncoder::TailTable::prepare(const char* tail, std::size_t size,
-                                                                    const char* previous, std::size_t previous_size) {
-  if (previous == nullptr && previous_entry_ != UINT32_MAX) {
-    previous = bytes_.view().data() + previous_at_;
-    previous_size = previous_size_;
-  }
-  if (previous != nullptr && size == previous_size && common_prefix(previous, tail, size) == size) {
-    return Key{true, 0};
-  }
+bool ColumnarEncoder::TailTable::same_as_last(const char* tail, std::size_t size) const {
+  return last_entry_ != UINT32_MAX && size == last_size_ && same_bytes(bytes_.view().data() + last_at_, tail, size);
+}
+
+std::uint32_t ColumnarEncoder::TailTable::look_ahead(const char* tail, std::size_t size) {
   if (slots_.empty()) slots_.resize(256);
   const auto hash = static_cast<std::uint32_t>(hash_bytes(tail, size));
   __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
-  return Key{false, hash};
+  return hash;
 }
 
-std::size_t ColumnarEncoder::TailTable::add(Key key, const char* tail, std::size_t size, ByteBuffer& values,
+std::size_t ColumnarEncoder::TailTable::add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values,
                                             ByteBuffer& suffixes) {
-  if (key.same_as_previous) return values.put_varint(2 * std::uint64_t{previous_entry_} + 1);
-  const std::uint32_t hash = key.hash;
   const std::size_t mask = slots_.size() - 1;
   std::size_t i = hash & mask;
   for (;; i = (i + 1) & mask) {
     const Slot& slot = slots_[i];
     if (slot.entry == UINT32_MAX) break;
     if (slot.hash == hash && slot.size == size && std::memcmp(bytes_.view().data() + slot.at, tail, size) == 0) {
-      previous_at_ = slot.at;
-      previous_size_ = slot.size;
-      previous_entry_ = slot.entry;
+      last_at_ = slot.at;
+      last_size_ = slot.size;
+      last_entry_ = slot.entry;
       return values.put_varint(2 * std::uint64_t{slot.entry} + 1);
     }
   }
   const std::size_t shared =
-      common_prefix(bytes_.view().data() + previous_at_, tail, std::min<std::size_t>(previous_size_, size));
+      common_prefix(bytes_.view().data() + last_at_, tail, std::min<std::size_t>(last_size_, size));
   const std::size_t n = values.put_varint(2 * std::uint64_t{shared});
   suffixes.append(tail + shared, size - shared);
   insert(i, hash, tail, size);
@@ -689,16 +710,16 @@ std::size_t ColumnarEncoder::TailTable::add(Key key, const char* tail, std::size
 void ColumnarEncoder::TailTable::add_empty(std::uint32_t n, ByteBuffer& values) {
   for (std::uint32_t k = 0; k < n; ++k) values.put_varint(0);
   entries_ += n;
-  previous_size_ = 0;
-  if (n != 0) previous_entry_ = entries_ - 1;
+  last_size_ = 0;
+  if (n != 0) last_entry_ = entries_ - 1;
 }
 
 void ColumnarEncoder::TailTable::insert(std::size_t slot, std::uint32_t hash, const char* tail, std::size_t size) {
-  previous_at_ = static_cast<std::uint32_t>(bytes_.size());
-  previous_size_ = static_cast<std::uint32_t>(size);
-  previous_entry_ = entries_;
+  last_at_ = static_cast<std::uint32_t>(bytes_.size());
+  last_size_ = static_cast<std::uint32_t>(size);
+  last_entry_ = entries_;
   bytes_.append(tail, size);
-  slots_[slot] = Slot{hash, entries_++, previous_at_, previous_size_};
+  slots_[slot] = Slot{hash, entries_++, last_at_, last_size_};
   if (std::size_t{entries_} * 2 > slots_.size()) grow();
 }
 
@@ -710,8 +731,8 @@ void ColumnarEncoder::TailTable::clear() {
   if (entries_ != 0) std::fill(slots_.begin(), slots_.end(), Slot{});
   entries_ = 0;
   bytes_.clear();
-  previous_at_ = previous_size_ = 0;
-  previous_entry_ = UINT32_MAX;
+  last_at_ = last_size_ = 0;
+  last_entry_ = UINT32_MAX;
 }
 
 std::uint32_t ColumnarEncoder::InternTable::insert(Slot& slot, Key key, std::uint64_t hash, const char* array,

@@ -221,19 +221,18 @@ class ColumnarEncoder {
   // always an entry and never copied again.
   class TailTable {
    public:
-    // A tail looked at ahead of add(): the same bytes as the previous record's (then nothing else is needed:
-    // fixed-size payload areas, a path opened twice in a row), or its hash, with its slot fetched into the
-    // cache while the columns are written.
-    struct Key {
-      bool same_as_previous = false;
-      std::uint32_t hash = 0;
-    };
-    // `previous` is the previous record's tail (nullptr: the one last added).
-    Key prepare(const char* tail, std::size_t size, const char* previous = nullptr, std::size_t previous_size = 0);
-    // Writes this tail's value (and suffix). Returns what the record costs the batch: the bytes written, and
-    // for a new entry also the bytes the table keeps of it, so that a batch closed on its estimate bounds the
-    // table too (32 MiB at most: offsets fit 32 bits).
-    std::size_t add(Key key, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
+    // Whether `tail` has the bytes of the tail added last (then nothing else is needed: fixed-size payload
+    // areas, a path opened twice in a row).
+    bool same_as_last(const char* tail, std::size_t size) const;
+    // Writes the value of the tail added last again (a record whose tail has the same bytes); returns the
+    // bytes written.
+    std::size_t add_last_again(ByteBuffer& values) const { return values.put_varint(2 * std::uint64_t{last_entry_} + 1); }
+    // A tail's hash, its slot fetched into the cache ahead of add().
+    std::uint32_t look_ahead(const char* tail, std::size_t size);
+    // Writes the value (and suffix) of a tail with this hash. Returns what the record costs the batch: the
+    // bytes written, and for a new entry also the bytes the table keeps of it, so that a batch closed on its
+    // estimate bounds the table too (32 MiB at most: offsets fit 32 bits).
+    std::size_t add(std::uint32_t hash, const char* tail, std::size_t size, ByteBuffer& values, ByteBuffer& suffixes);
     // `n` empty tails written as 0 before the first tail of the group (each is an entry, as for the reader).
     void add_empty(std::uint32_t n, ByteBuffer& values);
     void clear();
@@ -251,9 +250,9 @@ class ColumnarEncoder {
     std::uint32_t entries_ = 0;
     std::vector<Slot> slots_;
     ByteBuffer bytes_;
-    std::uint32_t previous_at_ = 0;  // the previous record's tail in bytes_
-    std::uint32_t previous_size_ = 0;
-    std::uint32_t previous_entry_ = UINT32_MAX;  // and its entry; UINT32_MAX: none yet
+    std::uint32_t last_at_ = 0;  // the tail added last in bytes_
+    std::uint32_t last_size_ = 0;
+    std::uint32_t last_entry_ = UINT32_MAX;  // and its entry; UINT32_MAX: none yet
   };
   // What add() does for a column, chosen once from its (encoding, width) when the encoder is made, so that
   // the per-record loop neither re-derives it nor takes a variable-size path for the common widths.
