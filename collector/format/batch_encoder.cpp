@@ -60,11 +60,6 @@ void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_
   ++lost_notices_;
 }
 
-std::size_t BatchEncoder::encoded_size_estimate() const {
-  return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + record_groups_.size() +
-         (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
-}
-
 void BatchEncoder::note_time(std::uint64_t time_ns) {
   if (!timed_ || time_ns < min_time_) min_time_ = time_ns;
   if (!timed_ || time_ns > max_time_) max_time_ = time_ns;

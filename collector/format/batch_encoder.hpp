@@ -44,7 +44,10 @@ class BatchEncoder {
   std::uint32_t lost_count() const { return lost_notices_; }
   bool empty() const { return records_ == 0 && lost_notices_ == 0; }
   // Bytes the encoded batch will take, give or take a few header bytes.
-  std::size_t encoded_size_estimate() const;
+  std::size_t encoded_size_estimate() const {
+    return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + record_groups_.size() +
+           (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
+  }
   std::uint64_t first_time() const { return first_time_; }
   // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).
   bool timed() const { return timed_; }

@@ -11,28 +11,7 @@ void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
   if (n != 0) counter.fetch_add(n, std::memory_order_relaxed);
 }
 
-
 }  // namespace
-
-bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time) {
-  std::uint32_t offset = 0;
-  if (timing.fields.size() == 1) {
-    offset = timing.fields.front().offset;
-  } else {
-    std::uint32_t kind = 0;
-    if (raw.size() < sizeof(kind)) return false;
-    std::memcpy(&kind, raw.data(), sizeof(kind));
-    const SampleTiming::Field* found = nullptr;
-    for (const auto& field : timing.fields) {
-      if (field.kind == kind) found = &field;
-    }
-    if (found == nullptr) return false;
-    offset = found->offset;
-  }
-  if (raw.size() < sizeof(time) || offset > raw.size() - sizeof(time)) return false;
-  std::memcpy(&time, raw.data() + offset, sizeof(time));
-  return true;
-}
 
 DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decoder, RecordConsumer& consumer,
                        CpuCounters& counters, const SampleTiming& timing) {

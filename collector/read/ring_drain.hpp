@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include <cstdint>
+#include <cstring>
+#include <span>
 #include <vector>
 
 #include "collector/decode/record_decoder.hpp"
@@ -44,8 +46,27 @@ struct SampleTiming {
 };
 
 // The time the BPF program wrote into `raw` where `timing` says, into `time`; false when the record has none
-// there (no field for its kind, or too short to hold it). Shared with drain_ringbuf.
-bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time);
+// there (no field for its kind, or too short to hold it). Shared with drain_ringbuf; inline, as the drains
+// call it for every record.
+inline bool payload_time(const SampleTiming& timing, std::span<const std::byte> raw, std::uint64_t& time) {
+  std::uint32_t offset = 0;
+  if (timing.fields.size() == 1) {
+    offset = timing.fields.front().offset;
+  } else {
+    std::uint32_t kind = 0;
+    if (raw.size() < sizeof(kind)) return false;
+    std::memcpy(&kind, raw.data(), sizeof(kind));
+    const SampleTiming::Field* found = nullptr;
+    for (const auto& field : timing.fields) {
+      if (field.kind == kind) found = &field;
+    }
+    if (found == nullptr) return false;
+    offset = found->offset;
+  }
+  if (raw.size() < sizeof(time) || offset > raw.size() - sizeof(time)) return false;
+  std::memcpy(&time, raw.data() + offset, sizeof(time));
+  return true;
+}
 
 // Reads up to the head loaded at the start of the pass, then commits the tail. `timing` is used only when
 // the decoder's sample_type lacks PERF_SAMPLE_TIME.
