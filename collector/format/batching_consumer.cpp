@@ -35,8 +35,13 @@ void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
   (void)cpu;
   if (encoder_.empty()) opened_ = std::chrono::steady_clock::now();
   encoder_.add_record(sample.time, sample.cpu, sample.raw);
-  if (encoder_.record_count() >= limits_.max_records || encoder_.encoded_size_estimate() >= limits_.max_bytes) {
+  if (encoder_.record_count() >= limits_.max_records) {
     close_batch();
+  } else if (encoder_.encoded_size_estimate() >= limits_.max_bytes) {
+    // Records not read yet count their tails whole, though a repeated tail costs a byte or two: read them,
+    // and close on the exact size, where a batch read one record at a time would close.
+    encoder_.flush_views();
+    if (encoder_.encoded_size_estimate() >= limits_.max_bytes) close_batch();
   }
 }
 

@@ -324,6 +324,14 @@ ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout, P
       at[g.plan_order[k]] = k;
     }
     g.plan_order = std::move(at);
+    // Until its first block is read, a record is guessed to take the most its columns can (a new string
+    // whole, with its length and index).
+    std::size_t most = 0;
+    for (const ColumnState& c : g.columns) {
+      most += c.plan.encoding == ColumnEncoding::String ? c.plan.width + 2 * kMaxVarintBytes
+                                                        : max_value_bytes(c.op, c.plan.width);
+    }
+    g.row_guess = static_cast<std::uint32_t>(most);
   }
 }
 

@@ -182,7 +182,8 @@ class ColumnarEncoder {
   void flush();
   // Bytes the groups will take, encoded, about, with the bytes of new tails that share a prefix with the
   // previous one (the tail table keeps them whole): a batch closed on it bounds the encoder's memory too.
-  // Records not read yet count as many column bytes as their group's last block took, and their tails whole.
+  // Records not read yet count as many column bytes as their group's last block took (before its first, the
+  // most they can), and their tails whole: after flush() the estimate is what one-at-a-time reading gives.
   std::size_t encoded_size_estimate() const { return estimate_; }
   // Appends every group used since reset() as Batch field `field` (repeated ColumnGroup), after flush().
   void append_groups(std::string& out, std::uint32_t field);
@@ -295,7 +296,7 @@ class ColumnarEncoder {
     std::uint32_t records = 0;
     std::array<Pending, kRoomRecords> pending;
     std::uint32_t pending_count = 0;
-    std::uint32_t row_guess = 1;  // column bytes a record took in the group's last block, rounded up
+    std::uint32_t row_guess = 0;  // column bytes a record took in the group's last block, rounded up
     std::vector<ColumnState> columns;       // by op (the runs), then by offset
     std::vector<ColumnRun> runs;
     std::vector<std::uint32_t> plan_order;  // the plan's column i is columns[plan_order[i]] (the written order)

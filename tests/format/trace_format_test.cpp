@@ -1300,6 +1300,63 @@ TEST(BatchingConsumer, ReadsEveryViewOfAPassBeforeThePassEnds) {
   }
 }
 
+// Records not read yet count their tails whole, but a tail seen before costs a byte or two: a batch must
+// still close where one read record by record would, not when the guess reaches max_bytes.
+TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
+  v1::TraceHeader h;
+  v1::EventSchema& schema = *h.add_events();
+  schema.set_kind(3);
+  schema.set_name("blob");
+  schema.set_fixed_size(8);
+  *schema.add_fields() = testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *schema.add_fields() = testing::schema_field("data", v1::Field::STRING, 8, 4096, "", true);
+  auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  BatchLimits limits;
+  limits.max_bytes = 64 << 10;
+  // 1000-byte tails, five of them taking turns in runs of 50.
+  std::vector<std::string> records;
+  for (int i = 0; i < 6000; ++i) {
+    std::string p(8, '\0');
+    const std::uint32_t kind = 3;
+    std::memcpy(p.data(), &kind, 4);
+    records.push_back(p + std::string(1000, static_cast<char>('a' + (i / 50) % 5)));
+  }
+  // Where a batch read record by record closes.
+  std::vector<std::uint64_t> expected;
+  {
+    BatchEncoder one(layout);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      one.add_record(1000 + i, 0, bytes_of(records[i]));
+      if (one.encoded_size_estimate() >= limits.max_bytes) {
+        expected.push_back(one.record_count());
+        one.reset();
+      }
+    }
+    if (one.record_count() != 0) expected.push_back(one.record_count());
+  }
+  ASSERT_GT(expected.size(), 1u);
+  TestSink sink;
+  PipelineCounters counters;
+  BatchWorker worker(compressor(), sink, counters);
+  BatchingConsumer consumer(limits, worker, CLOCK_MONOTONIC, layout);
+  for (std::size_t i = 0; i < records.size(); i += 100) {  // passes of 100 records
+    consumer.on_pass_begin(0);
+    for (std::size_t k = i; k < std::min(records.size(), i + 100); ++k) {
+      SampleView v;
+      v.time = 1000 + k;
+      v.raw = bytes_of(records[k]);
+      consumer.on_sample(0, v);
+    }
+    consumer.on_pass_end(0);
+  }
+  consumer.on_stop();
+  worker.finish();
+  ASSERT_FALSE(worker.first_error());
+  std::vector<std::uint64_t> got;
+  for (const v1::Batch& b : sink.batches) got.push_back(b.record_count());
+  EXPECT_EQ(got, expected);
+}
+
 TEST(BatchingConsumer, ClosesABatchAtMaxBytes) {
   TestSink sink;
   BatchLimits limits;
