@@ -72,13 +72,18 @@ void BM_Batch_Encode(benchmark::State& state) {
   std::size_t next = 0;
   std::uint64_t records = 0, encoded_bytes = 0, payload_bytes = 0, batches = 0;
   for (auto _ : state) {
-    // One batch, closed where BatchingConsumer would close it.
-    do {
+    // One batch, closed where BatchingConsumer would close it (on the exact size: pending records read first).
+    for (;;) {
       const SampleView& s = records_in.samples[next];
       encoder.add_record(s.time, s.cpu, s.raw);
       payload_bytes += s.raw.size();
       if (++next == records_in.size()) next = 0;
-    } while (encoder.record_count() < limits.max_records && encoder.encoded_size_estimate() < limits.max_bytes);
+      if (encoder.record_count() >= limits.max_records) break;
+      if (encoder.encoded_size_estimate() >= limits.max_bytes) {
+        encoder.flush_views();
+        if (encoder.encoded_size_estimate() >= limits.max_bytes) break;
+      }
+    }
     encoder.finish(batches, encoded);
     benchmark::DoNotOptimize(encoded.data());
     benchmark::ClobberMemory();
