@@ -14,7 +14,8 @@
 // record_time_field) is stored as its difference from the record's time, which is 0 when the time came from it. ColumnarEncoder takes a record only when the plan rebuilds its
 // payload exactly: a payload of an unplanned kind, or shorter than the fixed part, is refused (nothing
 // written), and the caller stores it raw, as in version 1.
-// Payload bytes are read from the caller's span once, during add(); nothing keeps the span.
+// Payload bytes are read from the caller's span once: during add() (PayloadViews::ReadInAdd), or, when the caller
+// keeps its views until flush() (KeptUntilFlush, a ring reader within a pass), a block of records at a time.
 //
 // Reader: rebuild_payloads() checks everything a crafted batch could get wrong (counts, offsets, widths,
 // indices, prefix lengths, the total size against a limit) before it writes, and says what in the message:
