@@ -11,9 +11,10 @@
 // fixed part (the variable-length array and the kernel's zero padding) as a tail that shares its leading bytes
 // with the previous record's tail (paths), or, when the group had the same tail before, names that one
 // (Repeat: a build opens the same headers again and again). The field that holds each record's time (the header's
-// record_time_field) is stored as its difference from the record's time, which is 0 when the time came from it. ColumnarEncoder takes a record only when the plan rebuilds its
-// payload exactly: a payload of an unplanned kind, or shorter than the fixed part, is refused (nothing
-// written), and the caller stores it raw, as in version 1.
+// record_time_field) is stored as its difference from the record's time, which is 0 when the time came from
+// it. ColumnarEncoder takes a record only when the plan rebuilds its payload exactly: a payload of an
+// unplanned kind, or shorter than the fixed part, is refused (nothing written), and the caller stores it raw,
+// as in version 1.
 // Payload bytes are read from the caller's span once: during add() (PayloadViews::ReadInAdd), or, when the caller
 // keeps its views until flush() (KeptUntilFlush, a ring reader within a pass), a block of records at a time.
 //
