@@ -388,6 +388,7 @@ template <typename Write>
   }
   return true;
 }
+
 // column_loop over column `c`'s values, adding the bytes it writes to `written`.
 template <typename Column, typename Row, typename Write>
 [[gnu::always_inline]] inline void each_record_of(Column& c, const Row* rows, std::uint32_t n, std::size_t& written,
@@ -410,62 +411,68 @@ void ColumnarEncoder::encode_pending(GroupState& g) {
   for (const ColumnRun& run : g.runs) {
     ColumnState* const run_end = c + run.count;
     // Stores, for each column of the run and each pending record, what write() writes at the column's end:
-    // at most max_value_bytes(op) bytes a record, reserved above.
-    auto each = [&](auto&& write) {
-      for (; c != run_end; ++c) each_record_of(*c, rows, n, written, write);
+    // at most max_value_bytes(op) bytes a record, reserved above. each_with() takes the writer from
+    // make_write(column), for ops whose writer needs the column's width or table.
+    auto each_with = [&](auto&& make_write) {
+      for (; c != run_end; ++c) each_record_of(*c, rows, n, written, make_write(*c));
+    };
+    auto each = [&](auto&& write) { each_with([&](ColumnState&) { return write; }); };
+    // A char array as its index in the column's table; a new string adds its bytes, its length and its index.
+    auto put_interned = [&](InternTable& table, char* out, InternTable::Key key, const char* array,
+                            std::uint32_t width, std::size_t length) {
+      const std::size_t known = table.size();
+      out = put_varint_unchecked(out, table.intern(key, array, width, length));
+      if (table.size() != known) written += length + 2;
+      return out;
     };
     using B = const std::byte*;
     using U = std::uint64_t;
+    using C = ColumnState;
     switch (run.op) {
       case ColumnOp::Raw1: each([](char* out, B at, U, U&) { return copy_raw<1>(out, at); }); break;
       case ColumnOp::Raw2: each([](char* out, B at, U, U&) { return copy_raw<2>(out, at); }); break;
       case ColumnOp::Raw4: each([](char* out, B at, U, U&) { return copy_raw<4>(out, at); }); break;
       case ColumnOp::Raw8: each([](char* out, B at, U, U&) { return copy_raw<8>(out, at); }); break;
       case ColumnOp::Raw16: each([](char* out, B at, U, U&) { return copy_raw<16>(out, at); }); break;
-      case ColumnOp::RawOther: {
-        for (; c != run_end; ++c) {
-          const std::uint32_t width = c->plan.width;
-          char* out = c->values.grow(std::size_t{n} * width);
-          for (std::uint32_t r = 0; r < n; ++r, out += width) copy_bytes(out, rows[r].payload + c->plan.offset, width);
-          written += std::size_t{n} * width;
-        }
+      case ColumnOp::RawOther:
+        each_with([](C& col) {
+          return [width = col.plan.width](char* out, B at, U, U&) {
+            copy_bytes(out, at, width);
+            return out + width;
+          };
+        });
         break;
-      }
       case ColumnOp::Zigzag1: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int8_t>(at)); }); break;
       case ColumnOp::Zigzag2: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int16_t>(at)); }); break;
       case ColumnOp::Zigzag4: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int32_t>(at)); }); break;
       case ColumnOp::Zigzag8: each([](char* out, B at, U, U&) { return put_zigzag(out, load<std::int64_t>(at)); }); break;
       case ColumnOp::ZigzagOther:
-        for (; c != run_end; ++c) {
-          const std::uint32_t width = c->plan.width;
-          each_record_of(*c, rows, n, written, [width](char* out, B at, U, U&) { return put_zigzag(out, read_signed(at, width)); });
-        }
+        each_with([](C& col) {
+          return [width = col.plan.width](char* out, B at, U, U&) { return put_zigzag(out, read_signed(at, width)); };
+        });
         break;
       case ColumnOp::Delta1: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int8_t>(at)); }); break;
       case ColumnOp::Delta2: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int16_t>(at)); }); break;
       case ColumnOp::Delta4: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int32_t>(at)); }); break;
       case ColumnOp::Delta8: each([](char* out, B at, U, U& prev) { return put_delta(out, prev, load<std::int64_t>(at)); }); break;
       case ColumnOp::DeltaOther:
-        for (; c != run_end; ++c) {
-          const std::uint32_t width = c->plan.width;
-          each_record_of(*c, rows, n, written, [width](char* out, B at, U, U& prev) { return put_delta(out, prev, read_signed(at, width)); });
-        }
+        each_with([](C& col) {
+          return [width = col.plan.width](char* out, B at, U, U& prev) { return put_delta(out, prev, read_signed(at, width)); };
+        });
         break;
       case ColumnOp::TimeOffset8:
         each([](char* out, B at, U time, U&) { return put_zigzag(out, static_cast<std::int64_t>(load<std::uint64_t>(at) - time)); });
         break;
       case ColumnOp::TimeOffsetOther:
-        for (; c != run_end; ++c) {
-          const std::uint32_t width = c->plan.width;
-          each_record_of(*c, rows, n, written, [width](char* out, B at, U time, U&) {
+        each_with([](C& col) {
+          return [width = col.plan.width](char* out, B at, U time, U&) {
             return put_zigzag(out, static_cast<std::int64_t>(static_cast<std::uint64_t>(read_signed(at, width)) - time));
-          });
-        }
+          };
+        });
         break;
       case ColumnOp::String16:
-        for (; c != run_end; ++c) {
-          InternTable& table = c->table;
-          each_record_of(*c, rows, n, written, [&](char* out, B at, U, U&) {
+        each_with([&](C& col) {
+          return [&, &table = col.table](char* out, B at, U, U&) {
             // The array without its trailing zero bytes: the text up to its NUL when the rest is zero, else the
             // text with what follows it (a task's comm after a rename keeps its old bytes), so every array is
             // rebuilt exactly and none sends its record raw.
@@ -473,29 +480,20 @@ void ColumnarEncoder::encode_pending(GroupState& g) {
             const std::size_t length = key.w1 != 0   ? 16 - static_cast<std::size_t>(__builtin_clzll(key.w1)) / 8
                                        : key.w0 != 0 ? 8 - static_cast<std::size_t>(__builtin_clzll(key.w0)) / 8
                                                      : 0;
-            const std::size_t known = table.size();
-            out = put_varint_unchecked(out, table.intern(key, reinterpret_cast<const char*>(at), 16, length));
-            if (table.size() != known) written += length + 2;
-            return out;
-          });
-        }
+            return put_interned(table, out, key, reinterpret_cast<const char*>(at), 16, length);
+          };
+        });
         break;
       case ColumnOp::StringOther:
-        for (; c != run_end; ++c) {
-          InternTable& table = c->table;
-          const std::uint32_t width = c->plan.width;
-          each_record_of(*c, rows, n, written, [&](char* out, B at, U, U&) {
+        each_with([&](C& col) {
+          return [&, &table = col.table, width = col.plan.width](char* out, B at, U, U&) {
             const auto* s = reinterpret_cast<const char*>(at);
             InternTable::Key key;
             std::memcpy(&key.w0, s, std::min<std::size_t>(width, 8));
             if (width > 8) std::memcpy(&key.w1, s + 8, std::min<std::size_t>(width - 8, 8));
-            const std::size_t length = used_length(s, width);
-            const std::size_t known = table.size();
-            out = put_varint_unchecked(out, table.intern(key, s, width, length));
-            if (table.size() != known) written += length + 2;
-            return out;
-          });
-        }
+            return put_interned(table, out, key, s, width, used_length(s, width));
+          };
+        });
         break;
     }
   }
