@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -1193,9 +1195,11 @@ Samples make_samples(std::size_t n) {
   return s;
 }
 
-// A consumer, its worker and the worker's sink, as a reader thread of `record` has them.
+// A consumer, its worker and the worker's sink, as a reader thread of `record` has them (with `layout`, its
+// batches hold column groups).
 struct Pipeline {
-  explicit Pipeline(BatchSink& sink, BatchLimits limits = {}) : worker(compressor(), sink, counters), consumer(limits, worker) {}
+  explicit Pipeline(BatchSink& sink, BatchLimits limits = {}, std::shared_ptr<const ColumnarLayout> layout = nullptr)
+      : worker(compressor(), sink, counters), consumer(limits, worker, CLOCK_MONOTONIC, std::move(layout)) {}
   PipelineCounters counters;
   BatchWorker worker;
   BatchingConsumer consumer;
@@ -1244,37 +1248,41 @@ TEST(BatchingConsumer, WritesEveryRecordThroughATraceFileInOrder) {
   EXPECT_EQ(back.trailer->records(), 95u);
 }
 
+// The column plans of a recording with one event type, of kind 3.
+std::shared_ptr<const ColumnarLayout> kind3_layout(std::uint32_t fixed_size, std::initializer_list<v1::Field> fields) {
+  v1::TraceHeader h;
+  v1::EventSchema& schema = *h.add_events();
+  schema.set_kind(3);
+  schema.set_name("kind3");
+  schema.set_fixed_size(fixed_size);
+  for (const v1::Field& f : fields) *schema.add_fields() = f;
+  return std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+}
+
 // A reader's views live until its pass ends (RecordConsumer::on_pass_end), and the consumer's encoder reads
 // column groups' payloads a block at a time: on_pass_end reads what is left, so bytes the ring reuses after
 // the pass do not reach the batch.
 TEST(BatchingConsumer, ReadsEveryViewOfAPassBeforeThePassEnds) {
-  v1::TraceHeader h;
-  v1::EventSchema& schema = *h.add_events();
-  schema.set_kind(3);
-  schema.set_name("counted");
-  schema.set_fixed_size(16);
-  *schema.add_fields() = testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4);
-  *schema.add_fields() = testing::schema_field("seq", v1::Field::UNSIGNED, 8, 8);
-  *schema.add_fields() = testing::schema_field("name", v1::Field::STRING, 16, 32, "", true);
-  auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
   TestSink sink;
-  PipelineCounters counters;
-  BatchWorker worker(compressor(), sink, counters);
-  BatchingConsumer consumer(BatchLimits{}, worker, CLOCK_MONOTONIC, layout);
+  Pipeline p(sink, BatchLimits{},
+             kind3_layout(16, {testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4),
+                               testing::schema_field("seq", v1::Field::UNSIGNED, 8, 8),
+                               testing::schema_field("name", v1::Field::STRING, 16, 32, "", true)}));
+  BatchingConsumer& consumer = p.consumer;
   std::vector<std::string> expected;
   // Two passes of 100 and 30 records: a block of 64 is read during the pass, the other 36 and then 30 only
   // when the pass ends; the ring's bytes are scribbled over right after each pass.
   for (const int n : {100, 30}) {
     std::vector<std::string> ring;
     for (int i = 0; i < n; ++i) {
-      std::string p(16, '\0');
+      std::string record(16, '\0');
       const std::uint32_t kind = 3;
       const std::uint64_t seq = expected.size();
-      std::memcpy(p.data(), &kind, 4);
-      std::memcpy(p.data() + 8, &seq, 8);
-      p += "/tmp/file-" + std::to_string(seq % 7);
-      ring.push_back(p);
-      expected.push_back(p);
+      std::memcpy(record.data(), &kind, 4);
+      std::memcpy(record.data() + 8, &seq, 8);
+      record += "/tmp/file-" + std::to_string(seq % 7);
+      ring.push_back(record);
+      expected.push_back(record);
     }
     consumer.on_pass_begin(0);
     for (std::size_t i = 0; i < ring.size(); ++i) {
@@ -1284,11 +1292,11 @@ TEST(BatchingConsumer, ReadsEveryViewOfAPassBeforeThePassEnds) {
       consumer.on_sample(0, v);
     }
     consumer.on_pass_end(0);
-    for (std::string& p : ring) std::fill(p.begin(), p.end(), '\xff');
+    for (std::string& record : ring) std::fill(record.begin(), record.end(), '\xff');
   }
   consumer.on_stop();
-  worker.finish();
-  ASSERT_FALSE(worker.first_error());
+  p.worker.finish();
+  ASSERT_FALSE(p.worker.first_error());
   ASSERT_EQ(sink.batches.size(), 1u);
   ASSERT_EQ(sink.batches[0].groups_size(), 1);  // the records went into a column group
   auto view = BatchView::parse(sink.batches[0].SerializeAsString());
@@ -1303,14 +1311,8 @@ TEST(BatchingConsumer, ReadsEveryViewOfAPassBeforeThePassEnds) {
 // Records not read yet count their tails whole, but a tail seen before costs a byte or two: a batch must
 // still close where one read record by record would, not when the guess reaches max_bytes.
 TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
-  v1::TraceHeader h;
-  v1::EventSchema& schema = *h.add_events();
-  schema.set_kind(3);
-  schema.set_name("blob");
-  schema.set_fixed_size(8);
-  *schema.add_fields() = testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4);
-  *schema.add_fields() = testing::schema_field("data", v1::Field::STRING, 8, 4096, "", true);
-  auto layout = std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events()));
+  const auto layout = kind3_layout(8, {testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4),
+                                       testing::schema_field("data", v1::Field::STRING, 8, 4096, "", true)});
   BatchLimits limits;
   limits.max_bytes = 64 << 10;
   // 1000-byte tails, five of them taking turns in runs of 50.
@@ -1336,9 +1338,8 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
   }
   ASSERT_GT(expected.size(), 1u);
   TestSink sink;
-  PipelineCounters counters;
-  BatchWorker worker(compressor(), sink, counters);
-  BatchingConsumer consumer(limits, worker, CLOCK_MONOTONIC, layout);
+  Pipeline p(sink, limits, layout);
+  BatchingConsumer& consumer = p.consumer;
   for (std::size_t i = 0; i < records.size(); i += 100) {  // passes of 100 records
     consumer.on_pass_begin(0);
     for (std::size_t k = i; k < std::min(records.size(), i + 100); ++k) {
@@ -1350,8 +1351,8 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
     consumer.on_pass_end(0);
   }
   consumer.on_stop();
-  worker.finish();
-  ASSERT_FALSE(worker.first_error());
+  p.worker.finish();
+  ASSERT_FALSE(p.worker.first_error());
   std::vector<std::uint64_t> got;
   for (const v1::Batch& b : sink.batches) got.push_back(b.record_count());
   EXPECT_EQ(got, expected);
