@@ -67,6 +67,16 @@ void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
   for (std::uint32_t i = 0; i < width; ++i) dst[i] = static_cast<char>(v >> (8 * i));
 }
 
+// Copies n bytes, sizeof(Word) <= n <= 2 * sizeof(Word), as the first and the last word (overlapping).
+template <typename Word>
+[[gnu::always_inline]] inline void copy_first_and_last_word(char* dst, const char* src, std::size_t n) {
+  Word head, last;
+  __builtin_memcpy(&head, src, sizeof(Word));
+  __builtin_memcpy(&last, src + n - sizeof(Word), sizeof(Word));
+  __builtin_memcpy(dst, &head, sizeof(Word));
+  __builtin_memcpy(dst + n - sizeof(Word), &last, sizeof(Word));
+}
+
 // Copies n bytes with fixed-size moves (overlapping at the end) instead of a call: raw columns are tens of
 // bytes. Reads and writes only [src, src + n) and [dst, dst + n).
 [[gnu::always_inline]] inline void copy_bytes(char* dst, const void* source, std::size_t n) {
@@ -79,17 +89,9 @@ void store_low(char* dst, std::uint64_t v, std::uint32_t width) {
     for (std::size_t i = 0; i + 16 < n; i += 16) __builtin_memcpy(dst + i, src + i, 16);
     __builtin_memcpy(dst + n - 16, src + n - 16, 16);
   } else if (n >= 8) {
-    std::uint64_t head, last;
-    __builtin_memcpy(&head, src, 8);
-    __builtin_memcpy(&last, src + n - 8, 8);
-    __builtin_memcpy(dst, &head, 8);
-    __builtin_memcpy(dst + n - 8, &last, 8);
+    copy_first_and_last_word<std::uint64_t>(dst, src, n);
   } else if (n >= 4) {
-    std::uint32_t head, last;
-    __builtin_memcpy(&head, src, 4);
-    __builtin_memcpy(&last, src + n - 4, 4);
-    __builtin_memcpy(dst, &head, 4);
-    __builtin_memcpy(dst + n - 4, &last, 4);
+    copy_first_and_last_word<std::uint32_t>(dst, src, n);
   } else if (n != 0) {
     dst[0] = src[0];
     dst[n / 2] = src[n / 2];
