@@ -8,7 +8,7 @@ namespace perfstream {
 namespace {
 constexpr std::uint32_t kBatchSequence = 1, kBatchFirstTime = 2, kBatchRecordCount = 3, kBatchTimeDeltas = 4,
                         kBatchCpus = 5, kBatchSizes = 6, kBatchPayloads = 7, kBatchLost = 8, kBatchWatermark = 9,
-                        kBatchRecordGroups = 10, kBatchGroups = 11;
+                        kBatchRecordGroups = 10, kBatchGroups = 11, kBatchTimeDeltaPlanes = 12;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 }  // namespace
 
@@ -24,8 +24,12 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
   note_time(time_ns);
   if (room_ == 0) make_room();
   --room_;
-  time_deltas_.set_end(
-      put_varint_unchecked(time_deltas_.end(), wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_))));
+  const std::uint64_t delta = wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_));
+  if (columnar_) {
+    time_planes_.add_unchecked(delta);
+  } else {
+    time_deltas_.set_end(put_varint_unchecked(time_deltas_.end(), delta));
+  }
   last_time_ = time_ns;
   cpus_.set_end(put_varint_unchecked(cpus_.end(), cpu));
   sizes_.set_end(put_varint_unchecked(sizes_.end(), payload.size()));
@@ -43,6 +47,7 @@ void BatchEncoder::make_room() {
   for (ByteBuffer* column : {&time_deltas_, &cpus_, &sizes_, &record_groups_}) {
     column->reserve(kRoomRecords * kMaxVarintBytes);
   }
+  if (columnar_) time_planes_.reserve(kRoomRecords);
   room_ = kRoomRecords;
 }
 
@@ -82,6 +87,11 @@ void BatchEncoder::finish_unstamped(std::string& out) {
 void BatchEncoder::append_body(std::string& out) {
   wire::put_uint_field(out, kBatchFirstTime, first_time_);
   wire::put_uint_field(out, kBatchRecordCount, records_);
+  if (time_planes_.count() != 0) {
+    wire::put_tag(out, kBatchTimeDeltaPlanes, wire::kLengthDelimited);
+    wire::put_varint(out, time_planes_.encoded_size());
+    time_planes_.append_planes(out);
+  }
   wire::put_bytes_field(out, kBatchTimeDeltas, time_deltas_.view());
   wire::put_bytes_field(out, kBatchCpus, cpus_.view());
   wire::put_bytes_field(out, kBatchSizes, sizes_.view());
@@ -95,6 +105,7 @@ void BatchEncoder::append_body(std::string& out) {
 
 void BatchEncoder::reset() {
   time_deltas_.clear();
+  time_planes_.clear();
   cpus_.clear();
   sizes_.clear();
   payloads_.clear();

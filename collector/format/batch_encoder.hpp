@@ -3,14 +3,15 @@
 // payload bytes concatenated. Columns compress far better than interleaved records: deltas and CPUs are
 // small repeating numbers, and payloads of one type line up.
 //
-// Given a ColumnarLayout (format version 2, columnar_payloads.hpp), a payload its plans rebuild exactly is
+// Given a ColumnarLayout (format version 3, columnar_payloads.hpp), a payload its plans rebuild exactly is
 // stored field by field in its kind's column group, and record_groups says which group each record is in;
-// any other payload is stored whole in the payload column, as in version 1. Without one (or with an empty
-// one) the batch is a version 1 batch.
+// any other payload is stored whole in the payload column, as in version 1; and the time deltas are stored
+// as byte planes (time_delta_planes.hpp) instead of varints. Without a layout (or with an empty one) the
+// batch is a version 1 batch.
 //
 // One encoder per thread; reset() after finish() reuses its buffers, so steady-state encoding allocates
 // nothing. Payload bytes are read out of the ring once, into their columns (or the payload column); finish()
-// then assembles the message from the columns, which in version 2 are a fraction of the payload bytes. A
+// then assembles the message from the columns, which with a layout are a fraction of the payload bytes. A
 // ring reader keeps its views until its pass ends, so it lets the encoder read them a block at a time
 // (PayloadViews::KeptUntilFlush) and flushes at the pass's end.
 #pragma once
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "collector/format/columnar_payloads.hpp"
+#include "collector/format/time_delta_planes.hpp"
 
 namespace perfstream {
 
@@ -45,8 +47,8 @@ class BatchEncoder {
   bool empty() const { return records_ == 0 && lost_notices_ == 0; }
   // Bytes the encoded batch will take, give or take a few header bytes.
   std::size_t encoded_size_estimate() const {
-    return time_deltas_.size() + cpus_.size() + sizes_.size() + payloads_.size() + lost_.size() + record_groups_.size() +
-           (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
+    return time_deltas_.size() + time_planes_.encoded_size() + cpus_.size() + sizes_.size() + payloads_.size() +
+           lost_.size() + record_groups_.size() + (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
   }
   std::uint64_t first_time() const { return first_time_; }
   // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).
@@ -69,11 +71,12 @@ class BatchEncoder {
   void make_room();
   void append_body(std::string& out);
 
-  ByteBuffer time_deltas_;
+  ByteBuffer time_deltas_;            // version 1: zigzag varints
+  TimeDeltaPlanesWriter time_planes_;  // with a layout (version 3): byte planes
   ByteBuffer cpus_;
   ByteBuffer sizes_;
   ByteBuffer payloads_;
-  ByteBuffer record_groups_;  // version 2 only: 0 raw, g + 1 in group g
+  ByteBuffer record_groups_;  // with a layout only: 0 raw, g + 1 in group g
   std::unique_ptr<ColumnarEncoder> columnar_;  // null: version 1
   std::string lost_;  // encoded LostNotice sub-messages, each with its field tag
   std::uint64_t first_time_ = 0;

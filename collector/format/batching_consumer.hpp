@@ -51,7 +51,7 @@ constexpr std::uint64_t kWatermarkMarginNs = 100'000'000;
 class BatchingConsumer : public RecordConsumer {
  public:
   // `clock`: the clock of the records' times (the perf events' clockid). `layout`: the recording's column
-  // plans (format version 2, ColumnarLayout::from_schemas of the header's events); null: version 1 batches.
+  // plans (format version 3, ColumnarLayout::from_schemas of the header's events); null: version 1 batches.
   BatchingConsumer(const BatchLimits& limits, BatchWorker& worker, clockid_t clock = CLOCK_MONOTONIC,
                    std::shared_ptr<const ColumnarLayout> layout = nullptr);
   ~BatchingConsumer() override;

@@ -45,7 +45,7 @@ std::optional<std::uint32_t> parse_file_header(std::span<const char> bytes, std:
   const std::uint32_t version = get_u32(bytes.data() + 8);
   if (!readable_format_version(version)) {
     *why = "format version " + std::to_string(version) + "; this perfstream reads versions " +
-           std::to_string(kOldestFormatVersion) + " and " + std::to_string(kFormatVersion);
+           std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion);
     return std::nullopt;
   }
   return version;

@@ -1,7 +1,7 @@
 // The trace framing: how batches and headers are laid out in a trace file (and, later, on a socket).
 //
 //   file   := file_header frame*
-//   file_header (16 bytes) := "PERFSTRM" | u32 format_version (1 or 2) | u32 flags (0)
+//   file_header (16 bytes) := "PERFSTRM" | u32 format_version (1 to 3) | u32 flags (0)
 //   frame  := frame_header payload
 //   frame_header (16 bytes) := "PSFR" | u8 type | u8 encoding | u16 reserved (0) | u32 payload_length
 //                            | u32 header_crc
@@ -44,9 +44,10 @@ struct FrameHeader {
 };
 
 constexpr char kFileMagic[8] = {'P', 'E', 'R', 'F', 'S', 'T', 'R', 'M'};
-// The version this code writes when its batches may hold column groups (2), and the oldest it reads (1: no
-// column groups). Version 2 changes only the Batch message (fields 10-11); readers read both.
-constexpr std::uint32_t kFormatVersion = 2;
+// The version this code writes when its batches may hold column groups (3), and the oldest it reads (1: no
+// column groups). Versions 2 and 3 change only the Batch message: 2 adds column groups (fields 10-11), 3
+// time deltas as byte planes (field 12). Readers read all three.
+constexpr std::uint32_t kFormatVersion = 3;
 constexpr std::uint32_t kOldestFormatVersion = 1;
 constexpr bool readable_format_version(std::uint32_t v) { return v >= kOldestFormatVersion && v <= kFormatVersion; }
 // What a writer puts in the file header for a TraceHeader's format_version (0, unset: 1).

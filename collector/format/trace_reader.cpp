@@ -1,6 +1,7 @@
 #include "collector/format/trace_reader.hpp"
 
 #include "collector/format/columnar_payloads.hpp"
+#include "collector/format/time_delta_planes.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -232,17 +233,33 @@ Result<BatchView> BatchView::parse(const std::string& message) {
   if (!view.batch_.ParseFromString(message)) return Error("batch: not a valid Batch message");
   const auto& b = view.batch_;
   const int n = static_cast<int>(b.record_count());
+  if (!b.time_delta_planes().empty()) {
+    // Version 3: the deltas go into time_deltas, so that batch() is read as any version 1 batch.
+    const std::string name = "batch " + std::to_string(b.sequence());
+    if (b.time_deltas_size() != 0) return Error(name + ": time_deltas and time_delta_planes are both set");
+    const auto& planes = b.time_delta_planes();
+    std::vector<std::uint64_t> deltas;
+    if (auto st = read_time_delta_planes(
+            name, {reinterpret_cast<const unsigned char*>(planes.data()), planes.size()}, b.record_count(), deltas);
+        !st) {
+      return st.error();
+    }
+    auto& column = *view.batch_.mutable_time_deltas();
+    column.Reserve(n);
+    for (std::uint64_t d : deltas) column.AddAlreadyReserved(static_cast<std::int64_t>(d));
+    view.batch_.clear_time_delta_planes();
+  }
   if (b.time_deltas_size() != n || b.cpus_size() != n || b.sizes_size() != n) {
     return Error("batch " + std::to_string(b.sequence()) + ": record_count " + std::to_string(n) +
                  " but columns of " + std::to_string(b.time_deltas_size()) + " times, " + std::to_string(b.cpus_size()) +
                  " CPUs and " + std::to_string(b.sizes_size()) + " sizes");
   }
-  // The records' times first: a version 2 batch's TIME_OFFSET columns are rebuilt from them.
+  // The records' times first: a columnar batch's TIME_OFFSET columns are rebuilt from them.
   view.times_.resize(n);
   std::uint64_t time = b.first_time_ns();
   for (int i = 0; i < n; ++i) view.times_[i] = time += static_cast<std::uint64_t>(b.time_deltas(i));
   if (b.record_groups_size() != 0 || b.groups_size() != 0) {
-    // Version 2: rebuild the payloads and hand out a batch that has them all in `payloads`, as version 1.
+    // Versions 2 and 3: rebuild the payloads and hand out a batch that has them all in `payloads`, as version 1.
     std::vector<GroupView> groups;
     for (const auto& g : b.groups()) groups.push_back(group_view(g));
     const std::vector<std::uint32_t> sizes(b.sizes().begin(), b.sizes().end());

@@ -113,8 +113,9 @@ class TraceFileReader {
   std::string spare_;
 };
 
-// One decoded batch: checks that its columns agree, then hands out records in order. A version 2 batch's
-// payloads are rebuilt from its column groups: batch() has them all in `payloads` and no groups.
+// One decoded batch: checks that its columns agree, then hands out records in order. A columnar batch's
+// payloads are rebuilt from its column groups and its time delta planes read: batch() has them all in
+// `payloads` and `time_deltas`, and no groups or planes, as a version 1 batch.
 class BatchView {
  public:
   struct Record {

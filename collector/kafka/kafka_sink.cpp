@@ -36,6 +36,12 @@ std::optional<std::string> header_value(const rd_kafka_message_t* msg, const cha
   return std::string(static_cast<const char*>(value), size);
 }
 
+// The perfstream-format header names a version this sink reads: "1" to "3", digits only.
+bool readable_format_header(const std::string& value) {
+  if (value.empty() || value.size() > 3 || value.find_first_not_of("0123456789") != std::string::npos) return false;
+  return readable_format_version(static_cast<std::uint32_t>(std::stoul(value)));
+}
+
 std::string position(const rd_kafka_message_t* msg) {
   return std::string(rd_kafka_topic_name(msg->rkt)) + "[" + std::to_string(msg->partition) + "]@" +
          std::to_string(msg->offset);
@@ -267,9 +273,9 @@ class KafkaSink::Consumer {
     if (!type || !format || !schema || !collector || collector->empty()) {
       return reject(msg, "not a perfstream message (perfstream-type, -format, -schema or -collector header missing)");
     }
-    if (*format != std::to_string(kOldestFormatVersion) && *format != std::to_string(kFormatVersion)) {
+    if (!readable_format_header(*format)) {
       return reject(msg, "trace format version " + *format + "; this sink reads versions " +
-                             std::to_string(kOldestFormatVersion) + " and " + std::to_string(kFormatVersion));
+                             std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
     }
     if (*type != "batch" && *type != "trailer") return reject(msg, "unknown perfstream-type '" + *type + "'");
 

@@ -4,13 +4,15 @@
 
 #include "collector/format/columnar_payloads.hpp"
 #include "collector/format/protobuf_wire.hpp"
+#include "collector/format/time_delta_planes.hpp"
 
 namespace perfstream::recording {
 namespace {
 
 // Field numbers of perfstream.v1.Batch and LostNotice.
 constexpr std::uint32_t kSequence = 1, kFirstTime = 2, kRecordCount = 3, kTimeDeltas = 4, kCpus = 5, kSizes = 6,
-                        kPayloads = 7, kLost = 8, kWatermark = 9, kRecordGroups = 10, kGroups = 11;
+                        kPayloads = 7, kLost = 8, kWatermark = 9, kRecordGroups = 10, kGroups = 11,
+                        kTimeDeltaPlanes = 12;
 constexpr std::uint32_t kLostCpu = 1, kLostCount = 2, kLostTime = 3, kLostBefore = 4, kLostSource = 5;
 
 using Wire = wire::Reader;
@@ -76,6 +78,7 @@ Status DecodedBatch::decode(std::string& message, std::uint32_t max_records, std
   columnar_ = false;
   sequence = first_time_ns = watermark_ns = 0;
   payloads_at_ = payloads_size_ = 0;
+  time_planes_ = {};
   std::uint64_t record_count = 0;
   bool over = false;
   const bool valid = read_fields(max_records, record_count, over);
@@ -134,6 +137,13 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
           continue;
         }
         break;
+      case kTimeDeltaPlanes:
+        if (type == 2) {
+          Wire bytes = w.sub();
+          time_planes_ = {bytes.p, static_cast<std::size_t>(bytes.end - bytes.p)};
+          continue;
+        }
+        break;
       case kRecordGroups:
         over = !read_numbers(w, type, record_groups_, limit, clamp_u32);
         continue;
@@ -166,6 +176,10 @@ bool DecodedBatch::read_fields(std::uint32_t max_records, std::uint64_t& record_
 Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_bytes) {
   const std::string name = "batch " + std::to_string(sequence);
   std::vector<std::uint64_t>& deltas = times;  // resolved in place
+  if (!time_planes_.empty()) {
+    if (!deltas.empty()) return Error(name + ": time_deltas and time_delta_planes are both set");
+    if (auto st = read_time_delta_planes(name, time_planes_, n, deltas); !st) return st;
+  }
   if (deltas.size() != n || cpus.size() != n || sizes.size() != n) {
     return Error(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +
                  " times, " + std::to_string(cpus.size()) + " CPUs and " + std::to_string(sizes.size()) + " sizes");

@@ -5,9 +5,10 @@
 // same for both.
 //
 // Contract, as for any reader of the format (docs/FORMAT.md):
-//   - record i has time first_time_ns + time_deltas[0] + ... + time_deltas[i], CPU cpus[i], and the next
-//     sizes[i] bytes of `payloads`; the columns must have record_count entries each and the sizes must add
-//     up to the payload bytes exactly;
+//   - record i has time first_time_ns + time_deltas[0] + ... + time_deltas[i] (or the deltas of
+//     time_delta_planes, format/time_delta_planes.hpp, when the batch has them and no time_deltas), CPU
+//     cpus[i], and the next sizes[i] bytes of `payloads`; the columns must have record_count entries each
+//     and the sizes must add up to the payload bytes exactly;
 //   - a lost notice's `before` is at most record_count; its time, when 0, is taken from the record it
 //     precedes (or the batch's last record, or first_time_ns when the batch has none): sort_time_ns;
 //   - fields may come in any order and scalars repeated (the last one counts, as protobuf parsers do); unknown
@@ -80,6 +81,7 @@ class DecodedBatch {
   bool columnar_ = false;
   std::vector<std::uint32_t> record_groups_;
   std::vector<std::span<const char>> group_bytes_;
+  std::span<const unsigned char> time_planes_;  // version 3: in message_
   std::string rebuilt_;
 };
 

@@ -8,6 +8,12 @@ collector/recording/decoded_batch.cpp (the C++ reader), so that both accept and 
     make it invalid;
   - time_deltas are zigzag (sint64); times are first_time_ns + the running sum, in unsigned 64-bit
     arithmetic (it wraps as C++'s does); cpus keep their low 32 bits; sizes are clamped to 2^32-1;
+  - format version 3: time_delta_planes (field 12, bytes) may hold the deltas instead. When it is not
+    empty it must be n*w bytes for the n = record_count records, w in 1..8, and time_deltas must have no
+    entries (both are checked before the columns are counted); record i's zigzag delta is the little-endian
+    integer whose byte k is planes[k*n + i] (its higher bytes 0), decoded and summed as time_deltas are.
+    Empty planes count as absent, given twice the last counts, another wire type is skipped; a batch is
+    read so whatever version its file declares (decoded_batch.cpp, time_delta_planes.cpp);
   - the columns must each have record_count entries; the sizes must add up to the payload bytes exactly;
     a lost notice's `before` (clamped to 2^32-1) is at most record_count;
   - a lost notice's sort time is its time_ns, or, when that is 0, the time of the record it precedes (the
@@ -16,8 +22,8 @@ collector/recording/decoded_batch.cpp (the C++ reader), so that both accept and 
     columns are built;
   - format version 2: record_groups (field 10) and groups (field 11, ColumnGroup) hold payloads field by
     field; they are rebuilt byte for byte (docs/FORMAT.md, "Columnar batches") into a buffer that then
-    stands for `message`, so that payload_base/offsets/sizes work the same for both versions. The checks
-    and their messages are those of collector/format/columnar_payloads.cpp.
+    stands for `message`, so that payload_base/offsets/sizes work the same with groups or without. The
+    checks and their messages are those of collector/format/columnar_payloads.cpp.
 No Python object is made per record, except for a group's tail (one slice per record): varints are
 decoded with numpy.
 """
@@ -73,6 +79,19 @@ def decode_varints(buf):
 
 def _unzigzag(v):
     return (v >> np.uint64(1)) ^ (np.uint64(0) - (v & np.uint64(1)))
+
+
+def _join_planes(name, planes, n):
+    """The n zigzag values (uint64) held in `planes` (a uint8 array of n*w bytes, w in 1..8) byte plane by
+    byte plane: byte k of value i is planes[k*n + i], its bytes w..7 are 0. Raises BatchError on another
+    length."""
+    w = planes.size // n if n else 0
+    if w < 1 or w > 8 or planes.size != n * w:
+        raise BatchError("%s: time_delta_planes has %d bytes for %d records (1 to 8 bytes a record)"
+                         % (name, planes.size, n))
+    wide = np.zeros((n, 8), np.uint8)
+    wide[:, :w] = planes.reshape(w, n).T
+    return wide.view("<u8").reshape(n).astype(np.uint64)
 
 
 class LostNotice:
@@ -142,6 +161,7 @@ class Batch:
         limit = max_records + 1
         mv = memoryview(message)
         buf = np.frombuffer(message, np.uint8)
+        planes = buf[:0]  # time_delta_planes (field 12), empty when absent
         p, end = 0, len(message)
         over = False
         while p < end and not over:
@@ -185,6 +205,13 @@ class Batch:
                 self.payload_base, self.payload_size = p, n
                 p += n
                 continue
+            if field == 12 and wt == 2:
+                n, p = _varint(mv, p, end)
+                if n > end - p:
+                    raise BatchError("batch: not a valid Batch message")
+                planes = buf[p:p + n]
+                p += n
+                continue
             if field == 10:
                 if wt == 0:
                     v, p = _varint(mv, p, end)
@@ -221,9 +248,9 @@ class Batch:
         if over:
             raise BatchError("batch %d: holds more than %d records, the reader's limit per batch "
                              "(--max-batch-records)" % (self.sequence, max_records))
-        self._resolve(record_count, columns, groups_of, groups, max_payload_bytes)
+        self._resolve(record_count, columns, planes, groups_of, groups, max_payload_bytes)
 
-    def _resolve(self, n, columns, groups_of, groups, max_payload_bytes):
+    def _resolve(self, n, columns, planes, groups_of, groups, max_payload_bytes):
         name = "batch %d" % self.sequence
 
         def joined(f):
@@ -231,6 +258,10 @@ class Batch:
             return parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0, np.uint64))
 
         deltas, cpus, sizes = joined(4), joined(5), joined(6)
+        if planes.size:
+            if deltas.size:
+                raise BatchError(name + ": time_deltas and time_delta_planes are both set")
+            deltas = _join_planes(name, planes, n)
         if deltas.size != n or cpus.size != n or sizes.size != n:
             raise BatchError("%s: record_count %d but columns of %d times, %d CPUs and %d sizes"
                              % (name, n, deltas.size, cpus.size, sizes.size))

@@ -20,8 +20,8 @@ import zlib
 import zstandard
 
 FILE_MAGIC = b"PERFSTRM"
-FORMAT_VERSION = 2         # the newest version this reader reads
-OLDEST_FORMAT_VERSION = 1  # version 1: batches without column groups
+FORMAT_VERSION = 3         # the newest version this reader reads (3: time deltas as byte planes)
+OLDEST_FORMAT_VERSION = 1  # version 1: batches without column groups (2 adds them); batch.py reads all three
 FILE_HEADER_SIZE = 16
 FRAME_MAGIC = b"PSFR"
 FRAME_HEADER_SIZE = 16
@@ -174,7 +174,7 @@ class FrameReader:
             raise NotATraceError(self.path, None, "not a perfstream trace (no PERFSTRM magic at the start)")
         version = struct.unpack_from("<I", head, 8)[0]
         if not OLDEST_FORMAT_VERSION <= version <= FORMAT_VERSION:
-            raise NotATraceError(self.path, None, "format version %d; this reader reads versions %d and %d"
+            raise NotATraceError(self.path, None, "format version %d; this reader reads versions %d to %d"
                                  % (version, OLDEST_FORMAT_VERSION, FORMAT_VERSION))
         self.offset = FILE_HEADER_SIZE
         try:

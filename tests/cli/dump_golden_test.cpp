@@ -409,7 +409,7 @@ void write_recording(const std::string& path, bool with_hints, bool every_hint =
       cpu ^= 1;
     }
   }
-  if (columnar) h.set_format_version(2);
+  if (columnar) h.set_format_version(kFormatVersion);
   auto w = TraceFileWriter::create(options, h);
   if (!w) throw std::runtime_error(w.error().message());
   BatchEncoder enc(columnar ? std::make_shared<const ColumnarLayout>(ColumnarLayout::from_schemas(h.events())) : nullptr);
@@ -512,7 +512,8 @@ TEST_F(DumpGolden, ColumnarRecordingDumpsExactlyAsVersionOne) {
     DumpRun one = dump(a), two = dump(b);
     EXPECT_EQ(two.status, 0) << two.err;
     EXPECT_EQ(two.err, one.err);
-    one.out = replace_all(replace_all(one.out, every_, "FILE"), "\"format_version\":1", "\"format_version\":2");
+    one.out = replace_all(replace_all(one.out, every_, "FILE"), "\"format_version\":1",
+                          "\"format_version\":" + std::to_string(kFormatVersion));
     EXPECT_EQ(replace_all(two.out, v2, "FILE"), one.out) << "dump " << (args.empty() ? "" : args[0]);
   }
   std::ostringstream out1, err1, out2, err2;

@@ -78,12 +78,13 @@ TEST_F(RecordEndToEnd, OpenatRecordingHoldsExactlyTheOpenedPathsWithTheirPid) {
   RunResult rec = recorder.stop(SIGINT);
   ASSERT_EQ(rec.exit_status, 0) << rec.err;
 
-  // Format version 2: the payloads travel in column groups and the paths below come back byte for byte.
+  // Format version 3: the payloads travel in column groups and the times in byte planes; the paths below
+  // come back byte for byte.
   {
     std::ifstream in(trace, std::ios::binary);
     char head[12] = {};
     in.read(head, sizeof(head));
-    EXPECT_EQ(std::string(head + 8, 4), std::string("\x02\x00\x00\x00", 4));
+    EXPECT_EQ(std::string(head + 8, 4), std::string("\x03\x00\x00\x00", 4));
   }
   RunResult dump = run({perfstream_binary(), "dump", "--json", trace.string()});
   ASSERT_EQ(dump.exit_status, 0) << dump.err;

@@ -13,6 +13,7 @@
 
 #include "collector/decode/payload_schema.hpp"
 #include "collector/format/batch_encoder.hpp"
+#include "collector/format/time_delta_planes.hpp"
 #include "collector/format/trace_reader.hpp"
 #include "collector/recording/decoded_batch.hpp"
 #include "testing/schema_field.hpp"
@@ -76,7 +77,22 @@ std::size_t columnar_records(const std::string& message) {
   return n;
 }
 
-void expect_round_trip(const std::string& message, const std::vector<Rec>& recs) {
+// The batch as a version 2 writer wrote it: its time deltas as varints (field 4) instead of byte planes.
+std::string with_varint_time_deltas(const std::string& message) {
+  v1::Batch b;
+  EXPECT_TRUE(b.ParseFromString(message));
+  const auto& planes = b.time_delta_planes();
+  std::vector<std::uint64_t> deltas;
+  EXPECT_TRUE(read_time_delta_planes("batch", {reinterpret_cast<const unsigned char*>(planes.data()), planes.size()},
+                                     b.record_count(), deltas));
+  for (std::uint64_t d : deltas) b.add_time_deltas(static_cast<std::int64_t>(d));
+  b.clear_time_delta_planes();
+  return b.SerializeAsString();
+}
+
+void expect_round_trip(const std::string& message, const std::vector<Rec>& recs);
+
+void expect_round_trip_once(const std::string& message, const std::vector<Rec>& recs) {
   std::vector<const Rec*> records;
   std::vector<std::uint32_t> lost_before;
   for (const Rec& r : recs) {
@@ -102,6 +118,17 @@ void expect_round_trip(const std::string& message, const std::vector<Rec>& recs)
     const auto r = view->record(i);
     ASSERT_EQ(std::string(r.payload.data(), r.payload.size()), records[i]->payload) << "record " << i;
     EXPECT_EQ(r.time_ns, records[i]->time_ns);
+  }
+}
+
+// Every version 3 batch (time delta planes) reads the same as its version 2 form (varints).
+void expect_round_trip(const std::string& message, const std::vector<Rec>& recs) {
+  expect_round_trip_once(message, recs);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  if (!b.time_delta_planes().empty()) {
+    SCOPED_TRACE("the same batch with its time deltas as varints");
+    expect_round_trip_once(with_varint_time_deltas(message), recs);
   }
 }
 
@@ -158,7 +185,8 @@ TEST(ColumnarBatch, EncodesTheDocumentedBytes) {
                                  {1005, 0, small(101, std::string("ab\0\0", 4), "xz")}};
   const std::string message = encode(enc, recs);
   const std::string expected = unhex(
-      "08 07 10 e8 07 18 02 22 02 00 0a 2a 02 00 00 32 02 0e 0e"  // sequence, first time, count, deltas, cpus, sizes
+      "08 07 10 e8 07 18 02 62 02 00 0a 2a 02 00 00 32 02 0e 0e"  // sequence, first time, count, delta planes
+                                                                  // (one: 0, 5), cpus, sizes
       " 52 02 01 01"                                              // record_groups: both in group 0
       " 5a 3a 08 05 10 02"                                        // the group: kind 5, 2 records
       " 1a 08 10 04 18 01 22 02 0a 0a"                            // kind: ZIGZAG 5, 5
@@ -241,7 +269,7 @@ TEST(ColumnarBatch, TheTimeFieldIsStoredAsItsOffsetFromTheRecordsTime) {
   // zigzag(0), zigzag(0), zigzag(-7) = 13, zigzag(2^64 - 1 - 1020 as -1021) = 2041
   EXPECT_EQ(hex(ts.values()), hex(unhex("00 00 0d f9 0f")));
   EXPECT_EQ(hex(message), hex(unhex(
-      "08 07 10 e8 07 18 04 22 04 00 0a 0a 14 2a 04 00 00 01 01 32 04 10 10 10 10"  // through sizes
+      "08 07 10 e8 07 18 04 62 04 00 0a 0a 14 2a 04 00 00 01 01 32 04 10 10 10 10"  // through sizes
       " 52 04 01 01 01 01 5a 2d 08 06 10 04"                                      // record_groups, group: kind 6
       " 1a 0a 10 04 18 01 22 04 0c 0c 0c 0c"                                      // kind: ZIGZAG 6 x4
       " 1a 0c 08 04 10 04 18 01 22 04 02 04 06 08"                                // value: ZIGZAG 1-4
@@ -720,6 +748,84 @@ TEST(ColumnarBatch, RebuiltPayloadsOverTheLimitAreRefusedBeforeAllocating) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().message(),
             "batch 7: its records' payloads add up to 4000000014 bytes, over the reader's limit of 1048576");
+}
+
+// --- Time deltas as byte planes (format version 3) ------------------------------------------------------
+
+std::string planes_of(const std::vector<std::uint64_t>& zigzags) {
+  TimeDeltaPlanesWriter w;
+  w.reserve(zigzags.size());
+  for (std::uint64_t z : zigzags) w.add_unchecked(z);
+  std::string out;
+  w.append_planes(out);
+  EXPECT_EQ(out.size(), w.encoded_size());
+  return out;
+}
+
+TEST(TimeDeltaPlanes, AreTheFewestBytesThatHoldEveryDeltaPlaneAfterPlane) {
+  EXPECT_EQ(hex(planes_of({0, 0x1234, 0x56})), "00 34 56 00 12 00 ");
+  EXPECT_EQ(hex(planes_of({0, 0, 0})), "00 00 00 ");  // one byte a record even when all are 0
+  EXPECT_EQ(hex(planes_of({0xff, 1})), "ff 01 ");
+  EXPECT_EQ(hex(planes_of({0x100})), "00 01 ");
+  EXPECT_EQ(planes_of({~std::uint64_t{0}, 0}), std::string("\xff\x00", 2) + std::string("\xff\x00", 2) +
+                                                    std::string("\xff\x00", 2) + std::string("\xff\x00", 2) +
+                                                    std::string("\xff\x00", 2) + std::string("\xff\x00", 2) +
+                                                    std::string("\xff\x00", 2) + std::string("\xff\x00", 2));
+  EXPECT_EQ(planes_of({}), "");
+}
+
+// Times that need every width from 1 to 8 bytes, backwards (two CPUs interleaved) and across 2^64.
+TEST(TimeDeltaPlanes, EveryWidthRoundTripsWithNegativeAndWrappingDeltas) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  for (int width = 1; width <= 8; ++width) {
+    SCOPED_TRACE("width " + std::to_string(width));
+    // The largest zigzag is 2 * step - 1 (the step back), which takes `width` bytes.
+    const std::uint64_t step = width == 8 ? std::uint64_t{1} << 62 : (std::uint64_t{1} << (8 * width - 2)) + 3;
+    const std::uint64_t start = ~std::uint64_t{0} - 5;  // the second record's time wraps past 2^64
+    std::vector<Rec> recs;
+    std::uint64_t t = start;
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      recs.push_back({t, i % 2, small(100 + i, "abcd", "")});
+      t = i % 2 == 0 ? t + step : t - step + 1;
+    }
+    const std::string message = encode(enc, recs);
+    v1::Batch b;
+    ASSERT_TRUE(b.ParseFromString(message));
+    EXPECT_EQ(b.time_deltas_size(), 0);
+    EXPECT_EQ(b.time_delta_planes().size(), recs.size() * static_cast<std::size_t>(width));
+    expect_round_trip(message, recs);
+  }
+}
+
+TEST(TimeDeltaPlanes, BadPlanesAreRefusedWithTheReason) {
+  v1::Batch good;
+  ASSERT_TRUE(good.ParseFromString(two_record_batch()));
+  ASSERT_EQ(good.time_delta_planes(), std::string("\x00\x0a", 2));
+  auto with = [&](auto change) {
+    v1::Batch b = good;
+    change(b);
+    const std::string message = b.SerializeAsString();
+    const std::string error = decode_error(message);
+    auto view = BatchView::parse(message);
+    EXPECT_EQ(view ? std::string() : view.error().message(), error) << "BatchView says otherwise";
+    return error;
+  };
+  EXPECT_EQ(with([](v1::Batch& b) {
+              b.add_time_deltas(0);
+              b.add_time_deltas(5);
+            }),
+            "batch 7: time_deltas and time_delta_planes are both set");
+  EXPECT_EQ(with([](v1::Batch& b) { b.mutable_time_delta_planes()->push_back('\0'); }),
+            "batch 7: time_delta_planes has 3 bytes for 2 records (1 to 8 bytes a record)");
+  EXPECT_EQ(with([](v1::Batch& b) { b.set_time_delta_planes(std::string(18, '\0')); }),
+            "batch 7: time_delta_planes has 18 bytes for 2 records (1 to 8 bytes a record)");
+  EXPECT_EQ(with([](v1::Batch& b) { b.set_record_count(0); }),
+            "batch 7: time_delta_planes has 2 bytes for 0 records (1 to 8 bytes a record)");
+  EXPECT_EQ(with([](v1::Batch& b) { b.set_record_count(3); }),
+            "batch 7: time_delta_planes has 2 bytes for 3 records (1 to 8 bytes a record)");
+  // Without planes or varints, the time column is simply short.
+  EXPECT_EQ(with([](v1::Batch& b) { b.clear_time_delta_planes(); }),
+            "batch 7: record_count 2 but columns of 0 times, 2 CPUs and 2 sizes");
 }
 
 TEST(ColumnarLayout, PlansFieldsGapsAndUnionsIntoTilingColumns) {

@@ -521,11 +521,12 @@ TEST(ZstdCodec, RefusesBytesThatAreNotAFrame) {
 TEST(FrameHeader, FileHeaderIsMagicVersionAndFlags) {
   const std::string h = encode_file_header();
   ASSERT_EQ(h.size(), kFileHeaderSize);
-  EXPECT_EQ(h, std::string("PERFSTRM\x02\x00\x00\x00\x00\x00\x00\x00", 16));
+  EXPECT_EQ(h, std::string("PERFSTRM\x03\x00\x00\x00\x00\x00\x00\x00", 16));
   std::string why;
-  EXPECT_EQ(parse_file_header(h, &why), std::optional<std::uint32_t>(2));
-  // Version 1 files (no column groups) are still read.
+  EXPECT_EQ(parse_file_header(h, &why), std::optional<std::uint32_t>(3));
+  // Version 1 files (no column groups) and version 2 ones (time deltas as varints) are still read.
   EXPECT_EQ(parse_file_header(encode_file_header(1), &why), std::optional<std::uint32_t>(1));
+  EXPECT_EQ(parse_file_header(encode_file_header(2), &why), std::optional<std::uint32_t>(2));
   EXPECT_EQ(encode_file_header(file_format_version(0)), encode_file_header(1));  // a header without a version
 }
 
@@ -535,10 +536,10 @@ TEST(FrameHeader, FileHeaderRefusesOtherMagicVersionAndShortInput) {
   EXPECT_EQ(why, "not a perfstream trace (shorter than the 16-byte file header)");
   EXPECT_FALSE(parse_file_header(std::string("PERFSTRX\x01\x00\x00\x00\x00\x00\x00\x00", 16), &why));
   EXPECT_EQ(why, "not a perfstream trace (no PERFSTRM magic at the start)");
-  EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x03\x00\x00\x00\x00\x00\x00\x00", 16), &why));
-  EXPECT_EQ(why, "format version 3; this perfstream reads versions 1 and 2");
+  EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x04\x00\x00\x00\x00\x00\x00\x00", 16), &why));
+  EXPECT_EQ(why, "format version 4; this perfstream reads versions 1 to 3");
   EXPECT_FALSE(parse_file_header(std::string("PERFSTRM\x00\x00\x00\x00\x00\x00\x00\x00", 16), &why));
-  EXPECT_EQ(why, "format version 0; this perfstream reads versions 1 and 2");
+  EXPECT_EQ(why, "format version 0; this perfstream reads versions 1 to 3");
 }
 
 TEST(FrameHeader, EncodesAndParsesEveryField) {
@@ -1102,11 +1103,11 @@ TEST(TraceFile, OpenRefusesAMissingFile) {
 
 TEST(TraceFile, OpenRefusesANewerFormatVersion) {
   TempDir dir;
-  const std::string path = dir.file("v3.data");
-  testing::write_file(path, std::string("PERFSTRM\x03\x00\x00\x00\x00\x00\x00\x00", 16) + std::string(40, '\0'));
+  const std::string path = dir.file("v4.data");
+  testing::write_file(path, std::string("PERFSTRM\x04\x00\x00\x00\x00\x00\x00\x00", 16) + std::string(40, '\0'));
   auto reader = TraceFileReader::open(path);
   ASSERT_FALSE(reader);
-  EXPECT_EQ(reader.error().message(), path + ": format version 3; this perfstream reads versions 1 and 2");
+  EXPECT_EQ(reader.error().message(), path + ": format version 4; this perfstream reads versions 1 to 3");
 }
 
 // The file's version is its TraceHeader's: a sink that stores a version 1 collector's stream writes a version

@@ -416,7 +416,7 @@ TEST(KafkaMock, BadMessagesAreSkippedCountedAndNamedAndDuplicatesStoredOnce) {
   };
   RawProducer raw(kafka.bootstraps());
   raw.send("events", "host-a", "plain text, no headers", {});
-  raw.send("events", "host-a", source.batch(3).compressed, headers("batch", "3"));
+  raw.send("events", "host-a", source.batch(3).compressed, headers("batch", "4"));
   raw.send("events", "host-a", "not zstd at all", headers("batch", "1"));
   raw.send("events", "host-a", source.batch(4).compressed, headers("snapshot", "1"));
   raw.send("events", "host-a", source.batch(5).compressed, headers("batch", "1"));  // a duplicate: dropped
@@ -437,7 +437,8 @@ TEST(KafkaMock, BadMessagesAreSkippedCountedAndNamedAndDuplicatesStoredOnce) {
   EXPECT_EQ(sink->stats().batches, 20u);
   EXPECT_TRUE(testing::holds_exactly_once(testing::read_recording(sink.summary(c.id)->file), source, 20));
   EXPECT_EQ(log.count("skipping events[0]@10: not a perfstream message"), 1u) << log.text();
-  EXPECT_EQ(log.count("skipping events[0]@11: trace format version 3; this sink reads versions 1 and 2"), 1u) << log.text();
+  EXPECT_EQ(log.count("skipping events[0]@11: trace format version 4; this sink reads versions 1 to 3"), 1u)
+      << log.text();
   EXPECT_EQ(log.count("skipping events[0]@12: the batch does not decompress"), 1u) << log.text();
   EXPECT_EQ(log.count("skipping events[0]@13: unknown perfstream-type 'snapshot'"), 1u) << log.text();
   EXPECT_EQ(log.count("skipping events[0]@15: no TraceHeader with schema id ffffffff"), 1u) << log.text();

@@ -18,11 +18,12 @@ def frame(ftype, message, compress=True):
     return head + struct.pack("<I", zlib.crc32(head)) + payload
 
 
-def file_bytes(header, batches, trailer=None):
-    out = bytearray(b"PERFSTRM" + struct.pack("<II", 1, 0))
+def file_bytes(header, batches, trailer=None, version=1):
+    """batches: Batch messages, or their wire bytes (a batch with time delta planes, see with_planes)."""
+    out = bytearray(b"PERFSTRM" + struct.pack("<II", version, 0))
     out += frame(1, header.SerializeToString())
     for b in batches:
-        out += frame(2, b.SerializeToString())
+        out += frame(2, b if isinstance(b, bytes) else b.SerializeToString())
     if trailer is not None:
         out += frame(3, trailer.SerializeToString())
     return bytes(out)
@@ -43,6 +44,44 @@ def batch(sequence, records, lost=(), first_time=None):
     for cpu, count, t, before, source in lost:
         b.lost.add(cpu=cpu, count=count, time_ns=t, before=before, source=source)
     return b
+
+
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def zigzag(delta):
+    """A sint64's zigzag value (an unsigned 64-bit int)."""
+    return ((delta << 1) ^ (delta >> 63)) & 0xFFFFFFFFFFFFFFFF
+
+
+def planes(deltas, width=None):
+    """The deltas as time_delta_planes (format version 3): byte k of record i's zigzag value at k*n + i, in
+    `width` bytes a record, by default the fewest that hold every value (1 when all are 0)."""
+    zs = [zigzag(d) for d in deltas]
+    if width is None:
+        width = max([1] + [(z.bit_length() + 7) // 8 for z in zs])
+    return bytes(z >> (8 * k) & 0xFF for k in range(width) for z in zs)
+
+
+def with_planes(b, width=None, first=False):
+    """The wire bytes of Batch `b` with its time_deltas moved to field 12, time_delta_planes, which
+    perfstream_pb2 (generated before version 3) cannot set: appended by hand, or put first."""
+    rest = pb.Batch()
+    rest.CopyFrom(b)
+    del rest.time_deltas[:]
+    field = planes_field(planes(b.time_deltas, width))
+    return field + rest.SerializeToString() if first else rest.SerializeToString() + field
+
+
+def planes_field(data):
+    """Batch field 12 (time_delta_planes) holding `data`, with its tag (wire type 2) and length."""
+    return b"\x62" + varint(len(data)) + data
 
 
 def odd_header():

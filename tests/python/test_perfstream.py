@@ -167,6 +167,21 @@ class CraftedRecordings(DumpComparison):
                 self.assertEqual(package_lines(perfstream.read(p.stdout)), by_path)
             p.wait()
 
+    def test_time_delta_planes_match_dump(self):
+        # Format version 3: the deltas of every batch as byte planes, 1 to 8 bytes a record (wider than
+        # needed too); negative deltas among them (random_records goes back in time now and then).
+        rng = random.Random(12)
+        records = crafted.random_records(rng, 2400)
+        batches = []
+        for seq in range(8):
+            b = crafted.batch(seq, records[seq * 300:(seq + 1) * 300], [(1, 3, 0, 7, 0)])
+            b.time_deltas[5] += 1 << (8 * seq - 1) if seq else 0  # a delta of seq + 1 bytes
+            b.time_deltas[6] -= 1 << (8 * seq - 1) if seq else 0
+            batches.append(crafted.with_planes(b, width=None if seq % 2 else 8, first=seq == 3))
+        path = self.write("planes.data", crafted.file_bytes(crafted.odd_header(), batches, version=3))
+        lines, _ = dump_json(path)
+        self.assert_same_as_dump(perfstream.read(path), lines)
+
     def test_a_repeated_batch_is_read_once(self):
         rng = random.Random(4)
         records = crafted.random_records(rng, 100)
@@ -352,6 +367,105 @@ class ColumnarBatches(unittest.TestCase):
                                            "tail of 2 bytes, its own being 2")
 
 
+class TimeDeltaPlanes(unittest.TestCase):
+    """Format version 3 batches: the time deltas as byte planes (Batch field 12, time_delta_planes), read as the
+    varints of field 4 are, and refused as collector/format/time_delta_planes.cpp refuses them."""
+
+    def batch(self, first_time, deltas, sequence=9):
+        n = len(deltas)
+        return pb.Batch(sequence=sequence, first_time_ns=first_time, record_count=n, time_deltas=deltas,
+                        cpus=[i % 3 for i in range(n)], sizes=[1] * n, payloads=b"x" * n)
+
+    def times(self, message):
+        from perfstream.batch import Batch
+        return Batch(message).times.tolist()
+
+    def refused(self, message):
+        from perfstream.batch import Batch, BatchError
+        with self.assertRaises(BatchError) as e:
+            Batch(message)
+        return str(e.exception)
+
+    def test_planes_give_the_times_of_the_varints(self):
+        for w in range(1, 9):
+            # The largest zigzag values of w bytes, one of each sign; first_time_ns near 2^64, the sums wrap.
+            top = 1 << (8 * w - 1)
+            deltas = [0, 3, -1, -top, top - 1, -2, 1]
+            for first_time in (0, 1000, 2**64 - 5):
+                b = self.batch(first_time, deltas)
+                expected, t = [], first_time
+                for d in deltas:
+                    t = (t + d) % 2**64
+                    expected.append(t)
+                self.assertEqual(self.times(b.SerializeToString()), expected)
+                self.assertEqual(len(crafted.planes(deltas)), w * len(deltas))
+                for width in (None, 8):  # the fewest bytes, and all 8 (high bytes 0)
+                    for first in (False, True):
+                        with self.subTest(w=w, first_time=first_time, width=width, first=first):
+                            self.assertEqual(self.times(crafted.with_planes(b, width, first)), expected)
+
+    def test_many_records_and_the_extreme_deltas(self):
+        rng = random.Random(5)
+        deltas = [rng.choice([rng.randrange(-3, 4), rng.randrange(1 << 20), rng.randrange(-2**63, 2**63)])
+                  for _ in range(5000)] + [-2**63, 2**63 - 1]
+        b = self.batch(2**64 - 1, deltas)
+        self.assertEqual(len(crafted.planes(deltas)), 8 * len(deltas))
+        self.assertEqual(self.times(crafted.with_planes(b)), self.times(b.SerializeToString()))
+
+    def test_empty_planes_are_absent(self):
+        b = self.batch(50, [1, -1, 2])
+        self.assertEqual(self.times(b.SerializeToString() + crafted.planes_field(b"")), [51, 50, 52])
+
+    def test_planes_and_varints_both_set_are_refused(self):
+        b = self.batch(50, [1, -1, 2])
+        self.assertEqual(self.refused(b.SerializeToString() + crafted.planes_field(crafted.planes([1, -1, 2]))),
+                         "batch 9: time_deltas and time_delta_planes are both set")
+        # Checked first: before the planes' length, and before the columns are counted.
+        b.cpus.append(1)
+        self.assertEqual(self.refused(b.SerializeToString() + crafted.planes_field(b"\x01")),
+                         "batch 9: time_deltas and time_delta_planes are both set")
+
+    def test_planes_of_a_length_that_is_not_n_times_1_to_8_are_refused(self):
+        for n, length in ((3, 4), (3, 2), (3, 27), (2, 1), (0, 1), (0, 8), (1, 9)):
+            with self.subTest(n=n, length=length):
+                b = self.batch(50, [1] * n)
+                del b.time_deltas[:]
+                self.assertEqual(self.refused(b.SerializeToString() + crafted.planes_field(b"\x02" * length)),
+                                 "batch 9: time_delta_planes has %d bytes for %d records (1 to 8 bytes a record)"
+                                 % (length, n))
+        # Before the columns are counted; after it, the planes are a time column of n entries.
+        b = self.batch(50, [1, 1, 1])
+        del b.cpus[1:]
+        self.assertEqual(self.refused(crafted.with_planes(b) + b"\x62\x02\x00\x00"),
+                         "batch 9: time_delta_planes has 2 bytes for 3 records (1 to 8 bytes a record)")
+        self.assertEqual(self.refused(crafted.with_planes(b)),
+                         "batch 9: record_count 3 but columns of 3 times, 1 CPUs and 3 sizes")
+
+    def test_a_refused_batch_is_a_corrupt_frame(self):
+        b = self.batch(50, [1, 2, 3])
+        data = crafted.file_bytes(crafted.odd_header(), [crafted.with_planes(b) + crafted.planes_field(b"\x00")],
+                                  version=3)
+        with self.assertRaises(perfstream.CorruptFrameError) as e:
+            perfstream.read(io.BytesIO(data))
+        self.assertEqual(e.exception.reason, "corrupt frame: batch 9: time_delta_planes has 1 bytes for 3 records "
+                                             "(1 to 8 bytes a record)")
+
+    def test_versions_1_to_3_are_read_and_4_is_refused(self):
+        rng = random.Random(8)
+        records = crafted.random_records(rng, 500)
+        plain = [crafted.batch(0, records[:200]), crafted.batch(1, records[200:])]
+        expected = package_lines(perfstream.read(io.BytesIO(crafted.file_bytes(crafted.odd_header(), plain))))
+        # Planes are read whatever version the file declares.
+        planes = [crafted.with_planes(b) for b in plain]
+        for version in (1, 2, 3):
+            data = crafted.file_bytes(crafted.odd_header(), planes, version=version)
+            self.assertEqual(package_lines(perfstream.read(io.BytesIO(data))), expected, "version %d" % version)
+        data = crafted.file_bytes(crafted.odd_header(), planes, version=4)
+        with self.assertRaises(perfstream.NotATraceError) as e:
+            perfstream.read(io.BytesIO(data))
+        self.assertEqual(e.exception.reason, "format version 4; this reader reads versions 1 to 3")
+
+
 def _make_recording(path, *args):
     subprocess.run([MAKE_RECORDING, "-o", path, "-q", *args], check=True)
 
@@ -382,9 +496,15 @@ class SyntheticRecordings(DumpComparison):
         rec = self.check("--records", "60000", "--cpus", "4", "--readers", "2", "--lost-every", "997",
                          "--batch-records", "4096")
         self.assertGreater(len(rec.lost), 0)
-        # Written as `record` writes: format version 2, payloads in column groups, read back as dump reads them.
+        # Written as `record` writes: format version 3, payloads in column groups and time deltas as byte planes
+        # (a batch with records but no time_deltas), read back as dump reads them.
         with open(os.path.join(self.dir, "s.data"), "rb") as f:
-            self.assertEqual(f.read(12)[8:], b"\x02\x00\x00\x00")
+            self.assertEqual(f.read(12)[8:], b"\x03\x00\x00\x00")
+        with perfstream.frames.FrameReader(os.path.join(self.dir, "s.data")) as frames:
+            first = pb.Batch()
+            first.ParseFromString(next(m for t, _, m in iter(frames.next, None) if t == perfstream.frames.BATCH))
+        self.assertGreater(first.record_count, 0)
+        self.assertEqual(len(first.time_deltas), 0)
         df = rec["sched_switch"]
         self.assertEqual(len(df), 60000)
         self.assertEqual(str(df["time_ns"].dtype), "int64")
