@@ -44,10 +44,12 @@ void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::spa
 }
 
 void BatchEncoder::make_room() {
-  for (ByteBuffer* column : {&time_deltas_, &cpus_, &sizes_, &record_groups_}) {
-    column->reserve(kRoomRecords * kMaxVarintBytes);
+  for (ByteBuffer* column : {&cpus_, &sizes_, &record_groups_}) column->reserve(kRoomRecords * kMaxVarintBytes);
+  if (columnar_) {
+    time_planes_.reserve(kRoomRecords);
+  } else {
+    time_deltas_.reserve(kRoomRecords * kMaxVarintBytes);
   }
-  if (columnar_) time_planes_.reserve(kRoomRecords);
   room_ = kRoomRecords;
 }
 

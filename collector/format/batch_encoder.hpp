@@ -50,6 +50,14 @@ class BatchEncoder {
     return time_deltas_.size() + time_planes_.encoded_size() + cpus_.size() + sizes_.size() + payloads_.size() +
            lost_.size() + record_groups_.size() + (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
   }
+  // Bytes a record at time_ns would add to the records already in the batch, besides its own: with a layout,
+  // a time delta wider than all before it widens every record's time planes (time_delta_planes.hpp).
+  std::size_t time_widening_bytes(std::uint64_t time_ns) const {
+    if (!columnar_ || records_ == 0) return 0;
+    const auto delta = static_cast<std::int64_t>(time_ns - last_time_);
+    const std::uint64_t zigzag = (static_cast<std::uint64_t>(delta) << 1) ^ static_cast<std::uint64_t>(delta >> 63);
+    return time_planes_.widening_bytes(zigzag);
+  }
   std::uint64_t first_time() const { return first_time_; }
   // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).
   bool timed() const { return timed_; }

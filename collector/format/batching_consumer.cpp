@@ -33,6 +33,14 @@ std::uint64_t BatchingConsumer::watermark() const {
 
 void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
   (void)cpu;
+  if (const std::size_t widening = encoder_.time_widening_bytes(sample.time); widening != 0) {
+    // A time delta wider than any before widens every record's time planes, up to 7 bytes each: close the
+    // batch before it when that would pass the limit, so that a batch passes max_bytes by one record at most.
+    if (encoder_.encoded_size_estimate() + widening >= limits_.max_bytes) {
+      encoder_.flush_views();
+      if (encoder_.encoded_size_estimate() + widening >= limits_.max_bytes) close_batch();
+    }
+  }
   if (encoder_.empty()) opened_ = std::chrono::steady_clock::now();
   encoder_.add_record(sample.time, sample.cpu, sample.raw);
   if (encoder_.record_count() >= limits_.max_records) {

@@ -36,8 +36,11 @@ class TimeDeltaPlanesWriter {
   }
   std::size_t count() const { return values_.size() / 8; }
   // Bytes a record: the fewest that hold every value (1 when there are none, or all are 0).
-  std::size_t width() const { return all_bits_ == 0 ? 1 : (71 - static_cast<std::size_t>(__builtin_clzll(all_bits_))) / 8; }
+  std::size_t width() const { return width_of(all_bits_); }
   std::size_t encoded_size() const { return count() * width(); }
+  // What adding `zigzag` would add to the planes of the values already there: 0 when it fits their width,
+  // else the extra bytes of each.
+  std::size_t widening_bytes(std::uint64_t zigzag) const { return (width_of(all_bits_ | zigzag) - width()) * count(); }
   // Appends the planes (encoded_size() bytes, no field tag) to `out`.
   void append_planes(std::string& out) const;
   void clear() {
@@ -46,6 +49,9 @@ class TimeDeltaPlanesWriter {
   }
 
  private:
+  static std::size_t width_of(std::uint64_t bits) {
+    return bits == 0 ? 1 : (71 - static_cast<std::size_t>(__builtin_clzll(bits))) / 8;
+  }
   ByteBuffer values_;  // 8 bytes (host order) a record
   std::uint64_t all_bits_ = 0;
 };

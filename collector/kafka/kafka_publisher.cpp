@@ -369,7 +369,7 @@ class KafkaPublisher::Producer {
   std::string key_;
   std::string header_value_;
   std::string schema_id_;
-  std::string format_version_;  // the recording's trace format version: 1, or 2 with column groups
+  std::string format_version_;  // the recording's trace format version: 1, or 3 with column groups and time planes
   KafkaHandle rk_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> fatal_{false};

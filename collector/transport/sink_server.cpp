@@ -170,6 +170,11 @@ class SinkServer::Session : public std::enable_shared_from_this<Session> {
         return refuse("protocol version " + std::to_string(hello.protocol_version()) + "; this sink speaks " +
                       std::to_string(kStreamProtocolVersion));
       }
+      if (const std::uint32_t format = file_format_version(hello.header().format_version());
+          !readable_format_version(format)) {
+        return refuse("trace format version " + std::to_string(format) + "; this sink reads versions " +
+                      std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
+      }
       if (hello.collector_id().empty()) return refuse("the hello has no collector id");
       const auto admission = admit_collector(hello.collector_id());
       if (!admission) return;

@@ -797,6 +797,42 @@ TEST(TimeDeltaPlanes, EveryWidthRoundTripsWithNegativeAndWrappingDeltas) {
   }
 }
 
+// A reused encoder starts each batch at one byte a record, and its estimate counts the planes it will write.
+TEST(TimeDeltaPlanes, EachBatchOfAReusedEncoderHasItsOwnWidthAndItsEstimateCountsIt) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  for (const std::uint64_t step : {std::uint64_t{1} << 40, std::uint64_t{1}, std::uint64_t{300}, std::uint64_t{1}}) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    std::vector<Rec> recs;
+    for (std::uint32_t i = 0; i < 200; ++i) recs.push_back({5000 + i * step, i % 2, small(i, "abcd", "x")});
+    for (const Rec& r : recs) enc.add_record(r.time_ns, r.cpu, bytes_of(r.payload));
+    const std::size_t estimate = enc.encoded_size_estimate();
+    std::string message;
+    enc.finish(7, message);
+    enc.reset();
+    const std::size_t width = step == 1 ? 1 : step == 300 ? 2 : 6;  // zigzag 2, 600 and 2^41
+    v1::Batch b;
+    ASSERT_TRUE(b.ParseFromString(message));
+    EXPECT_EQ(b.time_delta_planes().size(), recs.size() * width);
+    // The estimate is the message give or take its field headers: the planes (200 to 1200 bytes) are in it.
+    EXPECT_NEAR(static_cast<double>(estimate), static_cast<double>(message.size()), 48.0);
+    expect_round_trip(message, recs);
+  }
+}
+
+// A batch of lost notices alone has no time column at all, planes or varints.
+TEST(TimeDeltaPlanes, ABatchOfLostNoticesAloneHasNoPlanes) {
+  BatchEncoder enc(layout_of({small_schema()}));
+  const std::vector<Rec> recs = {{1000, 1, "", true}, {2000, 0, "", true}};
+  const std::string message = encode(enc, recs);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  EXPECT_EQ(b.record_count(), 0u);
+  EXPECT_TRUE(b.time_delta_planes().empty());
+  EXPECT_EQ(b.time_deltas_size(), 0);
+  EXPECT_EQ(b.lost_size(), 2);
+  expect_round_trip(message, recs);
+}
+
 TEST(TimeDeltaPlanes, BadPlanesAreRefusedWithTheReason) {
   v1::Batch good;
   ASSERT_TRUE(good.ParseFromString(two_record_batch()));

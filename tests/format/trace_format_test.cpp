@@ -1359,6 +1359,50 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
   EXPECT_EQ(got, expected);
 }
 
+// A time delta wider than every one before widens each record's time planes (format version 3): the batch
+// closes before that record when the widening would take it past the limit, not after, 7 bytes a record over.
+TEST(BatchingConsumer, AWiderTimeDeltaClosesTheBatchBeforeItTakesThePlanesPastTheLimit) {
+  const auto layout = kind3_layout(8, {testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4),
+                                       testing::schema_field("v", v1::Field::UNSIGNED, 4, 4)});
+  BatchLimits limits;
+  limits.max_bytes = 64 << 10;
+  TestSink sink;
+  Pipeline p(sink, limits, layout);
+  std::vector<std::uint64_t> times;
+  std::uint64_t t = 1000;
+  for (std::uint32_t i = 0; i < 20000; ++i) {
+    t += i == 7000 || i == 15000 ? std::uint64_t{1} << 60 : 1;  // 1-byte deltas, then two 8-byte ones
+    times.push_back(t);
+  }
+  p.consumer.on_pass_begin(0);
+  std::string payload(8, '\0');
+  for (std::uint32_t i = 0; i < times.size(); ++i) {
+    const std::uint32_t kind = 3, v = i % 100;
+    std::memcpy(payload.data(), &kind, 4);
+    std::memcpy(payload.data() + 4, &v, 4);
+    SampleView view;
+    view.time = times[i];
+    view.raw = bytes_of(payload);
+    p.consumer.on_sample(0, view);
+  }
+  p.consumer.on_pass_end(0);
+  p.consumer.on_stop();
+  p.worker.finish();
+  ASSERT_FALSE(p.worker.first_error());
+  ASSERT_GE(sink.batches.size(), 3u);
+  std::size_t records = 0;
+  for (const v1::Batch& b : sink.batches) {
+    EXPECT_LE(b.ByteSizeLong(), limits.max_bytes + 64) << "batch " << b.sequence() << " of " << b.record_count();
+    EXPECT_EQ(b.time_deltas_size(), 0);
+    records += b.record_count();
+  }
+  EXPECT_EQ(records, times.size());
+  // The first batch closed before the first wide delta (its records, 1 byte of time each, came nowhere near
+  // the limit by themselves), and the wide record opened the next one.
+  EXPECT_EQ(sink.batches[0].record_count(), 7000u);
+  EXPECT_EQ(sink.batches[1].first_time_ns(), times[7000]);
+}
+
 TEST(BatchingConsumer, ClosesABatchAtMaxBytes) {
   TestSink sink;
   BatchLimits limits;

@@ -1,11 +1,14 @@
-// Fuzzes the version 2 batch decoders (columnar_payloads.hpp) on Batch messages with column groups, without
-// the zstd frame around them, so that mutations land in the columns. Input: u8 mode | ...
+// Fuzzes the columnar batch decoders (format versions 2 and 3: columnar_payloads.hpp, time_delta_planes.hpp)
+// on Batch messages with column groups and time delta planes, without the zstd frame around them, so that
+// mutations land in the columns. Input: u8 mode | ...
 //   mode bit 0 clear: the rest is a Batch message, decoded as it is;
 //   mode bit 0 set:   u8 flips | records | flips x (u16 position, u8 xor): records are made from the input
-//                     (a kind byte picks one of three schemas, then the payload bytes), encoded by BatchEncoder
-//                     with their plans, then the message's bytes at `position` are XORed.
-// Invariants: DecodedBatch and BatchView never crash; whatever both accept they read alike; with no flip,
-// both give back exactly the payloads that were encoded; an encoder reading the records a block at a time
+//                     (a kind byte picks one of three schemas, then the payload bytes; with mode bit 2, an
+//                     i64 and a shift give the time step to the record, of any width and sign, else 1 ns),
+//                     encoded by BatchEncoder with their plans, then the message's bytes at `position` are
+//                     XORed.
+// Invariants: DecodedBatch and BatchView never crash; whatever both accept they read alike, times included;
+// with no flip, both give back exactly the payloads and times that were encoded; an encoder reading the records a block at a time
 // (PayloadViews::KeptUntilFlush, as a ring reader's does) writes the same bytes as one reading them one by one.
 #include <string>
 #include <vector>
@@ -50,6 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t mode = in.take<std::uint8_t>();
   std::string message;
   std::vector<std::string> payloads;
+  std::vector<std::uint64_t> times;
   std::size_t flips = 0;
   if ((mode & 1) == 0) {
     const auto rest = in.rest();
@@ -60,7 +64,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     BatchEncoder enc(plans);
     BatchEncoder blocks(plans, PayloadViews::KeptUntilFlush);
     payloads.reserve(records);  // the views stay where they are until finish()
+    std::uint64_t time = 1000;
     for (std::size_t i = 0; i < records && in.remaining() > 0; ++i) {
+      if ((mode & 4) != 0) {
+        const auto step = in.take<std::int64_t>();
+        time += static_cast<std::uint64_t>(step >> (in.take<std::uint8_t>() % 64));
+      } else {
+        time += 1;
+      }
+      times.push_back(time);
       const std::uint8_t kind = in.take<std::uint8_t>() % 3;
       const auto bytes = in.take_bytes(in.take<std::uint8_t>() % 48);
       std::string p(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -71,8 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       payloads.push_back(std::move(p));
       const std::string& kept = payloads.back();
       const std::span<const std::byte> view(reinterpret_cast<const std::byte*>(kept.data()), kept.size());
-      enc.add_record(1000 + i, static_cast<std::uint32_t>(i % 2), view);
-      blocks.add_record(1000 + i, static_cast<std::uint32_t>(i % 2), view);
+      enc.add_record(time, static_cast<std::uint32_t>(i % 2), view);
+      blocks.add_record(time, static_cast<std::uint32_t>(i % 2), view);
     }
     enc.finish(1, message);
     std::string by_blocks;
@@ -94,6 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(std::string(decoded.payload(i).data(), decoded.payload(i).size()) == payloads[i]);
       const auto r = view->record(i);
       FUZZ_CHECK(std::string(r.payload.data(), r.payload.size()) == payloads[i]);
+      FUZZ_CHECK(decoded.times[i] == times[i] && r.time_ns == times[i]);
     }
   }
   if (st && view) {
@@ -102,6 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const auto r = view->record(i);
       FUZZ_CHECK(std::string(decoded.payload(i).data(), decoded.payload(i).size()) ==
                  std::string(r.payload.data(), r.payload.size()));
+      FUZZ_CHECK(decoded.times[i] == r.time_ns && decoded.cpus[i] == r.cpu);
     }
   }
   return 0;

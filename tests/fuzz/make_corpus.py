@@ -111,6 +111,20 @@ def main(traces):
           frame(18, 0, field(1, 0, 9) + field(2, 0, 1)) + frame(19, 0, field(1, 2, b"protocol version 2")))
     write("stream_frame", "hello_message", b"\3" + hello)
 
+    # columnar_batch: a Batch message with time delta planes (mode 0: deltas 0, +70000, -5 as three planes,
+    # raw payloads), and records the harness encodes with time steps of every width and sign (mode 5: records,
+    # each an i64 step, a u8 shift, a u8 kind and a u8 length, then the payload bytes).
+    planes = bytes([0x00, 0xE0, 0x09, 0x00, 0x22, 0x00, 0x00, 0x02, 0x00])
+    write("columnar_batch", "planes_raw", b"\0" + field(1, 0, 1) + field(2, 0, 1000) + field(3, 0, 3) +
+          field(5, 2, bytes([0, 1, 0])) + field(6, 2, bytes([4, 4, 4])) + field(7, 2, b"abcdefghijkl") +
+          field(12, 2, planes))
+    steps = b""
+    for i, (step, shift) in enumerate([(1, 0), (-(1 << 62), 40), (1 << 62, 0), (-(1 << 63), 0), (12345, 0),
+                                       (-1, 0), ((1 << 63) - 1, 8)]):
+        payload = struct.pack("<I", i % 3) + bytes(range(i * 5))
+        steps += struct.pack("<qBBB", step, shift, i % 3, len(payload)) + payload
+    write("columnar_batch", "wide_time_steps", bytes([5, 0, 7]) + steps)
+
     # payload_decoder: u8 schema count | per schema u32 kind, u8 fields, per field u8 type, u32 offset,
     # u32 size, u8 length field | payload.
     def schema(kind, fields):

@@ -70,8 +70,9 @@ def planes(deltas, width=None):
 
 
 def with_planes(b, width=None, first=False):
-    """The wire bytes of Batch `b` with its time_deltas moved to field 12, time_delta_planes, which
-    perfstream_pb2 (generated before version 3) cannot set: appended by hand, or put first."""
+    """The wire bytes of Batch `b` with its time_deltas moved to field 12, time_delta_planes, written by
+    hand (so that these tests also run with a perfstream_pb2 generated before version 3): appended, or put
+    first."""
     rest = pb.Batch()
     rest.CopyFrom(b)
     del rest.time_deltas[:]

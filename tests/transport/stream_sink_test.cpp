@@ -191,9 +191,10 @@ TEST(SinkServer, StoresEachSequenceOnceAndAcknowledgesCumulatively) {
 }
 
 // The sink stores a stream in the format version its collector wrote (the hello's TraceHeader): a version 1
-// collector still gets version 1 files, a version 2 one gets its column groups stored as they came.
+// collector still gets version 1 files, a version 3 one gets its column groups and time planes stored as they
+// came.
 TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
-  for (std::uint32_t version : {1u, 2u}) {
+  for (std::uint32_t version : {1u, kFormatVersion}) {
     TempDir dir;
     LogLines log;
     auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
@@ -212,7 +213,7 @@ TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
     hello.mutable_header()->set_format_version(version);
     ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello)));
     ASSERT_TRUE(peer.read_frame());
-    BatchEncoder enc(version == 2 ? std::make_shared<const ColumnarLayout>(
+    BatchEncoder enc(version != 1 ? std::make_shared<const ColumnarLayout>(
                                         ColumnarLayout::from_schemas(hello.header().events()))
                                   : nullptr);
     const std::string payload("\x01\x00\x00\x00\x07\x00\x00\x00tail", 12);
@@ -244,6 +245,28 @@ TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
     }
     EXPECT_TRUE(seen);
   }
+}
+
+// A collector of a newer format is refused at its hello, in words, before it sends a batch the sink would
+// misread.
+TEST(SinkServer, RefusesAHelloOfAFormatVersionItDoesNotRead) {
+  TempDir dir;
+  LogLines log;
+  auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
+  RawPeer peer = RawPeer::tcp(sink->bound()[0].port);
+  v1::StreamHello hello;
+  hello.set_protocol_version(kStreamProtocolVersion);
+  hello.set_collector_id("v4");
+  *hello.mutable_header() = testing::synthetic_header("v4-recording");
+  hello.mutable_header()->set_format_version(kFormatVersion + 1);
+  ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello)));
+  auto frame = peer.read_frame();
+  ASSERT_TRUE(frame);
+  ASSERT_EQ(frame->first, FrameType::Refusal);
+  v1::StreamRefusal refusal;
+  ASSERT_TRUE(refusal.ParseFromString(frame->second));
+  EXPECT_EQ(refusal.reason(), "trace format version 4; this sink reads versions 1 to 3");
+  EXPECT_TRUE(wait_until([&] { return log.count("trace format version 4") == 1; }, 5s)) << log.text();
 }
 
 // --- 1. many collectors at once ---------------------------------------------------------------------------
