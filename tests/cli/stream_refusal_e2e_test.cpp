@@ -210,7 +210,7 @@ TEST_F(StreamRefusalEndToEnd, SinkDiskFullIsRefusedInBandBackedOffAndDeliveredOn
   auto more = open_files(50, 250);
   expected.insert(more.begin(), more.end());
   ASSERT_TRUE(wait_until([&] { return stream->err_so_far().find("No space left on device") != std::string::npos; }, 10s))
-      << stream->err_so_far();
+      << stream->err_so_far() << "\nthe sink said:\n" << sink->err_so_far();
   std::this_thread::sleep_for(6s);  // the sink keeps refusing; the collector backs off
   const std::string during = stream->err_so_far();
   const auto full_for = std::chrono::steady_clock::now() - full_since;
