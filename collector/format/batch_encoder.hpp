@@ -22,6 +22,7 @@
 #include <string>
 
 #include "collector/format/columnar_payloads.hpp"
+#include "collector/format/protobuf_wire.hpp"
 #include "collector/format/time_delta_planes.hpp"
 
 namespace perfstream {
@@ -54,9 +55,7 @@ class BatchEncoder {
   // a time delta wider than all before it widens every record's time planes (time_delta_planes.hpp).
   std::size_t time_widening_bytes(std::uint64_t time_ns) const {
     if (!columnar_ || records_ == 0) return 0;
-    const auto delta = static_cast<std::int64_t>(time_ns - last_time_);
-    const std::uint64_t zigzag = (static_cast<std::uint64_t>(delta) << 1) ^ static_cast<std::uint64_t>(delta >> 63);
-    return time_planes_.widening_bytes(zigzag);
+    return time_planes_.widening_bytes(wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_)));
   }
   std::uint64_t first_time() const { return first_time_; }
   // The earliest and latest time of the batch's records and timed lost notices (0 when there are none).

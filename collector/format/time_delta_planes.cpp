@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "collector/format/protobuf_wire.hpp"
+
 namespace perfstream {
 
 void TimeDeltaPlanesWriter::append_planes(std::string& out) const {
@@ -19,7 +21,8 @@ void TimeDeltaPlanesWriter::append_planes(std::string& out) const {
 }
 
 Status read_time_delta_planes(const std::string& batch_name, std::span<const unsigned char> planes, std::size_t n,
-                              std::vector<std::uint64_t>& deltas) {
+                              std::size_t varint_deltas, std::vector<std::uint64_t>& deltas) {
+  if (varint_deltas != 0) return Error(batch_name + ": time_deltas and time_delta_planes are both set");
   const std::size_t w = n == 0 ? 0 : planes.size() / n;
   if (n == 0 || w == 0 || w > 8 || planes.size() != n * w) {
     return Error(batch_name + ": time_delta_planes has " + std::to_string(planes.size()) + " bytes for " +
@@ -30,7 +33,7 @@ Status read_time_delta_planes(const std::string& batch_name, std::span<const uns
     const unsigned char* plane = planes.data() + k * n;
     for (std::size_t i = 0; i < n; ++i) deltas[i] |= std::uint64_t{plane[i]} << (8 * k);
   }
-  for (auto& z : deltas) z = (z >> 1) ^ (~(z & 1) + 1);
+  for (auto& z : deltas) z = static_cast<std::uint64_t>(wire::unzigzag(z));
   return {};
 }
 

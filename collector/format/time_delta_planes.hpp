@@ -57,8 +57,9 @@ class TimeDeltaPlanesWriter {
 };
 
 // The reader's side: the n deltas (unzigzagged, as two's complement) of `planes`, into `deltas` (resized to
-// n). Fails, naming the batch, when the planes are not n * w bytes for a w in 1..8.
+// n). Fails, naming the batch, when the batch also has varint deltas (`varint_deltas` of them) or the planes
+// are not n * w bytes for a w in 1..8.
 Status read_time_delta_planes(const std::string& batch_name, std::span<const unsigned char> planes, std::size_t n,
-                              std::vector<std::uint64_t>& deltas);
+                              std::size_t varint_deltas, std::vector<std::uint64_t>& deltas);
 
 }  // namespace perfstream

@@ -236,11 +236,11 @@ Result<BatchView> BatchView::parse(const std::string& message) {
   if (!b.time_delta_planes().empty()) {
     // Version 3: the deltas go into time_deltas, so that batch() is read as any version 1 batch.
     const std::string name = "batch " + std::to_string(b.sequence());
-    if (b.time_deltas_size() != 0) return Error(name + ": time_deltas and time_delta_planes are both set");
     const auto& planes = b.time_delta_planes();
     std::vector<std::uint64_t> deltas;
     if (auto st = read_time_delta_planes(
-            name, {reinterpret_cast<const unsigned char*>(planes.data()), planes.size()}, b.record_count(), deltas);
+            name, {reinterpret_cast<const unsigned char*>(planes.data()), planes.size()}, b.record_count(),
+            static_cast<std::size_t>(b.time_deltas_size()), deltas);
         !st) {
       return st.error();
     }

@@ -177,8 +177,7 @@ Status DecodedBatch::resolve_columns(std::size_t n, std::size_t max_payload_byte
   const std::string name = "batch " + std::to_string(sequence);
   std::vector<std::uint64_t>& deltas = times;  // resolved in place
   if (!time_planes_.empty()) {
-    if (!deltas.empty()) return Error(name + ": time_deltas and time_delta_planes are both set");
-    if (auto st = read_time_delta_planes(name, time_planes_, n, deltas); !st) return st;
+    if (auto st = read_time_delta_planes(name, time_planes_, n, deltas.size(), deltas); !st) return st;
   }
   if (deltas.size() != n || cpus.size() != n || sizes.size() != n) {
     return Error(name + ": record_count " + std::to_string(n) + " but columns of " + std::to_string(deltas.size()) +

@@ -84,7 +84,7 @@ std::string with_varint_time_deltas(const std::string& message) {
   const auto& planes = b.time_delta_planes();
   std::vector<std::uint64_t> deltas;
   EXPECT_TRUE(read_time_delta_planes("batch", {reinterpret_cast<const unsigned char*>(planes.data()), planes.size()},
-                                     b.record_count(), deltas));
+                                     b.record_count(), 0, deltas));
   for (std::uint64_t d : deltas) b.add_time_deltas(static_cast<std::int64_t>(d));
   b.clear_time_delta_planes();
   return b.SerializeAsString();

@@ -190,6 +190,16 @@ TEST(SinkServer, StoresEachSequenceOnceAndAcknowledgesCumulatively) {
   EXPECT_EQ(stored.trailers.size(), 1u);
 }
 
+// A hello from collector `id` whose recording is of trace format `version`.
+v1::StreamHello hello_of_format(const std::string& id, std::uint32_t version) {
+  v1::StreamHello hello;
+  hello.set_protocol_version(kStreamProtocolVersion);
+  hello.set_collector_id(id);
+  *hello.mutable_header() = testing::synthetic_header(id + "-recording");
+  hello.mutable_header()->set_format_version(version);
+  return hello;
+}
+
 // The sink stores a stream in the format version its collector wrote (the hello's TraceHeader): a version 1
 // collector still gets version 1 files, a version 3 one gets its column groups and time planes stored as they
 // came.
@@ -199,10 +209,7 @@ TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
     LogLines log;
     auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
     RawPeer peer = RawPeer::tcp(sink->bound()[0].port);
-    v1::StreamHello hello;
-    hello.set_protocol_version(kStreamProtocolVersion);
-    hello.set_collector_id("v" + std::to_string(version));
-    *hello.mutable_header() = testing::synthetic_header("v-recording");
+    v1::StreamHello hello = hello_of_format("v" + std::to_string(version), version);
     v1::EventSchema* schema = hello.mutable_header()->add_events();
     schema->set_kind(1);
     schema->set_fixed_size(8);
@@ -210,7 +217,6 @@ TEST(SinkServer, StoresAStreamInItsCollectorsFormatVersion) {
     f->set_name("kind");
     f->set_type(v1::Field::UNSIGNED);
     f->set_size(4);
-    hello.mutable_header()->set_format_version(version);
     ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello)));
     ASSERT_TRUE(peer.read_frame());
     BatchEncoder enc(version != 1 ? std::make_shared<const ColumnarLayout>(
@@ -254,12 +260,7 @@ TEST(SinkServer, RefusesAHelloOfAFormatVersionItDoesNotRead) {
   LogLines log;
   auto sink = start_sink(sink_options(dir.file("sink"), {endpoint("tcp://127.0.0.1:0")}, log));
   RawPeer peer = RawPeer::tcp(sink->bound()[0].port);
-  v1::StreamHello hello;
-  hello.set_protocol_version(kStreamProtocolVersion);
-  hello.set_collector_id("v4");
-  *hello.mutable_header() = testing::synthetic_header("v4-recording");
-  hello.mutable_header()->set_format_version(kFormatVersion + 1);
-  ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello)));
+  ASSERT_TRUE(peer.send(encode_control_frame(FrameType::Hello, hello_of_format("v4", kFormatVersion + 1))));
   auto frame = peer.read_frame();
   ASSERT_TRUE(frame);
   ASSERT_EQ(frame->first, FrameType::Refusal);
