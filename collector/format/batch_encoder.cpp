@@ -16,33 +16,6 @@ BatchEncoder::BatchEncoder(std::shared_ptr<const ColumnarLayout> layout, Payload
   if (layout && !layout->empty()) columnar_ = std::make_unique<ColumnarEncoder>(std::move(layout), views);
 }
 
-void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload) {
-  if (records_ == 0) {
-    first_time_ = time_ns;
-    last_time_ = time_ns;
-  }
-  note_time(time_ns);
-  if (room_ == 0) make_room();
-  --room_;
-  const std::uint64_t delta = wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_));
-  if (columnar_) {
-    time_planes_.add_unchecked(delta);
-  } else {
-    time_deltas_.set_end(put_varint_unchecked(time_deltas_.end(), delta));
-  }
-  last_time_ = time_ns;
-  cpus_.set_end(put_varint_unchecked(cpus_.end(), cpu));
-  sizes_.set_end(put_varint_unchecked(sizes_.end(), payload.size()));
-  std::uint32_t group = 0;
-  if (columnar_ && columnar_->add(payload, time_ns, group)) {
-    record_groups_.set_end(put_varint_unchecked(record_groups_.end(), group + 1));
-  } else {
-    if (columnar_) record_groups_.set_end(put_varint_unchecked(record_groups_.end(), 0));
-    payloads_.append(payload.data(), payload.size());
-  }
-  ++records_;
-}
-
 void BatchEncoder::make_room() {
   for (ByteBuffer* column : {&cpus_, &sizes_, &record_groups_}) column->reserve(kRoomRecords * kMaxVarintBytes);
   if (columnar_) {
@@ -65,12 +38,6 @@ void BatchEncoder::add_lost(std::uint32_t cpu, std::uint64_t count, std::uint64_
   wire::put_varint(lost_, notice.size());
   lost_ += notice;
   ++lost_notices_;
-}
-
-void BatchEncoder::note_time(std::uint64_t time_ns) {
-  if (!timed_ || time_ns < min_time_) min_time_ = time_ns;
-  if (!timed_ || time_ns > max_time_) max_time_ = time_ns;
-  timed_ = true;
 }
 
 void BatchEncoder::finish(std::uint64_t sequence, std::string& out) {

@@ -96,6 +96,40 @@ class BatchEncoder {
   std::uint32_t room_ = 0;
 };
 
+// Inline: the collector's per-record path (BatchingConsumer::on_samples) runs it in its loop.
+inline void BatchEncoder::add_record(std::uint64_t time_ns, std::uint32_t cpu, std::span<const std::byte> payload) {
+  if (records_ == 0) {
+    first_time_ = time_ns;
+    last_time_ = time_ns;
+  }
+  note_time(time_ns);
+  if (room_ == 0) make_room();
+  --room_;
+  const std::uint64_t delta = wire::zigzag(static_cast<std::int64_t>(time_ns - last_time_));
+  if (columnar_) {
+    time_planes_.add_unchecked(delta);
+  } else {
+    time_deltas_.set_end(put_varint_unchecked(time_deltas_.end(), delta));
+  }
+  last_time_ = time_ns;
+  cpus_.set_end(put_varint_unchecked(cpus_.end(), cpu));
+  sizes_.set_end(put_varint_unchecked(sizes_.end(), payload.size()));
+  std::uint32_t group = 0;
+  if (columnar_ && columnar_->add(payload, time_ns, group)) {
+    record_groups_.set_end(put_varint_unchecked(record_groups_.end(), group + 1));
+  } else {
+    if (columnar_) record_groups_.set_end(put_varint_unchecked(record_groups_.end(), 0));
+    payloads_.append(payload.data(), payload.size());
+  }
+  ++records_;
+}
+
+inline void BatchEncoder::note_time(std::uint64_t time_ns) {
+  if (!timed_ || time_ns < min_time_) min_time_ = time_ns;
+  if (!timed_ || time_ns > max_time_) max_time_ = time_ns;
+  timed_ = true;
+}
+
 // Appends the sequence (Batch field 1) and watermark (field 9) to an encoded batch. A protobuf parser takes
 // the last value of a scalar field, and finish_unstamped() writes neither, so the stamp is the batch's.
 void append_batch_stamp(std::string& encoded, std::uint64_t sequence, std::uint64_t watermark_ns);

@@ -31,8 +31,7 @@ std::uint64_t BatchingConsumer::watermark() const {
   return std::max(least, given_);
 }
 
-void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
-  (void)cpu;
+[[gnu::always_inline]] inline void BatchingConsumer::take(const SampleView& sample) {
   if (const std::size_t widening = encoder_.time_widening_bytes(sample.time); widening != 0) {
     // A time delta wider than any before widens every record's time planes, up to 7 bytes each: close the
     // batch before it when that would pass the limit, so that a batch passes max_bytes by one record at most.
@@ -51,6 +50,16 @@ void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
     encoder_.flush_views();
     if (encoder_.encoded_size_estimate() >= limits_.max_bytes) close_batch();
   }
+}
+
+void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
+  (void)cpu;
+  take(sample);
+}
+
+void BatchingConsumer::on_samples(unsigned cpu, std::span<const SampleView> samples) {
+  (void)cpu;
+  for (const SampleView& sample : samples) take(sample);
 }
 
 void BatchingConsumer::on_lost(unsigned cpu, const LostView& lost) {

@@ -57,6 +57,7 @@ class BatchingConsumer : public RecordConsumer {
   ~BatchingConsumer() override;
 
   void on_sample(unsigned cpu, const SampleView& sample) override;
+  void on_samples(unsigned cpu, std::span<const SampleView> samples) override;
   void on_lost(unsigned cpu, const LostView& lost) override;
   void on_pass_begin(unsigned cpu) override;
   void on_pass_end(unsigned cpu) override;
@@ -70,6 +71,7 @@ class BatchingConsumer : public RecordConsumer {
     std::uint64_t complete_below = 0;  // every record of the ring below this time has been drained
     std::uint64_t pass_began = 0;      // the clock when the current pass began, 0 outside a pass
   };
+  void take(const SampleView& sample);  // on_sample's work, inlined into on_samples' loop
   void close_batch();
   void close_if_aged();
   RingMark& ring(unsigned cpu);

@@ -343,24 +343,6 @@ std::uint32_t ColumnarEncoder::first_use(int plan) {
   return static_cast<std::uint32_t>(batch_order_.size() - 1);
 }
 
-bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group) {
-  if (!layout_) return false;
-  const int plan_index = layout_->plan_for(payload);
-  if (plan_index < 0) return false;
-  GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
-  if (payload.size() < g.fixed_size) return false;
-  group = batch_group(plan_index);
-  const std::byte* p = payload.data();
-  const auto tail_size = static_cast<std::uint32_t>(payload.size() - g.fixed_size);
-  g.pending[g.pending_count++] = Pending{p, time_ns, tail_size};
-  // Until the block is encoded, the record counts its columns as the group's last block did, and its tail
-  // as at most all of its bytes and a varint.
-  estimate_ += g.row_guess + tail_size + kMaxVarintBytes;
-  ++g.records;
-  if (g.pending_count == kRoomRecords || views_ == PayloadViews::ReadInAdd) encode_pending(g);
-  return true;
-}
-
 namespace {
 // Runs write(out, at, time, previous) for each of `n` records on one column, `at` being the column's bytes
 // in the record's payload; previous (Delta) lives in a register for the loop.

@@ -326,6 +326,25 @@ class ColumnarEncoder {
   PayloadViews views_ = PayloadViews::ReadInAdd;
 };
 
+// Inline: called for every record (BatchEncoder::add_record).
+inline bool ColumnarEncoder::add(std::span<const std::byte> payload, std::uint64_t time_ns, std::uint32_t& group) {
+  if (!layout_) return false;
+  const int plan_index = layout_->plan_for(payload);
+  if (plan_index < 0) return false;
+  GroupState& g = groups_[static_cast<std::size_t>(plan_index)];
+  if (payload.size() < g.fixed_size) return false;
+  group = batch_group(plan_index);
+  const std::byte* p = payload.data();
+  const auto tail_size = static_cast<std::uint32_t>(payload.size() - g.fixed_size);
+  g.pending[g.pending_count++] = Pending{p, time_ns, tail_size};
+  // Until the block is encoded, the record counts its columns as the group's last block did, and its tail
+  // as at most all of its bytes and a varint.
+  estimate_ += g.row_guess + tail_size + kMaxVarintBytes;
+  ++g.records;
+  if (g.pending_count == kRoomRecords || views_ == PayloadViews::ReadInAdd) encode_pending(g);
+  return true;
+}
+
 // A ColumnGroup as read from a batch: spans into the message bytes.
 struct ColumnView {
   std::uint32_t offset = 0;

@@ -25,13 +25,18 @@ Result<ZstdCompressor> ZstdCompressor::create(int level) {
 }
 
 ZstdCompressor::ZstdCompressor(ZstdCompressor&& other) noexcept
-    : ctx_(std::exchange(other.ctx_, nullptr)), level_(other.level_) {}
+    : ctx_(std::exchange(other.ctx_, nullptr)),
+      level_(other.level_),
+      frame_(std::move(other.frame_)),
+      frame_capacity_(std::exchange(other.frame_capacity_, 0)) {}
 
 ZstdCompressor& ZstdCompressor::operator=(ZstdCompressor&& other) noexcept {
   if (this != &other) {
     ZSTD_freeCCtx(ctx_);
     ctx_ = std::exchange(other.ctx_, nullptr);
     level_ = other.level_;
+    frame_ = std::move(other.frame_);
+    frame_capacity_ = std::exchange(other.frame_capacity_, 0);
   }
   return *this;
 }
@@ -40,10 +45,14 @@ ZstdCompressor::~ZstdCompressor() { ZSTD_freeCCtx(ctx_); }
 
 Status ZstdCompressor::compress(std::span<const char> input, std::string& out) {
   ZSTD_CCtx_reset(ctx_, ZSTD_reset_session_only);
-  out.resize(ZSTD_compressBound(input.size()));
-  const size_t n = ZSTD_compress2(ctx_, out.data(), out.size(), input.data(), input.size());
+  const std::size_t bound = ZSTD_compressBound(input.size());
+  if (bound > frame_capacity_) {
+    frame_ = std::make_unique_for_overwrite<char[]>(bound);
+    frame_capacity_ = bound;
+  }
+  const size_t n = ZSTD_compress2(ctx_, frame_.get(), frame_capacity_, input.data(), input.size());
   if (ZSTD_isError(n)) return Error(std::string("zstd: compressing a batch: ") + ZSTD_getErrorName(n));
-  out.resize(n);
+  out.assign(frame_.get(), n);
   return {};
 }
 

@@ -1,7 +1,10 @@
 // ZstdCompressor / ZstdDecompressor: one zstd frame per call, each with its content size and a content
 // checksum, so a reader can bound memory before decompressing and detect corruption after.
 //
-// One context per object, reused across frames (reset per frame): no allocation in steady state.
+// One context per object, reused across frames (reset per frame): no allocation in steady state. The
+// compressor writes each frame into a buffer of its own, kept at the largest bound seen and never
+// zero-filled, and copies out only the frame: a string resized to the bound would clear a batch's worth of
+// bytes per frame (3% of the collector's time in the kernel bench, docs/BENCHMARKS.md).
 // Decompression refuses frames that do not declare their size or declare more than the caller's limit,
 // so a small frame cannot expand into unbounded memory (a zstd bomb).
 #pragma once
@@ -34,6 +37,8 @@ class ZstdCompressor {
   ZstdCompressor(ZSTD_CCtx_s* ctx, int level) : ctx_(ctx), level_(level) {}
   ZSTD_CCtx_s* ctx_ = nullptr;
   int level_ = 0;
+  std::unique_ptr<char[]> frame_;  // room for frame_capacity_ bytes
+  std::size_t frame_capacity_ = 0;
 };
 
 class ZstdDecompressor {

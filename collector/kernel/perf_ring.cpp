@@ -66,50 +66,11 @@ void PerfRing::Pass::resynchronise(std::uint64_t at, std::uint32_t header_size, 
   position_ = head_;
 }
 
-std::optional<RecordView> PerfRing::Pass::next() {
-  if (position_ == head_) return std::nullopt;
-  const std::uint64_t available = head_ - position_;
-  if (available < sizeof(perf_event_header)) {
-    resynchronise(position_, 0, "fewer bytes than a record header before data_head");
-    return std::nullopt;
-  }
-  const std::size_t mask = ring_.data_size_ - 1;
-  const std::size_t offset = position_ & mask;
-  // The records a few hundred bytes on are asked into the cache now, so that their loads, a few records
-  // later, find them there: the producer wrote them from another CPU (or long ago), and a hardware
-  // prefetcher stops at each page's end. Never past data_head: those bytes are not written yet.
-  const std::uint64_t ahead = std::min(head_, position_ + kPrefetchAhead);
-  for (; prefetched_ < ahead; prefetched_ += 64) __builtin_prefetch(ring_.data_ + (prefetched_ & mask));
-  // An 8-aligned header never straddles the end of a data area whose size is a multiple of 8.
-  perf_event_header header;
-  std::memcpy(&header, ring_.data_ + offset, sizeof(header));
-  const std::uint32_t size = header.size;
-  const char* bad = nullptr;
-  if (size < sizeof(perf_event_header)) {
-    bad = "record size smaller than its header";
-  } else if (size % 8 != 0) {
-    bad = "record size not a multiple of 8";
-  } else if (size > available) {
-    bad = "record runs past data_head";
-  }
-  if (bad != nullptr) {
-    resynchronise(position_, size, bad);
-    return std::nullopt;
-  }
-
-  RecordView view;
-  view.position = position_;
-  if (offset + size <= ring_.data_size_) {
-    view.bytes = std::span<const std::byte>(ring_.data_ + offset, size);
-  } else {
-    const std::size_t first = ring_.data_size_ - offset;
-    std::memcpy(ring_.scratch_.get(), ring_.data_ + offset, first);
-    std::memcpy(ring_.scratch_.get() + first, ring_.data_, size - first);
-    view.bytes = std::span<const std::byte>(ring_.scratch_.get(), size);
-    view.wrapped = true;
-  }
-  position_ += size;
-  return view;
+std::span<const std::byte> PerfRing::Pass::unwrap(std::size_t offset, std::uint32_t size) {
+  const std::size_t first = ring_.data_size_ - offset;
+  std::memcpy(ring_.scratch_.get(), ring_.data_ + offset, first);
+  std::memcpy(ring_.scratch_.get() + first, ring_.data_, size - first);
+  return std::span<const std::byte>(ring_.scratch_.get(), size);
 }
 
 void PerfRing::Pass::commit() {

@@ -27,8 +27,12 @@
 // Threads: one thread at a time may run a pass on a ring. PerfRing does not own the mapping.
 #pragma once
 
+#include <linux/perf_event.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -92,6 +96,9 @@ class PerfRing {
     friend class PerfRing;
     explicit Pass(PerfRing& ring);
     void resynchronise(std::uint64_t at, std::uint32_t header_size, const char* reason);
+    // The record of `size` bytes at `offset` that runs past the data area's end, copied whole into the
+    // ring's scratch buffer.
+    std::span<const std::byte> unwrap(std::size_t offset, std::uint32_t size);
     // How far ahead of the record being read next() asks the ring's bytes into the cache.
     static constexpr std::uint64_t kPrefetchAhead = 1024;
 
@@ -118,5 +125,49 @@ class PerfRing {
   std::size_t data_size_ = 0;
   std::unique_ptr<std::byte[]> scratch_;  // kMaxRecordSize bytes, for the one record per pass that wraps
 };
+
+// Inline: drain_ring calls it for every record.
+inline std::optional<RecordView> PerfRing::Pass::next() {
+  if (position_ == head_) return std::nullopt;
+  const std::uint64_t available = head_ - position_;
+  if (available < sizeof(perf_event_header)) {
+    resynchronise(position_, 0, "fewer bytes than a record header before data_head");
+    return std::nullopt;
+  }
+  const std::size_t mask = ring_.data_size_ - 1;
+  const std::size_t offset = position_ & mask;
+  // The records a few hundred bytes on are asked into the cache now, so that their loads, a few records
+  // later, find them there: the producer wrote them from another CPU (or long ago), and a hardware
+  // prefetcher stops at each page's end. Never past data_head: those bytes are not written yet.
+  const std::uint64_t ahead = std::min(head_, position_ + kPrefetchAhead);
+  for (; prefetched_ < ahead; prefetched_ += 64) __builtin_prefetch(ring_.data_ + (prefetched_ & mask));
+  // An 8-aligned header never straddles the end of a data area whose size is a multiple of 8.
+  perf_event_header header;
+  std::memcpy(&header, ring_.data_ + offset, sizeof(header));
+  const std::uint32_t size = header.size;
+  const char* bad = nullptr;
+  if (size < sizeof(perf_event_header)) {
+    bad = "record size smaller than its header";
+  } else if (size % 8 != 0) {
+    bad = "record size not a multiple of 8";
+  } else if (size > available) {
+    bad = "record runs past data_head";
+  }
+  if (bad != nullptr) {
+    resynchronise(position_, size, bad);
+    return std::nullopt;
+  }
+
+  RecordView view;
+  view.position = position_;
+  if (offset + size <= ring_.data_size_) {
+    view.bytes = std::span<const std::byte>(ring_.data_ + offset, size);
+  } else {
+    view.bytes = unwrap(offset, size);
+    view.wrapped = true;
+  }
+  position_ += size;
+  return view;
+}
 
 }  // namespace perfstream

@@ -21,6 +21,13 @@ class RecordConsumer {
 
   // One sample from `cpu`'s ring.
   virtual void on_sample(unsigned cpu, const SampleView& sample) = 0;
+  // Samples of `cpu`'s ring that came one after the other, in ring order, with no other call between them:
+  // the same as on_sample for each in turn, which is what this default does. drain_ring hands samples over
+  // this way, a block at a time, so that a consumer that overrides it takes a block in one loop (its state in
+  // registers, no call per record). The views live as on_sample's do.
+  virtual void on_samples(unsigned cpu, std::span<const SampleView> samples) {
+    for (const SampleView& sample : samples) on_sample(cpu, sample);
+  }
   // The kernel dropped lost.lost (> 0) samples on `cpu` because its ring was full; reported in ring order,
   // before the sample that followed the loss. Notices with a count of 0 are never passed on.
   virtual void on_lost(unsigned cpu, const LostView& lost) = 0;

@@ -1,5 +1,6 @@
 #include "collector/read/ring_drain.hpp"
 
+#include <array>
 #include <cstring>
 
 #include "collector/util/clock.hpp"
@@ -23,6 +24,15 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
     return drained_at;
   };
   DrainResult result;
+  // Samples go to the consumer a block at a time (RecordConsumer::on_samples); the block is handed over
+  // before any other call, so the consumer sees the ring's order.
+  constexpr std::size_t kBlock = 32;
+  std::array<SampleView, kBlock> block;
+  std::size_t blocked = 0;
+  auto hand_over = [&] {
+    if (blocked != 0) consumer.on_samples(cpu, std::span<const SampleView>(block.data(), blocked));
+    blocked = 0;
+  };
   std::uint64_t samples = 0, sample_bytes = 0, lost = 0, lost_notices = 0, malformed = 0, other = 0;
   consumer.on_pass_begin(cpu);
   {
@@ -44,11 +54,13 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
           if (fill_time && !payload_time(timing, decoded.sample.raw, decoded.sample.time)) {
             decoded.sample.time = drain_time();
           }
-          consumer.on_sample(cpu, decoded.sample);
+          block[blocked++] = decoded.sample;
+          if (blocked == kBlock) hand_over();
           break;
         case RecordKind::Lost:
         case RecordKind::LostSamples:
           if (decoded.lost.lost != 0) {
+            hand_over();
             lost += decoded.lost.lost;
             ++lost_notices;
             if (fill_cpu) decoded.lost.cpu = cpu;
@@ -64,6 +76,7 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
           break;
       }
     }
+    hand_over();
     if (pass.corruption()) {
       result.corrupt = true;
       add(counters.corrupt, 1);

@@ -1,5 +1,7 @@
 // drain_ring: one pass over one ring: decode each record, count it, hand it to the consumer, then move the
 // tail. Free of threads and Asio, so the same code runs under the readers, the benchmarks and the tests.
+// Samples reach the consumer in blocks of up to 32 (RecordConsumer::on_samples), in ring order: a block is
+// handed over before a lost notice, a corruption report and the pass's end.
 //
 // What a sample lacks, the drain fills in, so consumers always see a record's CPU and time:
 //   - cpu: without PERF_SAMPLE_CPU (the perf events perfstream opens never ask for it), the ring's CPU. A

@@ -1359,6 +1359,59 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
   EXPECT_EQ(got, expected);
 }
 
+// drain_ring hands samples over in blocks (on_samples): the batches are the same, byte for byte and closed
+// at the same records, as when the same samples come one on_sample call at a time.
+TEST(BatchingConsumer, SamplesTakenInBlocksMakeTheSameBatchesAsOneAtATime) {
+  const auto layout = kind3_layout(8, {testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4),
+                                       testing::schema_field("data", v1::Field::STRING, 8, 4096, "", true)});
+  BatchLimits limits;
+  limits.max_bytes = 32 << 10;
+  std::vector<std::string> records;
+  std::vector<SampleView> views;
+  for (int i = 0; i < 3000; ++i) {
+    std::string p(8, '\0');
+    const std::uint32_t kind = 3;
+    std::memcpy(p.data(), &kind, 4);
+    records.push_back(p + std::string(100 + i % 300, static_cast<char>('a' + (i / 7) % 11)));
+  }
+  std::uint64_t t = 1000;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    t += i % 500 == 499 ? std::uint64_t{1} << 40 : 3;  // now and then a wider time delta
+    SampleView v;
+    v.time = t;
+    v.raw = bytes_of(records[i]);
+    views.push_back(v);
+  }
+  auto batches = [&](bool blocks) {
+    TestSink sink;
+    Pipeline p(sink, limits, layout);
+    for (std::size_t i = 0; i < views.size(); i += 100) {  // passes of 100 records, blocks of up to 32
+      p.consumer.on_pass_begin(0);
+      for (std::size_t k = i; k < std::min(views.size(), i + 100); k += blocks ? 32 : 1) {
+        const std::size_t n = blocks ? std::min<std::size_t>(32, std::min(views.size(), i + 100) - k) : 1;
+        if (blocks) {
+          p.consumer.on_samples(0, std::span<const SampleView>(views.data() + k, n));
+        } else {
+          p.consumer.on_sample(0, views[k]);
+        }
+      }
+      p.consumer.on_pass_end(0);
+    }
+    p.consumer.on_stop();
+    p.worker.finish();
+    EXPECT_FALSE(p.worker.first_error());
+    std::vector<std::string> out;
+    for (v1::Batch b : sink.batches) {
+      b.clear_watermark_ns();  // the clock's, at each pass
+      out.push_back(b.SerializeAsString());
+    }
+    return out;
+  };
+  const auto one_at_a_time = batches(false);
+  ASSERT_GT(one_at_a_time.size(), 3u);
+  EXPECT_EQ(batches(true), one_at_a_time);
+}
+
 // A time delta wider than every one before widens each record's time planes (format version 3): the batch
 // closes before that record when the widening would take it past the limit, not after, 7 bytes a record over.
 TEST(BatchingConsumer, AWiderTimeDeltaClosesTheBatchBeforeItTakesThePlanesPastTheLimit) {

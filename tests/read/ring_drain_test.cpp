@@ -10,6 +10,7 @@
 #include <functional>
 #include <iterator>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -185,6 +186,49 @@ TEST(DrainRing, ForwardsLostNoticesInRingOrderAndCountsThem) {
   EXPECT_EQ(counters.lost.load(), 8u);
   EXPECT_EQ(counters.lost_notices.load(), 2u);
   EXPECT_EQ(counters.samples.load(), 2u);
+}
+
+// A consumer that takes samples in blocks (as BatchingConsumer does) gets them in ring order, in blocks of
+// at most 32, and a block is handed over before the lost notice that follows it and before the pass ends.
+TEST(DrainRing, SamplesComeInBlocksHandedOverBeforeALossAndThePassEnd) {
+  class BlockConsumer : public RecordingConsumer {
+   public:
+    using RecordingConsumer::RecordingConsumer;
+    void on_samples(unsigned cpu, std::span<const SampleView> samples) override {
+      calls.push_back("samples " + std::to_string(samples.size()));
+      for (const SampleView& sample : samples) on_sample(cpu, sample);
+    }
+    void on_lost(unsigned cpu, const LostView& lost) override {
+      calls.push_back("lost " + std::to_string(lost.lost));
+      RecordingConsumer::on_lost(cpu, lost);
+    }
+    void on_pass_end(unsigned cpu) override {
+      calls.push_back("pass end");
+      RecordingConsumer::on_pass_end(cpu);
+    }
+    std::vector<std::string> calls;
+  };
+  FakeKernelRing fake(kPage);
+  PerfRing ring = wrap(fake);
+  const RecordDecoder dec = decoder();
+  BlockConsumer consumer(fake);
+  CpuCounters counters;
+  for (std::uint64_t i = 0; i < 70; ++i) ASSERT_TRUE(fake.write_record(FakeKernelRing::sample(i, 1, payload(i, 4))));
+  ASSERT_TRUE(fake.write_record(FakeKernelRing::lost(9, 4, 70, 1)));
+  for (std::uint64_t i = 70; i < 75; ++i) ASSERT_TRUE(fake.write_record(FakeKernelRing::sample(i, 1, payload(i, 4))));
+
+  drain_ring(ring, 1, dec, consumer, counters);
+  EXPECT_EQ(consumer.calls, (std::vector<std::string>{"samples 32", "samples 32", "samples 6", "lost 4", "samples 5",
+                                                      "pass end"}));
+  const auto samples = consumer.of(RecordingConsumer::Event::Sample);
+  ASSERT_EQ(samples.size(), 75u);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_EQ(samples[i].sample.time, i) << "sample " << i;
+    EXPECT_EQ(samples[i].raw, padded(payload(i, 4))) << "sample " << i;
+  }
+  EXPECT_TRUE(consumer.views_intact);
+  EXPECT_EQ(consumer.views_checked, 75u);
+  EXPECT_EQ(counters.samples.load(), 75u);
 }
 
 TEST(DrainRing, LostNoticeWithZeroCountIsNotForwarded) {
