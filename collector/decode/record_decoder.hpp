@@ -65,29 +65,40 @@ class RecordDecoder {
   // sample whose sizes do not add up, goes to decode_slow, which classifies it field by field. The two give
   // the same result for any sample (docs/BENCHMARKS.md, "Where the drain's time went").
   DecodedRecord decode(std::span<const std::byte> record) const {
-    if (record.size() >= layout_.min_size) {
-      const std::byte* p = record.data();
-      perf_event_header header;
-      std::memcpy(&header, p, sizeof(header));
-      std::uint32_t raw_size = 0;
-      if (layout_.raw != 0) std::memcpy(&raw_size, p + layout_.raw, sizeof(raw_size));
-      if (header.type == PERF_RECORD_SAMPLE && header.size == record.size() &&
-          raw_size <= record.size() - layout_.min_size) {
-        SampleView s;
-        if (layout_.raw != 0) s.raw = record.subspan(layout_.min_size, raw_size);
-        if (layout_.id != 0) std::memcpy(&s.id, p + layout_.id, sizeof(s.id));
-        if (layout_.tid != 0) {
-          std::memcpy(&s.pid, p + layout_.tid, sizeof(s.pid));
-          std::memcpy(&s.tid, p + layout_.tid + 4, sizeof(s.tid));
-        }
-        if (layout_.time != 0) std::memcpy(&s.time, p + layout_.time, sizeof(s.time));
-        if (layout_.cpu != 0) std::memcpy(&s.cpu, p + layout_.cpu, sizeof(s.cpu));
-        return DecodedRecord{.kind = RecordKind::Sample, .type = header.type, .sample = s, .lost = {}, .malformed = ""};
-      }
+    SampleView s;
+    if (decode_sample(record, s)) {
+      return DecodedRecord{.kind = RecordKind::Sample, .type = PERF_RECORD_SAMPLE, .sample = s, .lost = {}, .malformed = ""};
     }
     DecodedRecord out;
     decode_slow(record, out);
     return out;
+  }
+  // decode()'s fast path alone, written field by field into `out` (every field): true for a sample read
+  // there; false, `out` then unspecified, for any record decode() hands to decode_slow. A drain writes
+  // straight into its block of samples this way: a SampleView built apart and copied in would be loaded
+  // back in 16-byte pieces over the narrower stores just made, which store-to-load forwarding cannot serve
+  // (the drain's worst stall in the kernel bench's profile).
+  bool decode_sample(std::span<const std::byte> record, SampleView& out) const {
+    if (record.size() < layout_.min_size) return false;
+    const std::byte* p = record.data();
+    perf_event_header header;
+    std::memcpy(&header, p, sizeof(header));
+    std::uint32_t raw_size = 0;
+    if (layout_.raw != 0) std::memcpy(&raw_size, p + layout_.raw, sizeof(raw_size));
+    if (header.type != PERF_RECORD_SAMPLE || header.size != record.size() ||
+        raw_size > record.size() - layout_.min_size) {
+      return false;
+    }
+    out = SampleView{};
+    if (layout_.raw != 0) out.raw = record.subspan(layout_.min_size, raw_size);
+    if (layout_.id != 0) std::memcpy(&out.id, p + layout_.id, sizeof(out.id));
+    if (layout_.tid != 0) {
+      std::memcpy(&out.pid, p + layout_.tid, sizeof(out.pid));
+      std::memcpy(&out.tid, p + layout_.tid + 4, sizeof(out.tid));
+    }
+    if (layout_.time != 0) std::memcpy(&out.time, p + layout_.time, sizeof(out.time));
+    if (layout_.cpu != 0) std::memcpy(&out.cpu, p + layout_.cpu, sizeof(out.cpu));
+    return true;
   }
 
   std::uint64_t sample_type() const { return sample_type_; }

@@ -518,9 +518,18 @@ void ColumnarEncoder::encode_pending_tails(GroupState& g, std::uint32_t n) {
       hashes[k] = g.tails.look_ahead(tail_of(k), size);
     }
   }
-  for (; r < n; ++r) {
-    estimate_ += (same >> r & 1) != 0 ? g.tails.add_last_again(g.tail_values)
-                                      : g.tails.add(hashes[r], tail_of(r), rows[r].tail_size, g.tail_values, g.suffixes);
+  while (r < n) {
+    if ((same >> r & 1) != 0) {  // a run of tails like the one before: one value, written once a record
+      // Its end: the lowest set bit of `rest` (none when all 64 records of a full block are in the run).
+      const std::uint64_t rest = ~(same >> r);
+      const std::uint32_t run =
+          rest == 0 ? n - r : std::min<std::uint32_t>(n - r, static_cast<std::uint32_t>(__builtin_ctzll(rest)));
+      estimate_ += g.tails.add_last_again(g.tail_values, run);
+      r += run;
+    } else {
+      estimate_ += g.tails.add(hashes[r], tail_of(r), rows[r].tail_size, g.tail_values, g.suffixes);
+      ++r;
+    }
   }
 }
 
@@ -663,6 +672,14 @@ std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
 }
 
 }  // namespace
+
+std::size_t ColumnarEncoder::TailTable::add_last_again(ByteBuffer& values, std::uint32_t times) const {
+  char value[kMaxVarintBytes];
+  const auto size = static_cast<std::size_t>(put_varint_unchecked(value, 2 * std::uint64_t{last_entry_} + 1) - value);
+  char* out = values.grow(size * times);
+  for (std::uint32_t k = 0; k < times; ++k, out += size) std::memcpy(out, value, size);
+  return size * times;
+}
 
 bool ColumnarEncoder::TailTable::same_as_last(const char* tail, std::size_t size) const {
   return last_entry_ != UINT32_MAX && size == last_size_ && same_bytes(bytes_.view().data() + last_at_, tail, size);

@@ -227,9 +227,9 @@ class ColumnarEncoder {
     // Whether `tail` has the bytes of the tail added last (then nothing else is needed: fixed-size payload
     // areas, a path opened twice in a row).
     bool same_as_last(const char* tail, std::size_t size) const;
-    // Writes the value of the tail added last again (a record whose tail has the same bytes); returns the
-    // bytes written.
-    std::size_t add_last_again(ByteBuffer& values) const { return values.put_varint(2 * std::uint64_t{last_entry_} + 1); }
+    // Writes the value of the tail added last again, `times` times (records whose tails have the same bytes);
+    // returns the bytes written.
+    std::size_t add_last_again(ByteBuffer& values, std::uint32_t times) const;
     // A tail's hash, its slot fetched into the cache ahead of add().
     std::uint32_t look_ahead(const char* tail, std::size_t size);
     // Writes the value (and suffix) of a tail with this hash. Returns what the record costs the batch: the

@@ -45,6 +45,16 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
     while (auto record = pass.next()) {
       ++result.records;
       result.bytes += record->bytes.size();
+      // A sample, the common case, is decoded straight into the block (RecordDecoder::decode_sample).
+      SampleView& slot = block[blocked];
+      if (decoder.decode_sample(record->bytes, slot)) {
+        ++samples;
+        sample_bytes += slot.raw.size();
+        if (fill_cpu) slot.cpu = cpu;
+        if (fill_time && !payload_time(timing, slot.raw, slot.time)) slot.time = drain_time();
+        if (++blocked == kBlock) hand_over();
+        continue;
+      }
       DecodedRecord decoded = decoder.decode(record->bytes);
       switch (decoded.kind) {
         case RecordKind::Sample:

@@ -232,6 +232,35 @@ TEST(ColumnarBatch, ARepeatedTailIsWrittenAsTheIndexOfItsFirstOccurrence) {
   expect_round_trip(message, recs);
 }
 
+// Read a block at a time, tails like the one before come in runs, written as one value repeated: runs that
+// fill a whole block of 64, cross blocks, and end at a new tail or a repeat of an older one.
+TEST(ColumnarBatch, RunsOfTheSameTailReadInBlocksAreWrittenAsTheirEntryRepeated) {
+  const std::string ab0 = std::string("ab\0\0", 4);
+  std::vector<Rec> recs;
+  std::uint64_t t = 1000;
+  auto add = [&](const std::string& tail, int times) {
+    for (int i = 0; i < times; ++i) recs.push_back({t++, 0, small(static_cast<std::uint32_t>(t), ab0, tail)});
+  };
+  add("a", 3);
+  add("bb", 130);
+  add("a", 1);
+  add("c", 5);
+  add("bb", 1);
+  const auto layout = layout_of({small_schema()});
+  BatchEncoder one(layout);
+  const std::string message = encode(one, recs);
+  expect_same_bytes_read_in_blocks(layout, recs, message);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  std::string expected = "00 01 01 00 ";  // "a" new, again, again; "bb" new (shares nothing)
+  for (int i = 0; i < 129; ++i) expected += "03 ";
+  expected += "01 00 ";  // "a": entry 0; "c" new
+  for (int i = 0; i < 4; ++i) expected += "05 ";
+  expected += "03 ";  // "bb": entry 1
+  EXPECT_EQ(hex(b.groups(0).tail().values()), expected);
+  expect_round_trip(message, recs);
+}
+
 // A record's time field (the header's record_time_field) is stored as its difference from the record's time:
 // 0 when the time came from it.
 TEST(ColumnarBatch, TheTimeFieldIsStoredAsItsOffsetFromTheRecordsTime) {
