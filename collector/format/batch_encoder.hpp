@@ -51,6 +51,14 @@ class BatchEncoder {
     return time_deltas_.size() + time_planes_.encoded_size() + cpus_.size() + sizes_.size() + payloads_.size() +
            lost_.size() + record_groups_.size() + (columnar_ ? columnar_->encoded_size_estimate() : 0) + 48;
   }
+  // The most a record with a payload of this size adds to encoded_size_estimate(), its time planes' widening
+  // aside (time_widening_bytes): a varint for its time, CPU, size, group and tail, and for each payload byte
+  // at most 21, the guess for a 1-byte string before its group's first block is read (the string, its length
+  // and its index, ColumnarEncoder); a number's column guesses 10 bytes, a tail byte counts once. A caller may
+  // add records whose bounds sum below max_bytes - estimate without looking at the estimate.
+  static constexpr std::size_t most_bytes_added(std::size_t payload_size) {
+    return 21 * payload_size + 5 * kMaxVarintBytes;
+  }
   // Bytes a record at time_ns would add to the records already in the batch, besides its own: with a layout,
   // a time delta wider than all before it widens every record's time planes (time_delta_planes.hpp).
   std::size_t time_widening_bytes(std::uint64_t time_ns) const {

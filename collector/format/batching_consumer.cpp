@@ -35,6 +35,7 @@ std::uint64_t BatchingConsumer::watermark() const {
   if (const std::size_t widening = encoder_.time_widening_bytes(sample.time); widening != 0) {
     // A time delta wider than any before widens every record's time planes, up to 7 bytes each: close the
     // batch before it when that would pass the limit, so that a batch passes max_bytes by one record at most.
+    unchecked_bytes_ = 0;  // the widening is outside most_bytes_added
     if (encoder_.encoded_size_estimate() + widening >= limits_.max_bytes) {
       encoder_.flush_views();
       if (encoder_.encoded_size_estimate() + widening >= limits_.max_bytes) close_batch();
@@ -44,12 +45,23 @@ std::uint64_t BatchingConsumer::watermark() const {
   encoder_.add_record(sample.time, sample.cpu, sample.raw);
   if (encoder_.record_count() >= limits_.max_records) {
     close_batch();
-  } else if (encoder_.encoded_size_estimate() >= limits_.max_bytes) {
-    // Records not read yet count their tails whole, though a repeated tail costs a byte or two: read them,
-    // and close on the exact size, where a batch read one record at a time would close.
-    encoder_.flush_views();
-    if (encoder_.encoded_size_estimate() >= limits_.max_bytes) close_batch();
+    return;
   }
+  // The estimate is looked at only when the records since it was last could have taken it to max_bytes.
+  if (const std::size_t most = BatchEncoder::most_bytes_added(sample.raw.size()); most < unchecked_bytes_) {
+    unchecked_bytes_ -= most;
+    return;
+  }
+  // Records not read yet count their columns as a guess and their tails whole: read them, so that the batch
+  // closes on the exact size, where a batch read one record at a time would close, and so that what is left
+  // is exact (a guess could grow once read, outside the bounds counted from here).
+  encoder_.flush_views();
+  const std::size_t estimate = encoder_.encoded_size_estimate();
+  if (estimate >= limits_.max_bytes) {
+    close_batch();
+    return;
+  }
+  unchecked_bytes_ = limits_.max_bytes - estimate;
 }
 
 void BatchingConsumer::on_sample(unsigned cpu, const SampleView& sample) {
@@ -63,6 +75,7 @@ void BatchingConsumer::on_samples(unsigned cpu, std::span<const SampleView> samp
 }
 
 void BatchingConsumer::on_lost(unsigned cpu, const LostView& lost) {
+  unchecked_bytes_ = 0;  // a notice's bytes are outside most_bytes_added
   if (encoder_.empty()) opened_ = std::chrono::steady_clock::now();
   encoder_.add_lost(lost.has_sample_id ? lost.cpu : cpu, lost.lost, lost.time, 0);
   lost_in_batch_ += lost.lost;
@@ -115,6 +128,7 @@ void BatchingConsumer::close_batch() {
   batch_.first_time_ns = encoder_.first_time();
   batch_.max_time_ns = encoder_.max_time();
   encoder_.reset();
+  unchecked_bytes_ = 0;
   lost_in_batch_ = 0;
   given_ = watermark();
   worker_.submit(producer_, batch_, encoded_, given_);

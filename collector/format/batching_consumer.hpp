@@ -87,6 +87,9 @@ class BatchingConsumer : public RecordConsumer {
   std::uint64_t given_ = 0;  // the highest watermark given to the worker
   std::uint64_t last_tick_ = 0;  // the clock at the latest on_tick
   std::uint64_t lost_in_batch_ = 0;
+  // How much the open batch's estimate may still grow before it can reach max_bytes: records whose
+  // BatchEncoder::most_bytes_added fit below it are added without looking at the estimate.
+  std::size_t unchecked_bytes_ = 0;
   std::string encoded_;
   EncodedBatch batch_;
   bool stopped_ = false;

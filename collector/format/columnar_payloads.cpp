@@ -676,8 +676,15 @@ std::size_t common_prefix(const char* a, const char* b, std::size_t limit) {
 std::size_t ColumnarEncoder::TailTable::add_last_again(ByteBuffer& values, std::uint32_t times) const {
   char value[kMaxVarintBytes];
   const auto size = static_cast<std::size_t>(put_varint_unchecked(value, 2 * std::uint64_t{last_entry_} + 1) - value);
-  char* out = values.grow(size * times);
-  for (std::uint32_t k = 0; k < times; ++k, out += size) std::memcpy(out, value, size);
+  if (size == 1) {  // entries below 64
+    std::memset(values.grow(times), value[0], times);
+    return times;
+  }
+  // Whole kMaxVarintBytes copies (no call), each overwritten from `size` on by the next.
+  values.reserve(size * times + kMaxVarintBytes);
+  char* out = values.end();
+  for (std::uint32_t k = 0; k < times; ++k, out += size) std::memcpy(out, value, kMaxVarintBytes);
+  values.set_end(out);
   return size * times;
 }
 

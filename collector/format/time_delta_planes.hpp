@@ -40,7 +40,11 @@ class TimeDeltaPlanesWriter {
   std::size_t encoded_size() const { return count() * width(); }
   // What adding `zigzag` would add to the planes of the values already there: 0 when it fits their width,
   // else the extra bytes of each.
-  std::size_t widening_bytes(std::uint64_t zigzag) const { return (width_of(all_bits_ | zigzag) - width()) * count(); }
+  // A value no larger than every bit seen so far fits their width (the common case, taken without a count).
+  std::size_t widening_bytes(std::uint64_t zigzag) const {
+    if (zigzag <= all_bits_) return 0;
+    return (width_of(all_bits_ | zigzag) - width()) * count();
+  }
   // Appends the planes (encoded_size() bytes, no field tag) to `out`.
   void append_planes(std::string& out) const;
   void clear() {

@@ -261,6 +261,73 @@ TEST(ColumnarBatch, RunsOfTheSameTailReadInBlocksAreWrittenAsTheirEntryRepeated)
   expect_round_trip(message, recs);
 }
 
+// A run of the same tail whose entry's value takes two bytes (entries from 64 on).
+TEST(ColumnarBatch, RunsOfATailWithATwoByteValueAreWrittenWhole) {
+  const std::string ab0 = std::string("ab\0\0", 4);
+  std::vector<Rec> recs;
+  for (std::uint32_t i = 0; i < 70; ++i) recs.push_back({1000 + i, 0, small(i, ab0, "tail " + std::to_string(i))});
+  for (std::uint32_t i = 0; i < 100; ++i) recs.push_back({2000 + i, 0, small(i, ab0, "tail 69")});
+  recs.push_back({3000, 0, small(0, ab0, "tail 3")});
+  const auto layout = layout_of({small_schema()});
+  BatchEncoder one(layout);
+  const std::string message = encode(one, recs);
+  expect_same_bytes_read_in_blocks(layout, recs, message);
+  v1::Batch b;
+  ASSERT_TRUE(b.ParseFromString(message));
+  std::string expected;
+  for (int i = 0; i < 100; ++i) expected += "8b 01 ";  // entry 69: 2 * 69 + 1 = 139
+  expected += "07 ";                                    // entry 3
+  const std::string values = hex(b.groups(0).tail().values());
+  ASSERT_GE(values.size(), expected.size());
+  EXPECT_EQ(values.substr(values.size() - expected.size()), expected);
+  expect_round_trip(message, recs);
+}
+
+// BatchingConsumer adds records without looking at the estimate while their BatchEncoder::most_bytes_added
+// sum below what is left of max_bytes: no record may add more than that, even one made to cost the most
+// (1-byte numbers that all become 2-byte varints, 1-byte strings each new, a tail that shares nothing), read
+// one at a time or a block at a time.
+TEST(ColumnarBatch, NoRecordAddsMoreToTheEstimateThanMostBytesAdded) {
+  v1::EventSchema s;
+  s.set_kind(9);
+  s.set_name("costly");
+  s.set_fixed_size(16);
+  *s.add_fields() = schema_field("kind", v1::Field::UNSIGNED, 0, 4);
+  *s.add_fields() = schema_field("a", v1::Field::SIGNED, 4, 1);
+  *s.add_fields() = schema_field("b", v1::Field::UNSIGNED, 5, 1);
+  for (std::uint32_t k = 6; k < 16; ++k) *s.add_fields() = schema_field("s" + std::to_string(k), v1::Field::STRING, k, 1);
+  *s.add_fields() = schema_field("tail", v1::Field::BYTES, 16, 64, "", true);
+  const auto layout = layout_of({s});
+  for (const PayloadViews views : {PayloadViews::ReadInAdd, PayloadViews::KeptUntilFlush}) {
+    SCOPED_TRACE(views == PayloadViews::ReadInAdd ? "read in add" : "read in blocks");
+    BatchEncoder enc(layout, views);
+    std::vector<std::string> payloads;
+    std::uint32_t x = 7;
+    for (std::uint32_t i = 0; i < 3000; ++i) {
+      std::string p(16 + i % 50, '\0');
+      for (char& c : p) c = static_cast<char>((x = x * 1103515245 + 12345) >> 16);
+      const std::uint32_t kind = 9;
+      std::memcpy(p.data(), &kind, 4);
+      p[4] = static_cast<char>(i % 2 ? 127 : -128);  // deltas of 255 each way
+      payloads.push_back(std::move(p));
+    }
+    std::size_t since_check = 0, bound = 0;
+    enc.flush_views();
+    std::size_t checked = enc.encoded_size_estimate();
+    for (std::uint32_t i = 0; i < payloads.size(); ++i) {
+      enc.add_record(1000 + i, 0, bytes_of(payloads[i]));
+      bound += BatchEncoder::most_bytes_added(payloads[i].size());
+      ASSERT_LE(enc.encoded_size_estimate(), checked + bound) << "record " << i;
+      if (++since_check == 100) {  // as the consumer does at a check: read what is pending, start again
+        enc.flush_views();
+        ASSERT_LE(enc.encoded_size_estimate(), checked + bound) << "record " << i << ", read";
+        checked = enc.encoded_size_estimate();
+        bound = since_check = 0;
+      }
+    }
+  }
+}
+
 // A record's time field (the header's record_time_field) is stored as its difference from the record's time:
 // 0 when the time came from it.
 TEST(ColumnarBatch, TheTimeFieldIsStoredAsItsOffsetFromTheRecordsTime) {

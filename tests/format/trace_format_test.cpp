@@ -1359,6 +1359,61 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
   EXPECT_EQ(got, expected);
 }
 
+// Small records are added many at a time without a look at the estimate (BatchEncoder::most_bytes_added):
+// the batches still close at the record where a batch read record by record reaches max_bytes.
+TEST(BatchingConsumer, SmallRecordsAddedUncheckedStillCloseWhereReadingRecordByRecordWould) {
+  const auto layout = kind3_layout(8, {testing::schema_field("kind", v1::Field::UNSIGNED, 0, 4),
+                                       testing::schema_field("v", v1::Field::UNSIGNED, 4, 4),
+                                       testing::schema_field("data", v1::Field::STRING, 8, 4096, "", true)});
+  BatchLimits limits;
+  limits.max_bytes = 16 << 10;
+  std::vector<std::string> records;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 20000; ++i) {
+    x = x * 1103515245 + 12345;
+    std::string p(8, '\0');
+    const std::uint32_t kind = 3, v = x >> 8;
+    std::memcpy(p.data(), &kind, 4);
+    std::memcpy(p.data() + 4, &v, 4);
+    records.push_back(p + std::string((x >> 4) % 40, static_cast<char>('a' + (x >> 12) % 26)));
+  }
+  std::vector<std::uint64_t> expected;
+  {
+    BatchEncoder one(layout);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      one.add_record(1000 + 3 * i, 0, bytes_of(records[i]));
+      if (one.encoded_size_estimate() >= limits.max_bytes) {
+        expected.push_back(one.record_count());
+        one.reset();
+      }
+    }
+    if (one.record_count() != 0) expected.push_back(one.record_count());
+  }
+  ASSERT_GT(expected.size(), 5u);
+  TestSink sink;
+  Pipeline p(sink, limits, layout);
+  for (std::size_t i = 0; i < records.size(); i += 1000) {  // passes of 1000 records, in blocks of 32
+    p.consumer.on_pass_begin(0);
+    std::vector<SampleView> views;
+    for (std::size_t k = i; k < std::min(records.size(), i + 1000); ++k) {
+      SampleView v;
+      v.time = 1000 + 3 * k;
+      v.raw = bytes_of(records[k]);
+      views.push_back(v);
+    }
+    for (std::size_t k = 0; k < views.size(); k += 32) {
+      p.consumer.on_samples(0, std::span<const SampleView>(views.data() + k, std::min<std::size_t>(32, views.size() - k)));
+    }
+    p.consumer.on_pass_end(0);
+  }
+  p.consumer.on_stop();
+  p.worker.finish();
+  ASSERT_FALSE(p.worker.first_error());
+  std::vector<std::uint64_t> got;
+  for (const v1::Batch& b : sink.batches) got.push_back(b.record_count());
+  EXPECT_EQ(got, expected);
+}
+
 // drain_ring hands samples over in blocks (on_samples): the batches are the same, byte for byte and closed
 // at the same records, as when the same samples come one on_sample call at a time.
 TEST(BatchingConsumer, SamplesTakenInBlocksMakeTheSameBatchesAsOneAtATime) {
