@@ -1359,6 +1359,24 @@ TEST(BatchingConsumer, ClosesAColumnarBatchWhereReadingRecordByRecordWould) {
   EXPECT_EQ(got, expected);
 }
 
+// Hands `views` to the consumer as drain_ring would: in passes of `pass` records, each in blocks of `block`
+// (on_samples), or one on_sample call a record when `block` is 0.
+void take_in_passes(BatchingConsumer& consumer, const std::vector<SampleView>& views, std::size_t pass,
+                    std::size_t block) {
+  for (std::size_t i = 0; i < views.size(); i += pass) {
+    const std::size_t end = std::min(views.size(), i + pass);
+    consumer.on_pass_begin(0);
+    for (std::size_t k = i; k < end; k += block == 0 ? 1 : block) {
+      if (block == 0) {
+        consumer.on_sample(0, views[k]);
+      } else {
+        consumer.on_samples(0, std::span<const SampleView>(views.data() + k, std::min(block, end - k)));
+      }
+    }
+    consumer.on_pass_end(0);
+  }
+}
+
 // Small records are added many at a time without a look at the estimate (BatchEncoder::most_bytes_added):
 // the batches still close at the record where a batch read record by record reaches max_bytes.
 TEST(BatchingConsumer, SmallRecordsAddedUncheckedStillCloseWhereReadingRecordByRecordWould) {
@@ -1390,22 +1408,16 @@ TEST(BatchingConsumer, SmallRecordsAddedUncheckedStillCloseWhereReadingRecordByR
     if (one.record_count() != 0) expected.push_back(one.record_count());
   }
   ASSERT_GT(expected.size(), 5u);
+  std::vector<SampleView> views;
+  for (std::size_t k = 0; k < records.size(); ++k) {
+    SampleView v;
+    v.time = 1000 + 3 * k;
+    v.raw = bytes_of(records[k]);
+    views.push_back(v);
+  }
   TestSink sink;
   Pipeline p(sink, limits, layout);
-  for (std::size_t i = 0; i < records.size(); i += 1000) {  // passes of 1000 records, in blocks of 32
-    p.consumer.on_pass_begin(0);
-    std::vector<SampleView> views;
-    for (std::size_t k = i; k < std::min(records.size(), i + 1000); ++k) {
-      SampleView v;
-      v.time = 1000 + 3 * k;
-      v.raw = bytes_of(records[k]);
-      views.push_back(v);
-    }
-    for (std::size_t k = 0; k < views.size(); k += 32) {
-      p.consumer.on_samples(0, std::span<const SampleView>(views.data() + k, std::min<std::size_t>(32, views.size() - k)));
-    }
-    p.consumer.on_pass_end(0);
-  }
+  take_in_passes(p.consumer, views, 1000, 32);
   p.consumer.on_stop();
   p.worker.finish();
   ASSERT_FALSE(p.worker.first_error());
@@ -1440,18 +1452,7 @@ TEST(BatchingConsumer, SamplesTakenInBlocksMakeTheSameBatchesAsOneAtATime) {
   auto batches = [&](bool blocks) {
     TestSink sink;
     Pipeline p(sink, limits, layout);
-    for (std::size_t i = 0; i < views.size(); i += 100) {  // passes of 100 records, blocks of up to 32
-      p.consumer.on_pass_begin(0);
-      for (std::size_t k = i; k < std::min(views.size(), i + 100); k += blocks ? 32 : 1) {
-        const std::size_t n = blocks ? std::min<std::size_t>(32, std::min(views.size(), i + 100) - k) : 1;
-        if (blocks) {
-          p.consumer.on_samples(0, std::span<const SampleView>(views.data() + k, n));
-        } else {
-          p.consumer.on_sample(0, views[k]);
-        }
-      }
-      p.consumer.on_pass_end(0);
-    }
+    take_in_passes(p.consumer, views, 100, blocks ? 32 : 0);
     p.consumer.on_stop();
     p.worker.finish();
     EXPECT_FALSE(p.worker.first_error());
