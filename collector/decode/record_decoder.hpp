@@ -101,13 +101,15 @@ class RecordDecoder {
     return true;
   }
 
+  // Any record, field by field, into a default-constructed `out`: what decode() does with a record
+  // decode_sample does not read (a caller that tried decode_sample first calls this, not decode()).
+  void decode_slow(std::span<const std::byte> record, DecodedRecord& out) const;
+
   std::uint64_t sample_type() const { return sample_type_; }
 
  private:
   RecordDecoder(std::uint64_t sample_type, bool sample_id_all);
   bool read_sample_id(std::span<const std::byte> trailer, LostView& lost) const;
-  // Any record, field by field, into a default-constructed `out`.
-  void decode_slow(std::span<const std::byte> record, DecodedRecord& out) const;
 
   // Where a sample's fields lie for sample_type_: byte offsets from the record's start, 0 (the header's
   // place) when sample_type_ lacks the field; raw is the raw area's u32 size. min_size is the size below

@@ -53,11 +53,10 @@ class BatchEncoder {
   }
   // The most a record with a payload of this size adds to encoded_size_estimate(), its time planes' widening
   // aside (time_widening_bytes): a varint for its time, CPU, size, group and tail, and for each payload byte
-  // at most 21, the guess for a 1-byte string before its group's first block is read (the string, its length
-  // and its index, ColumnarEncoder); a number's column guesses 10 bytes, a tail byte counts once. A caller may
-  // add records whose bounds sum below max_bytes - estimate without looking at the estimate.
+  // at most ColumnarEncoder::kMostEstimateBytesPerPayloadByte (21; a raw payload's byte counts once). A
+  // caller may add records whose bounds sum below max_bytes - estimate without looking at the estimate.
   static constexpr std::size_t most_bytes_added(std::size_t payload_size) {
-    return 21 * payload_size + 5 * kMaxVarintBytes;
+    return ColumnarEncoder::kMostEstimateBytesPerPayloadByte * payload_size + 5 * kMaxVarintBytes;
   }
   // Bytes a record at time_ns would add to the records already in the batch, besides its own: with a layout,
   // a time delta wider than all before it widens every record's time planes (time_delta_planes.hpp).

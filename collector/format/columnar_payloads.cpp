@@ -327,7 +327,7 @@ ColumnarEncoder::ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout, P
     }
     g.plan_order = std::move(at);
     // Until its first block is read, a record is guessed to take the most its columns can (a new string
-    // whole, with its length and index).
+    // whole, with its length and index): kMostEstimateBytesPerPayloadByte bounds it.
     std::size_t most = 0;
     for (const ColumnState& c : g.columns) {
       most += c.plan.encoding == ColumnEncoding::String ? c.plan.width + 2 * kMaxVarintBytes

@@ -176,6 +176,12 @@ class ColumnarEncoder {
   explicit ColumnarEncoder(std::shared_ptr<const ColumnarLayout> layout,
                            PayloadViews views = PayloadViews::ReadInAdd);
 
+  // The most add() adds to encoded_size_estimate() for each byte of a payload, before the record is read
+  // and after, besides a varint for its tail: the guess for a 1-byte string column before its group's first
+  // block is read (the string with its length and its index, the constructor's guess) is the largest; a
+  // number's column guesses at most kMaxVarintBytes, a raw byte and a tail byte count once.
+  static constexpr std::size_t kMostEstimateBytesPerPayloadByte = 1 + 2 * kMaxVarintBytes;
+
   // Takes `payload`, a record of time `time_ns`, into its group and sets `group` (0-based, in order of first
   // use in the batch); false, with nothing taken, when no plan rebuilds it exactly. With KeptUntilFlush the
   // payload is read by a later add() or flush(), and must stay valid until then.

@@ -45,46 +45,40 @@ DrainResult drain_ring(PerfRing& ring, unsigned cpu, const RecordDecoder& decode
     while (auto record = pass.next()) {
       ++result.records;
       result.bytes += record->bytes.size();
-      // A sample, the common case, is decoded straight into the block (RecordDecoder::decode_sample).
+      // A sample, the common case, is decoded straight into the block (RecordDecoder::decode_sample); any
+      // other record field by field, and a sample found that way is put into the block too.
       SampleView& slot = block[blocked];
-      if (decoder.decode_sample(record->bytes, slot)) {
-        ++samples;
-        sample_bytes += slot.raw.size();
-        if (fill_cpu) slot.cpu = cpu;
-        if (fill_time && !payload_time(timing, slot.raw, slot.time)) slot.time = drain_time();
-        if (++blocked == kBlock) hand_over();
-        continue;
+      if (!decoder.decode_sample(record->bytes, slot)) {
+        DecodedRecord decoded;
+        decoder.decode_slow(record->bytes, decoded);
+        switch (decoded.kind) {
+          case RecordKind::Sample:
+            slot = decoded.sample;
+            break;
+          case RecordKind::Lost:
+          case RecordKind::LostSamples:
+            if (decoded.lost.lost != 0) {
+              hand_over();
+              lost += decoded.lost.lost;
+              ++lost_notices;
+              if (fill_cpu) decoded.lost.cpu = cpu;
+              if (fill_time) decoded.lost.time = drain_time();
+              consumer.on_lost(cpu, decoded.lost);
+            }
+            continue;
+          case RecordKind::Other:
+            ++other;
+            continue;
+          case RecordKind::Malformed:
+            ++malformed;
+            continue;
+        }
       }
-      DecodedRecord decoded = decoder.decode(record->bytes);
-      switch (decoded.kind) {
-        case RecordKind::Sample:
-          ++samples;
-          sample_bytes += decoded.sample.raw.size();
-          if (fill_cpu) decoded.sample.cpu = cpu;
-          if (fill_time && !payload_time(timing, decoded.sample.raw, decoded.sample.time)) {
-            decoded.sample.time = drain_time();
-          }
-          block[blocked++] = decoded.sample;
-          if (blocked == kBlock) hand_over();
-          break;
-        case RecordKind::Lost:
-        case RecordKind::LostSamples:
-          if (decoded.lost.lost != 0) {
-            hand_over();
-            lost += decoded.lost.lost;
-            ++lost_notices;
-            if (fill_cpu) decoded.lost.cpu = cpu;
-            if (fill_time) decoded.lost.time = drain_time();
-            consumer.on_lost(cpu, decoded.lost);
-          }
-          break;
-        case RecordKind::Other:
-          ++other;
-          break;
-        case RecordKind::Malformed:
-          ++malformed;
-          break;
-      }
+      ++samples;
+      sample_bytes += slot.raw.size();
+      if (fill_cpu) slot.cpu = cpu;
+      if (fill_time && !payload_time(timing, slot.raw, slot.time)) slot.time = drain_time();
+      if (++blocked == kBlock) hand_over();
     }
     hand_over();
     if (pass.corruption()) {
